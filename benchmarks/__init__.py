@@ -1,0 +1,1 @@
+"""pytest-benchmark fixtures, regression thresholds and the report generator."""

@@ -1,0 +1,1 @@
+"""Models (Load + train): the seed models by name and the timed training loop."""

@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Set up the suite's virtual environment and run one of its jobs.
+
+    python3 tasks.py bench [ARGS...]   main job: benchmark suite on the embedded data
+    python3 tasks.py test  [ARGS...]   the tests (and every benchmark once, untimed)
+    python3 tasks.py lint  [ARGS...]   ruff
+
+Needs only `python3` (3.11). The first call creates `.venv` in the repository
+root and installs `requirements.txt` into it; later calls reuse it and only
+reinstall when `requirements.txt` changes. Extra ARGS go to the underlying
+command (pytest or ruff).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+REQUIREMENTS = ROOT / "requirements.txt"
+STAMP = VENV / ".requirements.sha256"
+
+# pytest's "no tests were collected" exit status; a run that tested nothing
+# must not look green.
+PYTEST_NO_TESTS = 5
+
+
+def venv_python() -> Path:
+    """Path of the virtual environment's interpreter (POSIX or Windows layout)."""
+    for candidate in (VENV / "bin" / "python", VENV / "Scripts" / "python.exe"):
+        if candidate.exists():
+            return candidate
+    return VENV / "bin" / "python"
+
+
+def ensure_venv() -> Path:
+    """Create `.venv` and install the pinned requirements unless already done."""
+    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    python = venv_python()
+    if not python.exists():
+        print(f"tasks: creating {VENV.relative_to(ROOT)}", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+        python = venv_python()
+    if not STAMP.exists() or STAMP.read_text().strip() != wanted:
+        print("tasks: installing requirements.txt into .venv", flush=True)
+        pip = [str(python), "-m", "pip", "--disable-pip-version-check"]
+        subprocess.run([*pip, "install", "-q", "-r", str(REQUIREMENTS)], check=True)
+        # Written last: an interrupted install is retried on the next call.
+        STAMP.write_text(wanted + "\n")
+    return python
+
+
+def job_command(job: str, python: Path, args: list[str]) -> list[str]:
+    """The command line a job runs inside the virtual environment."""
+    py = [str(python), "-m"]
+    if job == "bench":
+        return [*py, "pipelines.embedded", "--profile", "smoke", *args]
+    if job == "test":
+        # Benchmarks run once, untimed, so they cannot rot unnoticed.
+        return [*py, "pytest", "tests", "benchmarks", "--benchmark-disable", *args]
+    if job == "lint":
+        return [*py, "ruff", "check", ".", *args]
+    raise SystemExit(f"tasks: unknown job {job!r}; choose bench, test or lint")
+
+
+def main(argv: list[str]) -> int:
+    """Entry point: `tasks.py JOB [ARGS...]`."""
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(__doc__)
+        return 0 if argv else 2
+    job, args = argv[0], argv[1:]
+    if job not in {"bench", "test", "lint"}:
+        print(f"tasks: unknown job {job!r}; choose bench, test or lint", file=sys.stderr)
+        return 2
+    python = ensure_venv()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    status = subprocess.run(job_command(job, python, args), cwd=ROOT, env=env).returncode
+    if job == "test" and status == PYTEST_NO_TESTS:
+        print("tasks: pytest collected no tests; treating that as a failure", file=sys.stderr)
+        return 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
