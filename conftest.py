@@ -1,0 +1,46 @@
+"""Shared pytest configuration: hypothesis profiles and the small generated dataset."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+import pipelines  # noqa: F401  (quiets TensorFlow's C++ logging before anything imports it)
+from pipelines.embedded import EmbeddedConfig, EmbeddedDataset, ensure_embedded
+
+# "ci": derandomized and bounded, chosen automatically when $CI is set, so a
+# red CI run can be reproduced and the suite stays within its time budget.
+# "dev": more examples, random seeds, for local runs that hunt for new bugs.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    max_examples=20,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "dev", deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+# Small enough to generate in about a second, with every format and more than
+# one shard per split, and an image folder of mixed sizes.
+TINY = EmbeddedConfig(
+    profile="tiny",
+    train=60,
+    test=20,
+    folder_train=30,
+    folder_test=10,
+    folder_sizes=(24, 40),
+    train_shards=3,
+    test_shards=1,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedDataset:
+    """The embedded dataset generated with the `TINY` configuration (read-only for tests)."""
+    return ensure_embedded(TINY, root=tmp_path_factory.mktemp("embedded"))

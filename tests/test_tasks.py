@@ -1,0 +1,66 @@
+"""The bootstrap script: the jobs it runs and its handling of pytest's "no tests"."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import tasks
+
+
+def fake_run(returncode: int, calls: list[list[str]]):
+    def run(command, **kwargs):
+        calls.append(command)
+        return subprocess.CompletedProcess(command, returncode)
+
+    return run
+
+
+def test_test_job_runs_tests_and_every_benchmark_untimed(monkeypatch):
+    calls: list[list[str]] = []
+    monkeypatch.setattr(tasks, "ensure_venv", lambda: Path("/venv/bin/python"))
+    monkeypatch.setattr(tasks.subprocess, "run", fake_run(0, calls))
+    assert tasks.main(["test", "-k", "shuffle"]) == 0
+    assert calls == [
+        [
+            "/venv/bin/python",
+            "-m",
+            "pytest",
+            "tests",
+            "benchmarks",
+            "--benchmark-disable",
+            "-k",
+            "shuffle",
+        ]
+    ]
+
+
+def test_pytest_collecting_no_tests_is_a_failure(monkeypatch, capsys):
+    monkeypatch.setattr(tasks, "ensure_venv", lambda: Path("/venv/bin/python"))
+    monkeypatch.setattr(tasks.subprocess, "run", fake_run(tasks.PYTEST_NO_TESTS, []))
+    assert tasks.main(["test"]) == 1
+    assert "collected no tests" in capsys.readouterr().err
+
+
+def test_an_unknown_job_is_refused_before_any_setup(monkeypatch, capsys):
+    monkeypatch.setattr(
+        tasks, "ensure_venv", lambda: (_ for _ in ()).throw(AssertionError("set up"))
+    )
+    assert tasks.main(["deploy"]) == 2
+    assert "unknown job 'deploy'" in capsys.readouterr().err
+
+
+def test_ci_script_fails_when_pytest_collects_nothing(tmp_path):
+    # .ci/run with a stand-in python3 that behaves like pytest finding no tests.
+    fake = tmp_path / "python3"
+    fake.write_text("#!/bin/sh\nexit 5\n")
+    fake.chmod(0o755)
+    script = Path(tasks.ROOT / ".ci" / "run")
+    done = subprocess.run(
+        ["bash", str(script)],
+        env={"PATH": f"{tmp_path}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1
+    assert "collected no tests" in done.stderr
