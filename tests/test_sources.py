@@ -61,7 +61,7 @@ def test_arrays_source_round_trips_exactly(examples):
 def test_generator_source_round_trips_exactly(examples):
     images, labels = examples
     source = sources.generator_source(
-        lambda: zip(images, labels),
+        lambda: zip(images, labels, strict=True),
         num_examples=len(images),
         image_shape=images.shape[1:],
         num_classes=10,
