@@ -1,1 +1,10 @@
-"""Models (Load + train): the seed models by name and the timed training loop."""
+"""Models (Load + train): the seed models by name and the timed training loop.
+
+- `models.build(name)`: a seed model (`models.zoo`);
+- `models.trainer`: the custom loop that times waiting for input and each step;
+- ``python -m models.train``: train one variant and print a per-epoch table.
+"""
+
+from models.zoo import MODELS, build
+
+__all__ = ["MODELS", "build"]

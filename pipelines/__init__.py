@@ -1,7 +1,11 @@
-"""Input pipelines under test: sources (Extract) and, later, steps and variants (Transform).
+"""Input pipelines under test: sources (Extract), steps and variants (Transform).
 
 - `pipelines.sources`: one constructor per kind of data (memory, generator,
   image folder, CIFAR-10 batches, TFRecord shards) and the storage-latency wrapper;
+- `pipelines.steps`: the steps a variant is made of (one class per tf.data transformation);
+- `pipelines.variants`: the seed variants and their contracts (a new variant goes there);
+- `pipelines.registry`: `VARIANTS`, `register`, `build`;
+- `pipelines.augment`: the augmentations, per example and batched;
 - `pipelines.embedded`: the default dataset, generated locally on first use;
 - `pipelines.element`: the ``{"image", "label", "id"}`` element every step passes on;
 - `pipelines.errors.DataError`: the one-line error for bad input.
@@ -14,5 +18,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pipelines.errors import DataError
+from pipelines.registry import VARIANTS, build, get, register, unregister
+from pipelines.variants import Contract, Variant
 
-__all__ = ["DataError"]
+__all__ = ["VARIANTS", "Contract", "DataError", "Variant", "build", "get", "register", "unregister"]

@@ -1,0 +1,239 @@
+"""The training loop: custom `tf.function` steps, timed where the time goes.
+
+For every training step it records how long the loop waited for the next
+batch (the input pipeline's share) and how long the step itself took, with
+the step synchronised (its loss fetched to the host) so that asynchronous
+device execution cannot make a step look free and push its cost into the
+next wait. Per epoch: wall time, examples/s, train and test loss and
+accuracy, and the input-bound fraction (waiting / (waiting + stepping)).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm import tqdm
+
+from pipelines.element import IMAGE, LABEL
+from pipelines.errors import DataError
+from pipelines.registry import build
+from pipelines.sources.base import Source
+from pipelines.variants import EVALUATION, Variant
+
+
+@dataclasses.dataclass(frozen=True)
+class EpochStats:
+    """What one epoch of training (and the evaluation after it) measured."""
+
+    epoch: int
+    wall_s: float  # training loop only, first wait to last step
+    steps: int
+    examples: int
+    input_wait_s: float
+    step_s: float
+    train_loss: float
+    train_accuracy: float
+    test_loss: float | None = None
+    test_accuracy: float | None = None
+    test_s: float | None = None
+
+    @property
+    def examples_per_s(self) -> float:
+        """Training throughput of the epoch."""
+        return self.examples / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def input_bound(self) -> float:
+        """Fraction of training time spent waiting for input."""
+        busy = self.input_wait_s + self.step_s
+        return self.input_wait_s / busy if busy > 0 else 0.0
+
+
+class InitialModel:
+    """Builds a model once and hands out fresh copies with the same initial weights.
+
+    Every variant trained from one `InitialModel` starts from identical
+    weights (and a new optimizer), so differences come from the pipeline.
+    """
+
+    def __init__(self, build: Callable[[], keras.Model], seed: int = 0) -> None:
+        self._build = build
+        self.seed = seed
+        keras.utils.set_random_seed(seed)
+        self.weights = build().get_weights()
+
+    def fresh(self) -> keras.Model:
+        """A new model with the saved initial weights; also resets the random seeds."""
+        keras.utils.set_random_seed(self.seed)
+        model = self._build()
+        model.set_weights(self.weights)
+        return model
+
+
+def check_fits(model: keras.Model, ds: tf.data.Dataset, where: str) -> None:
+    """Raise `DataError` if ``ds``'s images do not fit the model's input."""
+    expected = tuple(model.input_shape[1:])
+    actual = tuple(ds.element_spec[IMAGE].shape[1:])
+    if expected != actual:
+        raise DataError(
+            where, f"yields images of shape {actual}, model {model.name!r} takes {expected}"
+        )
+
+
+class Trainer:
+    """Trains one model with a custom loop; call `fit` once per run."""
+
+    def __init__(self, model: keras.Model, learning_rate: float = 1e-3) -> None:
+        self.model = model
+        self.loss = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
+        self.optimizer = keras.optimizers.Adam(learning_rate)
+        self.optimizer.build(model.trainable_variables)
+        self._train_step = tf.function(self._train_step_eager, reduce_retracing=True)
+        self._test_step = tf.function(self._test_step_eager, reduce_retracing=True)
+
+    def _train_step_eager(
+        self, images: tf.Tensor, labels: tf.Tensor
+    ) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            probabilities = self.model(images, training=True)
+            total = self.loss(labels, probabilities)
+            mean = total / tf.cast(tf.shape(labels)[0], total.dtype)
+        gradients = tape.gradient(mean, self.model.trainable_variables)
+        self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables, strict=True))
+        return total, _correct(probabilities, labels)
+
+    def _test_step_eager(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        probabilities = self.model(images, training=False)
+        return self.loss(labels, probabilities), _correct(probabilities, labels)
+
+    def train_epoch(
+        self, ds: tf.data.Dataset, epoch: int, progress: bool | None = None
+    ) -> EpochStats:
+        """One pass over ``ds``, timing the wait for each batch and each synchronised step."""
+        wait = step = 0.0
+        steps = examples = correct = 0
+        loss_sum = 0.0
+        iterator = iter(ds)
+        # tqdm's disable=None: shown on a terminal, silent in CI logs and pipes.
+        disable = None if progress is None else not progress
+        bar = tqdm(desc=f"epoch {epoch}", unit="batch", disable=disable, leave=False)
+        started = time.perf_counter()
+        while True:
+            before = time.perf_counter()
+            try:
+                batch = next(iterator)
+            except StopIteration:
+                break
+            fetched = time.perf_counter()
+            total, right = self._train_step(batch[IMAGE], batch[LABEL])
+            # Fetching the results waits for the device: the step's real cost.
+            loss_sum += float(total.numpy())
+            correct += int(right.numpy())
+            done = time.perf_counter()
+            wait += fetched - before
+            step += done - fetched
+            steps += 1
+            examples += int(batch[LABEL].shape[0])
+            bar.update()
+        wall = time.perf_counter() - started
+        bar.close()
+        if examples == 0:
+            raise DataError(f"epoch {epoch}", "the training dataset yielded no batches")
+        return EpochStats(
+            epoch=epoch,
+            wall_s=wall,
+            steps=steps,
+            examples=examples,
+            input_wait_s=wait,
+            step_s=step,
+            train_loss=loss_sum / examples,
+            train_accuracy=correct / examples,
+        )
+
+    def evaluate(self, ds: tf.data.Dataset) -> tuple[float, float, float]:
+        """(loss, accuracy, seconds) over ``ds``."""
+        started = time.perf_counter()
+        loss_sum, correct, count = 0.0, 0, 0
+        for batch in ds:
+            total, right = self._test_step(batch[IMAGE], batch[LABEL])
+            loss_sum += float(total.numpy())
+            correct += int(right.numpy())
+            count += int(batch[LABEL].shape[0])
+        if count == 0:
+            raise DataError("test data", "the test dataset yielded no batches")
+        return loss_sum / count, correct / count, time.perf_counter() - started
+
+    def fit(
+        self,
+        train_ds: tf.data.Dataset,
+        epochs: int,
+        *,
+        test_ds: tf.data.Dataset | None = None,
+        progress: bool | None = None,
+        on_epoch: Callable[[EpochStats], None] | None = None,
+    ) -> list[EpochStats]:
+        """Train for ``epochs`` (a fresh iterator each), evaluating on ``test_ds`` after each."""
+        check_fits(self.model, train_ds, "training data")
+        history = []
+        for epoch in range(1, epochs + 1):
+            stats = self.train_epoch(train_ds, epoch, progress)
+            if test_ds is not None:
+                loss, accuracy, seconds = self.evaluate(test_ds)
+                stats = dataclasses.replace(
+                    stats, test_loss=loss, test_accuracy=accuracy, test_s=seconds
+                )
+            history.append(stats)
+            if on_epoch is not None:
+                on_epoch(stats)
+        return history
+
+
+def _correct(probabilities: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    predicted = tf.argmax(probabilities, axis=-1, output_type=labels.dtype)
+    return tf.reduce_sum(tf.cast(predicted == labels, tf.int64))
+
+
+def summarize(history: list[EpochStats]) -> dict[str, float]:
+    """Totals over a run: examples/s, input-bound fraction, final accuracies."""
+    wall = sum(s.wall_s for s in history)
+    busy = sum(s.input_wait_s + s.step_s for s in history)
+    return {
+        "epochs": len(history),
+        "train_s": wall,
+        "examples_per_s": sum(s.examples for s in history) / wall if wall else 0.0,
+        "input_bound": sum(s.input_wait_s for s in history) / busy if busy else 0.0,
+        "final_train_accuracy": history[-1].train_accuracy,
+        "final_test_accuracy": float(
+            np.nan if history[-1].test_accuracy is None else history[-1].test_accuracy
+        ),
+    }
+
+
+def train_variant(
+    variant: str | Variant,
+    train_source: Source,
+    test_source: Source,
+    initial: InitialModel,
+    epochs: int,
+    *,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: bool | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> list[EpochStats]:
+    """Train a fresh copy of ``initial`` on ``variant`` over ``train_source`` for ``epochs``.
+
+    Test accuracy is measured after every epoch on the same evaluation
+    pipeline for every variant. TensorFlow errors caused by bad files are
+    reported as `DataError` naming the file.
+    """
+    train_ds = build(variant, train_source, batch_size=batch_size, seed=seed)
+    test_ds = build(EVALUATION, test_source, batch_size=batch_size, seed=seed)
+    trainer = Trainer(initial.fresh())
+    with train_source.explain_errors(), test_source.explain_errors():
+        return trainer.fit(train_ds, epochs, test_ds=test_ds, progress=progress, on_epoch=on_epoch)

@@ -1,0 +1,119 @@
+"""Image augmentations, each one function that works on one image or a batch.
+
+Every augmentation is split into two parts: drawing its random parameters
+(one value per image) and applying them (a deterministic function of image
+and parameters that broadcasts over a leading batch axis). The per-example
+and the batched form therefore share the same code and agree whenever the
+parameters agree; `tests/test_augment.py` checks it.
+
+Departures from the reference lab, on purpose:
+- brightness is a shift in the units the image is in; the lab's
+  ``max_delta=63`` was meant for 0..255 pixels and wipes out [0, 1] images;
+- per-image standardization runs *before* brightness and contrast, since
+  standardizing afterwards removes exactly the shift brightness added;
+- the crop pads by 4 pixels and crops back to the input size (the usual
+  CIFAR recipe), so augmented and plain variants feed the same model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import tensorflow as tf
+
+PAD = 4
+BRIGHTNESS_MAX_DELTA = 0.4  # in standard deviations, as it runs after standardization
+CONTRAST_RANGE = (0.2, 1.8)  # the lab's random_contrast(lower=0.2, upper=1.8)
+
+
+def standardize(images: tf.Tensor) -> tf.Tensor:
+    """Per-image standardization (zero mean, unit variance), as `tf.image.per_image_standardization`."""
+    axes = (-3, -2, -1)
+    mean = tf.reduce_mean(images, axis=axes, keepdims=True)
+    count = tf.cast(tf.reduce_prod(tf.shape(images)[-3:]), images.dtype)
+    std = tf.math.reduce_std(images, axis=axes, keepdims=True)
+    return (images - mean) / tf.maximum(std, tf.math.rsqrt(count))
+
+
+def _per_image(values: tf.Tensor) -> tf.Tensor:
+    """Reshape per-image parameters (shape () or (B,)) to broadcast over H, W, C."""
+    return values[..., tf.newaxis, tf.newaxis, tf.newaxis]
+
+
+def crop(images: tf.Tensor, top: tf.Tensor, left: tf.Tensor) -> tf.Tensor:
+    """Zero-pad by `PAD` pixels and cut the original size back out at (top, left)."""
+    height, width = images.shape[-3], images.shape[-2]
+    paddings = [[0, 0]] * (images.shape.rank - 3) + [[PAD, PAD], [PAD, PAD], [0, 0]]
+    padded = tf.pad(images, paddings)
+    batch_dims = images.shape.rank - 3
+    rows = top[..., tf.newaxis] + tf.range(height)
+    cols = left[..., tf.newaxis] + tf.range(width)
+    padded = tf.gather(padded, rows, axis=batch_dims, batch_dims=batch_dims)
+    return tf.gather(padded, cols, axis=batch_dims + 1, batch_dims=batch_dims)
+
+
+def flip(images: tf.Tensor, flipped: tf.Tensor) -> tf.Tensor:
+    """Mirror left-right the images whose ``flipped`` is true."""
+    return tf.where(_per_image(flipped), tf.reverse(images, axis=[-2]), images)
+
+
+def brightness(images: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
+    """Add ``delta`` to every pixel of each image."""
+    return images + _per_image(delta)
+
+
+def contrast(images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
+    """Scale each channel's deviation from its mean by ``factor`` (as `tf.image.adjust_contrast`)."""
+    mean = tf.reduce_mean(images, axis=(-3, -2), keepdims=True)
+    return (images - mean) * _per_image(factor) + mean
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentParams:
+    """The random choices for one image, or for each image of a batch."""
+
+    top: tf.Tensor
+    left: tf.Tensor
+    flipped: tf.Tensor
+    delta: tf.Tensor
+    factor: tf.Tensor
+
+
+def draw_params(batch_shape: tf.Tensor | tuple[int, ...], seed: int | None = None) -> AugmentParams:
+    """Draw fresh random parameters: shape () for one image, (B,) for a batch.
+
+    The draws are stateful random ops, so every pass over the data (every
+    epoch) gets new ones; with ``seed`` and a global seed the sequence repeats.
+    """
+
+    def seeded(offset: int) -> int | None:
+        return None if seed is None else seed + offset
+
+    def uniform(low: float, high: float, offset: int) -> tf.Tensor:
+        return tf.random.uniform(batch_shape, low, high, seed=seeded(offset))
+
+    def integer(high: int, offset: int) -> tf.Tensor:
+        return tf.random.uniform(batch_shape, 0, high, dtype=tf.int32, seed=seeded(offset))
+
+    return AugmentParams(
+        top=integer(2 * PAD + 1, 1),
+        left=integer(2 * PAD + 1, 2),
+        flipped=uniform(0.0, 1.0, 3) < 0.5,
+        delta=uniform(-BRIGHTNESS_MAX_DELTA, BRIGHTNESS_MAX_DELTA, 4),
+        factor=uniform(*CONTRAST_RANGE, 5),
+    )
+
+
+def apply_augmentation(images: tf.Tensor, params: AugmentParams) -> tf.Tensor:
+    """The training augmentation with given parameters: crop, flip, standardize, brightness, contrast."""
+    images = crop(images, params.top, params.left)
+    images = flip(images, params.flipped)
+    images = standardize(images)
+    images = brightness(images, params.delta)
+    return contrast(images, params.factor)
+
+
+def augment(images: tf.Tensor, seed: int | None = None) -> tf.Tensor:
+    """Randomly augment one image (H x W x C) or a batch (B x H x W x C)."""
+    batch_shape = tf.shape(images)[:-3]
+    return apply_augmentation(images, draw_params(batch_shape, seed))

@@ -1,0 +1,44 @@
+"""Opening the data a run trains on: the embedded set or a user's path, with latency."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from pipelines.embedded import FORMATS, ensure_embedded
+from pipelines.errors import DataError
+from pipelines.sources import Source, open_source, with_latency
+from pipelines.sources.latency import parse_latency
+
+
+@dataclasses.dataclass(frozen=True)
+class DataChoice:
+    """Which data to use: ``data`` is "embedded" or a path; the rest refine it."""
+
+    data: str = "embedded"
+    profile: str = "smoke"
+    fmt: str = "tfrecord"
+    latency: str = "none"
+    image_size: tuple[int, int] = (32, 32)
+
+    def describe(self) -> str:
+        """One line for tables and reports."""
+        where = f"embedded {self.profile} ({self.fmt})" if self.data == "embedded" else self.data
+        return f"{where}, latency {self.latency}"
+
+
+def open_data(choice: DataChoice) -> tuple[Source, Source]:
+    """The (train, test) sources of ``choice``, with its storage latency on both."""
+    latency = parse_latency(choice.latency)
+    if choice.data == "embedded":
+        if choice.fmt not in FORMATS:
+            raise DataError("--format", f"unknown format {choice.fmt!r}; use {', '.join(FORMATS)}")
+        dataset = ensure_embedded(choice.profile)
+        options = {} if choice.fmt == "cifar" else {"image_size": choice.image_size}
+        train = dataset.source(choice.fmt, "train", **options)
+        test = dataset.source(choice.fmt, "test", **options)
+    else:
+        path = Path(choice.data)
+        train = open_source(path, "train", image_size=choice.image_size)
+        test = open_source(path, "test", image_size=choice.image_size)
+    return with_latency(train, latency), with_latency(test, latency)

@@ -1,0 +1,82 @@
+"""The variant registry: `VARIANTS`, `register` and `build`."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from pipelines.element import IMAGE, LABEL
+from pipelines.errors import DataError
+from pipelines.sources.base import Source
+from pipelines.steps import BuildContext, GeneratorRead, Read, apply_steps
+from pipelines.variants import SEED_VARIANTS, Variant
+
+VARIANTS: dict[str, Variant] = {}
+
+
+def register(variant: Variant, *, replace: bool = False) -> Variant:
+    """Add ``variant`` to `VARIANTS`; the property tests and benchmarks then cover it.
+
+    Raises:
+        ValueError: the name is taken (unless ``replace``) or the first step does not read.
+    """
+    if variant.name in VARIANTS and not replace:
+        raise ValueError(f"a variant named {variant.name!r} is already registered")
+    if not variant.steps or not isinstance(variant.steps[0], GeneratorRead | Read):
+        raise ValueError(
+            f"variant {variant.name!r} must start with a read step (Read or GeneratorRead)"
+        )
+    VARIANTS[variant.name] = variant
+    return variant
+
+
+def unregister(name: str) -> None:
+    """Remove a variant (for tests that register temporary ones)."""
+    VARIANTS.pop(name, None)
+
+
+def get(name: str) -> Variant:
+    """The registered variant called ``name``; an unknown name lists the known ones."""
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise DataError(
+            f"variant {name!r}", f"unknown variant; known variants: {', '.join(VARIANTS)}"
+        ) from None
+
+
+def build(
+    variant: str | Variant,
+    source: Source,
+    *,
+    batch_size: int = 64,
+    shuffle_buffer: int = 1024,
+    seed: int | None = 0,
+    cache_dir: str | None = None,
+) -> tf.data.Dataset:
+    """The `tf.data.Dataset` of ``variant`` over ``source``: batches of elements.
+
+    Raises:
+        DataError: the variant is unknown, or a step does not fit the source
+            (the message names the step).
+    """
+    variant = get(variant) if isinstance(variant, str) else variant
+    ctx = BuildContext(source, batch_size, shuffle_buffer, seed, cache_dir)
+    where = f"variant {variant.name!r}"
+    ds = apply_steps(variant.steps, ctx, where)
+    spec = ds.element_spec
+    image, label = spec.get(IMAGE), spec.get(LABEL)
+    if image is None or label is None or label.shape.rank != 1:
+        raise DataError(
+            where, "must end with batches of {'image', 'label', 'id'} (add a Batch step)"
+        )
+    if image.dtype != tf.float32 or tuple(image.shape[1:]) != source.image_shape:
+        raise DataError(
+            where,
+            f"yields images {image.dtype.name} {tuple(image.shape[1:])}, the source's are"
+            f" float32 {source.image_shape} (missing decode?)",
+        )
+    return ds
+
+
+for _variant in SEED_VARIANTS:
+    register(_variant)

@@ -1,0 +1,251 @@
+"""Steps (Transform): small frozen objects with ``apply(ds, ctx) -> ds``.
+
+A variant is an ordered list of these. The first step reads the source's
+shards (`GeneratorRead` or `Read`); the rest are the usual tf.data
+transformations, one class each, so the code for "shuffle" is `Shuffle`.
+Named per-element functions for `Map` live in `TRANSFORMS`; a user adds one
+with `register_transform`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import tensorflow as tf
+
+from pipelines.augment import augment, standardize
+from pipelines.element import IMAGE, LABEL
+from pipelines.errors import DataError
+from pipelines.sources.base import Record, Source
+
+AUTOTUNE = tf.data.AUTOTUNE
+# Parallel reads: enough files in flight to hide remote-storage latency,
+# more than the default (one per core) that suits local disks.
+MAX_READERS = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildContext:
+    """What steps need besides the dataset: the source and the build options."""
+
+    source: Source
+    batch_size: int = 64
+    shuffle_buffer: int = 1024
+    seed: int | None = 0
+    cache_dir: str | None = None
+
+
+def is_batched(ds: tf.data.Dataset) -> bool:
+    """Whether elements are batches (labels are vectors) rather than single examples."""
+    return ds.element_spec[LABEL].shape.rank >= 1
+
+
+class Step(Protocol):
+    """One transformation of a dataset."""
+
+    def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
+        """Return ``ds`` transformed."""
+        ...
+
+
+Transform = Callable[[Record], Record]
+TransformFactory = Callable[[BuildContext, bool], Transform]
+TRANSFORMS: dict[str, TransformFactory] = {}
+
+
+def register_transform(name: str, factory: TransformFactory) -> None:
+    """Make ``Map(name)`` available: ``factory(ctx, batched)`` returns the element function.
+
+    The factory raises `ValueError` if it cannot work on batched (or single) elements.
+    """
+    TRANSFORMS[name] = factory
+
+
+def _decode(ctx: BuildContext, batched: bool) -> Transform:
+    if batched and not ctx.source.decode_batchable:
+        raise ValueError(
+            f"{ctx.source.kind} records hold encoded images that decode one at a time;"
+            " decode before Batch"
+        )
+    return ctx.source.decode
+
+
+def _on_image(function: Callable[[tf.Tensor], tf.Tensor]) -> Transform:
+    def transform(record: Record) -> Record:
+        return {**record, IMAGE: function(record[IMAGE])}
+
+    return transform
+
+
+register_transform("decode", _decode)
+register_transform("standardize", lambda ctx, batched: _on_image(standardize))
+register_transform("augment", lambda ctx, batched: _on_image(lambda x: augment(x, ctx.seed)))
+
+
+@dataclasses.dataclass(frozen=True)
+class GeneratorRead:
+    """Read records through a Python generator, one at a time (the lab's naive reader).
+
+    Every record crosses into Python and back, holding the GIL, with no
+    parallelism or read-ahead: the baseline the optimizations are measured against.
+    """
+
+    def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
+        records = ds.flat_map(ctx.source.read_shard)
+        signature = records.element_spec
+        return tf.data.Dataset.from_generator(records.as_numpy_iterator, output_signature=signature)
+
+    def __str__(self) -> str:
+        return "generator_read"
+
+
+@dataclasses.dataclass(frozen=True)
+class Read:
+    """Read the shards: one after another, or ``parallel`` (interleaved) with autotuned calls."""
+
+    parallel: bool = False
+    deterministic: bool = True
+
+    def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
+        if not self.parallel:
+            return ds.flat_map(ctx.source.read_shard)
+        return ds.interleave(
+            ctx.source.read_shard,
+            cycle_length=max(1, min(ctx.source.num_shards, MAX_READERS)),
+            num_parallel_calls=AUTOTUNE,
+            deterministic=self.deterministic,
+        )
+
+    def __str__(self) -> str:
+        return "interleave" if self.parallel else "read"
+
+
+@dataclasses.dataclass(frozen=True)
+class Map:
+    """Apply named transforms (from `TRANSFORMS`) in one map call, per example or per batch.
+
+    Whether it is per example or per batch follows from where it stands: after
+    `Batch` it is the vectorized (batched) form.
+    """
+
+    transforms: tuple[str, ...]
+    parallel: bool = False
+    deterministic: bool = True
+
+    def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
+        batched = is_batched(ds)
+        unknown = [name for name in self.transforms if name not in TRANSFORMS]
+        if unknown:
+            raise ValueError(f"unknown transform {unknown[0]!r}; known: {', '.join(TRANSFORMS)}")
+        functions = [TRANSFORMS[name](ctx, batched) for name in self.transforms]
+
+        def apply_all(record: Record) -> Record:
+            for function in functions:
+                record = function(record)
+            return record
+
+        return ds.map(
+            apply_all,
+            num_parallel_calls=AUTOTUNE if self.parallel else None,
+            deterministic=self.deterministic if self.parallel else None,
+        )
+
+    def __str__(self) -> str:
+        mode = "parallel" if self.parallel else "sequential"
+        return f"map({'+'.join(self.transforms)}, {mode})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Shuffle:
+    """Shuffle with a buffer (default: the build's ``shuffle_buffer``), reshuffled each epoch."""
+
+    buffer: int | None = None
+    reshuffle_each_iteration: bool = True
+
+    def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
+        return ds.shuffle(
+            self.buffer or ctx.shuffle_buffer,
+            seed=ctx.seed,
+            reshuffle_each_iteration=self.reshuffle_each_iteration,
+        )
+
+    def __str__(self) -> str:
+        return "shuffle"
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """Batch by the build's ``batch_size``, keeping or dropping a short last batch."""
+
+    drop_remainder: bool = False
+
+    def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
+        if is_batched(ds):
+            raise ValueError("elements are already batched")
+        return ds.batch(ctx.batch_size, drop_remainder=self.drop_remainder)
+
+    def __str__(self) -> str:
+        return "batch(drop_remainder)" if self.drop_remainder else "batch"
+
+
+@dataclasses.dataclass(frozen=True)
+class Repeat:
+    """Repeat the data ``count`` times within one pass of the pipeline (one epoch)."""
+
+    count: int = 2
+
+    def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
+        return ds.repeat(self.count)
+
+    def __str__(self) -> str:
+        return f"repeat({self.count})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Cache:
+    """Cache elements after the first epoch, in memory or in a file under the build's cache_dir."""
+
+    to_file: bool = False
+
+    def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
+        if not self.to_file:
+            return ds.cache()
+        folder = Path(ctx.cache_dir or tempfile.gettempdir())
+        folder.mkdir(parents=True, exist_ok=True)
+        # A fresh name per build: tf.data refuses to reuse a cache file that another
+        # iterator is still writing, and a stale one would replay old data.
+        return ds.cache(str(Path(tempfile.mkdtemp(prefix="tfdata-cache-", dir=folder)) / "cache"))
+
+    def __str__(self) -> str:
+        return "cache(file)" if self.to_file else "cache"
+
+
+@dataclasses.dataclass(frozen=True)
+class Prefetch:
+    """Prefetch ``buffer`` elements (autotuned by default) to overlap producer and consumer."""
+
+    buffer: int = AUTOTUNE
+
+    def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
+        return ds.prefetch(self.buffer)
+
+    def __str__(self) -> str:
+        return "prefetch"
+
+
+def apply_steps(steps: tuple[Step, ...], ctx: BuildContext, where: str) -> tf.data.Dataset:
+    """Apply ``steps`` to the source's shards; a step that does not fit fails naming it."""
+    ds = ctx.source.shard_dataset()
+    for number, step in enumerate(steps, start=1):
+        try:
+            ds = step.apply(ds, ctx)
+        except (ValueError, TypeError, tf.errors.OpError) as error:
+            reason = (
+                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            )
+            raise DataError(f"{where} step {number} ({step})", reason) from None
+    return ds

@@ -1,0 +1,210 @@
+"""Variants: a name, an ordered list of steps, and the contract they promise.
+
+This is where a new variant goes: one `Variant(...)` in `SEED_VARIANTS` (or a
+`pipelines.register(...)` call anywhere, e.g. a user's ``conftest.py``). The
+property tests and the benchmarks pick up every registered variant, and
+check it against its contract, with no further code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from pipelines.steps import (
+    Batch,
+    Cache,
+    GeneratorRead,
+    Map,
+    Prefetch,
+    Read,
+    Repeat,
+    Shuffle,
+    Step,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Contract:
+    """What a variant promises about the data it yields in one epoch (one pass of its dataset).
+
+    Attributes:
+        drop_remainder: a short last batch is dropped, so every batch is full
+            and the batch dimension is static.
+        deterministic: the same seed gives the same order (no unordered parallelism).
+        shuffle: "none" (ids in source order), "elements" (examples permuted),
+            or "batches" (whole batches permuted; each batch a contiguous run of ids).
+        passes: how many times one epoch goes over the data (``Repeat`` inside).
+        clean_epoch_boundaries: no batch holds examples of two passes.
+        mixes_passes: examples of a later pass may come before an earlier pass ends.
+        augmentation: "none", "fresh" (new random augmentation every epoch) or
+            "frozen" (a cache after the augmentation replays the first epoch's).
+    """
+
+    drop_remainder: bool = False
+    deterministic: bool = True
+    shuffle: Literal["none", "elements", "batches"] = "none"
+    passes: int = 1
+    clean_epoch_boundaries: bool = True
+    mixes_passes: bool = False
+    augmentation: Literal["none", "fresh", "frozen"] = "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A named pipeline: ``steps`` applied to a source's shards, and its ``contract``."""
+
+    name: str
+    steps: tuple[Step, ...]
+    contract: Contract
+    description: str = ""
+
+    def describe(self) -> str:
+        """The steps as one line, e.g. ``read -> map(decode, sequential) -> batch``."""
+        return " -> ".join(str(step) for step in self.steps)
+
+
+DECODE = Map(("decode",))
+PLAIN = Map(("decode", "standardize"))
+AUGMENT = Map(("augment",))
+AUGMENTED = Contract(shuffle="elements", augmentation="fresh")
+
+
+def _augmented(*steps: Step, name: str, description: str, **contract: object) -> Variant:
+    return Variant(name, steps, dataclasses.replace(AUGMENTED, **contract), description)
+
+
+SEED_VARIANTS: tuple[Variant, ...] = (
+    # The reference lab's three.
+    Variant(
+        "naive",
+        (GeneratorRead(), PLAIN, Batch()),
+        Contract(),
+        "Python generator read, per-example decode, batch; no optimizations",
+    ),
+    _augmented(
+        GeneratorRead(),
+        DECODE,
+        Shuffle(),
+        AUGMENT,
+        Batch(),
+        name="augmented",
+        description="naive plus shuffle and per-example random crop, flip, brightness, contrast",
+    ),
+    _augmented(
+        Read(parallel=True, deterministic=False),
+        Map(("decode",), parallel=True, deterministic=False),
+        Cache(),
+        Shuffle(),
+        Batch(drop_remainder=True),
+        Map(("augment",), parallel=True, deterministic=False),
+        Prefetch(),
+        name="optimized",
+        description=(
+            "interleaved read, parallel decode, cache (before the augmentation, which stays"
+            " fresh), shuffle, batch with drop_remainder, vectorized parallel augment, prefetch"
+        ),
+        drop_remainder=True,
+        deterministic=False,
+    ),
+    # Each optimization alone, on top of `augmented`.
+    _augmented(
+        GeneratorRead(),
+        DECODE,
+        Shuffle(),
+        AUGMENT,
+        Batch(),
+        Prefetch(),
+        name="prefetch",
+        description="augmented plus prefetch: the trainer and the pipeline overlap",
+    ),
+    _augmented(
+        Read(parallel=True),
+        DECODE,
+        Shuffle(),
+        AUGMENT,
+        Batch(),
+        name="interleave",
+        description="augmented with shards read in parallel instead of through a generator",
+    ),
+    _augmented(
+        GeneratorRead(),
+        Map(("decode",), parallel=True),
+        Shuffle(),
+        Map(("augment",), parallel=True),
+        Batch(),
+        name="parallel_map",
+        description="augmented with decode and augment mapped in parallel (order kept)",
+    ),
+    _augmented(
+        GeneratorRead(),
+        DECODE,
+        Cache(),
+        Shuffle(),
+        AUGMENT,
+        Batch(),
+        name="cache",
+        description="augmented with decoded examples cached after the first epoch",
+    ),
+    _augmented(
+        GeneratorRead(),
+        DECODE,
+        Shuffle(),
+        Batch(),
+        AUGMENT,
+        name="vectorized_map",
+        description="augmented with the augmentation applied per batch (batch before map)",
+    ),
+    # Order pairs: what the order of two steps does to the data.
+    Variant(
+        "shuffle_batch",
+        (Read(), PLAIN, Shuffle(), Batch()),
+        Contract(shuffle="elements"),
+        "shuffle then batch: batches mix examples",
+    ),
+    Variant(
+        "batch_shuffle",
+        (Read(), PLAIN, Batch(), Shuffle()),
+        Contract(shuffle="batches"),
+        "batch then shuffle: whole batches move, each keeps its contents",
+    ),
+    Variant(
+        "batch_repeat",
+        (Read(), PLAIN, Batch(), Repeat(2)),
+        Contract(passes=2),
+        "batch then repeat: clean boundaries between passes",
+    ),
+    Variant(
+        "repeat_batch",
+        (Read(), PLAIN, Repeat(2), Batch()),
+        Contract(passes=2, clean_epoch_boundaries=False),
+        "repeat then batch: a batch may straddle two passes",
+    ),
+    Variant(
+        "shuffle_repeat",
+        (Read(), PLAIN, Shuffle(), Repeat(2), Batch()),
+        Contract(shuffle="elements", passes=2, clean_epoch_boundaries=False),
+        "shuffle then repeat: each pass is a full permutation before the next starts",
+    ),
+    Variant(
+        "repeat_shuffle",
+        (Read(), PLAIN, Repeat(2), Shuffle(), Batch()),
+        Contract(shuffle="elements", passes=2, clean_epoch_boundaries=False, mixes_passes=True),
+        "repeat then shuffle: passes mix",
+    ),
+)
+
+# Not registered: how every variant's model is evaluated, identical for all of
+# them (cached after the first pass, so evaluation costs the same everywhere).
+EVALUATION = Variant(
+    "evaluation",
+    (
+        Read(parallel=True),
+        Map(("decode", "standardize"), parallel=True),
+        Batch(),
+        Cache(),
+        Prefetch(),
+    ),
+    Contract(),
+    "test data: interleaved read, parallel decode and standardize, batch, cache, prefetch",
+)
