@@ -16,7 +16,10 @@ from models.zoo import MODELS, build
 from pipelines.data import DataChoice, open_data
 from pipelines.embedded import FORMATS, PROFILES
 
-HEADER = f"{'epoch':>5} {'wall s':>8} {'examples/s':>11} {'input-bound':>12} {'train acc':>10} {'test acc':>9}"
+HEADER = (
+    f"{'epoch':>5} {'wall s':>8} {'examples/s':>11} {'input-bound':>12}"
+    f" {'train acc':>10} {'test acc':>9}"
+)
 
 
 def format_row(stats: EpochStats) -> str:
@@ -56,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"variant  {variant.name}: {variant.describe()}")
         print(f"data     {train_source.describe()}")
         print(
-            f"model    {args.model}, batch {args.batch_size}, {args.epochs} epochs, seed {args.seed}"
+            f"model    {args.model}, batch {args.batch_size},"
+            f" {args.epochs} epochs, seed {args.seed}"
         )
         print(HEADER, flush=True)
         history = train_variant(
@@ -75,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     total = summarize(history)
     print(
         f"total {total['train_s']:.2f} s training, {total['examples_per_s']:.1f} examples/s,"
-        f" input-bound {total['input_bound'] * 100:.1f}%, test accuracy {total['final_test_accuracy']:.3f}"
+        f" input-bound {total['input_bound'] * 100:.1f}%,"
+        f" test accuracy {total['final_test_accuracy']:.3f}"
     )
     return 0
 

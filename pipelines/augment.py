@@ -27,7 +27,10 @@ CONTRAST_RANGE = (0.2, 1.8)  # the lab's random_contrast(lower=0.2, upper=1.8)
 
 
 def standardize(images: tf.Tensor) -> tf.Tensor:
-    """Per-image standardization (zero mean, unit variance), as `tf.image.per_image_standardization`."""
+    """Per-image standardization to zero mean and unit variance.
+
+    The same as `tf.image.per_image_standardization`, for one image or a batch.
+    """
     axes = (-3, -2, -1)
     mean = tf.reduce_mean(images, axis=axes, keepdims=True)
     count = tf.cast(tf.reduce_prod(tf.shape(images)[-3:]), images.dtype)
@@ -63,7 +66,7 @@ def brightness(images: tf.Tensor, delta: tf.Tensor) -> tf.Tensor:
 
 
 def contrast(images: tf.Tensor, factor: tf.Tensor) -> tf.Tensor:
-    """Scale each channel's deviation from its mean by ``factor`` (as `tf.image.adjust_contrast`)."""
+    """Scale each channel's deviation from its mean by ``factor`` (`tf.image.adjust_contrast`)."""
     mean = tf.reduce_mean(images, axis=(-3, -2), keepdims=True)
     return (images - mean) * _per_image(factor) + mean
 
@@ -105,7 +108,10 @@ def draw_params(batch_shape: tf.Tensor | tuple[int, ...], seed: int | None = Non
 
 
 def apply_augmentation(images: tf.Tensor, params: AugmentParams) -> tf.Tensor:
-    """The training augmentation with given parameters: crop, flip, standardize, brightness, contrast."""
+    """The training augmentation with given parameters.
+
+    Crop, flip, standardize, brightness, contrast, in that order.
+    """
     images = crop(images, params.top, params.left)
     images = flip(images, params.flipped)
     images = standardize(images)
