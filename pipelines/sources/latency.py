@@ -78,9 +78,10 @@ def with_latency(source: Source, latency: Latency | str) -> Source:
     inner = source.read_shard
 
     def read_shard(shard: Record) -> tf.data.Dataset:
-        opened = tf.data.Dataset.from_tensors(shard).apply(_sleep_dataset(open_us))
-        # The sleep also runs once at the end of the shard: finding the end of
-        # a file costs a read too.
+        # The sleep dataset sleeps before every request, the one that finds the
+        # end included: take(1) stops after the open so it is paid once. For the
+        # records the extra sleep stays: finding the end of a file costs a read.
+        opened = tf.data.Dataset.from_tensors(shard).apply(_sleep_dataset(open_us)).take(1)
         return opened.flat_map(inner).apply(_sleep_dataset(read_us))
 
     return dataclasses.replace(source, read_shard=read_shard, latency=latency)

@@ -1,0 +1,48 @@
+"""`python -m models.train`: a per-epoch table, and one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "models.train", *args], capture_output=True, text=True, cwd=ROOT
+    )
+
+
+def error_line(done: subprocess.CompletedProcess[str]) -> str:
+    """Our one-line error: the last line on stderr (TensorFlow's own start-up lines come first)."""
+    assert "Traceback" not in done.stderr
+    return done.stderr.strip().splitlines()[-1]
+
+
+def test_prints_a_row_per_epoch_and_a_total():
+    done = run("--variant", "optimized", "--epochs", "2", "--latency", "remote")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("variant  optimized: interleave -> ")
+    assert "latency open=20ms,read=1ms" in lines[1]
+    header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["epoch", "wall", "s"])
+    rows = [line.split() for line in lines[header + 1 : header + 3]]
+    assert [row[0] for row in rows] == ["1", "2"]
+    assert all(row[3].endswith("%") and 0 <= float(row[5]) <= 1 for row in rows)
+    assert lines[-1].startswith("total ")
+
+
+def test_an_unknown_variant_is_one_line_listing_the_known_ones():
+    done = run("--variant", "turbo")
+    assert done.returncode == 2
+    assert error_line(done).startswith(
+        "error: variant 'turbo': unknown variant; known variants: naive,"
+    )
+
+
+def test_a_missing_data_path_is_one_line():
+    done = run("--data", "/nonexistent/cifar")
+    assert done.returncode == 2
+    assert error_line(done) == "error: /nonexistent/cifar: does not exist"

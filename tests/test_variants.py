@@ -1,0 +1,132 @@
+"""The registry: every variant builds on every source kind; misfits fail naming the step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import pipelines
+from pipelines import DataError, Variant, sources
+from pipelines.steps import Batch, Map, Read, Shuffle
+from pipelines.variants import SEED_VARIANTS
+
+
+@pytest.fixture(scope="module")
+def source_kinds(tiny_dataset) -> dict[str, sources.Source]:
+    images = np.stack(
+        [e["image"] for e in tiny_dataset.source("cifar", "test").records().as_numpy_iterator()]
+    )
+    images = images.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    labels = np.arange(len(images)) % 10
+    return {
+        "memory": sources.arrays_source(images, labels, num_shards=2),
+        "generator": sources.generator_source(
+            lambda: zip(images, labels, strict=True),
+            num_examples=len(images),
+            image_shape=(32, 32, 3),
+            num_classes=10,
+        ),
+        "image_folder": tiny_dataset.source("image_folder", "test"),
+        "cifar": tiny_dataset.source("cifar", "test"),
+        "tfrecord": tiny_dataset.source("tfrecord", "test"),
+    }
+
+
+def test_the_seed_variants_are_registered():
+    expected = {
+        "naive",
+        "augmented",
+        "optimized",
+        "prefetch",
+        "interleave",
+        "parallel_map",
+        "cache",
+        "vectorized_map",
+        "shuffle_batch",
+        "batch_shuffle",
+        "batch_repeat",
+        "repeat_batch",
+        "shuffle_repeat",
+        "repeat_shuffle",
+    }
+    assert expected <= set(pipelines.VARIANTS)
+
+
+@pytest.mark.parametrize("kind", ["memory", "generator", "image_folder", "cifar", "tfrecord"])
+@pytest.mark.parametrize("name", [variant.name for variant in SEED_VARIANTS])
+def test_every_variant_builds_and_yields_batches_on_every_source_kind(source_kinds, kind, name):
+    source = source_kinds[kind]
+    ds = pipelines.build(name, source, batch_size=8)
+    batch = next(iter(ds))
+    assert batch["image"].dtype == tf.float32
+    assert tuple(batch["image"].shape[1:]) == source.image_shape
+    assert batch["label"].shape == batch["id"].shape == (batch["image"].shape[0],)
+
+
+def test_an_unknown_variant_lists_the_known_ones(source_kinds):
+    with pytest.raises(
+        DataError, match=r"^variant 'fastest': unknown variant; known variants: naive, "
+    ):
+        pipelines.build("fastest", source_kinds["memory"])
+
+
+def test_decoding_encoded_images_after_batch_fails_naming_the_step(source_kinds):
+    misfit = Variant("decode_late", (Read(), Batch(), Map(("decode",))), pipelines.Contract())
+    with pytest.raises(
+        DataError,
+        match=r"^variant 'decode_late' step 3 \(map\(decode, sequential\)\): "
+        r"tfrecord records hold encoded images .* decode before Batch$",
+    ):
+        pipelines.build(misfit, source_kinds["tfrecord"])
+    # Raw pixels can be decoded per batch: the same steps fit a CIFAR source.
+    assert pipelines.build(misfit, source_kinds["cifar"]) is not None
+
+
+def test_a_variant_without_decode_fails_naming_the_problem(source_kinds):
+    undecoded = Variant("raw", (Read(), Batch()), pipelines.Contract())
+    with pytest.raises(DataError, match=r"^variant 'raw': yields images string .*missing decode"):
+        pipelines.build(undecoded, source_kinds["tfrecord"])
+
+
+def test_an_unknown_transform_fails_naming_the_step(source_kinds):
+    typo = Variant("typo", (Read(), Map(("decod",)), Batch()), pipelines.Contract())
+    with pytest.raises(
+        DataError, match=r"^variant 'typo' step 2 \(map\(decod, sequential\)\): unknown transform"
+    ):
+        pipelines.build(typo, source_kinds["memory"])
+
+
+def test_variants_registered_from_outside_are_built_by_name(source_kinds):
+    extra = Variant(
+        "outside",
+        (Read(parallel=True), Map(("decode",)), Shuffle(), Batch()),
+        pipelines.Contract(shuffle="elements"),
+    )
+    pipelines.register(extra)
+    try:
+        assert pipelines.VARIANTS["outside"] is extra
+        assert next(iter(pipelines.build("outside", source_kinds["memory"], batch_size=4)))[
+            "id"
+        ].shape == (4,)
+        with pytest.raises(ValueError, match="already registered"):
+            pipelines.register(extra)
+    finally:
+        pipelines.unregister("outside")
+    assert "outside" not in pipelines.VARIANTS
+
+
+def test_a_variant_must_start_by_reading():
+    with pytest.raises(ValueError, match="must start with a read step"):
+        pipelines.register(Variant("no_read", (Batch(),), pipelines.Contract()))
+
+
+def test_no_seed_variant_caches_after_its_random_augmentation():
+    # The lab's pitfall: a cache after augmentation freezes it. A seed variant
+    # that did so on purpose would have to say "frozen" in its contract.
+    for variant in SEED_VARIANTS:
+        names = [str(step) for step in variant.steps]
+        augment_at = next((i for i, n in enumerate(names) if "augment" in n), None)
+        cache_at = next((i for i, n in enumerate(names) if n.startswith("cache")), None)
+        if augment_at is not None and cache_at is not None and cache_at > augment_at:
+            assert variant.contract.augmentation == "frozen", variant.name
