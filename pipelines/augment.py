@@ -82,28 +82,28 @@ class AugmentParams:
     factor: tf.Tensor
 
 
-def draw_params(batch_shape: tf.Tensor | tuple[int, ...], seed: int | None = None) -> AugmentParams:
-    """Draw fresh random parameters: shape () for one image, (B,) for a batch.
+def draw_params(batch_shape: tf.Tensor | tuple[int, ...], seed: tf.Tensor) -> AugmentParams:
+    """Draw random parameters from ``seed`` (shape [2]): shape () for one image, (B,) for a batch.
 
-    The draws are stateful random ops, so every pass over the data (every
-    epoch) gets new ones; with ``seed`` and a global seed the sequence repeats.
+    Stateless: the same seed gives the same parameters. Pipelines pass a new
+    seed for every element and every epoch (see `pipelines.steps.Map`); a
+    seeded stateful op would instead restart its sequence with every new
+    iterator and replay the same augmentation each epoch.
     """
+    seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=5)
 
-    def seeded(offset: int) -> int | None:
-        return None if seed is None else seed + offset
+    def uniform(low: float, high: float, k: int) -> tf.Tensor:
+        return tf.random.stateless_uniform(batch_shape, seeds[k], low, high)
 
-    def uniform(low: float, high: float, offset: int) -> tf.Tensor:
-        return tf.random.uniform(batch_shape, low, high, seed=seeded(offset))
-
-    def integer(high: int, offset: int) -> tf.Tensor:
-        return tf.random.uniform(batch_shape, 0, high, dtype=tf.int32, seed=seeded(offset))
+    def integer(high: int, k: int) -> tf.Tensor:
+        return tf.random.stateless_uniform(batch_shape, seeds[k], 0, high, dtype=tf.int32)
 
     return AugmentParams(
-        top=integer(2 * PAD + 1, 1),
-        left=integer(2 * PAD + 1, 2),
-        flipped=uniform(0.0, 1.0, 3) < 0.5,
-        delta=uniform(-BRIGHTNESS_MAX_DELTA, BRIGHTNESS_MAX_DELTA, 4),
-        factor=uniform(*CONTRAST_RANGE, 5),
+        top=integer(2 * PAD + 1, 0),
+        left=integer(2 * PAD + 1, 1),
+        flipped=uniform(0.0, 1.0, 2) < 0.5,
+        delta=uniform(-BRIGHTNESS_MAX_DELTA, BRIGHTNESS_MAX_DELTA, 3),
+        factor=uniform(*CONTRAST_RANGE, 4),
     )
 
 
@@ -119,7 +119,7 @@ def apply_augmentation(images: tf.Tensor, params: AugmentParams) -> tf.Tensor:
     return contrast(images, params.factor)
 
 
-def augment(images: tf.Tensor, seed: int | None = None) -> tf.Tensor:
-    """Randomly augment one image (H x W x C) or a batch (B x H x W x C)."""
+def augment(images: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Randomly augment one image (H x W x C) or a batch (B x H x W x C); ``seed`` has shape [2]."""
     batch_shape = tf.shape(images)[:-3]
     return apply_augmentation(images, draw_params(batch_shape, seed))

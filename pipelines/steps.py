@@ -4,7 +4,9 @@ A variant is an ordered list of these. The first step reads the source's
 shards (`GeneratorRead` or `Read`); the rest are the usual tf.data
 transformations, one class each, so the code for "shuffle" is `Shuffle`.
 Named per-element functions for `Map` live in `TRANSFORMS`; a user adds one
-with `register_transform`.
+with `register_transform`. Each takes ``(record, seed)``: ``seed`` (shape [2])
+is new for every element and every epoch, and repeats with the build's seed,
+for stateless random ops.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class Step(Protocol):
         ...
 
 
-Transform = Callable[[Record], Record]
+Transform = Callable[[Record, tf.Tensor], Record]
 TransformFactory = Callable[[BuildContext, bool], Transform]
 TRANSFORMS: dict[str, TransformFactory] = {}
 
@@ -60,7 +62,8 @@ TRANSFORMS: dict[str, TransformFactory] = {}
 def register_transform(name: str, factory: TransformFactory) -> None:
     """Make ``Map(name)`` available: ``factory(ctx, batched)`` returns the element function.
 
-    The factory raises `ValueError` if it cannot work on batched (or single) elements.
+    The element function takes ``(record, seed)``. The factory raises
+    `ValueError` if it cannot work on batched (or single) elements.
     """
     TRANSFORMS[name] = factory
 
@@ -71,19 +74,20 @@ def _decode(ctx: BuildContext, batched: bool) -> Transform:
             f"{ctx.source.kind} records hold encoded images that decode one at a time;"
             " decode before Batch"
         )
-    return ctx.source.decode
+    decode = ctx.source.decode
+    return lambda record, seed: decode(record)
 
 
-def _on_image(function: Callable[[tf.Tensor], tf.Tensor]) -> Transform:
-    def transform(record: Record) -> Record:
-        return {**record, IMAGE: function(record[IMAGE])}
+def _on_image(function: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> Transform:
+    def transform(record: Record, seed: tf.Tensor) -> Record:
+        return {**record, IMAGE: function(record[IMAGE], seed)}
 
     return transform
 
 
 register_transform("decode", _decode)
-register_transform("standardize", lambda ctx, batched: _on_image(standardize))
-register_transform("augment", lambda ctx, batched: _on_image(lambda x: augment(x, ctx.seed)))
+register_transform("standardize", lambda ctx, batched: _on_image(lambda x, _: standardize(x)))
+register_transform("augment", lambda ctx, batched: _on_image(augment))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,12 +147,15 @@ class Map:
             raise ValueError(f"unknown transform {unknown[0]!r}; known: {', '.join(TRANSFORMS)}")
         functions = [TRANSFORMS[name](ctx, batched) for name in self.transforms]
 
-        def apply_all(record: Record) -> Record:
-            for function in functions:
-                record = function(record)
+        def apply_all(record: Record, seed: tf.Tensor) -> Record:
+            for number, function in enumerate(functions):
+                record = function(record, tf.stack([seed, number]))
             return record
 
-        return ds.map(
+        # One fresh random int64 per element, a new sequence each epoch, the
+        # same sequences for the same build seed.
+        seeds = tf.data.Dataset.random(seed=ctx.seed, rerandomize_each_iteration=True)
+        return tf.data.Dataset.zip(ds, seeds).map(
             apply_all,
             num_parallel_calls=AUTOTUNE if self.parallel else None,
             deterministic=self.deterministic if self.parallel else None,

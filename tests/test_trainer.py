@@ -17,7 +17,7 @@ from pipelines.steps import Batch, Map, Read, Shuffle, register_transform
 def mislabel(ctx, batched):
     """Pair each image with a label drawn from its id alone: images and labels no longer match."""
 
-    def transform(record):
+    def transform(record, seed):
         scrambled = tf.math.floormod(record[ID] * 7919 + 13, 10)
         return {**record, LABEL: scrambled}
 
