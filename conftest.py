@@ -10,6 +10,9 @@ from hypothesis import HealthCheck, settings
 import pipelines  # noqa: F401  (quiets TensorFlow's C++ logging before anything imports it)
 from pipelines.embedded import EmbeddedConfig, EmbeddedDataset, ensure_embedded
 
+# The suite's own options (--perf-*), hooks and gates.
+pytest_plugins = ["benchmarks.plugin"]
+
 # "ci": derandomized and bounded, chosen automatically when $CI is set, so a
 # red CI run can be reproduced and the suite stays within its time budget.
 # "dev": more examples, random seeds, for local runs that hunt for new bugs.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Set up the suite's virtual environment and run one of its jobs.
 
-    python3 tasks.py bench [ARGS...]   main job: benchmark suite on the embedded data
+    python3 tasks.py bench [ARGS...]   main job: benchmark suite on the embedded data, saved
     python3 tasks.py test  [ARGS...]   the tests (and every benchmark once, untimed)
     python3 tasks.py lint  [ARGS...]   ruff
 
@@ -27,6 +27,7 @@ STAMP = VENV / ".requirements.sha256"
 # pytest's "no tests were collected" exit status; a run that tested nothing
 # must not look green.
 PYTEST_NO_TESTS = 5
+UNTIMED_BENCHMARKS = ["--benchmark-disable", "--perf-epochs", "1", "--perf-latency", "none"]
 
 
 def venv_python() -> Path:
@@ -58,10 +59,20 @@ def job_command(job: str, python: Path, args: list[str]) -> list[str]:
     """The command line a job runs inside the virtual environment."""
     py = [str(python), "-m"]
     if job == "bench":
-        return [*py, "pipelines.embedded", "--profile", "smoke", *args]
+        # The smoke profile on the embedded data, saved to .benchmarks for
+        # later --benchmark-compare / --perf-baseline runs.
+        return [
+            *py,
+            "pytest",
+            "benchmarks",
+            "--benchmark-autosave",
+            "--perf-profile",
+            "smoke",
+            *args,
+        ]
     if job == "test":
-        # Benchmarks run once, untimed, so they cannot rot unnoticed.
-        return [*py, "pytest", "tests", "benchmarks", "--benchmark-disable", *args]
+        # Every benchmark runs once, untimed (one epoch, no latency), so none can rot unnoticed.
+        return [*py, "pytest", "tests", "benchmarks", *UNTIMED_BENCHMARKS, *args]
     if job == "lint":
         return [*py, "ruff", "check", ".", *args]
     raise SystemExit(f"tasks: unknown job {job!r}; choose bench, test or lint")

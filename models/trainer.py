@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -22,7 +22,7 @@ from tqdm import tqdm
 from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError
 from pipelines.registry import build
-from pipelines.sources.base import Source
+from pipelines.sources.base import Record, Source
 from pipelines.variants import EVALUATION, Variant
 
 
@@ -75,10 +75,13 @@ class InitialModel:
         return model
 
 
-def check_fits(model: keras.Model, ds: tf.data.Dataset, where: str) -> None:
-    """Raise `DataError` if ``ds``'s images do not fit the model's input."""
+def check_fits(model: keras.Model, ds: tf.data.Dataset | Sequence[Record], where: str) -> None:
+    """Raise `DataError` if the images of ``ds`` (a dataset or a list of batches) do not fit."""
     expected = tuple(model.input_shape[1:])
-    actual = tuple(ds.element_spec[IMAGE].shape[1:])
+    if isinstance(ds, tf.data.Dataset):
+        actual = tuple(ds.element_spec[IMAGE].shape[1:])
+    else:
+        actual = tuple(ds[0][IMAGE].shape[1:]) if ds else expected
     if expected != actual:
         raise DataError(
             where, f"yields images of shape {actual}, model {model.name!r} takes {expected}"
@@ -93,8 +96,20 @@ class Trainer:
         self.loss = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
         self.optimizer = keras.optimizers.Adam(learning_rate)
         self.optimizer.build(model.trainable_variables)
+        self._optimizer_start = [v.numpy() for v in self.optimizer.variables]
         self._train_step = tf.function(self._train_step_eager, reduce_retracing=True)
         self._test_step = tf.function(self._test_step_eager, reduce_retracing=True)
+
+    def reset(self, initial: InitialModel) -> None:
+        """Start over from ``initial``'s weights with a fresh optimizer state and seeds.
+
+        Cheaper than a new `Trainer`: the traced steps are kept, so a run
+        after the first pays no tracing.
+        """
+        keras.utils.set_random_seed(initial.seed)
+        self.model.set_weights(initial.weights)
+        for variable, value in zip(self.optimizer.variables, self._optimizer_start, strict=True):
+            variable.assign(value)
 
     def _train_step_eager(
         self, images: tf.Tensor, labels: tf.Tensor

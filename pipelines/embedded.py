@@ -76,8 +76,8 @@ PROFILES = {
         folder_train=2000,
         folder_test=500,
         folder_sizes=(32, 48),
-        train_shards=8,
-        test_shards=2,
+        train_shards=32,
+        test_shards=4,
     ),
     "full": EmbeddedConfig(
         profile="full",

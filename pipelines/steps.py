@@ -27,7 +27,7 @@ from pipelines.sources.base import Record, Source
 AUTOTUNE = tf.data.AUTOTUNE
 # Parallel reads: enough files in flight to hide remote-storage latency,
 # more than the default (one per core) that suits local disks.
-MAX_READERS = 16
+MAX_READERS = 32
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,10 +117,13 @@ class Read:
     def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
         if not self.parallel:
             return ds.flat_map(ctx.source.read_shard)
+        readers = max(1, min(ctx.source.num_shards, MAX_READERS))
+        # Reading waits on storage, not on the CPU: AUTOTUNE would size the
+        # readers by core count; one per file in flight hides the latency.
         return ds.interleave(
             ctx.source.read_shard,
-            cycle_length=max(1, min(ctx.source.num_shards, MAX_READERS)),
-            num_parallel_calls=AUTOTUNE,
+            cycle_length=readers,
+            num_parallel_calls=readers,
             deterministic=self.deterministic,
         )
 

@@ -28,7 +28,7 @@ def test_test_job_runs_tests_and_every_benchmark_untimed(monkeypatch):
             "pytest",
             "tests",
             "benchmarks",
-            "--benchmark-disable",
+            *tasks.UNTIMED_BENCHMARKS,
             "-k",
             "shuffle",
         ]

@@ -1,0 +1,64 @@
+"""Benchmarks: full training epochs per variant, the ceiling, and each pipeline alone.
+
+Thin cases over `benchmarks.session.PerfSession`, which owns how a round is
+set up, run and recorded. Every registered variant is benchmarked (or the
+``--perf-variants`` subset); naive runs first.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.plugin import perf_session
+
+
+@pytest.fixture(scope="session")
+def perf(request: pytest.FixtureRequest):
+    session = perf_session(request.config)
+    session.warm_up()
+    return session
+
+
+def rounds(perf) -> dict:
+    return {"rounds": perf.options.profile.rounds, "iterations": 1, "warmup_rounds": 0}
+
+
+def test_ceiling(benchmark, perf):
+    """The same model on batches already in memory: the fastest it can train here."""
+    batches = perf.in_memory_batches()
+    runs = []
+
+    def run():
+        runs.append(perf.train(batches))
+
+    benchmark.pedantic(run, **rounds(perf))
+    benchmark.extra_info.update(perf.record_training(benchmark.name, "ceiling", runs))
+
+
+def test_training(benchmark, perf, variant_name):
+    """Full epochs of training and test evaluation through one variant."""
+    runs = []
+
+    def setup():
+        # A fresh build per round: no cache carries over from the previous one.
+        return (perf.build(variant_name),), {}
+
+    def run(dataset):
+        runs.append(perf.train(dataset))
+
+    benchmark.pedantic(run, setup=setup, rounds=perf.options.profile.rounds, warmup_rounds=0)
+    benchmark.extra_info.update(perf.record_training(benchmark.name, variant_name, runs))
+
+
+def test_pipeline(benchmark, perf, variant_name):
+    """One epoch of the variant's pipeline with no model: how fast it can feed."""
+    runs = []
+
+    def setup():
+        return (perf.build(variant_name),), {}
+
+    def run(dataset):
+        runs.append(perf.iterate(dataset))
+
+    benchmark.pedantic(run, setup=setup, rounds=perf.options.profile.rounds, warmup_rounds=0)
+    benchmark.extra_info.update(perf.record_pipeline(benchmark.name, variant_name, runs))

@@ -1,0 +1,249 @@
+"""Regression gates: thresholds from `thresholds.toml`, checks on one run and against a baseline.
+
+A failed check is one line: variant, metric, value, limit, and where the
+limit came from (file, line, key). Gates prefer ratios measured within one
+run (speedup over ``naive``, slowdown against the ceiling) and accuracy,
+which hold on a noisy shared machine; the baseline comparison adds
+throughput and accuracy against a saved run, within tolerances.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from pipelines.errors import DataError
+
+DEFAULT_THRESHOLDS = Path(__file__).resolve().parent / "thresholds.toml"
+
+# metric key -> (measured quantity, direction): "min" limits fail below, "max" above.
+LIMITS = {
+    "min_test_accuracy": ("test_accuracy", "min"),
+    "min_speedup": ("speedup_over_naive", "min"),
+    "max_input_bound": ("input_bound", "max"),
+    "max_ceiling_slowdown": ("ceiling_slowdown", "max"),
+}
+# Tolerances for the comparison with a baseline run (fractions and absolute accuracy).
+TOLERANCES = {
+    "max_throughput_drop": "examples_per_s",
+    "max_accuracy_drop": "test_accuracy",
+}
+KEYS = set(LIMITS) | set(TOLERANCES)
+
+
+@dataclasses.dataclass(frozen=True)
+class Limit:
+    """One limit and where it came from."""
+
+    key: str
+    value: float
+    origin: str  # "file:line [section] key"
+
+
+@dataclasses.dataclass(frozen=True)
+class Thresholds:
+    """The validated contents of a thresholds file."""
+
+    path: Path
+    defaults: dict[str, Limit]
+    variants: dict[str, dict[str, Limit]]
+
+    def limits_for(self, variant: str) -> dict[str, Limit]:
+        """The defaults, overridden by the variant's own section."""
+        return {**self.defaults, **self.variants.get(variant, {})}
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """A failed check, printed as one line."""
+
+    variant: str
+    metric: str
+    value: float
+    limit: float
+    relation: str
+    origin: str
+
+    def __str__(self) -> str:
+        return (
+            f"GATE FAILED {self.variant}: {self.metric} = {self.value:.4g}, "
+            f"limit {self.relation} {self.limit:.4g} (from {self.origin})"
+        )
+
+
+def _line_of(lines: list[str], section: str | None, key: str | None) -> int:
+    """1-based line of ``key`` under ``[section]`` (or of the section header)."""
+    current = None
+    header = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]\s*(#.*)?$")
+    for number, line in enumerate(lines, start=1):
+        match = header.match(line)
+        if match:
+            current = match[1].replace('"', "").replace(" ", "")
+            if key is None and current == section:
+                return number
+            continue
+        if key is not None and current == section and re.match(rf"^\s*{re.escape(key)}\s*=", line):
+            return number
+    return 0
+
+
+def load_thresholds(
+    path: str | os.PathLike[str] = DEFAULT_THRESHOLDS, variants: Iterable[str] | None = None
+) -> Thresholds:
+    """Read and validate a thresholds file.
+
+    Raises `DataError` naming the file and line for a syntax error, an unknown
+    section, key or variant, or a value that is not a number in range.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise DataError(path, "thresholds file does not exist") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise DataError(path, f"not valid TOML: {error}") from None
+    lines = text.splitlines()
+    known = None if variants is None else set(variants)
+
+    def where(section: str, key: str | None = None) -> str:
+        return f"{path}:{_line_of(lines, section, key)}"
+
+    def limits(section: str, table: Mapping[str, object]) -> dict[str, Limit]:
+        out = {}
+        for key, value in table.items():
+            if key not in KEYS:
+                raise DataError(
+                    where(section, key),
+                    f"unknown key {key!r} in [{section}]; known: {', '.join(sorted(KEYS))}",
+                )
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise DataError(
+                    where(section, key), f"{key} must be a number, got {type(value).__name__}"
+                )
+            if value < 0:
+                raise DataError(where(section, key), f"{key} must not be negative, got {value}")
+            out[key] = Limit(key, float(value), f"{where(section, key)} [{section}] {key}")
+        return out
+
+    unknown_sections = set(data) - {"defaults", "variants"}
+    if unknown_sections:
+        section = sorted(unknown_sections)[0]
+        raise DataError(
+            where(section), f"unknown section [{section}]; use [defaults] or [variants.NAME]"
+        )
+    defaults = limits("defaults", data.get("defaults", {}))
+    per_variant = {}
+    for name, table in data.get("variants", {}).items():
+        section = f"variants.{name}"
+        if not isinstance(table, dict):
+            raise DataError(where("variants", name), f"variants.{name} must be a table")
+        if known is not None and name not in known:
+            raise DataError(
+                where(section),
+                f"unknown variant {name!r}; known variants: {', '.join(sorted(known))}",
+            )
+        per_variant[name] = limits(section, table)
+    return Thresholds(path, defaults, per_variant)
+
+
+def check_run(thresholds: Thresholds, results: Mapping[str, Mapping[str, float]]) -> list[Failure]:
+    """Check each variant's metrics of this run against its limits."""
+    failures = []
+    for variant, metrics in results.items():
+        for key, limit in thresholds.limits_for(variant).items():
+            if key not in LIMITS:
+                continue
+            metric, direction = LIMITS[key]
+            value = metrics.get(metric)
+            if value is None:
+                continue  # e.g. no speedup when naive was not run
+            if (direction == "min" and value < limit.value) or (
+                direction == "max" and value > limit.value
+            ):
+                relation = ">=" if direction == "min" else "<="
+                failures.append(
+                    Failure(variant, metric, value, limit.value, relation, limit.origin)
+                )
+    return failures
+
+
+def check_baseline(
+    thresholds: Thresholds,
+    results: Mapping[str, Mapping[str, float]],
+    baseline: Mapping[str, Mapping[str, float]],
+    baseline_name: str,
+) -> list[Failure]:
+    """Compare throughput and accuracy with a baseline run, within the tolerances."""
+    failures = []
+    for variant, metrics in results.items():
+        before = baseline.get(variant)
+        if before is None:
+            continue
+        limits = thresholds.limits_for(variant)
+        drop = limits.get("max_throughput_drop")
+        if drop and "examples_per_s" in metrics and before.get("examples_per_s"):
+            floor = before["examples_per_s"] * (1 - drop.value)
+            if metrics["examples_per_s"] < floor:
+                origin = f"{drop.origin}, baseline {baseline_name}"
+                failures.append(
+                    Failure(
+                        variant, "examples_per_s", metrics["examples_per_s"], floor, ">=", origin
+                    )
+                )
+        accuracy = limits.get("max_accuracy_drop")
+        if accuracy and "test_accuracy" in metrics and before.get("test_accuracy") is not None:
+            floor = before["test_accuracy"] - accuracy.value
+            if metrics["test_accuracy"] < floor:
+                origin = f"{accuracy.origin}, baseline {baseline_name}"
+                failures.append(
+                    Failure(variant, "test_accuracy", metrics["test_accuracy"], floor, ">=", origin)
+                )
+    return failures
+
+
+def find_saved_run(spec: str, storage: Path) -> Path:
+    """A saved pytest-benchmark run: a path, a run id (``0003``), or ``latest``."""
+    candidate = Path(spec)
+    if candidate.is_file():
+        return candidate
+    runs = sorted(storage.glob("*/[0-9][0-9][0-9][0-9]_*.json"), key=lambda p: p.name)
+    if not runs:
+        raise DataError(
+            "--perf-baseline", f"no saved runs under {storage} (save one with --benchmark-autosave)"
+        )
+    if spec == "latest":
+        return runs[-1]
+    matches = [p for p in runs if p.name.split("_", 1)[0] == spec.zfill(4) or p.stem == spec]
+    if not matches:
+        raise DataError("--perf-baseline", f"no saved run {spec!r} under {storage}")
+    return matches[-1]
+
+
+def load_saved_metrics(path: Path) -> dict[str, dict[str, float]]:
+    """Per variant training metrics (examples/s, test accuracy) of a saved run."""
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise DataError(
+            path, f"saved run is not valid JSON ({error.msg} at line {error.lineno})"
+        ) from None
+    except OSError as error:
+        raise DataError(path, f"saved run cannot be read ({error.strerror})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
+        raise DataError(path, "not a pytest-benchmark run (no 'benchmarks' list)")
+    out = {}
+    for bench in data["benchmarks"]:
+        info = bench.get("extra_info", {}) if isinstance(bench, dict) else {}
+        if info.get("kind") == "training" and "variant" in info:
+            out[info["variant"]] = {
+                "examples_per_s": info.get("examples_per_s"),
+                "test_accuracy": info.get("test_accuracy"),
+            }
+    return out

@@ -1,0 +1,212 @@
+"""The suite's pytest plugin: ``--perf-*`` options, variant parametrization, machine info, gates.
+
+It plugs into pytest and pytest-benchmark through their hooks; it does not
+run anything beside them. Loaded from the root ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pipelines
+from benchmarks import gates
+from benchmarks.session import PROFILES, PerfOptions, PerfSession, machine_details
+from pipelines.data import DataChoice
+from pipelines.errors import DataError
+from pipelines.sources.latency import parse_latency
+
+SESSION_KEY = pytest.StashKey[PerfSession]()
+STATE_KEY = pytest.StashKey[dict[str, Any]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("perf", "tf.data pipeline benchmarks")
+    group.addoption(
+        "--perf-profile",
+        default="smoke",
+        choices=sorted(PROFILES),
+        help="smoke (minutes on a CPU) or full (CIFAR-size, for a GPU)",
+    )
+    group.addoption(
+        "--perf-data",
+        default="embedded",
+        help="'embedded', or a path: image folder, CIFAR-10 python folder, TFRecords",
+    )
+    group.addoption(
+        "--perf-format",
+        default="tfrecord",
+        help="on-disk format of the embedded data: tfrecord, cifar, image_folder",
+    )
+    group.addoption(
+        "--perf-variants",
+        default=None,
+        help="comma-separated variants to run (default: every registered one)",
+    )
+    group.addoption(
+        "--perf-epochs", type=int, default=None, help="epochs per run (default: the profile's)"
+    )
+    group.addoption(
+        "--perf-latency",
+        default="remote",
+        help="storage latency: none, remote, or open=20ms,read=1ms",
+    )
+    group.addoption(
+        "--perf-thresholds",
+        default=str(gates.DEFAULT_THRESHOLDS),
+        help="the thresholds file the gates read",
+    )
+    group.addoption(
+        "--perf-baseline",
+        default=None,
+        help="compare throughput and accuracy with a saved run: its id, path, or 'latest'",
+    )
+
+
+def selected_variants(config: pytest.Config) -> list[str]:
+    """The variants to benchmark, naive first (speedups are measured against it)."""
+    option = config.getoption("perf_variants")
+    names = (
+        list(pipelines.VARIANTS)
+        if not option
+        else [n.strip() for n in option.split(",") if n.strip()]
+    )
+    unknown = [name for name in names if name not in pipelines.VARIANTS]
+    if unknown:
+        raise pytest.UsageError(
+            f"--perf-variants: unknown variant {unknown[0]!r};"
+            f" known variants: {', '.join(pipelines.VARIANTS)}"
+        )
+    return sorted(names, key=lambda name: name != "naive")
+
+
+def perf_options(config: pytest.Config) -> PerfOptions:
+    """The run's options, validated (a bad value is a one-line usage error)."""
+    profile = PROFILES[config.getoption("perf_profile")]
+    epochs = config.getoption("perf_epochs") or profile.epochs
+    if epochs < 1:
+        raise pytest.UsageError("--perf-epochs: must be at least 1")
+    latency = config.getoption("perf_latency")
+    try:
+        parse_latency(latency)
+    except DataError as error:
+        raise pytest.UsageError(str(error)) from None
+    data = DataChoice(
+        data=config.getoption("perf_data"),
+        profile=profile.name,
+        fmt=config.getoption("perf_format"),
+        latency=latency,
+    )
+    return PerfOptions(profile, data, epochs, tuple(selected_variants(config)))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Fail fast, before collection, on a variant name that does not exist.
+    if config.getoption("perf_variants", None):
+        selected_variants(config)
+
+
+def _benchmarks_selected(items: list[pytest.Item]) -> bool:
+    return any("benchmarks" in Path(str(item.fspath)).parts for item in items)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "variant_name" in metafunc.fixturenames:
+        metafunc.parametrize("variant_name", selected_variants(metafunc.config))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Check every option and file the benchmarks will use before any of them runs."""
+    if not _benchmarks_selected(items):
+        return
+    options = perf_options(config)
+    state: dict[str, Any] = {"options": options}
+    try:
+        state["thresholds"] = gates.load_thresholds(
+            config.getoption("perf_thresholds"), pipelines.VARIANTS
+        )
+        baseline = config.getoption("perf_baseline")
+        if baseline:
+            storage = _storage(config)
+            path = gates.find_saved_run(baseline, storage)
+            state["baseline"] = (path, gates.load_saved_metrics(path))
+    except DataError as error:
+        raise pytest.UsageError(str(error)) from None
+    config.stash[STATE_KEY] = state
+
+
+def _storage(config: pytest.Config) -> Path:
+    storage = str(config.getoption("benchmark_storage", "file://./.benchmarks"))
+    return Path(storage.removeprefix("file://"))
+
+
+def perf_session(config: pytest.Config) -> PerfSession:
+    """The session's `PerfSession`, created on first use."""
+    if SESSION_KEY not in config.stash:
+        try:
+            config.stash[SESSION_KEY] = PerfSession(config.stash[STATE_KEY]["options"])
+        except DataError as error:
+            pytest.exit(f"error: {error}", returncode=2)
+    return config.stash[SESSION_KEY]
+
+
+def pytest_benchmark_update_machine_info(
+    config: pytest.Config, machine_info: dict[str, Any]
+) -> None:
+    machine_info.update(machine_details())
+    machine_info["perf_profile"] = config.getoption("perf_profile")
+
+
+def pytest_benchmark_update_json(
+    config: pytest.Config, benchmarks: list[Any], output_json: dict
+) -> None:
+    """Write the ratios measured in this session into the saved run."""
+    if SESSION_KEY not in config.stash:
+        return
+    session = config.stash[SESSION_KEY]
+    session.derived_metrics()
+    for bench in output_json.get("benchmarks", []):
+        info = session.metrics.get(bench.get("fullname")) or session.metrics.get(bench.get("name"))
+        if info:
+            bench["extra_info"] = dict(info)
+
+
+def evaluate_gates(config: pytest.Config) -> list[gates.Failure] | None:
+    """The failed checks of this run (None when there is nothing to gate)."""
+    if SESSION_KEY not in config.stash or config.getoption("benchmark_disable", False):
+        return None
+    session = config.stash[SESSION_KEY]
+    session.derived_metrics()
+    state = config.stash[STATE_KEY]
+    results = session.gate_metrics()
+    failures = gates.check_run(state["thresholds"], results)
+    if "baseline" in state:
+        path, saved = state["baseline"]
+        failures += gates.check_baseline(state["thresholds"], results, saved, str(path))
+    return failures
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Gate the run: a failed check makes it exit non-zero."""
+    failures = evaluate_gates(session.config)
+    if failures is None:
+        return
+    session.config.stash[STATE_KEY]["failures"] = failures
+    if failures and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Print the gates' verdicts, one line per failed check."""
+    state = config.stash.get(STATE_KEY, {})
+    if "failures" not in state:
+        return
+    terminalreporter.section("performance gates")
+    for failure in state["failures"]:
+        terminalreporter.write_line(str(failure), red=True)
+    if not state["failures"]:
+        checked = ", ".join(sorted(config.stash[SESSION_KEY].gate_metrics())) or "nothing"
+        terminalreporter.write_line(f"all gates passed ({checked})", green=True)

@@ -1,0 +1,228 @@
+"""One benchmark session: its options, data, model, and what each benchmark measured.
+
+The benchmarks are thin (`bench_training.py`); timing and bookkeeping live
+here, once: how a round is set up and run, and the metrics each benchmark
+records. Ratios that need two measurements of the same session (speedup over
+``naive``, slowdown against the ceiling) are filled in at the end, in
+`derived_metrics`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import statistics
+import time
+from typing import Any
+
+import tensorflow as tf
+
+import models
+import pipelines
+from models.trainer import EpochStats, InitialModel, Trainer
+from pipelines.data import DataChoice, open_data
+from pipelines.element import IMAGE, LABEL
+from pipelines.variants import EVALUATION
+
+
+@dataclasses.dataclass(frozen=True)
+class PerfProfile:
+    """How big a benchmark run is."""
+
+    name: str
+    model: str
+    epochs: int
+    batch_size: int
+    rounds: int
+
+
+PROFILES = {
+    # Minutes on two CPU cores: the embedded smoke set, a small CNN, one timed round.
+    "smoke": PerfProfile("smoke", model="tiny", epochs=3, batch_size=64, rounds=1),
+    # CIFAR-size data and the lab's CIFAR model; meant for a GPU.
+    "full": PerfProfile("full", model="cifar_cnn_bn", epochs=3, batch_size=128, rounds=3),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class PerfOptions:
+    """The ``--perf-*`` options of a run."""
+
+    profile: PerfProfile
+    data: DataChoice
+    epochs: int
+    variants: tuple[str, ...]
+    seed: int = 0
+
+
+def device_name() -> str:
+    """The device training runs on: the first GPU's name, or "CPU"."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return "CPU"
+    details = tf.config.experimental.get_device_details(gpus[0])
+    return f"GPU x{len(gpus)} ({details.get('device_name', gpus[0].name)})"
+
+
+def machine_details() -> dict[str, Any]:
+    """TensorFlow version, devices and CPU count, for pytest-benchmark's machine info."""
+    gpus = tf.config.list_physical_devices("GPU")
+    return {
+        "tensorflow": tf.__version__,
+        "device": device_name(),
+        "gpu_count": len(gpus),
+        "gpus": [
+            tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+            for gpu in gpus
+        ],
+        "cpu_count": os.cpu_count(),
+    }
+
+
+class PerfSession:
+    """Data, model and results shared by every benchmark of a pytest session."""
+
+    def __init__(self, options: PerfOptions) -> None:
+        self.options = options
+        profile = options.profile
+        self.train_source, self.test_source = open_data(options.data)
+        model_options = (
+            {"input_shape": self.train_source.image_shape} if profile.model == "tiny" else {}
+        )
+        self.initial = InitialModel(
+            lambda: models.build(profile.model, **model_options), options.seed
+        )
+        self.trainer = Trainer(self.initial.fresh())
+        self.test_ds = pipelines.build(EVALUATION, self.test_source, batch_size=profile.batch_size)
+        self.metrics: dict[str, dict[str, Any]] = {}  # benchmark name -> its extra_info
+        self._warm = False
+
+    # -- setup and runs -------------------------------------------------------------
+
+    def build(self, variant: str) -> tf.data.Dataset:
+        """A fresh dataset of ``variant`` (a new build: no cache survives from a previous round)."""
+        return pipelines.build(
+            variant,
+            self.train_source,
+            batch_size=self.options.profile.batch_size,
+            seed=self.options.seed,
+        )
+
+    def warm_up(self) -> None:
+        """Trace the train and test steps once per session, so no timed round pays for it."""
+        if self._warm:
+            return
+        ds = self.build("naive").take(2)
+        self.trainer.fit(ds, 1, test_ds=self.test_ds.take(1), progress=False)
+        self._warm = True
+
+    def train(self, dataset: Any) -> list[EpochStats]:
+        """Train the session's model from its initial weights on ``dataset`` for the epochs."""
+        self.trainer.reset(self.initial)
+        with self.train_source.explain_errors(), self.test_source.explain_errors():
+            return self.trainer.fit(
+                dataset, self.options.epochs, test_ds=self.test_ds, progress=False
+            )
+
+    def in_memory_batches(self) -> list[dict[str, tf.Tensor]]:
+        """The training batches held in memory (on the GPU when there is one).
+
+        The ceiling trains on these: no reading, decoding or augmenting left.
+        """
+        device = "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
+        batches = []
+        with tf.device(device):
+            for batch in self.build("naive"):
+                batches.append({IMAGE: tf.identity(batch[IMAGE]), LABEL: tf.identity(batch[LABEL])})
+        return batches
+
+    def iterate(self, dataset: tf.data.Dataset) -> tuple[int, int, float]:
+        """Iterate one epoch without a model: (batches, elements, seconds)."""
+        batches = elements = 0
+        started = time.perf_counter()
+        with self.train_source.explain_errors():
+            for batch in dataset:
+                batches += 1
+                elements += int(batch[LABEL].shape[0])
+        return batches, elements, time.perf_counter() - started
+
+    # -- recording --------------------------------------------------------------------
+
+    def common_info(self, kind: str, variant: str) -> dict[str, Any]:
+        """The parameters every figure carries."""
+        profile = self.options.profile
+        return {
+            "kind": kind,
+            "variant": variant,
+            "dataset": self.options.data.describe(),
+            "source": self.train_source.describe(),
+            "profile": profile.name,
+            "model": profile.model,
+            "epochs": self.options.epochs,
+            "batch_size": profile.batch_size,
+            "device": device_name(),
+        }
+
+    def record_training(
+        self, name: str, variant: str, runs: list[list[EpochStats]]
+    ) -> dict[str, Any]:
+        """Metrics of a training benchmark: medians over rounds, per-epoch lists of the last."""
+        train_s = statistics.median(sum(s.wall_s for s in run) for run in runs)
+        examples = sum(s.examples for s in runs[-1])
+        waits = sum(s.input_wait_s for run in runs for s in run)
+        busy = sum(s.input_wait_s + s.step_s for run in runs for s in run)
+        last = runs[-1]
+        info = {
+            **self.common_info("training" if variant != "ceiling" else "ceiling", variant),
+            "train_s": train_s,
+            "epoch_s": train_s / len(last),
+            "epoch_times_s": [s.wall_s for s in last],
+            "examples_per_s": examples / train_s,
+            "input_bound": waits / busy if busy else 0.0,
+            "train_accuracy": [s.train_accuracy for s in last],
+            "test_accuracy_per_epoch": [s.test_accuracy for s in last],
+            "test_accuracy": last[-1].test_accuracy,
+            "rounds": len(runs),
+        }
+        self.metrics[name] = info
+        return info
+
+    def record_pipeline(
+        self, name: str, variant: str, runs: list[tuple[int, int, float]]
+    ) -> dict[str, Any]:
+        """Metrics of a pipeline-only benchmark."""
+        seconds = statistics.median(run[2] for run in runs)
+        info = {
+            **self.common_info("pipeline", variant),
+            "seconds": seconds,
+            "batches": runs[-1][0],
+            "elements": runs[-1][1],
+            "elements_per_s": runs[-1][1] / seconds if seconds else 0.0,
+        }
+        self.metrics[name] = info
+        return info
+
+    def derived_metrics(self) -> None:
+        """Fill in the ratios between benchmarks of this session (call once all have run)."""
+        by_kind: dict[str, dict[str, dict[str, Any]]] = {}
+        for info in self.metrics.values():
+            by_kind.setdefault(info["kind"], {})[info["variant"]] = info
+        training, pipeline = by_kind.get("training", {}), by_kind.get("pipeline", {})
+        ceiling = by_kind.get("ceiling", {}).get("ceiling")
+        naive = training.get("naive")
+        for info in training.values():
+            if naive:
+                info["speedup_over_naive"] = naive["train_s"] / info["train_s"]
+            if ceiling:
+                info["ceiling_slowdown"] = info["train_s"] / ceiling["train_s"]
+                info["fraction_of_ceiling"] = ceiling["train_s"] / info["train_s"]
+        naive_pipeline = pipeline.get("naive")
+        for info in pipeline.values():
+            if naive_pipeline:
+                info["speedup_over_naive"] = naive_pipeline["seconds"] / info["seconds"]
+
+    def gate_metrics(self) -> dict[str, dict[str, float]]:
+        """Per variant, the training metrics the gates check."""
+        return {
+            info["variant"]: info for info in self.metrics.values() if info["kind"] == "training"
+        }

@@ -1,0 +1,129 @@
+"""End to end: the benchmarks pass their gates unchanged and fail them on injected regressions."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+THRESHOLDS = """
+[defaults]
+min_test_accuracy = 0.5
+max_accuracy_drop = 0.1
+max_throughput_drop = 0.9
+
+[variants.optimized]
+min_speedup = 1.3
+"""
+
+
+def run_benchmarks(
+    tmp_path: Path, *args: str, inject: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """`pytest benchmarks` on naive and optimized, 2 epochs, no latency, storage under tmp_path."""
+    thresholds = tmp_path / "thresholds.toml"
+    thresholds.write_text(THRESHOLDS)
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "benchmarks",
+        "-p",
+        "inject_regression",
+        "-q",
+        "-k",
+        "test_training or test_ceiling",
+        "--perf-variants",
+        "naive,optimized",
+        "--perf-latency",
+        "none",
+        "--perf-epochs",
+        "2",
+        "--perf-thresholds",
+        str(thresholds),
+        f"--benchmark-storage=file://{tmp_path / 'storage'}",
+        *args,
+    ]
+    env = dict(os.environ, INJECT=inject, PYTHONPATH=str(ROOT / "tests"))
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+
+
+def gate_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in done.stdout.splitlines() if line.startswith("GATE FAILED")]
+
+
+@pytest.fixture(scope="module")
+def baseline(tmp_path_factory) -> Path:
+    """An unchanged run, saved: it must pass every gate."""
+    tmp_path = tmp_path_factory.mktemp("bench")
+    done = run_benchmarks(tmp_path, "--benchmark-autosave")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "all gates passed (naive, optimized)" in done.stdout
+    saved = list((tmp_path / "storage").glob("*/0001_*.json"))
+    assert len(saved) == 1
+    return tmp_path
+
+
+def test_the_unchanged_suite_passes_and_saves_the_ratios(baseline):
+    import json
+
+    saved = json.loads(next((baseline / "storage").glob("*/0001_*.json")).read_text())
+    infos = {b["extra_info"]["variant"]: b["extra_info"] for b in saved["benchmarks"]}
+    assert set(infos) == {"ceiling", "naive", "optimized"}
+    optimized = infos["optimized"]
+    for key in (
+        "examples_per_s",
+        "test_accuracy",
+        "input_bound",
+        "speedup_over_naive",
+        "fraction_of_ceiling",
+        "epoch_times_s",
+        "train_accuracy",
+        "device",
+        "dataset",
+    ):
+        assert key in optimized, key
+    assert len(optimized["epoch_times_s"]) == 2
+    assert saved["machine_info"]["tensorflow"].startswith("2.")
+
+
+def test_a_slowed_stage_fails_the_speedup_gate(baseline):
+    done = run_benchmarks(baseline, inject="slow")
+    assert done.returncode == 1
+    lines = gate_lines(done)
+    assert len(lines) == 1, done.stdout[-3000:]
+    assert lines[0].startswith("GATE FAILED optimized: speedup_over_naive = ")
+    assert "limit >= 1.3 (from " in lines[0] and "[variants.optimized] min_speedup)" in lines[0]
+
+
+def test_wrongly_paired_labels_fail_the_accuracy_gates(baseline):
+    done = run_benchmarks(baseline, "--perf-baseline", "latest", inject="mislabel")
+    assert done.returncode == 1
+    lines = gate_lines(done)
+    assert any(
+        line.startswith("GATE FAILED optimized: test_accuracy = ")
+        and "[defaults] min_test_accuracy)" in line
+        for line in lines
+    ), lines
+    assert any("max_accuracy_drop, baseline " in line and "0001_" in line for line in lines), lines
+    assert not any(line.startswith("GATE FAILED naive") for line in lines)
+
+
+def test_an_unknown_variant_option_is_one_line(tmp_path):
+    done = run_benchmarks(tmp_path, "--perf-variants", "naive,turbo")
+    assert done.returncode == 4
+    assert "ERROR: --perf-variants: unknown variant 'turbo'; known variants: naive," in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_a_broken_baseline_file_is_one_line_and_left_alone(tmp_path):
+    broken = tmp_path / "0001_broken.json"
+    broken.write_text("{not json")
+    done = run_benchmarks(tmp_path, "--perf-baseline", str(broken))
+    assert done.returncode == 4
+    assert f"ERROR: {broken}: saved run is not valid JSON" in done.stderr
+    assert broken.read_text() == "{not json"
