@@ -127,7 +127,7 @@ class Trainer:
         return self.loss(labels, probabilities), _correct(probabilities, labels)
 
     def train_epoch(
-        self, ds: tf.data.Dataset, epoch: int, progress: bool | None = None
+        self, ds: tf.data.Dataset | Sequence[Record], epoch: int, progress: bool | None = None
     ) -> EpochStats:
         """One pass over ``ds``, timing the wait for each batch and each synchronised step."""
         wait = step = 0.0
@@ -170,7 +170,7 @@ class Trainer:
             train_accuracy=correct / examples,
         )
 
-    def evaluate(self, ds: tf.data.Dataset) -> tuple[float, float, float]:
+    def evaluate(self, ds: tf.data.Dataset | Sequence[Record]) -> tuple[float, float, float]:
         """(loss, accuracy, seconds) over ``ds``."""
         started = time.perf_counter()
         loss_sum, correct, count = 0.0, 0, 0
@@ -185,10 +185,10 @@ class Trainer:
 
     def fit(
         self,
-        train_ds: tf.data.Dataset,
+        train_ds: tf.data.Dataset | Sequence[Record],
         epochs: int,
         *,
-        test_ds: tf.data.Dataset | None = None,
+        test_ds: tf.data.Dataset | Sequence[Record] | None = None,
         progress: bool | None = None,
         on_epoch: Callable[[EpochStats], None] | None = None,
     ) -> list[EpochStats]:
