@@ -35,30 +35,28 @@ def test_ceiling(benchmark, perf):
     benchmark.extra_info.update(perf.record_training(benchmark.name, "ceiling", runs))
 
 
-def test_training(benchmark, perf, variant_name):
-    """Full epochs of training and test evaluation through one variant."""
-    runs = []
+def timed_rounds(benchmark, perf, variant_name: str, work) -> list:
+    """Time ``work(dataset)`` over the profile's rounds, each on a freshly built dataset."""
+    results = []
 
     def setup():
         # A fresh build per round: no cache carries over from the previous one.
         return (perf.build(variant_name),), {}
 
     def run(dataset):
-        runs.append(perf.train(dataset))
+        results.append(work(dataset))
 
     benchmark.pedantic(run, setup=setup, rounds=perf.options.profile.rounds, warmup_rounds=0)
+    return results
+
+
+def test_training(benchmark, perf, variant_name):
+    """Full epochs of training and test evaluation through one variant."""
+    runs = timed_rounds(benchmark, perf, variant_name, perf.train)
     benchmark.extra_info.update(perf.record_training(benchmark.name, variant_name, runs))
 
 
 def test_pipeline(benchmark, perf, variant_name):
     """One epoch of the variant's pipeline with no model: how fast it can feed."""
-    runs = []
-
-    def setup():
-        return (perf.build(variant_name),), {}
-
-    def run(dataset):
-        runs.append(perf.iterate(dataset))
-
-    benchmark.pedantic(run, setup=setup, rounds=perf.options.profile.rounds, warmup_rounds=0)
+    runs = timed_rounds(benchmark, perf, variant_name, perf.iterate)
     benchmark.extra_info.update(perf.record_pipeline(benchmark.name, variant_name, runs))

@@ -68,6 +68,7 @@ DECODE = Map(("decode",))
 PLAIN = Map(("decode", "standardize"))
 AUGMENT = Map(("augment",))
 AUGMENTED = Contract(shuffle="elements", augmentation="fresh")
+AUGMENTED_STEPS = (GeneratorRead(), DECODE, Shuffle(), AUGMENT, Batch())
 
 
 def _augmented(*steps: Step, name: str, description: str, **contract: object) -> Variant:
@@ -83,11 +84,7 @@ SEED_VARIANTS: tuple[Variant, ...] = (
         "Python generator read, per-example decode, batch; no optimizations",
     ),
     _augmented(
-        GeneratorRead(),
-        DECODE,
-        Shuffle(),
-        AUGMENT,
-        Batch(),
+        *AUGMENTED_STEPS,
         name="augmented",
         description="naive plus shuffle and per-example random crop, flip, brightness, contrast",
     ),
@@ -109,11 +106,7 @@ SEED_VARIANTS: tuple[Variant, ...] = (
     ),
     # Each optimization alone, on top of `augmented`.
     _augmented(
-        GeneratorRead(),
-        DECODE,
-        Shuffle(),
-        AUGMENT,
-        Batch(),
+        *AUGMENTED_STEPS,
         Prefetch(),
         name="prefetch",
         description="augmented plus prefetch: the trainer and the pipeline overlap",

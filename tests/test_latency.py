@@ -11,6 +11,10 @@ from pipelines import DataError, sources
 from pipelines.sources.latency import Latency, parse_latency
 
 OPEN_S, READ_S = 0.030, 0.004
+# A sleeping reader is woken late by the OS: by up to 1.6x on an idle shared
+# 2-core machine, 2.3x while another job loads it. Paying an open twice
+# measured 4x, so 3x still tells "paid once, woken late" from "paid twice".
+LATE_WAKE_LIMIT = 3.0
 
 
 def epoch_seconds(dataset_or_source) -> float:
@@ -46,15 +50,16 @@ def test_latency_adds_at_least_the_promised_delay(plain):
     )
     # Each shard: one open, one read per record, and one read that finds its end.
     promised = plain.num_shards * OPEN_S + (plain.num_examples + plain.num_shards) * READ_S
-    # A blocked thread wakes late, by up to 1.6x on this shared machine.
-    assert 0.97 <= added / promised <= 2.0, f"added {added:.3f}s, promised {promised:.3f}s"
+    assert 0.97 <= added / promised <= LATE_WAKE_LIMIT, (
+        f"added {added:.3f}s, promised {promised:.3f}s"
+    )
 
 
 def test_open_delay_is_paid_once_per_shard():
     # The marginal cost of 8 more shards: fixed costs per pass cancel out.
     few, many = (added_seconds(Latency(open_s=OPEN_S), 20, shards) for shards in (2, 10))
     per_open = (many - few) / 8
-    assert 0.9 <= per_open / OPEN_S <= 2.0, f"{per_open * 1e3:.1f} ms per open"
+    assert 0.9 <= per_open / OPEN_S <= LATE_WAKE_LIMIT, f"{per_open * 1e3:.1f} ms per open"
 
 
 def test_read_delay_is_paid_once_per_record():
@@ -62,7 +67,7 @@ def test_read_delay_is_paid_once_per_record():
     # and the span is long enough for timer noise to average out.
     few, many = (added_seconds(Latency(read_s=READ_S), records, 1) for records in (20, 120))
     per_record = (many - few) / 100
-    assert 0.9 <= per_record / READ_S <= 2.0, f"{per_record * 1e3:.2f} ms per record"
+    assert 0.9 <= per_record / READ_S <= LATE_WAKE_LIMIT, f"{per_record * 1e3:.2f} ms per record"
 
 
 def test_parallel_readers_overlap_their_delays(plain):
