@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipelines import sources
 from pipelines.errors import DataError
 from pipelines.synthetic import CLASS_NAMES, make_examples
 
@@ -109,8 +110,6 @@ class EmbeddedDataset:
 
     def source(self, fmt: str = "tfrecord", split: str = "train", **options: object):
         """A `Source` over one format and split of this set."""
-        from pipelines import sources  # late: generation itself needs no TensorFlow sources
-
         if fmt == "cifar":
             return sources.cifar_source(self.path(fmt), split)
         if fmt == "tfrecord":
@@ -152,22 +151,20 @@ def ensure_embedded(
 
 def generate(config: EmbeddedConfig, folder: Path) -> dict[str, object]:
     """Write every format of ``config`` into ``folder``; the manifest is written last."""
-    from pipelines.sources import write_cifar_folder, write_image_folder, write_tfrecords
-
     started = time.perf_counter()
     train = make_examples(config.seed, "train", config.train)
     test = make_examples(config.seed, "test", config.test)
-    write_cifar_folder(
+    sources.write_cifar_folder(
         folder / "cifar",
         (np.stack(train[0]), train[1]),
         (np.stack(test[0]), test[1]),
         CLASS_NAMES,
     )
-    write_tfrecords(folder / "tfrecord", "train", *train, num_shards=config.train_shards)
-    write_tfrecords(folder / "tfrecord", "test", *test, num_shards=config.test_shards)
+    sources.write_tfrecords(folder / "tfrecord", "train", *train, num_shards=config.train_shards)
+    sources.write_tfrecords(folder / "tfrecord", "test", *test, num_shards=config.test_shards)
     for split, count in (("train", config.folder_train), ("test", config.folder_test)):
         images, labels = make_examples(config.seed, f"folder_{split}", count, config.folder_sizes)
-        write_image_folder(
+        sources.write_image_folder(
             folder / "image_folder",
             split,
             images,
