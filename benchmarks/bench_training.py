@@ -32,7 +32,9 @@ def test_ceiling(benchmark, perf):
         runs.append(perf.train(batches))
 
     benchmark.pedantic(run, **rounds(perf))
-    benchmark.extra_info.update(perf.record_training(benchmark.name, "ceiling", runs))
+    benchmark.extra_info.update(
+        perf.record_training(benchmark.name, "ceiling", runs, kind="ceiling")
+    )
 
 
 def timed_rounds(benchmark, perf, variant_name: str, work) -> list:

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 import models
 import pipelines
-from models.trainer import EpochStats, InitialModel, Trainer
+from models.trainer import EpochStats, InitialModel, Trainer, input_bound_of
 from pipelines.data import DataChoice, open_data
 from pipelines.element import IMAGE, LABEL
 from pipelines.variants import EVALUATION
@@ -176,21 +176,19 @@ class PerfSession:
         }
 
     def record_training(
-        self, name: str, variant: str, runs: list[list[EpochStats]]
+        self, name: str, variant: str, runs: list[list[EpochStats]], kind: str = "training"
     ) -> dict[str, Any]:
         """Metrics of a training benchmark: medians over rounds, per-epoch lists of the last."""
         train_s = statistics.median(sum(s.wall_s for s in run) for run in runs)
         examples = sum(s.examples for s in runs[-1])
-        waits = sum(s.input_wait_s for run in runs for s in run)
-        busy = sum(s.input_wait_s + s.step_s for run in runs for s in run)
         last = runs[-1]
         info = {
-            **self.common_info("training" if variant != "ceiling" else "ceiling", variant),
+            **self.common_info(kind, variant),
             "train_s": train_s,
             "epoch_s": train_s / len(last),
             "epoch_times_s": [s.wall_s for s in last],
             "examples_per_s": examples / train_s,
-            "input_bound": waits / busy if busy else 0.0,
+            "input_bound": input_bound_of(s for run in runs for s in run),
             "train_accuracy": [s.train_accuracy for s in last],
             "test_accuracy_per_epoch": [s.test_accuracy for s in last],
             "test_accuracy": last[-1].test_accuracy,

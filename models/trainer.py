@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import keras
 import numpy as np
@@ -50,8 +50,14 @@ class EpochStats:
     @property
     def input_bound(self) -> float:
         """Fraction of training time spent waiting for input."""
-        busy = self.input_wait_s + self.step_s
-        return self.input_wait_s / busy if busy > 0 else 0.0
+        return input_bound_of([self])
+
+
+def input_bound_of(stats: Iterable[EpochStats]) -> float:
+    """Fraction of the training time of ``stats`` spent waiting for input."""
+    stats = list(stats)
+    busy = sum(s.input_wait_s + s.step_s for s in stats)
+    return sum(s.input_wait_s for s in stats) / busy if busy > 0 else 0.0
 
 
 class InitialModel:
@@ -216,12 +222,11 @@ def _correct(probabilities: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
 def summarize(history: list[EpochStats]) -> dict[str, float]:
     """Totals over a run: examples/s, input-bound fraction, final accuracies."""
     wall = sum(s.wall_s for s in history)
-    busy = sum(s.input_wait_s + s.step_s for s in history)
     return {
         "epochs": len(history),
         "train_s": wall,
         "examples_per_s": sum(s.examples for s in history) / wall if wall else 0.0,
-        "input_bound": sum(s.input_wait_s for s in history) / busy if busy else 0.0,
+        "input_bound": input_bound_of(history),
         "final_train_accuracy": history[-1].train_accuracy,
         "final_test_accuracy": float(
             np.nan if history[-1].test_accuracy is None else history[-1].test_accuracy

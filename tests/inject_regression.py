@@ -34,10 +34,16 @@ class Delay:
 
 
 def _mislabel(ctx, batched):
+    """Pair each image with a label drawn from its id alone: images and labels no longer match."""
+
     def transform(record, seed):
         return {**record, LABEL: tf.math.floormod(record[ID] * 7919 + 13, 10)}
 
     return transform
+
+
+register_transform("_inject_mislabel", _mislabel)
+MISLABEL = Map(("_inject_mislabel",))
 
 
 def pytest_configure(config):
@@ -48,8 +54,7 @@ def pytest_configure(config):
     if mode == "slow":
         steps.insert(augment_at + 1, Delay(SLOW_BATCH_S))
     elif mode == "mislabel":
-        register_transform("_inject_mislabel", _mislabel)
-        steps.insert(augment_at + 1, Map(("_inject_mislabel",)))
+        steps.insert(augment_at + 1, MISLABEL)
     else:
         return
     pipelines.register(dataclasses.replace(base, steps=tuple(steps)), replace=True)

@@ -42,6 +42,14 @@ def read_all(source: sources.Source) -> tuple[np.ndarray, np.ndarray, np.ndarray
     )
 
 
+def read_back(source: sources.Source, labels: np.ndarray) -> np.ndarray:
+    """Read every element; assert ids 0..N-1 and their labels; return the images, by id."""
+    images, got_labels, ids = read_all(source)
+    np.testing.assert_array_equal(ids, np.arange(len(labels)))
+    np.testing.assert_array_equal(got_labels, labels)
+    return images
+
+
 @pytest.fixture(scope="module")
 def examples() -> tuple[np.ndarray, np.ndarray]:
     images, labels = make_examples(seed=7, split="train", count=23)
@@ -51,10 +59,8 @@ def examples() -> tuple[np.ndarray, np.ndarray]:
 def test_arrays_source_round_trips_exactly(examples):
     images, labels = examples
     source = sources.arrays_source(images, labels, num_classes=10, num_shards=4)
-    got_images, got_labels, ids = read_all(source)
+    got_images = read_back(source, labels)
     assert source.num_shards == 4
-    np.testing.assert_array_equal(ids, np.arange(len(images)))
-    np.testing.assert_array_equal(got_labels, labels)
     np.testing.assert_array_equal(got_images, images / np.float32(255))
 
 
@@ -66,9 +72,7 @@ def test_generator_source_round_trips_exactly(examples):
         image_shape=images.shape[1:],
         num_classes=10,
     )
-    got_images, got_labels, ids = read_all(source)
-    np.testing.assert_array_equal(ids, np.arange(len(images)))
-    np.testing.assert_array_equal(got_labels, labels)
+    got_images = read_back(source, labels)
     np.testing.assert_array_equal(got_images, images / np.float32(255))
 
 
@@ -87,9 +91,7 @@ def test_cifar_folder_is_in_the_sites_format_and_round_trips(tmp_path, examples)
 
     train = sources.cifar_source(tmp_path, "train")
     assert train.num_shards == 5 and train.num_examples == len(images)
-    got_images, got_labels, ids = read_all(train)
-    np.testing.assert_array_equal(ids, np.arange(len(images)))
-    np.testing.assert_array_equal(got_labels, labels)
+    got_images = read_back(train, labels)
     np.testing.assert_array_equal(got_images, images / np.float32(255))
     assert sources.cifar_source(tmp_path, "test").num_examples == 5
 
@@ -111,9 +113,7 @@ def test_tfrecord_png_round_trips_exactly(tmp_path, examples):
     assert [p.name for p in paths] == [f"train-0000{i}-of-00003.tfrecord" for i in range(3)]
     source = sources.tfrecord_source(tmp_path, "train")
     assert source.num_shards == 3 and source.num_examples == len(images)
-    got_images, got_labels, ids = read_all(source)
-    np.testing.assert_array_equal(ids, np.arange(len(images)))
-    np.testing.assert_array_equal(got_labels, labels)
+    got_images = read_back(source, labels)
     np.testing.assert_array_equal(got_images, images / np.float32(255))
 
 
@@ -133,9 +133,7 @@ def test_image_folder_round_trips_within_jpeg_tolerance(tmp_path, examples):
     assert first == f"{CLASS_NAMES[labels[0]]}/train_000000.jpg,{labels[0]}"
     source = sources.image_folder_source(tmp_path, "train")
     assert source.num_examples == len(images) and source.num_classes == len(CLASS_NAMES)
-    got_images, got_labels, ids = read_all(source)
-    np.testing.assert_array_equal(ids, np.arange(len(images)))
-    np.testing.assert_array_equal(got_labels, labels)
+    got_images = read_back(source, labels)
     assert_decodes_like_pil(source.shards["path"], got_images)
     assert np.abs(got_images - images / 255).mean() <= JPEG_MEAN_ABS_TOLERANCE
 

@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import tensorflow as tf
+from inject_regression import MISLABEL
 
 import models
 import pipelines
 from models.trainer import InitialModel, Trainer, summarize, train_variant
 from pipelines import Contract, Variant, sources
-from pipelines.element import ID, LABEL
-from pipelines.steps import Batch, Map, Read, Shuffle, register_transform
+from pipelines.steps import Batch, Map, Read, Shuffle
 
-
-def mislabel(ctx, batched):
-    """Pair each image with a label drawn from its id alone: images and labels no longer match."""
-
-    def transform(record, seed):
-        scrambled = tf.math.floormod(record[ID] * 7919 + 13, 10)
-        return {**record, LABEL: scrambled}
-
-    return transform
-
-
-register_transform("mislabel_for_test", mislabel)
 MISLABELLED = Variant(
     "mislabelled",
-    (Read(parallel=True), Map(("decode", "standardize", "mislabel_for_test")), Shuffle(), Batch()),
+    (Read(parallel=True), Map(("decode", "standardize")), MISLABEL, Shuffle(), Batch()),
     Contract(shuffle="elements"),
 )
 
