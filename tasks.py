@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Set up the suite's virtual environment and run one of its jobs.
 
-    python3 tasks.py bench [ARGS...]   main job: benchmark suite on the embedded data, saved
+    python3 tasks.py bench [ARGS...]   main job: benchmark suite on the embedded data, saved,
+                                       and the report in reports/perf.html
     python3 tasks.py test  [ARGS...]   the tests (and every benchmark once, untimed)
     python3 tasks.py lint  [ARGS...]   ruff
 
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 REQUIREMENTS = ROOT / "requirements.txt"
 STAMP = VENV / ".requirements.sha256"
+REPORT = ROOT / "reports" / "perf.html"
 
 # pytest's "no tests were collected" exit status; a run that tested nothing
 # must not look green.
@@ -60,7 +62,7 @@ def job_command(job: str, python: Path, args: list[str]) -> list[str]:
     py = [str(python), "-m"]
     if job == "bench":
         # The smoke profile on the embedded data, saved to .benchmarks for
-        # later --benchmark-compare / --perf-baseline runs.
+        # later --benchmark-compare / --perf-baseline runs, and the HTML report.
         return [
             *py,
             "pytest",
@@ -68,6 +70,8 @@ def job_command(job: str, python: Path, args: list[str]) -> list[str]:
             "--benchmark-autosave",
             "--perf-profile",
             "smoke",
+            "--perf-report",
+            str(REPORT),
             *args,
         ]
     if job == "test":

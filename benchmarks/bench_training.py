@@ -11,6 +11,9 @@ import pytest
 
 from benchmarks.plugin import perf_session
 
+# Alternating traced and untraced runs, so drifts in machine load hit both alike.
+OVERHEAD_PAIRS = 3
+
 
 @pytest.fixture(scope="session")
 def perf(request: pytest.FixtureRequest):
@@ -62,3 +65,32 @@ def test_pipeline(benchmark, perf, variant_name):
     """One epoch of the variant's pipeline with no model: how fast it can feed."""
     runs = timed_rounds(benchmark, perf, variant_name, perf.iterate)
     benchmark.extra_info.update(perf.record_pipeline(benchmark.name, variant_name, runs))
+
+
+def test_timeline(benchmark, perf, variant_name):
+    """A traced run of the variant (not gated): its timeline and bottleneck analysis."""
+    results = []
+    benchmark.pedantic(
+        lambda: results.append(perf.train_traced(variant_name)),
+        rounds=1,
+        iterations=1,
+        warmup_rounds=0,
+    )
+    stats, timeline = results[-1]
+    benchmark.extra_info.update(perf.record_timeline(benchmark.name, variant_name, stats, timeline))
+
+
+def test_tracing_overhead(benchmark, perf):
+    """What tracing costs: traced and untraced training of `optimized`, alternately."""
+    variant = "optimized" if "optimized" in perf.options.variants else perf.options.variants[0]
+    untraced, traced = [], []
+
+    def run():
+        for _ in range(OVERHEAD_PAIRS):
+            untraced.append(sum(s.wall_s for s in perf.train(perf.build(variant))))
+            traced.append(sum(s.wall_s for s in perf.train_traced(variant)[0]))
+
+    benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
+    benchmark.extra_info.update(
+        perf.record_tracing_overhead(benchmark.name, variant, untraced, traced)
+    )

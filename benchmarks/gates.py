@@ -10,13 +10,13 @@ throughput and accuracy against a saved run, within tolerances.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from benchmarks.storage import read_run
 from pipelines.errors import DataError
 
 DEFAULT_THRESHOLDS = Path(__file__).resolve().parent / "thresholds.toml"
@@ -208,39 +208,11 @@ def check_baseline(
     return failures
 
 
-def find_saved_run(spec: str, storage: Path) -> Path:
-    """A saved pytest-benchmark run: a path, a run id (``0003``), or ``latest``."""
-    candidate = Path(spec)
-    if candidate.is_file():
-        return candidate
-    runs = sorted(storage.glob("*/[0-9][0-9][0-9][0-9]_*.json"), key=lambda p: p.name)
-    if not runs:
-        raise DataError(
-            "--perf-baseline", f"no saved runs under {storage} (save one with --benchmark-autosave)"
-        )
-    if spec == "latest":
-        return runs[-1]
-    matches = [p for p in runs if p.name.split("_", 1)[0] == spec.zfill(4) or p.stem == spec]
-    if not matches:
-        raise DataError("--perf-baseline", f"no saved run {spec!r} under {storage}")
-    return matches[-1]
-
-
 def load_saved_metrics(path: Path) -> dict[str, dict[str, float]]:
     """Per variant training metrics (examples/s, test accuracy) of a saved run."""
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise DataError(
-            path, f"saved run is not valid JSON ({error.msg} at line {error.lineno})"
-        ) from None
-    except OSError as error:
-        raise DataError(path, f"saved run cannot be read ({error.strerror})") from None
-    if not isinstance(data, dict) or not isinstance(data.get("benchmarks"), list):
-        raise DataError(path, "not a pytest-benchmark run (no 'benchmarks' list)")
     out = {}
-    for bench in data["benchmarks"]:
-        info = bench.get("extra_info", {}) if isinstance(bench, dict) else {}
+    for bench in read_run(path)["benchmarks"]:
+        info = bench.get("extra_info", {})
         if info.get("kind") == "training" and "variant" in info:
             out[info["variant"]] = {
                 "examples_per_s": info.get("examples_per_s"),

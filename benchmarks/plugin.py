@@ -6,13 +6,16 @@ run anything beside them. Loaded from the root ``conftest.py``.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import pipelines
-from benchmarks import gates
+from benchmarks import gates, report
+from benchmarks import storage as storage_files
+from benchmarks.bottleneck import Bottleneck
 from benchmarks.session import PROFILES, PerfOptions, PerfSession, machine_details
 from pipelines.data import DataChoice
 from pipelines.errors import DataError
@@ -43,7 +46,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--perf-variants",
         default=None,
-        help="comma-separated variants to run (default: every registered one)",
+        help="comma-separated variants to run (default: every registered one marked benchmarked)",
     )
     group.addoption(
         "--perf-epochs", type=int, default=None, help="epochs per run (default: the profile's)"
@@ -59,6 +62,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="the thresholds file the gates read",
     )
     group.addoption(
+        "--perf-report",
+        default=None,
+        help="write the HTML performance report here at the end of the run",
+    )
+    group.addoption(
         "--perf-baseline",
         default=None,
         help="compare throughput and accuracy with a saved run: its id, path, or 'latest'",
@@ -66,10 +74,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def selected_variants(config: pytest.Config) -> list[str]:
-    """The variants to benchmark, naive first (speedups are measured against it)."""
+    """The variants to benchmark, naive first (speedups are measured against it).
+
+    By default every registered variant marked ``benchmarked``.
+    """
     option = config.getoption("perf_variants")
     names = (
-        list(pipelines.VARIANTS)
+        [name for name, variant in pipelines.VARIANTS.items() if variant.benchmarked]
         if not option
         else [n.strip() for n in option.split(",") if n.strip()]
     )
@@ -130,7 +141,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         baseline = config.getoption("perf_baseline")
         if baseline:
             storage = _storage(config)
-            path = gates.find_saved_run(baseline, storage)
+            path = storage_files.find_saved_run(baseline, storage)
             state["baseline"] = (path, gates.load_saved_metrics(path))
     except DataError as error:
         raise pytest.UsageError(str(error)) from None
@@ -171,6 +182,15 @@ def pytest_benchmark_update_json(
         info = session.metrics.get(bench.get("fullname")) or session.metrics.get(bench.get("name"))
         if info:
             bench["extra_info"] = dict(info)
+    failures = evaluate_gates(config)
+    if failures is not None:
+        # The verdicts travel with the run, so a report built later shows them.
+        output_json["perf_gates"] = {
+            "checked": sorted(session.gate_metrics()),
+            "failures": [dataclasses.asdict(failure) for failure in failures],
+            "lines": [str(failure) for failure in failures],
+        }
+    config.stash[STATE_KEY]["run_json"] = output_json
 
 
 def evaluate_gates(config: pytest.Config) -> list[gates.Failure] | None:
@@ -190,13 +210,42 @@ def evaluate_gates(config: pytest.Config) -> list[gates.Failure] | None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """Gate the run: a failed check makes it exit non-zero."""
-    failures = evaluate_gates(session.config)
+    """Gate the run (a failed check makes it exit non-zero), then write the report if asked."""
+    config = session.config
+    failures = evaluate_gates(config)
     if failures is None:
         return
-    session.config.stash[STATE_KEY]["failures"] = failures
+    state = config.stash[STATE_KEY]
+    state["failures"] = failures
     if failures and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    target = config.getoption("perf_report")
+    if target:
+        current = state.get("run_json") or _run_json(config)
+        try:
+            state["report"] = report.write_report(
+                Path(target), _storage(config), current=current, thresholds=state["thresholds"]
+            )
+        except DataError as error:
+            state["report_error"] = str(error)
+            if session.exitstatus == 0:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _run_json(config: pytest.Config) -> dict[str, Any]:
+    """This run as pytest-benchmark would save it (for a report when nothing was saved)."""
+    bench_session = config._benchmarksession
+    output = config.hook.pytest_benchmark_generate_json(
+        config=config,
+        benchmarks=bench_session.benchmarks,
+        include_data=False,
+        machine_info=bench_session.get_machine_info(),
+        commit_info=config.hook.pytest_benchmark_generate_commit_info(config=config),
+    )
+    config.hook.pytest_benchmark_update_json(
+        config=config, benchmarks=bench_session.benchmarks, output_json=output
+    )
+    return output
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -210,3 +259,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if not state["failures"]:
         checked = ", ".join(sorted(config.stash[SESSION_KEY].gate_metrics())) or "nothing"
         terminalreporter.write_line(f"all gates passed ({checked})", green=True)
+    bottlenecks = config.stash[SESSION_KEY].bottlenecks()
+    if bottlenecks:
+        terminalreporter.section("bottlenecks")
+        for variant, analysis in bottlenecks.items():
+            terminalreporter.write_line(f"{variant}: {Bottleneck(**analysis).summary()}")
+    if "report" in state:
+        terminalreporter.write_line(f"performance report: {state['report']}", bold=True)
+    if "report_error" in state:
+        terminalreporter.write_line(f"report not written: {state['report_error']}", red=True)

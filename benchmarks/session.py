@@ -15,13 +15,16 @@ import statistics
 import time
 from typing import Any
 
+import numpy as np
 import tensorflow as tf
 
 import models
 import pipelines
+from benchmarks.bottleneck import StageTimes, analyze
 from models.trainer import EpochStats, InitialModel, Trainer, input_bound_of
 from pipelines.data import DataChoice, open_data
 from pipelines.element import IMAGE, LABEL
+from pipelines.timeline import Timeline, TimelineRecorder
 from pipelines.variants import EVALUATION
 
 
@@ -136,6 +139,35 @@ class PerfSession:
                 dataset, self.options.epochs, test_ds=self.test_batches, progress=False
             )
 
+    def train_traced(self, variant: str) -> tuple[list[EpochStats], Timeline]:
+        """`train` through a traced build of ``variant``: the run and its timeline."""
+        dataset, stages = pipelines.build_traced(
+            variant,
+            self.train_source,
+            batch_size=self.options.profile.batch_size,
+            seed=self.options.seed,
+        )
+        recorder = TimelineRecorder(stages)
+        self.trainer.reset(self.initial)
+        with self.train_source.explain_errors():
+            stats = self.trainer.fit(
+                dataset,
+                self.options.epochs,
+                test_ds=self.test_batches,
+                progress=False,
+                recorder=recorder,
+            )
+        return stats, recorder.timeline()
+
+    def fits_in_memory(self) -> bool:
+        """Whether the decoded training data would take under a quarter of physical memory."""
+        decoded = self.train_source.num_examples * 4 * int(np.prod(self.train_source.image_shape))
+        try:
+            memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):
+            return True  # unknown: assume a workstation
+        return decoded < memory / 4
+
     def in_memory_batches(self) -> list[dict[str, tf.Tensor]]:
         """The training batches held in memory (on the GPU when there is one).
 
@@ -212,6 +244,34 @@ class PerfSession:
         self.metrics[name] = info
         return info
 
+    def record_timeline(
+        self, name: str, variant: str, stats: list[EpochStats], timeline: Timeline
+    ) -> dict[str, Any]:
+        """Metrics of a traced run: its compact timeline (the bottleneck comes later)."""
+        info = {
+            **self.common_info("timeline", variant),
+            "epoch_times_s": [s.wall_s for s in stats],
+            "input_bound": input_bound_of(stats),
+            "fits_in_memory": self.fits_in_memory(),
+            "timeline": timeline.to_dict(),
+        }
+        self.metrics[name] = info
+        return info
+
+    def record_tracing_overhead(
+        self, name: str, variant: str, untraced: list[float], traced: list[float]
+    ) -> dict[str, Any]:
+        """Traced against untraced training time of the same variant, measured alternately."""
+        untraced_s, traced_s = statistics.median(untraced), statistics.median(traced)
+        info = {
+            **self.common_info("tracing_overhead", variant),
+            "untraced_s": untraced,
+            "traced_s": traced,
+            "tracing_overhead": traced_s / untraced_s - 1 if untraced_s else 0.0,
+        }
+        self.metrics[name] = info
+        return info
+
     def derived_metrics(self) -> None:
         """Fill in the ratios between benchmarks of this session (call once all have run)."""
         by_kind: dict[str, dict[str, dict[str, Any]]] = {}
@@ -230,6 +290,21 @@ class PerfSession:
         for info in pipeline.values():
             if naive_pipeline:
                 info["speedup_over_naive"] = naive_pipeline["seconds"] / info["seconds"]
+        for variant, info in by_kind.get("timeline", {}).items():
+            # The untraced run's waiting share is the truer one, when there is one.
+            input_bound = training.get(variant, info)["input_bound"]
+            times = StageTimes.from_timeline(
+                info["timeline"], input_bound, pipelines.get(variant), info["fits_in_memory"]
+            )
+            info["bottleneck"] = analyze(times).to_dict()
+
+    def bottlenecks(self) -> dict[str, dict[str, Any]]:
+        """Per traced variant, its bottleneck analysis (after `derived_metrics`)."""
+        return {
+            info["variant"]: info["bottleneck"]
+            for info in self.metrics.values()
+            if info["kind"] == "timeline" and "bottleneck" in info
+        }
 
     def gate_metrics(self) -> dict[str, dict[str, float]]:
         """Per variant, the training metrics the gates check."""

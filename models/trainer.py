@@ -23,6 +23,7 @@ from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError
 from pipelines.registry import build
 from pipelines.sources.base import Record, Source
+from pipelines.timeline import TEST_STEP, TRAIN_STEP, WAIT, TimelineRecorder
 from pipelines.variants import EVALUATION, Variant
 
 
@@ -133,9 +134,17 @@ class Trainer:
         return self.loss(labels, probabilities), _correct(probabilities, labels)
 
     def train_epoch(
-        self, ds: tf.data.Dataset | Sequence[Record], epoch: int, progress: bool | None = None
+        self,
+        ds: tf.data.Dataset | Sequence[Record],
+        epoch: int,
+        progress: bool | None = None,
+        recorder: TimelineRecorder | None = None,
     ) -> EpochStats:
-        """One pass over ``ds``, timing the wait for each batch and each synchronised step."""
+        """One pass over ``ds``, timing the wait for each batch and each synchronised step.
+
+        With a ``recorder``, the waits, the steps and the spans the batches
+        carry go into its timeline as well.
+        """
         wait = step = 0.0
         steps = examples = correct = 0
         loss_sum = 0.0
@@ -158,6 +167,8 @@ class Trainer:
             done = time.perf_counter()
             wait += fetched - before
             step += done - fetched
+            if recorder is not None:
+                _record_step(recorder, epoch, batch, before, fetched, done)
             steps += 1
             examples += int(batch[LABEL].shape[0])
             bar.update()
@@ -176,15 +187,23 @@ class Trainer:
             train_accuracy=correct / examples,
         )
 
-    def evaluate(self, ds: tf.data.Dataset | Sequence[Record]) -> tuple[float, float, float]:
-        """(loss, accuracy, seconds) over ``ds``."""
+    def evaluate(
+        self,
+        ds: tf.data.Dataset | Sequence[Record],
+        recorder: TimelineRecorder | None = None,
+        epoch: int = 0,
+    ) -> tuple[float, float, float]:
+        """(loss, accuracy, seconds) over ``ds``; test steps go to ``recorder`` when given."""
         started = time.perf_counter()
         loss_sum, correct, count = 0.0, 0, 0
         for batch in ds:
+            before = time.perf_counter()
             total, right = self._test_step(batch[IMAGE], batch[LABEL])
             loss_sum += float(total.numpy())
             correct += int(right.numpy())
             count += int(batch[LABEL].shape[0])
+            if recorder is not None:
+                recorder.trainer_span(TEST_STEP, epoch, *_wall(before, time.perf_counter()))
         if count == 0:
             raise DataError("test data", "the test dataset yielded no batches")
         return loss_sum / count, correct / count, time.perf_counter() - started
@@ -197,21 +216,50 @@ class Trainer:
         test_ds: tf.data.Dataset | Sequence[Record] | None = None,
         progress: bool | None = None,
         on_epoch: Callable[[EpochStats], None] | None = None,
+        recorder: TimelineRecorder | None = None,
     ) -> list[EpochStats]:
-        """Train for ``epochs`` (a fresh iterator each), evaluating on ``test_ds`` after each."""
+        """Train for ``epochs`` (a fresh iterator each), evaluating on ``test_ds`` after each.
+
+        With a ``recorder`` (and a dataset from `pipelines.build_traced`), the
+        run's timeline is recorded as well.
+        """
         check_fits(self.model, train_ds, "training data")
         history = []
         for epoch in range(1, epochs + 1):
-            stats = self.train_epoch(train_ds, epoch, progress)
+            if recorder is not None:
+                recorder.start_epoch(epoch)
+            stats = self.train_epoch(train_ds, epoch, progress, recorder)
             if test_ds is not None:
-                loss, accuracy, seconds = self.evaluate(test_ds)
+                loss, accuracy, seconds = self.evaluate(test_ds, recorder, epoch)
                 stats = dataclasses.replace(
                     stats, test_loss=loss, test_accuracy=accuracy, test_s=seconds
                 )
+            if recorder is not None:
+                recorder.end_epoch(epoch)
             history.append(stats)
             if on_epoch is not None:
                 on_epoch(stats)
         return history
+
+
+def _wall(*stamps: float) -> tuple[float, ...]:
+    """`time.perf_counter` readings as Unix times, the clock `tf.timestamp` spans use."""
+    offset = time.time() - time.perf_counter()
+    return tuple(stamp + offset for stamp in stamps)
+
+
+def _record_step(
+    recorder: TimelineRecorder,
+    epoch: int,
+    batch: Record,
+    before: float,
+    fetched: float,
+    done: float,
+) -> None:
+    before, fetched, done = _wall(before, fetched, done)
+    recorder.trainer_span(WAIT, epoch, before, fetched)
+    recorder.trainer_span(TRAIN_STEP, epoch, fetched, done)
+    recorder.batch(epoch, batch)
 
 
 def _correct(probabilities: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:

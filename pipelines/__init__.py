@@ -5,6 +5,8 @@
 - `pipelines.steps`: the steps a variant is made of (one class per tf.data transformation);
 - `pipelines.variants`: the seed variants and their contracts (a new variant goes there);
 - `pipelines.registry`: `VARIANTS`, `register`, `build`;
+- `pipelines.tracing`: in-graph span recording (``build_traced``); `pipelines.timeline`
+  turns the spans into per-stage timelines;
 - `pipelines.augment`: the augmentations, per example and batched;
 - `pipelines.embedded`: the default dataset, generated locally on first use;
 - `pipelines.element`: the ``{"image", "label", "id"}`` element every step passes on;
@@ -18,7 +20,17 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pipelines.errors import DataError
-from pipelines.registry import VARIANTS, build, get, register, unregister
+from pipelines.registry import VARIANTS, build, build_traced, get, register, unregister
 from pipelines.variants import Contract, Variant
 
-__all__ = ["VARIANTS", "Contract", "DataError", "Variant", "build", "get", "register", "unregister"]
+__all__ = [
+    "VARIANTS",
+    "Contract",
+    "DataError",
+    "Variant",
+    "build",
+    "build_traced",
+    "get",
+    "register",
+    "unregister",
+]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import tensorflow as tf
 
 from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError
 from pipelines.sources.base import Source
 from pipelines.steps import BuildContext, GeneratorRead, Read, apply_steps
+from pipelines.tracing import Stage
 from pipelines.variants import SEED_VARIANTS, Variant
 
 VARIANTS: dict[str, Variant] = {}
@@ -59,8 +62,25 @@ def build(
         DataError: the variant is unknown, or a step does not fit the source
             (the message names the step).
     """
+    return _build(variant, BuildContext(source, batch_size, shuffle_buffer, seed, cache_dir))
+
+
+def build_traced(
+    variant: str | Variant, source: Source, **options: Any
+) -> tuple[tf.data.Dataset, tuple[Stage, ...]]:
+    """`build` (same keyword options) with tracing on: batches also carry `SPANS`.
+
+    Returns the dataset and its stages, one per row of `SPANS`.
+
+    See `pipelines.tracing`.
+    """
+    ctx = BuildContext(source, trace=True, **options)
+    return _build(variant, ctx), tuple(ctx.stages)
+
+
+def _build(variant: str | Variant, ctx: BuildContext) -> tf.data.Dataset:
     variant = get(variant) if isinstance(variant, str) else variant
-    ctx = BuildContext(source, batch_size, shuffle_buffer, seed, cache_dir)
+    source = ctx.source
     where = f"variant {variant.name!r}"
     ds = apply_steps(variant.steps, ctx, where)
     spec = ds.element_spec

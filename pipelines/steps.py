@@ -23,6 +23,14 @@ from pipelines.augment import augment, standardize
 from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError
 from pipelines.sources.base import Record, Source
+from pipelines.tracing import (
+    Stage,
+    after_generator,
+    arrival_stamp,
+    close_batch,
+    timed,
+    traced_shard_reader,
+)
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Parallel reads: enough files in flight to hide remote-storage latency,
@@ -39,6 +47,16 @@ class BuildContext:
     shuffle_buffer: int = 1024
     seed: int | None = 0
     cache_dir: str | None = None
+    # Tracing: steps add their span rows to elements and their `Stage` here.
+    trace: bool = False
+    stages: list[Stage] = dataclasses.field(default_factory=list)
+
+    def shard_reader(self, parallel: bool) -> Callable[[Record], tf.data.Dataset]:
+        """The source's ``read_shard``, traced (open and read rows) when tracing is on."""
+        if not self.trace:
+            return self.source.read_shard
+        self.stages.extend([Stage("open", "open", parallel), Stage("read", "read", parallel)])
+        return traced_shard_reader(self.source.read_shard)
 
 
 def is_batched(ds: tf.data.Dataset) -> bool:
@@ -99,9 +117,13 @@ class GeneratorRead:
     """
 
     def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
-        records = ds.flat_map(ctx.source.read_shard)
+        records = ds.flat_map(ctx.shard_reader(parallel=False))
         signature = records.element_spec
-        return tf.data.Dataset.from_generator(records.as_numpy_iterator, output_signature=signature)
+        ds = tf.data.Dataset.from_generator(records.as_numpy_iterator, output_signature=signature)
+        if ctx.trace:
+            ctx.stages.append(Stage("generator", "generator"))
+            ds = ds.map(after_generator)
+        return ds
 
     def __str__(self) -> str:
         return "generator_read"
@@ -115,13 +137,14 @@ class Read:
     deterministic: bool = True
 
     def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
+        read_shard = ctx.shard_reader(self.parallel)
         if not self.parallel:
-            return ds.flat_map(ctx.source.read_shard)
+            return ds.flat_map(read_shard)
         readers = max(1, min(ctx.source.num_shards, MAX_READERS))
         # Reading waits on storage, not on the CPU: AUTOTUNE would size the
         # readers by core count; one per file in flight hides the latency.
         return ds.interleave(
-            ctx.source.read_shard,
+            read_shard,
             cycle_length=readers,
             num_parallel_calls=readers,
             deterministic=self.deterministic,
@@ -154,6 +177,15 @@ class Map:
             for number, function in enumerate(functions):
                 record = function(record, tf.stack([seed, number]))
             return record
+
+        if ctx.trace:
+            ctx.stages.append(
+                Stage(f"map({'+'.join(self.transforms)})", "map", self.parallel, batched)
+            )
+            untraced = apply_all
+
+            def apply_all(record: Record, seed: tf.Tensor) -> Record:
+                return timed(lambda inputs: untraced(inputs, seed))(record)
 
         # One fresh random int64 per element, a new sequence each epoch, the
         # same sequences for the same build seed.
@@ -196,7 +228,14 @@ class Batch:
     def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
         if is_batched(ds):
             raise ValueError("elements are already batched")
-        return ds.batch(ctx.batch_size, drop_remainder=self.drop_remainder)
+        if not ctx.trace:
+            return ds.batch(ctx.batch_size, drop_remainder=self.drop_remainder)
+        ctx.stages.append(Stage("batch", "batch", batched=True))
+        # A scan, not a map: tf.data would fuse a map into the batch (map_and_batch
+        # fusion), stamping elements ahead of time and batches that then wait.
+        arrived = ds.scan(tf.constant(0), lambda state, record: (state, arrival_stamp(record)))
+        batched = arrived.batch(ctx.batch_size, drop_remainder=self.drop_remainder)
+        return batched.map(close_batch)
 
     def __str__(self) -> str:
         return "batch(drop_remainder)" if self.drop_remainder else "batch"

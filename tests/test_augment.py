@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -47,6 +49,22 @@ def test_the_whole_augmentation_agrees_per_example_and_batched(images, params):
         np.testing.assert_allclose(
             batched[i], augment.apply_augmentation(images[i], one), atol=1e-5
         )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_fused_augmentation_equals_the_composition_of_its_steps(images, seed):
+    params = augment.draw_params((6,), seed=tf.constant([seed, 7]))
+    np.testing.assert_allclose(
+        augment.apply_augmentation(images, params),
+        augment.reference_augmentation(images, params),
+        atol=1e-4,
+    )
+    one = augment.AugmentParams(*(getattr(params, f.name)[0] for f in dataclasses.fields(params)))
+    np.testing.assert_allclose(
+        augment.apply_augmentation(images[0], one),
+        augment.reference_augmentation(images[0], one),
+        atol=1e-4,
+    )
 
 
 def test_standardize_matches_tensorflow(images):

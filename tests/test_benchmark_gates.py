@@ -2,54 +2,12 @@
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
-THRESHOLDS = """
-[defaults]
-min_test_accuracy = 0.5
-max_accuracy_drop = 0.1
-max_throughput_drop = 0.9
-
-[variants.optimized]
-min_speedup = 1.3
-"""
-
-
-def run_benchmarks(
-    tmp_path: Path, *args: str, inject: str = ""
-) -> subprocess.CompletedProcess[str]:
-    """`pytest benchmarks` on naive and optimized, 2 epochs, no latency, storage under tmp_path."""
-    thresholds = tmp_path / "thresholds.toml"
-    thresholds.write_text(THRESHOLDS)
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "benchmarks",
-        "-p",
-        "inject_regression",
-        "-q",
-        "-k",
-        "test_training or test_ceiling",
-        "--perf-variants",
-        "naive,optimized",
-        "--perf-latency",
-        "none",
-        "--perf-epochs",
-        "2",
-        "--perf-thresholds",
-        str(thresholds),
-        f"--benchmark-storage=file://{tmp_path / 'storage'}",
-        *args,
-    ]
-    env = dict(os.environ, INJECT=inject, PYTHONPATH=str(ROOT / "tests"))
-    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+from bench_runner import run_benchmarks
 
 
 def gate_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
@@ -69,8 +27,6 @@ def baseline(tmp_path_factory) -> Path:
 
 
 def test_the_unchanged_suite_passes_and_saves_the_ratios(baseline):
-    import json
-
     saved = json.loads(next((baseline / "storage").glob("*/0001_*.json")).read_text())
     infos = {b["extra_info"]["variant"]: b["extra_info"] for b in saved["benchmarks"]}
     assert set(infos) == {"ceiling", "naive", "optimized"}

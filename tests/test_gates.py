@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from benchmarks import gates
+from benchmarks import gates, storage
 from pipelines import DataError
 
 VARIANTS = ["naive", "optimized"]
@@ -157,9 +157,9 @@ def saved_run(path, variant="optimized", examples_per_s=900.0, accuracy=0.9):
 def test_saved_runs_are_found_by_path_id_or_latest(tmp_path):
     first = saved_run(tmp_path / "Linux-CPython-3.11-64bit" / "0001_abc_20261121_000000.json")
     second = saved_run(tmp_path / "Linux-CPython-3.11-64bit" / "0002_def_20261121_010000.json")
-    assert gates.find_saved_run("latest", tmp_path) == second
-    assert gates.find_saved_run("1", tmp_path) == first
-    assert gates.find_saved_run(str(first), tmp_path) == first
+    assert storage.find_saved_run("latest", tmp_path) == second
+    assert storage.find_saved_run("1", tmp_path) == first
+    assert storage.find_saved_run(str(first), tmp_path) == first
     assert gates.load_saved_metrics(first) == {
         "optimized": {"examples_per_s": 900.0, "test_accuracy": 0.9}
     }
@@ -169,10 +169,10 @@ def test_a_missing_baseline_is_named(tmp_path):
     with pytest.raises(
         DataError, match=r"^--perf-baseline: no saved runs under .*--benchmark-autosave"
     ):
-        gates.find_saved_run("latest", tmp_path)
+        storage.find_saved_run("latest", tmp_path)
     saved_run(tmp_path / "machine" / "0001_x.json")
     with pytest.raises(DataError, match=r"^--perf-baseline: no saved run '7' under "):
-        gates.find_saved_run("7", tmp_path)
+        storage.find_saved_run("7", tmp_path)
 
 
 def test_a_broken_saved_run_is_named_and_left_alone(tmp_path):

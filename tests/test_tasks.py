@@ -64,3 +64,14 @@ def test_ci_script_fails_when_pytest_collects_nothing(tmp_path):
     )
     assert done.returncode == 1
     assert "collected no tests" in done.stderr
+
+
+def test_bench_job_saves_the_run_and_writes_the_report(monkeypatch):
+    calls: list[list[str]] = []
+    monkeypatch.setattr(tasks, "ensure_venv", lambda: Path("/venv/bin/python"))
+    monkeypatch.setattr(tasks.subprocess, "run", fake_run(0, calls))
+    assert tasks.main(["bench"]) == 0
+    command = calls[0]
+    assert command[2:4] == ["pytest", "benchmarks"]
+    assert "--benchmark-autosave" in command
+    assert command[command.index("--perf-report") + 1] == str(tasks.REPORT)

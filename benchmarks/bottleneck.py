@@ -1,0 +1,196 @@
+"""Bottleneck analysis: where a variant's time goes, what limits it, what to do about it.
+
+It works on per-stage times (`StageTimes`), which a traced run's timeline
+gives (`StageTimes.from_timeline`), or a test constructs by hand. The
+input-bound classes follow the TensorFlow profiler's input-pipeline
+analyzer: under 5% of step time waiting for input is not input-bound, 5 to
+20% moderately, 20% or more highly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pipelines.tracing import Stage
+from pipelines.variants import Variant
+
+MODERATE = 0.05
+HIGH = 0.20
+INPUT_KINDS = ("open", "read", "generator", "map", "batch")
+
+
+def classify(input_bound: float) -> str:
+    """The profiler's class for an input-bound fraction."""
+    if input_bound < MODERATE:
+        return "not input-bound"
+    if input_bound < HIGH:
+        return "moderately input-bound"
+    return "highly input-bound"
+
+
+@dataclasses.dataclass(frozen=True)
+class StageTimes:
+    """What a variant's run spent per stage, and what the analysis needs to know of it.
+
+    Attributes:
+        stages: the traced stages, pipeline then trainer.
+        busy_s: per epoch, per stage name, the summed span durations.
+        active_s: per epoch, per stage name, the wall time with a span running.
+        epoch_s: per epoch, its wall time.
+        input_bound: fraction of training time spent waiting for input.
+        caches: whether the variant has a cache step.
+        prefetches: whether the variant ends with a prefetch (or similar overlap).
+        fits_in_memory: whether the decoded data would fit in memory.
+    """
+
+    stages: tuple[Stage, ...]
+    busy_s: tuple[Mapping[str, float], ...]
+    active_s: tuple[Mapping[str, float], ...]
+    epoch_s: tuple[float, ...]
+    input_bound: float
+    caches: bool = False
+    prefetches: bool = False
+    fits_in_memory: bool = True
+
+    @classmethod
+    def from_timeline(
+        cls, timeline: Mapping[str, Any], input_bound: float, variant: Variant, fits_in_memory: bool
+    ) -> StageTimes:
+        """From a `Timeline.to_dict` form (what saved runs hold) and the variant's steps."""
+        steps = [str(step) for step in variant.steps]
+        return cls(
+            stages=tuple(Stage(**stage) for stage in timeline["stages"]),
+            busy_s=tuple(timeline["busy_s"]),
+            active_s=tuple(timeline["active_s"]),
+            epoch_s=tuple(end - start for start, end in timeline["epochs"]),
+            input_bound=input_bound,
+            caches=any(step.startswith("cache") for step in steps),
+            prefetches=bool(steps) and steps[-1] == "prefetch",
+            fits_in_memory=fits_in_memory,
+        )
+
+    def input_stages(self) -> list[Stage]:
+        """The pipeline's stages (not the trainer's)."""
+        return [stage for stage in self.stages if stage.kind in INPUT_KINDS]
+
+    def total(self, field: str, epochs: Sequence[int] | None = None) -> dict[str, float]:
+        """``busy_s`` or ``active_s`` summed over ``epochs`` (indices; all by default)."""
+        per_epoch = getattr(self, field)
+        chosen = range(len(per_epoch)) if epochs is None else epochs
+        return {
+            stage.name: sum(per_epoch[i].get(stage.name, 0.0) for i in chosen)
+            for stage in self.stages
+        }
+
+
+@dataclasses.dataclass(frozen=True)
+class Bottleneck:
+    """The analysis of one variant."""
+
+    input_bound: float
+    classification: str
+    share_of_epoch: dict[str, float]  # busy time / wall time, per stage (parallel stages > 1)
+    share_of_input: dict[str, float]  # busy time / all input stages' busy time
+    limiting_stage: str
+    suggestions: tuple[str, ...]
+
+    def summary(self) -> str:
+        """One line: class, limiting stage, first suggestion."""
+        advice = self.suggestions[0] if self.suggestions else "nothing to suggest"
+        return (
+            f"{self.classification} ({self.input_bound:.0%} waiting);"
+            f" limited by {self.limiting_stage}; {advice}"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form, for extra_info and the report."""
+        return dataclasses.asdict(self)
+
+
+def analyze(times: StageTimes) -> Bottleneck:
+    """Classify the run, find the stage that limits throughput, and suggest what to change."""
+    busy = times.total("busy_s")
+    active = times.total("active_s")
+    wall = sum(times.epoch_s) or 1.0
+    inputs = times.input_stages()
+    input_busy = sum(busy[s.name] for s in inputs) or 1.0
+    share_of_epoch = {name: value / wall for name, value in busy.items()}
+    share_of_input = {s.name: busy[s.name] / input_busy for s in inputs}
+    classification = classify(times.input_bound)
+
+    if times.input_bound < MODERATE or not inputs:
+        limiting = "train step"
+        suggestions = [
+            f"the model limits throughput (input waits are {times.input_bound:.0%} of"
+            " training time): input-pipeline changes will not speed this up; look at the"
+            " model, the batch size or the device"
+        ]
+        return Bottleneck(
+            times.input_bound,
+            classification,
+            share_of_epoch,
+            share_of_input,
+            limiting,
+            tuple(suggestions),
+        )
+
+    # The stage the pipeline spent the most wall time in: for a sequential
+    # stage its busy time, for a parallel one the time any of its calls ran.
+    limiting_stage = max(inputs, key=lambda s: active[s.name])
+    suggestions = _suggestions(times, limiting_stage, share_of_input)
+    return Bottleneck(
+        times.input_bound,
+        classification,
+        share_of_epoch,
+        share_of_input,
+        limiting_stage.name,
+        tuple(suggestions),
+    )
+
+
+def _suggestions(times: StageTimes, limiting: Stage, share: Mapping[str, float]) -> list[str]:
+    said: list[str] = []
+    percent = f"{share[limiting.name]:.0%}"
+    if limiting.kind in ("open", "read") and not limiting.parallel:
+        said.append(
+            f"{limiting.name} takes {percent} of input time and runs one file at a time:"
+            " read shards in parallel (interleave with num_parallel_calls)"
+        )
+    elif limiting.kind == "generator":
+        said.append(
+            f"records cross into Python one at a time through a generator ({percent} of"
+            " input time): read the files with tf.data (TFRecordDataset, interleave)"
+        )
+    elif limiting.kind == "map" and not limiting.parallel:
+        said.append(
+            f"{limiting.name} takes {percent} of input time and runs sequentially:"
+            " parallelize it (num_parallel_calls=AUTOTUNE) or vectorize it (batch before the map)"
+        )
+    elif limiting.kind == "map" and not limiting.batched:
+        said.append(
+            f"{limiting.name} takes {percent} of input time, one example per call:"
+            " vectorize it (batch before the map)"
+        )
+    elif limiting.kind in ("open", "read"):
+        said.append(
+            f"{limiting.name} takes {percent} of input time even in parallel: read more files"
+            " at once, or use larger files"
+        )
+    if len(times.busy_s) > 0 and not times.caches:
+        first = times.busy_s[0]
+        inputs = times.input_stages()
+        first_input = sum(first.get(s.name, 0.0) for s in inputs) or 1.0
+        storage = sum(first.get(s.name, 0.0) for s in inputs if s.kind in ("open", "read"))
+        if storage / first_input >= 0.5 and times.fits_in_memory:
+            said.append(
+                f"open/read take {storage / first_input:.0%} of the first epoch's input time"
+                " and the data fits in memory: cache it after decoding"
+            )
+    if not times.prefetches:
+        said.append(
+            f"the trainer waits {times.input_bound:.0%} of the time with nothing overlapping"
+            " input and training: prefetch at the end of the pipeline"
+        )
+    return said

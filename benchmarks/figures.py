@@ -1,0 +1,123 @@
+"""The report's figures: matplotlib, rendered to inline PNG (base64) so the page needs no files.
+
+Each function takes plain data (what saved runs hold) and returns a
+``data:image/png;base64,...`` URI.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; set before pyplot is imported
+
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+# One colour per kind of stage, so the same work looks the same in every timeline.
+KIND_COLOURS = {
+    "open": "#8c564b",
+    "read": "#d62728",
+    "generator": "#e377c2",
+    "map": "#1f77b4",
+    "batch": "#9467bd",
+    "wait": "#ff7f0e",
+    "train": "#2ca02c",
+    "test": "#17becf",
+}
+
+
+def to_data_uri(figure: Figure) -> str:
+    """Render ``figure`` as an inline PNG and close it."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=96, bbox_inches="tight")
+    plt.close(figure)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def gantt(timeline: Mapping[str, Any], title: str) -> str:
+    """A timeline as the reference lab's ``draw_timeline``: one row per stage, epochs marked."""
+    stages = timeline["stages"]
+    figure, axes = plt.subplots(figsize=(11, 0.42 * len(stages) + 1.2))
+    for row, stage in enumerate(stages):
+        rows = timeline["bars"][stage["name"]]
+        bars = [(start, max(end - start, 1e-4)) for start, end, _ in rows]
+        axes.broken_barh(bars, (row - 0.4, 0.8), facecolors=KIND_COLOURS.get(stage["kind"], "grey"))
+    for number, (start, end) in enumerate(timeline["epochs"], start=1):
+        axes.axvline(start, color="black", linestyle="--", linewidth=0.8)
+        axes.text(start, len(stages) - 0.4, f" epoch {number}", va="bottom", fontsize=8)
+        axes.axvline(end, color="grey", linestyle=":", linewidth=0.6)
+    axes.set_yticks(range(len(stages)), [stage["name"] for stage in stages])
+    axes.invert_yaxis()
+    axes.set_xlabel("seconds since the first epoch began")
+    axes.set_title(title)
+    axes.grid(axis="x", alpha=0.3)
+    return to_data_uri(figure)
+
+
+def throughput_bars(
+    variants: Sequence[str],
+    examples_per_s: Sequence[float],
+    speedups: Sequence[float | None],
+    ceiling: float | None,
+) -> str:
+    """Examples/s per variant (the ceiling as a line) and speedup over naive."""
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 0.35 * len(variants) + 1.5))
+    positions = range(len(variants))
+    left.barh(positions, examples_per_s, color="#1f77b4")
+    if ceiling:
+        left.axvline(ceiling, color="#2ca02c", linestyle="--", label="ceiling")
+        left.legend(loc="lower right")
+    left.set_yticks(positions, variants)
+    left.invert_yaxis()
+    left.set_xlabel("training examples/s")
+    right.barh(positions, [s or 0.0 for s in speedups], color="#ff7f0e")
+    right.axvline(1.0, color="black", linewidth=0.8)
+    right.set_yticks(positions, variants)
+    right.invert_yaxis()
+    right.set_xlabel("speedup over naive (x)")
+    figure.suptitle("Throughput")
+    return to_data_uri(figure)
+
+
+def accuracy_curves(curves: Mapping[str, Sequence[float]]) -> str:
+    """Test accuracy after each epoch, one line per variant."""
+    figure, axes = plt.subplots(figsize=(8, 4))
+    for variant, values in curves.items():
+        axes.plot(range(1, len(values) + 1), values, marker="o", label=variant)
+    axes.set_xlabel("epoch")
+    axes.set_ylabel("test accuracy")
+    axes.set_ylim(0, 1.02)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, ncol=2)
+    axes.set_title("Test accuracy per epoch")
+    return to_data_uri(figure)
+
+
+def history(
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float | None]],
+    regressions: Mapping[str, Sequence[int]],
+    metric: str,
+) -> str:
+    """A metric across saved runs, one line per variant; regressions marked with a red cross."""
+    figure, axes = plt.subplots(figsize=(11, 4))
+    positions = list(range(len(labels)))
+    for variant, values in series.items():
+        points = [(x, v) for x, v in zip(positions, values, strict=True) if v is not None]
+        if not points:
+            continue
+        axes.plot(*zip(*points, strict=True), marker=".", label=variant)
+        marked = [(x, values[x]) for x in regressions.get(variant, ()) if values[x] is not None]
+        if marked:
+            axes.plot(*zip(*marked, strict=True), "x", color="red", markersize=12, mew=2.5)
+    axes.set_xticks(positions, labels, rotation=45, ha="right", fontsize=8)
+    axes.set_ylabel(metric)
+    axes.grid(alpha=0.3)
+    axes.legend(fontsize=8, ncol=3)
+    axes.set_title(f"{metric} across saved runs (red cross: regression against the run before)")
+    return to_data_uri(figure)

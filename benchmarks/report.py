@@ -1,0 +1,288 @@
+"""The HTML performance report: one self-contained page from saved runs.
+
+Built at the end of a benchmark run (``--perf-report PATH``) or at any time
+from storage::
+
+    python -m benchmarks.report [--storage .benchmarks] [--output reports/perf.html] [--run ID]
+
+It reads saved runs and never writes into storage; the page is written
+atomically. Figures are inline PNGs (`benchmarks.figures`), so the file
+needs no network and no other files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+import pipelines
+from benchmarks import figures
+from benchmarks.bottleneck import HIGH, MODERATE
+from benchmarks.gates import DEFAULT_THRESHOLDS, Thresholds, load_thresholds
+from benchmarks.storage import find_saved_run, read_run, saved_runs, write_atomic
+from pipelines.errors import DataError
+
+TEMPLATES = Path(__file__).parent / "templates"
+DEFAULT_OUTPUT = Path("reports/perf.html")
+DEFAULT_STORAGE = Path(".benchmarks")
+HISTORY_METRICS = {"examples_per_s": "max_throughput_drop", "test_accuracy": "max_accuracy_drop"}
+
+
+class NoRuns(DataError):
+    """There is nothing to report on."""
+
+
+@dataclasses.dataclass
+class RunView:
+    """One run, sorted by kind of benchmark: what the report shows of it."""
+
+    label: str
+    path: str | None
+    datetime: str
+    machine: dict[str, Any]
+    commit: dict[str, Any]
+    training: dict[str, dict[str, Any]]
+    ceiling: dict[str, Any] | None
+    pipeline: dict[str, dict[str, Any]]
+    timelines: dict[str, dict[str, Any]]
+    overhead: dict[str, Any] | None
+    gates: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, run: Mapping[str, Any], label: str, path: Path | None = None) -> RunView:
+        """Sort a saved run's benchmarks by their ``extra_info["kind"]``."""
+        by_kind: dict[str, dict[str, dict[str, Any]]] = {}
+        for bench in run["benchmarks"]:
+            info = bench.get("extra_info") or {}
+            if "kind" in info and "variant" in info:
+                by_kind.setdefault(info["kind"], {})[info["variant"]] = info
+        overhead = by_kind.get("tracing_overhead", {})
+        return cls(
+            label=label,
+            path=str(path) if path else None,
+            datetime=str(run.get("datetime", "")),
+            machine=dict(run.get("machine_info") or {}),
+            commit=dict(run.get("commit_info") or {}),
+            training=by_kind.get("training", {}),
+            ceiling=by_kind.get("ceiling", {}).get("ceiling"),
+            pipeline=by_kind.get("pipeline", {}),
+            timelines=by_kind.get("timeline", {}),
+            overhead=next(iter(overhead.values()), None),
+            gates=run.get("perf_gates"),
+        )
+
+    def verdict(self, variant: str) -> tuple[str, list[str]]:
+        """("pass" | "fail" | "not gated", the failed checks' lines) for a variant."""
+        if not self.gates or variant not in self.gates.get("checked", []):
+            return "not gated", []
+        lines = [
+            line
+            for failure, line in zip(self.gates["failures"], self.gates["lines"], strict=True)
+            if failure["variant"] == variant
+        ]
+        return ("fail" if lines else "pass"), lines
+
+    def summary(self) -> dict[str, Any]:
+        """The run's setting, from any of its benchmarks."""
+        sample = next(iter([*self.training.values(), *self.timelines.values()]), {})
+        cpu = self.machine.get("cpu") or {}
+        return {
+            "when": self.datetime,
+            "machine": self.machine.get("node", "?"),
+            "cpu": cpu.get("brand_raw", "?"),
+            "cpu_count": self.machine.get("cpu_count", "?"),
+            "tensorflow": self.machine.get("tensorflow", "?"),
+            "device": sample.get("device", self.machine.get("device", "?")),
+            "profile": sample.get("profile", self.machine.get("perf_profile", "?")),
+            "dataset": sample.get("dataset", "?"),
+            "model": sample.get("model", "?"),
+            "epochs": sample.get("epochs", "?"),
+            "batch_size": sample.get("batch_size", "?"),
+            "commit": (self.commit.get("id") or "?")[:10]
+            + (" (uncommitted changes)" if self.commit.get("dirty") else ""),
+        }
+
+
+def load_views(storage: Path) -> list[RunView]:
+    """Every saved run under ``storage``, oldest first; a broken file is a `DataError` naming it."""
+    views = []
+    for path in saved_runs(storage):
+        views.append(RunView.of(read_run(path), path.name.split("_", 1)[0], path))
+    return views
+
+
+def regressions(
+    views: Sequence[RunView], thresholds: Thresholds | None
+) -> dict[str, dict[str, list[int]]]:
+    """Per metric and variant, the runs (indices) that fell beyond tolerance from the run before."""
+    out: dict[str, dict[str, list[int]]] = {metric: {} for metric in HISTORY_METRICS}
+    for metric, tolerance_key in HISTORY_METRICS.items():
+        for index in range(1, len(views)):
+            for variant, info in views[index].training.items():
+                before = views[index - 1].training.get(variant, {}).get(metric)
+                value = info.get(metric)
+                limit = thresholds.limits_for(variant).get(tolerance_key) if thresholds else None
+                if before is None or value is None or limit is None:
+                    continue
+                floor = (
+                    before * (1 - limit.value)
+                    if metric == "examples_per_s"
+                    else before - limit.value
+                )
+                if value < floor:
+                    out[metric].setdefault(variant, []).append(index)
+    return out
+
+
+def _variants_in_order(views: Sequence[RunView]) -> list[str]:
+    seen: dict[str, None] = {}
+    for view in views:
+        for variant in view.training:
+            seen.setdefault(variant, None)
+    return list(seen)
+
+
+def render(
+    current: RunView, history: Sequence[RunView], thresholds: Thresholds | None = None
+) -> str:
+    """The report page for ``current``, with the trends over ``history`` (which includes it)."""
+    variants = list(current.training)
+    rows = []
+    for variant in variants:
+        info = current.training[variant]
+        verdict, lines = current.verdict(variant)
+        rows.append({"variant": variant, "info": info, "verdict": verdict, "lines": lines})
+    throughput = (
+        figures.throughput_bars(
+            variants,
+            [current.training[v]["examples_per_s"] for v in variants],
+            [current.training[v].get("speedup_over_naive") for v in variants],
+            current.ceiling["examples_per_s"] if current.ceiling else None,
+        )
+        if variants
+        else None
+    )
+    accuracy = (
+        figures.accuracy_curves(
+            {v: current.training[v]["test_accuracy_per_epoch"] for v in variants}
+        )
+        if variants
+        else None
+    )
+    timelines = [
+        {
+            "variant": variant,
+            "figure": figures.gantt(info["timeline"], f"{variant}: traced run"),
+            "bottleneck": info.get("bottleneck"),
+            "epoch_times_s": info.get("epoch_times_s", []),
+        }
+        for variant, info in current.timelines.items()
+    ]
+    history_figures = []
+    if len(history) > 1:
+        marks = regressions(history, thresholds)
+        order = _variants_in_order(history)
+        labels = [f"{view.label} {view.datetime[:16]}" for view in history]
+        for metric in HISTORY_METRICS:
+            series = {v: [view.training.get(v, {}).get(metric) for view in history] for v in order}
+            history_figures.append(
+                {
+                    "metric": metric,
+                    "figure": figures.history(labels, series, marks[metric], metric),
+                    "marked": {
+                        v: [history[i].label for i in idx] for v, idx in marks[metric].items()
+                    },
+                }
+            )
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    return environment.get_template("report.html.j2").render(
+        run=current,
+        summary=current.summary(),
+        rows=rows,
+        ceiling=current.ceiling,
+        pipeline=current.pipeline,
+        throughput=throughput,
+        accuracy=accuracy,
+        timelines=timelines,
+        overhead=current.overhead,
+        history=history_figures,
+        runs=len(history),
+        moderate=MODERATE,
+        high=HIGH,
+    )
+
+
+def write_report(
+    target: Path,
+    storage: Path,
+    *,
+    current: Mapping[str, Any] | None = None,
+    run: str | None = None,
+    thresholds: Thresholds | None = None,
+) -> Path:
+    """Build the report and write it atomically to ``target``; returns the path.
+
+    Args:
+        target: the HTML file to write.
+        storage: pytest-benchmark's storage folder (read only).
+        current: this run's JSON, if it comes from a run in progress (it may
+            also be saved already; it is not counted twice).
+        run: which saved run to show when ``current`` is not given: an id,
+            a path, or "latest" (the default).
+        thresholds: the gates' limits, for marking regressions in the history.
+
+    Raises:
+        NoRuns: nothing to report on.
+        DataError: a saved run is broken (names the file) or ``run`` is unknown.
+    """
+    history = load_views(storage)
+    if current is not None:
+        view = RunView.of(current, "this run")
+        saved = [v for v in history if v.datetime == view.datetime]
+        if saved:
+            view = saved[-1]
+        else:
+            history.append(view)
+    else:
+        if not history:
+            raise NoRuns(storage, "no saved runs to report on (save one: python3 tasks.py bench)")
+        chosen = find_saved_run(run or "latest", storage, option="--run")
+        view = next((v for v in history if v.path == str(chosen)), None)
+        if view is None:  # a run file outside storage
+            view = RunView.of(read_run(chosen), chosen.stem, chosen)
+    write_atomic(target, render(view, history, thresholds))
+    return target.resolve()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: rebuild the report from storage."""
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.report", description="Build the HTML performance report."
+    )
+    parser.add_argument("--storage", type=Path, default=DEFAULT_STORAGE)
+    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--run", default="latest", help="saved run to show: id, path or latest")
+    parser.add_argument("--thresholds", type=Path, default=DEFAULT_THRESHOLDS)
+    args = parser.parse_args(argv)
+    try:
+        thresholds = load_thresholds(args.thresholds, pipelines.VARIANTS)
+        path = write_report(args.output, args.storage, run=args.run, thresholds=thresholds)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"performance report: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

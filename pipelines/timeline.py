@@ -1,0 +1,222 @@
+"""Timelines: the spans of a traced training run, per stage and epoch.
+
+The pipeline's stages come from the spans each batch carries (see
+`pipelines.tracing`); the trainer adds its own: waiting for input, the
+train step, the test step. `TimelineRecorder` collects them while the
+trainer runs (holding the raw arrays, so recording costs one list append
+per batch) and `TimelineRecorder.timeline` turns them into `Span`s.
+
+A span that ended before its epoch began was not work of that epoch: it is
+an element replayed from a cache, carrying the times of the epoch that
+filled it. Such spans are dropped, so the second epoch of a cached variant
+shows no open, read or map.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from pipelines.element import ID
+from pipelines.sources.base import Record
+from pipelines.tracing import NOT_RECORDED, SPANS, Stage
+
+WAIT = Stage("wait for input", "wait")
+TRAIN_STEP = Stage("train step", "train")
+TEST_STEP = Stage("test step", "test")
+TRAINER_STAGES = (WAIT, TRAIN_STEP, TEST_STEP)
+
+
+@dataclasses.dataclass(frozen=True)
+class Span:
+    """One stage's work on some examples: times in seconds from the timeline's origin."""
+
+    stage: str
+    start: float
+    end: float
+    epoch: int
+    ids: tuple[int, ...] = ()
+
+    @property
+    def duration(self) -> float:
+        """Seconds the span lasted."""
+        return self.end - self.start
+
+
+@dataclasses.dataclass(frozen=True)
+class Timeline:
+    """Every span of a traced run, with its stages (pipeline first, then trainer) and epochs.
+
+    ``epochs`` holds (start, end) per epoch, training and its evaluation, in
+    seconds from ``origin`` (a Unix time).
+    """
+
+    stages: tuple[Stage, ...]
+    epochs: tuple[tuple[float, float], ...]
+    spans: tuple[Span, ...]
+    origin: float = 0.0
+
+    def stage(self, name: str) -> Stage:
+        """The stage called ``name``."""
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)
+
+    def spans_of(self, stage: str, epoch: int | None = None) -> list[Span]:
+        """The spans of ``stage`` (in ``epoch``, counted from 1, when given)."""
+        return [s for s in self.spans if s.stage == stage and (epoch is None or s.epoch == epoch)]
+
+    def busy_s(self, epoch: int | None = None) -> dict[str, float]:
+        """Per stage, the summed duration of its spans (parallel spans add up)."""
+        busy = {stage.name: 0.0 for stage in self.stages}
+        for span in self.spans:
+            if epoch is None or span.epoch == epoch:
+                busy[span.stage] += span.duration
+        return busy
+
+    def active_s(self, epoch: int | None = None) -> dict[str, float]:
+        """Per stage, the wall time during which at least one of its spans ran."""
+        return {
+            stage.name: sum(
+                end - start
+                for start, end in merge_intervals(
+                    (s.start, s.end) for s in self.spans_of(stage.name, epoch)
+                )
+            )
+            for stage in self.stages
+        }
+
+    def epoch_s(self, epoch: int | None = None) -> float:
+        """Wall time of one epoch (counted from 1), or of all of them."""
+        chosen = self.epochs if epoch is None else [self.epochs[epoch - 1]]
+        return sum(end - start for start, end in chosen)
+
+    def to_dict(self, bars: int = 800) -> dict[str, Any]:
+        """A compact JSON-able form for saved runs: merged bars per stage and epoch, busy times.
+
+        Spans of one stage that overlap or lie closer than the run's length
+        divided by ``bars`` are merged into one bar (what a chart could show
+        apart anyway); busy times are computed before merging.
+        """
+        total = max((end for _, end in self.epochs), default=0.0)
+        resolution = total / bars if bars else 0.0
+        merged: dict[str, list[list[float]]] = {}
+        for stage in self.stages:
+            rows: list[list[float]] = []
+            for epoch in range(1, len(self.epochs) + 1):
+                for start, end in merge_intervals(
+                    ((s.start, s.end) for s in self.spans_of(stage.name, epoch)), resolution
+                ):
+                    rows.append([round(start, 5), round(end, 5), epoch])
+            merged[stage.name] = rows
+        return {
+            "origin": self.origin,
+            "stages": [dataclasses.asdict(stage) for stage in self.stages],
+            "epochs": [[round(start, 5), round(end, 5)] for start, end in self.epochs],
+            "bars": merged,
+            "busy_s": [self.busy_s(epoch) for epoch in range(1, len(self.epochs) + 1)],
+            "active_s": [self.active_s(epoch) for epoch in range(1, len(self.epochs) + 1)],
+            "spans": len(self.spans),
+        }
+
+
+def merge_intervals(
+    intervals: Iterable[tuple[float, float]], gap: float = 0.0
+) -> list[tuple[float, float]]:
+    """Union of ``intervals``, also joining those separated by at most ``gap``."""
+    merged: list[tuple[float, float]] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1] + gap:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+@dataclasses.dataclass
+class _Batch:
+    epoch: int
+    spans: np.ndarray  # [batch, pipeline stages, 2], Unix times
+    ids: np.ndarray
+
+
+class TimelineRecorder:
+    """Collects a traced run's spans while the trainer runs; `timeline` builds the result.
+
+    ``stages`` are the pipeline's stages, as `pipelines.build_traced` returned
+    them (empty for data that carries no spans, e.g. batches in memory).
+    """
+
+    def __init__(self, stages: Sequence[Stage] = ()) -> None:
+        self.pipeline_stages = tuple(stages)
+        self._batches: list[_Batch] = []
+        self._trainer: list[tuple[str, float, float, int]] = []
+        self._epochs: dict[int, list[float]] = {}
+
+    def start_epoch(self, epoch: int) -> None:
+        """Mark the start of ``epoch``: call before the epoch's iterator is created."""
+        now = time.time()  # the clock of `tf.timestamp`
+        self._epochs[epoch] = [now, now]
+
+    def end_epoch(self, epoch: int) -> None:
+        """Mark the end of ``epoch`` (after its evaluation)."""
+        self._epochs[epoch][1] = time.time()
+
+    def batch(self, epoch: int, batch: Record) -> None:
+        """Keep the spans a training batch carries (nothing if it carries none)."""
+        spans = batch.get(SPANS)
+        if spans is not None and self.pipeline_stages:
+            self._batches.append(_Batch(epoch, np.asarray(spans), np.asarray(batch[ID])))
+
+    def trainer_span(self, stage: Stage, epoch: int, start: float, end: float) -> None:
+        """Record one of the trainer's spans (Unix times, as `time.time`)."""
+        self._trainer.append((stage.name, start, end, epoch))
+
+    def timeline(self) -> Timeline:
+        """The recorded run as a `Timeline`, times relative to the first epoch's start."""
+        if not self._epochs:
+            return Timeline(self.pipeline_stages + TRAINER_STAGES, (), ())
+        origin = min(start for start, _ in self._epochs.values())
+        spans: list[Span] = []
+        for batch in self._batches:
+            epoch_start = self._epochs[batch.epoch][0]
+            for column, stage in enumerate(self.pipeline_stages):
+                spans.extend(
+                    _stage_spans(stage, batch.spans[:, column], batch.ids, batch.epoch, epoch_start)
+                )
+        for name, start, end, epoch in self._trainer:
+            spans.append(Span(name, start, end, epoch))
+        shifted = tuple(
+            dataclasses.replace(s, start=s.start - origin, end=s.end - origin) for s in spans
+        )
+        epochs = tuple(
+            (start - origin, end - origin) for _, (start, end) in sorted(self._epochs.items())
+        )
+        return Timeline(self.pipeline_stages + TRAINER_STAGES, epochs, shifted, origin)
+
+
+def _stage_spans(
+    stage: Stage, rows: np.ndarray, ids: np.ndarray, epoch: int, epoch_start: float
+) -> Iterable[Span]:
+    """The spans of one stage in one batch: one per example, or one per batch-wide span."""
+    # Unrecorded rows (a shard's later records have no open) and replays from a cache.
+    keep = (rows[:, 0] != NOT_RECORDED) & (rows[:, 1] >= epoch_start)
+    rows, ids = rows[keep], ids[keep]
+    if not len(rows):
+        return []
+    if not stage.batched:
+        return [
+            Span(stage.name, float(start), float(end), epoch, (int(i),))
+            for (start, end), i in zip(rows, ids, strict=True)
+        ]
+    unique, which = np.unique(rows, axis=0, return_inverse=True)
+    which = which.reshape(-1)
+    return [
+        Span(stage.name, float(start), float(end), epoch, tuple(int(i) for i in ids[which == k]))
+        for k, (start, end) in enumerate(unique)
+    ]

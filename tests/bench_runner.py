@@ -1,0 +1,59 @@
+"""Running the benchmark suite in a subprocess, as a user would, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+THRESHOLDS = """
+[defaults]
+min_test_accuracy = 0.5
+max_accuracy_drop = 0.1
+max_throughput_drop = 0.9
+
+[variants.optimized]
+min_speedup = 1.3
+"""
+GATED = "test_training or test_ceiling"
+
+
+def run_benchmarks(
+    tmp_path: Path,
+    *args: str,
+    inject: str = "",
+    select: str = GATED,
+    variants: str = "naive,optimized",
+) -> subprocess.CompletedProcess[str]:
+    """`pytest benchmarks` on ``variants``, 2 epochs, no latency, storage under tmp_path.
+
+    ``inject`` names a regression from `inject_regression` (empty: none);
+    ``select`` is the ``-k`` expression choosing benchmarks.
+    """
+    thresholds = tmp_path / "thresholds.toml"
+    thresholds.write_text(THRESHOLDS)
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "benchmarks",
+        "-p",
+        "inject_regression",
+        "-q",
+        "-k",
+        select,
+        "--perf-variants",
+        variants,
+        "--perf-latency",
+        "none",
+        "--perf-epochs",
+        "2",
+        "--perf-thresholds",
+        str(thresholds),
+        f"--benchmark-storage=file://{tmp_path / 'storage'}",
+        *args,
+    ]
+    env = dict(os.environ, INJECT=inject, PYTHONPATH=str(ROOT / "tests"))
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)

@@ -1,0 +1,187 @@
+"""The HTML report: built from real saved runs, never touching them; checked in a browser."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from bench_runner import ROOT, run_benchmarks
+from browser import check_page, find_chromium
+
+from benchmarks import report
+from benchmarks.gates import load_thresholds
+from pipelines import DataError
+
+TRACED = "test_training or test_ceiling or test_timeline or test_tracing_overhead"
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory) -> Path:
+    """A real benchmark run of cache and optimized, traced too, saved and reported."""
+    tmp_path = tmp_path_factory.mktemp("report")
+    done = run_benchmarks(
+        tmp_path,
+        "--benchmark-autosave",
+        "--perf-report",
+        str(tmp_path / "run.html"),
+        select=TRACED,
+        variants="cache,optimized",
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert f"performance report: {tmp_path / 'run.html'}" in done.stdout
+    return tmp_path
+
+
+def storage_of(tmp_path: Path) -> Path:
+    return tmp_path / "storage"
+
+
+def fingerprint(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def build(storage: Path, output: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "benchmarks.report", "--storage", str(storage)]
+    command += ["--output", str(output), *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+
+
+def test_the_run_saves_timelines_bottlenecks_and_the_overhead(bench_run):
+    saved = json.loads(next(storage_of(bench_run).glob("*/0001_*.json")).read_text())
+    infos = {(b["extra_info"]["kind"], b["extra_info"]["variant"]): b for b in saved["benchmarks"]}
+    cache = infos[("timeline", "cache")]["extra_info"]
+    # The cache's second epoch: no open, read or decode; augment and training go on.
+    for stage in ("open", "read", "map(decode)"):
+        assert cache["timeline"]["busy_s"][0][stage] > 0
+        assert cache["timeline"]["busy_s"][1][stage] == 0
+    assert cache["timeline"]["busy_s"][1]["map(augment)"] > 0
+    assert cache["bottleneck"]["classification"].endswith("input-bound")
+    overhead = infos[("tracing_overhead", "optimized")]["extra_info"]
+    assert len(overhead["traced_s"]) == len(overhead["untraced_s"]) == 3
+    assert saved["perf_gates"]["checked"] == ["cache", "optimized"]
+
+
+def test_the_report_of_a_run_has_every_part(bench_run):
+    page = (bench_run / "run.html").read_text()
+    for part in (
+        'id="summary"',
+        'id="variants"',
+        'id="throughput"',
+        'id="accuracy"',
+        'id="bottlenecks"',
+        'id="history"',
+        "timeline of optimized",
+        "timeline of cache",
+        "Tracing overhead",
+        "One run so far",
+    ):
+        assert part in page, part
+    assert page.count("data:image/png;base64,") == 4  # throughput, accuracy, two timelines
+    assert "http://" not in page and "https://" not in page  # nothing to fetch
+
+
+def test_a_rebuilt_report_leaves_storage_untouched(bench_run, tmp_path):
+    before = fingerprint(storage_of(bench_run))
+    done = build(storage_of(bench_run), tmp_path / "again.html")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == f"performance report: {tmp_path / 'again.html'}"
+    assert fingerprint(storage_of(bench_run)) == before
+
+
+def make_history(bench_run: Path, tmp_path: Path) -> Path:
+    """Storage with the real run and a second one whose cache throughput halved."""
+    storage = tmp_path / "storage"
+    shutil.copytree(storage_of(bench_run), storage)
+    first = next(storage.glob("*/0001_*.json"))
+    run = json.loads(first.read_text())
+    second = copy.deepcopy(run)
+    second["datetime"] = "2099-01-01T00:00:00"
+    for bench in second["benchmarks"]:
+        info = bench["extra_info"]
+        if info["kind"] == "training" and info["variant"] == "cache":
+            info["examples_per_s"] *= 0.5
+    (first.parent / first.name.replace("0001_", "0002_")).write_text(json.dumps(second))
+    return storage
+
+
+def test_history_across_runs_marks_a_regression(bench_run, tmp_path):
+    storage = make_history(bench_run, tmp_path)
+    thresholds = load_thresholds(report.DEFAULT_THRESHOLDS)
+    views = report.load_views(storage)
+    marks = report.regressions(views, thresholds)
+    assert marks["examples_per_s"] == {"cache": [1]}
+    assert marks["test_accuracy"] == {}
+    target = report.write_report(tmp_path / "history.html", storage, thresholds=thresholds)
+    page = target.read_text()
+    assert "2 runs." in page
+    assert "cache: examples_per_s regressed in run 0002" in page
+    assert page.count("data:image/png;base64,") == 6  # plus one trend per metric
+
+
+def test_no_saved_runs_is_one_line(tmp_path):
+    done = build(tmp_path / "empty", tmp_path / "out.html")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'empty'}: no saved runs to report on"
+        " (save one: python3 tasks.py bench)"
+    )
+    assert not (tmp_path / "out.html").exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ('{"benchmarks": [{"name": "x", "extra', "saved run is not valid JSON"),
+        ('{"machine_info": {}}', "not a pytest-benchmark run (no 'benchmarks' list)"),
+    ],
+)
+def test_a_broken_run_file_is_named_and_the_old_report_kept(bench_run, tmp_path, content, problem):
+    storage = make_history(bench_run, tmp_path)
+    broken = next(storage.glob("*/0002_*.json"))
+    broken.write_text(content)
+    old = tmp_path / "old.html"
+    old.write_text("the previous report")
+    done = build(storage, old)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(f"error: {broken}: {problem}")
+    assert "Traceback" not in done.stderr
+    assert old.read_text() == "the previous report"
+    assert broken.read_text() == content
+
+
+def test_an_unknown_run_is_one_line(bench_run, tmp_path):
+    done = build(storage_of(bench_run), tmp_path / "out.html", "--run", "42")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: --run: no saved run '42' under {storage_of(bench_run)}"
+    )
+
+
+def test_reading_a_run_names_the_file_on_every_problem(tmp_path):
+    path = tmp_path / "0001_x.json"
+    path.write_bytes(b"\xff\xfe\x00")
+    with pytest.raises(DataError, match=f"^{path}: saved run is not text"):
+        report.read_run(path)
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="no chromium on PATH (apt install chromium)")
+def test_the_report_renders_in_a_real_browser(bench_run, tmp_path):
+    storage = make_history(bench_run, tmp_path)
+    target = report.write_report(
+        tmp_path / "browser.html", storage, thresholds=load_thresholds(report.DEFAULT_THRESHOLDS)
+    )
+    page = check_page(target, find_chromium())
+    assert page.errors == []
+    assert page.images == 6 and page.images_loaded == 6
+    assert page.title.startswith("tf.data performance report")
+    assert "Timelines and bottlenecks" in page.text

@@ -1,0 +1,124 @@
+"""Span recording: in-graph stage times, the trainer's own spans, and no replays from a cache."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import models
+import pipelines
+from models.trainer import Trainer
+from pipelines import sources
+from pipelines.timeline import TimelineRecorder, merge_intervals
+from pipelines.tracing import SPANS
+
+EXAMPLES, SHARDS, BATCH = 48, 3, 8
+READ_S = 0.002
+
+
+@pytest.fixture(scope="module")
+def slow_source():
+    images = np.random.default_rng(0).integers(0, 255, (EXAMPLES, 32, 32, 3), dtype=np.uint8)
+    plain = sources.arrays_source(images, np.arange(EXAMPLES) % 10, num_shards=SHARDS)
+    return sources.with_latency(plain, sources.Latency(open_s=0.01, read_s=READ_S))
+
+
+def traced_run(variant: str, source, epochs: int = 2):
+    dataset, stages = pipelines.build_traced(variant, source, batch_size=BATCH)
+    recorder = TimelineRecorder(stages)
+    trainer = Trainer(models.build("tiny"))
+    trainer.fit(dataset, epochs, test_ds=dataset, progress=False, recorder=recorder)
+    return recorder.timeline()
+
+
+@pytest.fixture(scope="module")
+def cache_timeline(slow_source):
+    return traced_run("cache", slow_source)
+
+
+@pytest.fixture(scope="module")
+def optimized_timeline(slow_source):
+    return traced_run("optimized", slow_source)
+
+
+def test_stages_follow_the_variants_steps(slow_source):
+    _, stages = pipelines.build_traced("cache", slow_source)
+    assert [s.name for s in stages] == [
+        "open",
+        "read",
+        "generator",
+        "map(decode)",
+        "map(augment)",
+        "batch",
+    ]
+    _, stages = pipelines.build_traced("optimized", slow_source)
+    by_name = {s.name: s for s in stages}
+    assert by_name["read"].parallel and by_name["map(decode)"].parallel
+    assert by_name["map(augment)"].batched and not by_name["map(decode)"].batched
+
+
+def test_every_example_gets_its_stages_in_order(slow_source):
+    dataset, stages = pipelines.build_traced("naive", slow_source, batch_size=BATCH)
+    batches = list(dataset)
+    ids = np.concatenate([b["id"].numpy() for b in batches])
+    assert sorted(ids) == list(range(EXAMPLES))
+    spans = np.concatenate([b[SPANS].numpy() for b in batches])  # [examples, stages, 2]
+    assert spans.shape == (EXAMPLES, len(stages), 2)
+    names = [s.name for s in stages]
+    opened = spans[:, names.index("open"), 0] > 0
+    assert opened.sum() == SHARDS  # one open per shard: its first record
+    # Each example's recorded stages end no later than the next one starts.
+    for row in spans:
+        recorded = row[row[:, 0] > 0]
+        assert (recorded[:, 1] >= recorded[:, 0]).all()
+        assert (recorded[1:, 0] >= recorded[:-1, 1] - 1e-6).all()
+    reads = spans[~opened, names.index("read")]
+    assert (reads[:, 1] - reads[:, 0] >= READ_S * 0.9).all()  # the read latency is in the span
+
+
+def test_the_trainer_records_waits_steps_and_tests(cache_timeline):
+    steps = -(-EXAMPLES // BATCH)
+    for epoch in (1, 2):
+        assert len(cache_timeline.spans_of("train step", epoch)) == steps
+        assert len(cache_timeline.spans_of("wait for input", epoch)) == steps
+        assert len(cache_timeline.spans_of("test step", epoch)) == steps
+        start, end = cache_timeline.epochs[epoch - 1]
+        for span in cache_timeline.spans:
+            if span.epoch == epoch:
+                assert start - 1e-3 <= span.start <= span.end <= end + 1e-3, span
+
+
+def test_a_cached_epoch_shows_no_open_read_or_map_before_the_cache(cache_timeline):
+    for stage in ("open", "read", "generator", "map(decode)"):
+        assert len(cache_timeline.spans_of(stage, 1)) > 0, stage
+        assert cache_timeline.spans_of(stage, 2) == [], stage
+    # After the cache the work is new each epoch: augment and batch still show.
+    assert len(cache_timeline.spans_of("map(augment)", 2)) == EXAMPLES
+    assert len(cache_timeline.spans_of("batch", 2)) == -(-EXAMPLES // BATCH)
+
+
+def test_a_batched_stage_is_one_span_per_batch_with_its_examples(optimized_timeline):
+    augments = optimized_timeline.spans_of("map(augment)", 1)
+    assert len(augments) == EXAMPLES // BATCH  # drop_remainder
+    assert all(len(span.ids) == BATCH for span in augments)
+    assert optimized_timeline.spans_of("map(decode)", 2) == []
+
+
+def test_the_compact_form_keeps_busy_times_and_marks_epochs(cache_timeline):
+    compact = cache_timeline.to_dict()
+    assert [s["name"] for s in compact["stages"]][-3:] == [
+        "wait for input",
+        "train step",
+        "test step",
+    ]
+    assert len(compact["epochs"]) == 2 and len(compact["busy_s"]) == 2
+    assert compact["busy_s"][0]["read"] > 0 and compact["busy_s"][1]["read"] == 0
+    assert all(epoch == 1 for _, _, epoch in compact["bars"]["open"])
+    assert compact["busy_s"][0]["train step"] == pytest.approx(
+        sum(s.duration for s in cache_timeline.spans_of("train step", 1))
+    )
+
+
+def test_merging_intervals_joins_overlaps_and_small_gaps():
+    assert merge_intervals([(3, 4), (0, 1), (0.5, 2)]) == [(0, 2), (3, 4)]
+    assert merge_intervals([(0, 1), (1.05, 2)], gap=0.1) == [(0, 2)]
