@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipelines.steps import Cache, Prefetch
 from pipelines.tracing import Stage
 from pipelines.variants import Variant
 
@@ -59,15 +60,14 @@ class StageTimes:
         cls, timeline: Mapping[str, Any], input_bound: float, variant: Variant, fits_in_memory: bool
     ) -> StageTimes:
         """From a `Timeline.to_dict` form (what saved runs hold) and the variant's steps."""
-        steps = [str(step) for step in variant.steps]
         return cls(
             stages=tuple(Stage(**stage) for stage in timeline["stages"]),
             busy_s=tuple(timeline["busy_s"]),
             active_s=tuple(timeline["active_s"]),
             epoch_s=tuple(end - start for start, end in timeline["epochs"]),
             input_bound=input_bound,
-            caches=any(step.startswith("cache") for step in steps),
-            prefetches=bool(steps) and steps[-1] == "prefetch",
+            caches=any(isinstance(step, Cache) for step in variant.steps),
+            prefetches=bool(variant.steps) and isinstance(variant.steps[-1], Prefetch),
             fits_in_memory=fits_in_memory,
         )
 

@@ -174,6 +174,28 @@ def check_run(thresholds: Thresholds, results: Mapping[str, Mapping[str, float]]
     return failures
 
 
+def baseline_floor(key: str, before: float, tolerance: float) -> float:
+    """The lowest value a metric may take against ``before`` under tolerance ``key``.
+
+    Throughput may drop by a fraction of the baseline; accuracy by an absolute amount.
+    """
+    if key == "max_throughput_drop":
+        return before * (1 - tolerance)
+    return before - tolerance
+
+
+def below_baseline(
+    thresholds: Thresholds, variant: str, metric: str, value: float | None, before: float | None
+) -> tuple[float, Limit] | None:
+    """(floor, limit) when ``value`` fell beyond the tolerance for ``metric`` from ``before``."""
+    key = next(k for k, m in TOLERANCES.items() if m == metric)
+    limit = thresholds.limits_for(variant).get(key)
+    if limit is None or value is None or not before:
+        return None
+    floor = baseline_floor(key, before, limit.value)
+    return (floor, limit) if value < floor else None
+
+
 def check_baseline(
     thresholds: Thresholds,
     results: Mapping[str, Mapping[str, float]],
@@ -186,25 +208,13 @@ def check_baseline(
         before = baseline.get(variant)
         if before is None:
             continue
-        limits = thresholds.limits_for(variant)
-        drop = limits.get("max_throughput_drop")
-        if drop and "examples_per_s" in metrics and before.get("examples_per_s"):
-            floor = before["examples_per_s"] * (1 - drop.value)
-            if metrics["examples_per_s"] < floor:
-                origin = f"{drop.origin}, baseline {baseline_name}"
-                failures.append(
-                    Failure(
-                        variant, "examples_per_s", metrics["examples_per_s"], floor, ">=", origin
-                    )
-                )
-        accuracy = limits.get("max_accuracy_drop")
-        if accuracy and "test_accuracy" in metrics and before.get("test_accuracy") is not None:
-            floor = before["test_accuracy"] - accuracy.value
-            if metrics["test_accuracy"] < floor:
-                origin = f"{accuracy.origin}, baseline {baseline_name}"
-                failures.append(
-                    Failure(variant, "test_accuracy", metrics["test_accuracy"], floor, ">=", origin)
-                )
+        for metric in TOLERANCES.values():
+            value = metrics.get(metric)
+            fell = below_baseline(thresholds, variant, metric, value, before.get(metric))
+            if fell:
+                floor, limit = fell
+                origin = f"{limit.origin}, baseline {baseline_name}"
+                failures.append(Failure(variant, metric, value, floor, ">=", origin))
     return failures
 
 

@@ -194,18 +194,24 @@ def pytest_benchmark_update_json(
 
 
 def evaluate_gates(config: pytest.Config) -> list[gates.Failure] | None:
-    """The failed checks of this run (None when there is nothing to gate)."""
+    """The failed checks of this run (None when there is nothing to gate).
+
+    Evaluated once, after every benchmark has run (pytest-benchmark saving the
+    run or the session finishing, whichever comes first), and kept.
+    """
     if SESSION_KEY not in config.stash or config.getoption("benchmark_disable", False):
         return None
-    session = config.stash[SESSION_KEY]
-    session.derived_metrics()
     state = config.stash[STATE_KEY]
-    results = session.gate_metrics()
-    failures = gates.check_run(state["thresholds"], results)
-    if "baseline" in state:
-        path, saved = state["baseline"]
-        failures += gates.check_baseline(state["thresholds"], results, saved, str(path))
-    return failures
+    if "failures" not in state:
+        session = config.stash[SESSION_KEY]
+        session.derived_metrics()
+        results = session.gate_metrics()
+        failures = gates.check_run(state["thresholds"], results)
+        if "baseline" in state:
+            path, saved = state["baseline"]
+            failures += gates.check_baseline(state["thresholds"], results, saved, str(path))
+        state["failures"] = failures
+    return state["failures"]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -216,7 +222,6 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if failures is None:
         return
     state = config.stash[STATE_KEY]
-    state["failures"] = failures
     if failures and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     target = config.getoption("perf_report")

@@ -24,14 +24,20 @@ import jinja2
 import pipelines
 from benchmarks import figures
 from benchmarks.bottleneck import HIGH, MODERATE
-from benchmarks.gates import DEFAULT_THRESHOLDS, Thresholds, load_thresholds
+from benchmarks.gates import (
+    DEFAULT_THRESHOLDS,
+    TOLERANCES,
+    Thresholds,
+    below_baseline,
+    load_thresholds,
+)
 from benchmarks.storage import find_saved_run, read_run, saved_runs, write_atomic
 from pipelines.errors import DataError
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_OUTPUT = Path("reports/perf.html")
 DEFAULT_STORAGE = Path(".benchmarks")
-HISTORY_METRICS = {"examples_per_s": "max_throughput_drop", "test_accuracy": "max_accuracy_drop"}
+HISTORY_METRICS = tuple(TOLERANCES.values())  # the metrics a baseline comparison checks
 
 
 class NoRuns(DataError):
@@ -120,22 +126,18 @@ def load_views(storage: Path) -> list[RunView]:
 def regressions(
     views: Sequence[RunView], thresholds: Thresholds | None
 ) -> dict[str, dict[str, list[int]]]:
-    """Per metric and variant, the runs (indices) that fell beyond tolerance from the run before."""
+    """Per metric and variant, the runs (indices) that fell beyond tolerance from the run before.
+
+    The same check as ``--perf-baseline`` (`gates.below_baseline`), run to run.
+    """
     out: dict[str, dict[str, list[int]]] = {metric: {} for metric in HISTORY_METRICS}
-    for metric, tolerance_key in HISTORY_METRICS.items():
+    if thresholds is None:
+        return out
+    for metric in HISTORY_METRICS:
         for index in range(1, len(views)):
             for variant, info in views[index].training.items():
                 before = views[index - 1].training.get(variant, {}).get(metric)
-                value = info.get(metric)
-                limit = thresholds.limits_for(variant).get(tolerance_key) if thresholds else None
-                if before is None or value is None or limit is None:
-                    continue
-                floor = (
-                    before * (1 - limit.value)
-                    if metric == "examples_per_s"
-                    else before - limit.value
-                )
-                if value < floor:
+                if below_baseline(thresholds, variant, metric, info.get(metric), before):
                     out[metric].setdefault(variant, []).append(index)
     return out
 

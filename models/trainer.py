@@ -23,7 +23,7 @@ from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError
 from pipelines.registry import build
 from pipelines.sources.base import Record, Source
-from pipelines.timeline import TEST_STEP, TRAIN_STEP, WAIT, TimelineRecorder
+from pipelines.timeline import TEST_STEP, TimelineRecorder
 from pipelines.variants import EVALUATION, Variant
 
 
@@ -168,7 +168,7 @@ class Trainer:
             wait += fetched - before
             step += done - fetched
             if recorder is not None:
-                _record_step(recorder, epoch, batch, before, fetched, done)
+                recorder.train_step(epoch, batch, before, fetched, done)
             steps += 1
             examples += int(batch[LABEL].shape[0])
             bar.update()
@@ -203,7 +203,7 @@ class Trainer:
             correct += int(right.numpy())
             count += int(batch[LABEL].shape[0])
             if recorder is not None:
-                recorder.trainer_span(TEST_STEP, epoch, *_wall(before, time.perf_counter()))
+                recorder.trainer_span(TEST_STEP, epoch, before, time.perf_counter())
         if count == 0:
             raise DataError("test data", "the test dataset yielded no batches")
         return loss_sum / count, correct / count, time.perf_counter() - started
@@ -240,26 +240,6 @@ class Trainer:
             if on_epoch is not None:
                 on_epoch(stats)
         return history
-
-
-def _wall(*stamps: float) -> tuple[float, ...]:
-    """`time.perf_counter` readings as Unix times, the clock `tf.timestamp` spans use."""
-    offset = time.time() - time.perf_counter()
-    return tuple(stamp + offset for stamp in stamps)
-
-
-def _record_step(
-    recorder: TimelineRecorder,
-    epoch: int,
-    batch: Record,
-    before: float,
-    fetched: float,
-    done: float,
-) -> None:
-    before, fetched, done = _wall(before, fetched, done)
-    recorder.trainer_span(WAIT, epoch, before, fetched)
-    recorder.trainer_span(TRAIN_STEP, epoch, fetched, done)
-    recorder.batch(epoch, batch)
 
 
 def _correct(probabilities: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:

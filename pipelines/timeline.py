@@ -157,10 +157,14 @@ class TimelineRecorder:
         self._batches: list[_Batch] = []
         self._trainer: list[tuple[str, float, float, int]] = []
         self._epochs: dict[int, list[float]] = {}
+        # Unix time minus perf_counter: the trainer times with perf_counter,
+        # `tf.timestamp` spans are Unix times.
+        self._offset = time.time() - time.perf_counter()
 
     def start_epoch(self, epoch: int) -> None:
         """Mark the start of ``epoch``: call before the epoch's iterator is created."""
         now = time.time()  # the clock of `tf.timestamp`
+        self._offset = now - time.perf_counter()
         self._epochs[epoch] = [now, now]
 
     def end_epoch(self, epoch: int) -> None:
@@ -173,9 +177,17 @@ class TimelineRecorder:
         if spans is not None and self.pipeline_stages:
             self._batches.append(_Batch(epoch, np.asarray(spans), np.asarray(batch[ID])))
 
+    def train_step(
+        self, epoch: int, batch: Record, requested: float, fetched: float, done: float
+    ) -> None:
+        """One training step: its wait for ``batch``, the step, and the spans the batch carries."""
+        self.trainer_span(WAIT, epoch, requested, fetched)
+        self.trainer_span(TRAIN_STEP, epoch, fetched, done)
+        self.batch(epoch, batch)
+
     def trainer_span(self, stage: Stage, epoch: int, start: float, end: float) -> None:
-        """Record one of the trainer's spans (Unix times, as `time.time`)."""
-        self._trainer.append((stage.name, start, end, epoch))
+        """Record one of the trainer's spans (``time.perf_counter`` readings)."""
+        self._trainer.append((stage.name, start + self._offset, end + self._offset, epoch))
 
     def timeline(self) -> Timeline:
         """The recorded run as a `Timeline`, times relative to the first epoch's start."""
