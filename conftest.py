@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
 
 import pipelines  # noqa: F401  (quiets TensorFlow's C++ logging before anything imports it)
+from models.devices import configure_gpus
 from pipelines.embedded import EmbeddedConfig, EmbeddedDataset, ensure_embedded
+from pipelines.service import LocalService
 
 # The suite's own options (--perf-*), hooks and gates.
 pytest_plugins = ["benchmarks.plugin"]
@@ -47,3 +50,22 @@ TINY = EmbeddedConfig(
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedDataset:
     """The embedded dataset generated with the `TINY` configuration (read-only for tests)."""
     return ensure_embedded(TINY, root=tmp_path_factory.mktemp("embedded"))
+
+
+@pytest.fixture(scope="session")
+def local_data_service() -> Iterator[LocalService]:
+    """A tf.data service on localhost (dispatcher and 2 worker processes), for the session."""
+    service = LocalService(workers=2)
+    try:
+        yield service.start()
+    finally:
+        service.stop()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip GPU-marked tests, saying why, where TensorFlow sees no GPU."""
+    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu_tests and not configure_gpus():
+        skip = pytest.mark.skip(reason="needs a GPU: TensorFlow sees none on this machine")
+        for item in gpu_tests:
+            item.add_marker(skip)

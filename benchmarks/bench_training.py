@@ -7,12 +7,19 @@ set up, run and recorded. Every registered variant is benchmarked (or the
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
+import pipelines
 from benchmarks.plugin import perf_session
+from pipelines.service import local_service
+from pipelines.steps import uses_service
 
 # Alternating traced and untraced runs, so drifts in machine load hit both alike.
 OVERHEAD_PAIRS = 3
+# The variant test_data_service times (dynamic sharding: each example once per epoch).
+SERVICE_VARIANT = "distributed"
 
 
 @pytest.fixture(scope="session")
@@ -40,13 +47,15 @@ def test_ceiling(benchmark, perf):
     )
 
 
-def timed_rounds(benchmark, perf, variant_name: str, work) -> list:
+def timed_rounds(benchmark, perf, variant_name: str, work, service: str | None = None) -> list:
     """Time ``work(dataset)`` over the profile's rounds, each on a freshly built dataset."""
+    if service is None and uses_service(pipelines.get(variant_name).steps):
+        pytest.skip(f"{variant_name} goes through the tf.data service: timed by test_data_service")
     results = []
 
     def setup():
         # A fresh build per round: no cache carries over from the previous one.
-        return (perf.build(variant_name),), {}
+        return (perf.build(variant_name, service),), {}
 
     def run(dataset):
         results.append(work(dataset))
@@ -67,8 +76,30 @@ def test_pipeline(benchmark, perf, variant_name):
     benchmark.extra_info.update(perf.record_pipeline(benchmark.name, variant_name, runs))
 
 
+def test_data_service(benchmark, perf, service_workers, request):
+    """The `distributed` variant through the tf.data service: local workers, or an external one."""
+    external = request.config.getoption("perf_data_service")
+    with contextlib.ExitStack() as stack:
+        local = None if external else stack.enter_context(local_service(service_workers))
+        address = external or local.address
+        with perf.served(local):
+            runs = timed_rounds(benchmark, perf, SERVICE_VARIANT, perf.train, service=address)
+        for stats in runs:
+            perf.check_complete(SERVICE_VARIANT, stats, service_workers or 1, address)
+    label = f"{SERVICE_VARIANT} ({_workers_label(service_workers)})"
+    info = perf.record_training(benchmark.name, label, runs)
+    info.update(service=address, service_workers=service_workers or None)
+    benchmark.extra_info.update(info)
+
+
+def _workers_label(workers: int) -> str:
+    return "external service" if not workers else f"{workers} worker{'s' if workers > 1 else ''}"
+
+
 def test_timeline(benchmark, perf, variant_name):
     """A traced run of the variant (not gated): its timeline and bottleneck analysis."""
+    if uses_service(pipelines.get(variant_name).steps):
+        pytest.skip(f"{variant_name} goes through the tf.data service: timed by test_data_service")
     results = []
     benchmark.pedantic(
         lambda: results.append(perf.train_traced(variant_name)),

@@ -194,3 +194,43 @@ def _suggestions(times: StageTimes, limiting: Stage, share: Mapping[str, float])
             " input and training: prefetch at the end of the pipeline"
         )
     return said
+
+
+# A stage's typical cost is gated against a baseline only when the stage takes
+# at least this share of the input time (a slower stage that small cannot move
+# throughput, and small CPU stages' medians are the noisiest) and recorded at
+# least this many spans: a percentile over a few dozen opens, all started in
+# one burst, measures thread start-up contention (their median moved 35-140 ms
+# between unchanged runs in the gate trials).
+GATED_STAGE_SHARE = 0.2
+GATED_STAGE_SPANS = 200
+GATE_FIGURES = ("map_concurrency", "stage_p10_s")
+
+
+def stage_gate_figures(times: StageTimes, timeline: Mapping[str, Any]) -> dict[str, Any]:
+    """What the gates read from a traced run.
+
+    ``map_concurrency``: of the map stages, the most calls that ever ran at
+    once (1 when every map runs one call at a time). ``stage_p10_s``: the
+    10th percentile span (`Timeline.p10_s`) of each input stage gated by `GATED_STAGE_SHARE` and
+    `GATED_STAGE_SPANS`.
+    """
+    busy = times.total("busy_s")
+    inputs = times.input_stages()
+    input_busy = sum(busy[s.name] for s in inputs) or 1.0
+    p10 = timeline.get("p10_s", {})
+    counts = timeline.get("span_count", {})
+    figures: dict[str, Any] = {
+        "stage_p10_s": {
+            s.name: p10[s.name]
+            for s in inputs
+            if s.name in p10
+            and busy[s.name] / input_busy >= GATED_STAGE_SHARE
+            and counts.get(s.name, 0) >= GATED_STAGE_SPANS
+        }
+    }
+    peaks = timeline.get("peak_concurrency", {})
+    concurrency = [peaks[s.name] for s in inputs if s.kind == "map" and s.name in peaks]
+    if concurrency:
+        figures["map_concurrency"] = max(concurrency)
+    return figures

@@ -7,6 +7,7 @@ run anything beside them. Loaded from the root ``conftest.py``.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from benchmarks import gates, report
 from benchmarks import storage as storage_files
 from benchmarks.bottleneck import Bottleneck
 from benchmarks.session import PROFILES, PerfOptions, PerfSession, machine_details
-from pipelines.data import DataChoice
+from pipelines.data import DataChoice, open_data
 from pipelines.errors import DataError
 from pipelines.sources.latency import parse_latency
 
@@ -67,6 +68,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write the HTML performance report here at the end of the run",
     )
     group.addoption(
+        "--perf-data-service",
+        default=None,
+        metavar="grpc://HOST:PORT",
+        help="time the tf.data service variant on this dispatcher instead of local ones"
+        " (1 and 2 worker processes started on localhost)",
+    )
+    group.addoption(
+        "--perf-mixed-precision",
+        action="store_true",
+        default=False,
+        help="train in mixed float16/float32 (loss-scaled); pays off on GPUs with tensor cores",
+    )
+    group.addoption(
+        "--perf-xla",
+        action="store_true",
+        default=False,
+        help="compile the train and test steps with XLA (jit_compile)",
+    )
+    group.addoption(
+        "--skip-corrupt",
+        action="store_true",
+        default=False,
+        help="leave out corrupt records (images that do not decode, cut TFRecords,"
+        " labels out of range) instead of failing; their count is saved with the run",
+    )
+    group.addoption(
         "--perf-baseline",
         default=None,
         help="compare throughput and accuracy with a saved run: its id, path, or 'latest'",
@@ -109,8 +136,16 @@ def perf_options(config: pytest.Config) -> PerfOptions:
         profile=profile.name,
         fmt=config.getoption("perf_format"),
         latency=latency,
+        skip_corrupt=config.getoption("skip_corrupt"),
     )
-    return PerfOptions(profile, data, epochs, tuple(selected_variants(config)))
+    return PerfOptions(
+        profile,
+        data,
+        epochs,
+        tuple(selected_variants(config)),
+        mixed_precision=config.getoption("perf_mixed_precision"),
+        jit_compile=config.getoption("perf_xla"),
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -126,15 +161,39 @@ def _benchmarks_selected(items: list[pytest.Item]) -> bool:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "variant_name" in metafunc.fixturenames:
         metafunc.parametrize("variant_name", selected_variants(metafunc.config))
+    if "service_workers" in metafunc.fixturenames:
+        # An external dispatcher has the workers it has (0: not ours to count).
+        external = metafunc.config.getoption("perf_data_service")
+        metafunc.parametrize(
+            "service_workers", [0] if external else LOCAL_SERVICE_WORKERS, ids=_workers_id
+        )
+
+
+# The local tf.data service setups timed: one worker, then two.
+LOCAL_SERVICE_WORKERS = (1, 2)
+
+
+def _workers_id(workers: int) -> str:
+    return "external" if workers == 0 else f"{workers}_worker{'s' if workers > 1 else ''}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Check every option and file the benchmarks will use before any of them runs."""
+    """Check every option and file the benchmarks will use before any of them runs.
+
+    A bad one is a one-line usage error (exit 4) before anything is timed or
+    saved: the data is opened (and validated) here, not by the first benchmark.
+    """
     if not _benchmarks_selected(items):
         return
     options = perf_options(config)
+    service = config.getoption("perf_data_service")
+    if service and not re.fullmatch(r"(grpcs?://)?[\w.\-\[\]:]+:\d+", service):
+        raise pytest.UsageError(
+            f"--perf-data-service: {service!r} is not a dispatcher address (grpc://HOST:PORT)"
+        )
     state: dict[str, Any] = {"options": options}
     try:
+        state["data"] = open_data(options.data)
         state["thresholds"] = gates.load_thresholds(
             config.getoption("perf_thresholds"), pipelines.VARIANTS
         )
@@ -148,6 +207,31 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     config.stash[STATE_KEY] = state
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    bench_session = getattr(session.config, "_benchmarksession", None)
+    if bench_session is not None:
+        storage_files.save_atomically(bench_session)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):
+    """Bad data found mid-run stops the run with one line, and nothing of it is saved."""
+    try:
+        return (yield)
+    except DataError as error:
+        abandon_run(item.config)
+        pytest.exit(f"error: {error}", returncode=2)
+
+
+def abandon_run(config: pytest.Config) -> None:
+    """This run's results must not be saved (or reported) as if nothing had happened."""
+    bench_session = getattr(config, "_benchmarksession", None)
+    if bench_session is not None:
+        storage_files.abandon_saving(bench_session)
+    if STATE_KEY in config.stash:
+        config.stash[STATE_KEY]["abandoned"] = True
+
+
 def _storage(config: pytest.Config) -> Path:
     storage = str(config.getoption("benchmark_storage", "file://./.benchmarks"))
     return Path(storage.removeprefix("file://"))
@@ -157,8 +241,10 @@ def perf_session(config: pytest.Config) -> PerfSession:
     """The session's `PerfSession`, created on first use."""
     if SESSION_KEY not in config.stash:
         try:
-            config.stash[SESSION_KEY] = PerfSession(config.stash[STATE_KEY]["options"])
+            state = config.stash[STATE_KEY]
+            config.stash[SESSION_KEY] = PerfSession(state["options"], state["data"])
         except DataError as error:
+            abandon_run(config)
             pytest.exit(f"error: {error}", returncode=2)
     return config.stash[SESSION_KEY]
 
@@ -200,6 +286,8 @@ def evaluate_gates(config: pytest.Config) -> list[gates.Failure] | None:
     run or the session finishing, whichever comes first), and kept.
     """
     if SESSION_KEY not in config.stash or config.getoption("benchmark_disable", False):
+        return None
+    if config.stash[STATE_KEY].get("abandoned"):
         return None
     state = config.stash[STATE_KEY]
     if "failures" not in state:

@@ -110,6 +110,7 @@ class RunView:
             "model": sample.get("model", "?"),
             "epochs": sample.get("epochs", "?"),
             "batch_size": sample.get("batch_size", "?"),
+            "corrupt_skipped": sample.get("corrupt_skipped", 0),
             "commit": (self.commit.get("id") or "?")[:10]
             + (" (uncommitted changes)" if self.commit.get("dirty") else ""),
         }

@@ -9,10 +9,13 @@ records. Ratios that need two measurements of the same session (speedup over
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import statistics
+import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,12 +23,19 @@ import tensorflow as tf
 
 import models
 import pipelines
-from benchmarks.bottleneck import StageTimes, analyze
+from benchmarks.bottleneck import StageTimes, analyze, stage_gate_figures
+from benchmarks.gates import metrics_by_variant
+from models.devices import configure_gpus, default_strategy, precision, strategy_name
 from models.trainer import EpochStats, InitialModel, Trainer, input_bound_of
 from pipelines.data import DataChoice, open_data
 from pipelines.element import IMAGE, LABEL
+from pipelines.errors import DataError
+from pipelines.service import LocalService
 from pipelines.timeline import Timeline, TimelineRecorder
 from pipelines.variants import EVALUATION
+
+# The exit status when a tf.data service worker dies mid-run (pytest's own go up to 5).
+DIED_WORKER_EXIT = 3
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +66,8 @@ class PerfOptions:
     epochs: int
     variants: tuple[str, ...]
     seed: int = 0
+    mixed_precision: bool = False
+    jit_compile: bool = False
 
 
 def device_name() -> str:
@@ -85,17 +97,26 @@ def machine_details() -> dict[str, Any]:
 class PerfSession:
     """Data, model and results shared by every benchmark of a pytest session."""
 
-    def __init__(self, options: PerfOptions) -> None:
+    def __init__(
+        self, options: PerfOptions, data: tuple[pipelines.Source, pipelines.Source] | None = None
+    ) -> None:
+        """``data``: the (train, test) sources when already opened, else opened from the options."""
         self.options = options
         profile = options.profile
-        self.train_source, self.test_source = open_data(options.data)
+        self.train_source, self.test_source = data or open_data(options.data)
         model_options = (
             {"input_shape": self.train_source.image_shape} if profile.model == "tiny" else {}
         )
+        configure_gpus()  # memory growth, before anything touches a GPU
+        # Several GPUs: mirrored across them; one device: plain steps (no strategy overhead).
+        strategy = default_strategy()
+        self.strategy = strategy if strategy.num_replicas_in_sync > 1 else None
         self.initial = InitialModel(
             lambda: models.build(profile.model, **model_options), options.seed
         )
-        self.trainer = Trainer(self.initial.fresh())
+        with precision(options.mixed_precision), strategy.scope():
+            model = self.initial.fresh()
+        self.trainer = Trainer(model, strategy=self.strategy, jit_compile=options.jit_compile)
         # Read once, held in memory: evaluation then costs every variant the same,
         # model time only, and no pipeline is left half-iterated.
         test_ds = pipelines.build(EVALUATION, self.test_source, batch_size=profile.batch_size)
@@ -106,14 +127,60 @@ class PerfSession:
 
     # -- setup and runs -------------------------------------------------------------
 
-    def build(self, variant: str) -> tf.data.Dataset:
-        """A fresh dataset of ``variant`` (a new build: no cache survives from a previous round)."""
+    def build(self, variant: str, service: str | None = None) -> tf.data.Dataset:
+        """A fresh dataset of ``variant`` (a new build: no cache survives from a previous round).
+
+        ``service``: the tf.data service dispatcher, for variants that distribute.
+        """
         return pipelines.build(
             variant,
             self.train_source,
             batch_size=self.options.profile.batch_size,
             seed=self.options.seed,
+            service=service,
         )
+
+    @contextlib.contextmanager
+    def served(self, service: LocalService | None) -> Iterator[None]:
+        """Run through a local tf.data service, stopping the process if one of its workers dies.
+
+        TensorFlow would wait forever for the lost worker's share (see
+        `LocalService.guard`); nothing of this run may be saved, and none is:
+        the process ends before pytest-benchmark's saving at session end.
+        """
+        if service is None:
+            yield
+            return
+
+        def die(port: int, code: int) -> None:
+            sys.stderr.write(
+                f"\nerror: tf.data service worker localhost:{port} died mid-run (exit {code});"
+                " TensorFlow cannot finish the epoch without it (it would wait forever),"
+                " so the run stops here and saves no results\n"
+            )
+            sys.stderr.flush()
+            os._exit(DIED_WORKER_EXIT)
+
+        with service.guard(die):
+            yield
+
+    def check_complete(
+        self, variant: str, stats: list[EpochStats], workers: int, where: str
+    ) -> None:
+        """Each epoch through the service must deliver what the variant promises, or `DataError`.
+
+        A short epoch means a worker was lost: its results are not a measurement.
+        """
+        expected = pipelines.get(variant).contract.total_passes(workers) * (
+            self.train_source.num_examples
+        )
+        for number, epoch in enumerate(stats, start=1):
+            if epoch.examples != expected:
+                raise DataError(
+                    where,
+                    f"epoch {number} delivered {epoch.examples} of {expected} examples"
+                    " (a tf.data service worker was lost?); the run is not saved",
+                )
 
     def warm_up(self) -> None:
         """Trace the train and test steps once per session, so no timed round pays for it.
@@ -205,6 +272,11 @@ class PerfSession:
             "epochs": self.options.epochs,
             "batch_size": profile.batch_size,
             "device": device_name(),
+            "strategy": strategy_name(self.strategy or tf.distribute.get_strategy()),
+            "mixed_precision": self.options.mixed_precision,
+            "jit_compile": self.options.jit_compile,
+            # With --skip-corrupt: records left out of training and test data.
+            "corrupt_skipped": len(self.train_source.skipped) + len(self.test_source.skipped),
         }
 
     def record_training(
@@ -286,6 +358,10 @@ class PerfSession:
             if ceiling:
                 info["ceiling_slowdown"] = info["train_s"] / ceiling["train_s"]
                 info["fraction_of_ceiling"] = ceiling["train_s"] / info["train_s"]
+        one_worker = next((i for i in training.values() if i.get("service_workers") == 1), None)
+        for info in training.values():
+            if one_worker and info.get("service_workers"):
+                info["speedup_over_1_worker"] = one_worker["train_s"] / info["train_s"]
         naive_pipeline = pipeline.get("naive")
         for info in pipeline.values():
             if naive_pipeline:
@@ -297,6 +373,7 @@ class PerfSession:
                 info["timeline"], input_bound, pipelines.get(variant), info["fits_in_memory"]
             )
             info["bottleneck"] = analyze(times).to_dict()
+            info.update(stage_gate_figures(times, info["timeline"]))
 
     def bottlenecks(self) -> dict[str, dict[str, Any]]:
         """Per traced variant, its bottleneck analysis (after `derived_metrics`)."""
@@ -306,8 +383,6 @@ class PerfSession:
             if info["kind"] == "timeline" and "bottleneck" in info
         }
 
-    def gate_metrics(self) -> dict[str, dict[str, float]]:
-        """Per variant, the training metrics the gates check."""
-        return {
-            info["variant"]: info for info in self.metrics.values() if info["kind"] == "training"
-        }
+    def gate_metrics(self) -> dict[str, dict[str, Any]]:
+        """Per trained variant, the metrics the gates check (after `derived_metrics`)."""
+        return metrics_by_variant(self.metrics.values())

@@ -1,8 +1,13 @@
-"""Saved runs: finding and reading pytest-benchmark's files, and writing ours atomically.
+"""Saved runs: finding and reading pytest-benchmark's files, and writing every file atomically.
 
 pytest-benchmark saves each run as ``<storage>/<machine>/NNNN_<commit>_<time>.json``.
-The suite only ever reads those files; what it writes itself (the report)
-goes through `write_atomic`, so a crash mid-write leaves the previous file.
+Its own writer opens the final name and writes into it, and picks NNNN by
+listing the folder, so a run killed mid-write leaves a torn file and two runs
+finishing together can pick the same number. `save_atomically` replaces
+that writer for a session: the file is written under a temporary name,
+synced, then linked to its final name, which fails rather than overwrite
+when another run took the number first (the next number is tried). The
+report and ``--benchmark-json`` go through `write_atomic`.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from pytest_benchmark.utils import safe_dumps
 
 from pipelines.errors import DataError
 
@@ -61,13 +68,8 @@ def read_run(path: Path) -> dict[str, Any]:
     return data
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename.
-
-    Readers see the old file or the new one, never half of one; a crash
-    mid-write leaves the old file and a stray temporary, not a torn file.
-    """
-    path = Path(path)
+def _temporary_copy(path: Path, text: str) -> str:
+    """``text`` written and synced to a new temporary file beside ``path``; its name."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     umask = os.umask(0)
@@ -78,7 +80,80 @@ def write_atomic(path: Path, text: str) -> None:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return temporary
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename.
+
+    Readers see the old file or the new one, never half of one; a crash
+    mid-write leaves the old file and a stray temporary, not a torn file.
+    """
+    path = Path(path)
+    temporary = _temporary_copy(path, text)
+    try:
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def write_new_run(folder: Path, suffix: str, text: str) -> Path:
+    """Save a run as ``folder/NNNN_<suffix>.json`` with the next free number; its path.
+
+    Never overwrites: the complete file is linked to its name, and a number
+    another run took meanwhile makes it try the next one.
+    """
+    folder = Path(folder)
+    temporary = _temporary_copy(folder / f"run_{suffix}.json", text)
+    try:
+        number = 1 + max((_run_number(p) for p in folder.glob("[0-9][0-9][0-9][0-9]_*")), default=0)
+        while True:
+            target = folder / f"{number:04d}_{suffix}.json"
+            try:
+                os.link(temporary, target)
+                return target
+            except FileExistsError:
+                number += 1
+    finally:
+        Path(temporary).unlink(missing_ok=True)
+
+
+def _run_number(path: Path) -> int:
+    try:
+        return int(path.name.split("_", 1)[0])
+    except ValueError:
+        return 0
+
+
+def save_atomically(bench_session: Any) -> None:
+    """Make a pytest-benchmark session write its saved run and its JSON atomically."""
+    storage = bench_session.storage
+    if hasattr(storage, "get") and hasattr(storage, "save"):  # file storage (not Elasticsearch)
+
+        def save(output_json: dict[str, Any], name: str) -> None:
+            folder = storage.get("x").parent  # the machine folder pytest-benchmark would use
+            path = write_new_run(folder, name, dumps(output_json))
+            storage.logger.info(f"Saved benchmark data in: {path}")
+
+        storage.save = save
+
+    def save_json(output_json: dict[str, Any]) -> None:
+        write_atomic(Path(bench_session.json), dumps(output_json))
+        bench_session.logger.info(f"Wrote benchmark data in: {bench_session.json}", purple=True)
+
+    bench_session.save_json = save_json
+
+
+def abandon_saving(bench_session: Any) -> None:
+    """Make sure this pytest-benchmark session saves nothing (the run went wrong)."""
+    bench_session.save = bench_session.autosave = False
+    bench_session.json = None
+
+
+def dumps(output_json: dict[str, Any]) -> str:
+    """A run as pytest-benchmark writes it (its JSON encoder, ASCII, indented)."""
+    return safe_dumps(output_json, ensure_ascii=True, indent=4)

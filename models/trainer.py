@@ -10,7 +10,9 @@ accuracy, and the input-bound fraction (waiting / (waiting + stepping)).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Iterable, Sequence
 
@@ -96,16 +98,66 @@ def check_fits(model: keras.Model, ds: tf.data.Dataset | Sequence[Record], where
 
 
 class Trainer:
-    """Trains one model with a custom loop; call `fit` once per run."""
+    """Trains one model with a custom loop; call `fit` once per run.
 
-    def __init__(self, model: keras.Model, learning_rate: float = 1e-3) -> None:
+    Args:
+        model: built under ``strategy.scope()`` when a strategy is given (and
+            under `models.devices.precision` for mixed precision: a model
+            whose policy is mixed gets a loss-scaling optimizer).
+        strategy: a `tf.distribute` strategy: each dataset is distributed by
+            it and each step runs on every replica, gradients summed across
+            them. None: plain single-device steps.
+        jit_compile: compile the steps with XLA.
+    """
+
+    def __init__(
+        self,
+        model: keras.Model,
+        learning_rate: float = 1e-3,
+        *,
+        strategy: tf.distribute.Strategy | None = None,
+        jit_compile: bool = False,
+    ) -> None:
         self.model = model
+        self.strategy = strategy
+        self.jit_compile = jit_compile
+        self.mixed_precision = model.dtype_policy.name == "mixed_float16"
         self.loss = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
-        self.optimizer = keras.optimizers.Adam(learning_rate)
-        self.optimizer.build(model.trainable_variables)
+        with strategy.scope() if strategy else contextlib.nullcontext():
+            optimizer = keras.optimizers.Adam(learning_rate)
+            if self.mixed_precision:
+                optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
+            self.optimizer = optimizer
+            self.optimizer.build(model.trainable_variables)
         self._optimizer_start = [v.numpy() for v in self.optimizer.variables]
-        self._train_step = tf.function(self._train_step_eager, reduce_retracing=True)
-        self._test_step = tf.function(self._test_step_eager, reduce_retracing=True)
+        train, test = self._train_step_eager, self._test_step_eager
+        if strategy is not None:
+            train, test = self._on_replicas(train), self._on_replicas(test)
+        options = {"reduce_retracing": True, "jit_compile": jit_compile or None}
+        self._train_step = tf.function(train, **options)
+        self._test_step = tf.function(test, **options)
+
+    def _on_replicas(self, step: Callable[..., tuple[tf.Tensor, ...]]) -> Callable:
+        """``step`` run on every replica, its (summed) outputs added up across them."""
+        strategy = self.strategy
+
+        def run(images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
+            per_replica = strategy.run(step, args=(images, labels))
+            return tuple(
+                strategy.reduce(tf.distribute.ReduceOp.SUM, value, axis=None)
+                for value in per_replica
+            )
+
+        return run
+
+    def _distributed(self, ds: tf.data.Dataset | Sequence[Record]) -> Iterable[Record]:
+        """``ds`` as the strategy feeds it (in-memory batches become a dataset first)."""
+        if self.strategy is None:
+            return ds
+        if not isinstance(ds, tf.data.Dataset):
+            datasets = [tf.data.Dataset.from_tensors(batch) for batch in ds]
+            ds = functools.reduce(tf.data.Dataset.concatenate, datasets)
+        return self.strategy.experimental_distribute_dataset(ds)
 
     def reset(self, initial: InitialModel) -> None:
         """Start over from ``initial``'s weights with a fresh optimizer state and seeds.
@@ -118,20 +170,26 @@ class Trainer:
         for variable, value in zip(self.optimizer.variables, self._optimizer_start, strict=True):
             variable.assign(value)
 
-    def _train_step_eager(
-        self, images: tf.Tensor, labels: tf.Tensor
-    ) -> tuple[tf.Tensor, tf.Tensor]:
+    def _train_step_eager(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        """(summed loss, correct, examples) of one step; with a strategy, of one replica's part."""
+        replicas = self.strategy.num_replicas_in_sync if self.strategy else 1
+        count = tf.shape(labels)[0]
         with tf.GradientTape() as tape:
-            probabilities = self.model(images, training=True)
+            # Losses in float32 even when the model computes in float16.
+            probabilities = tf.cast(self.model(images, training=True), tf.float32)
             total = self.loss(labels, probabilities)
-            mean = total / tf.cast(tf.shape(labels)[0], total.dtype)
+            # The mean over the global batch: replicas' gradients are summed.
+            mean = total / tf.cast(count * replicas, total.dtype)
+            if self.mixed_precision:
+                mean = self.optimizer.scale_loss(mean)
         gradients = tape.gradient(mean, self.model.trainable_variables)
         self.optimizer.apply_gradients(zip(gradients, self.model.trainable_variables, strict=True))
-        return total, _correct(probabilities, labels)
+        return total, _correct(probabilities, labels), tf.cast(count, tf.int64)
 
-    def _test_step_eager(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-        probabilities = self.model(images, training=False)
-        return self.loss(labels, probabilities), _correct(probabilities, labels)
+    def _test_step_eager(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
+        probabilities = tf.cast(self.model(images, training=False), tf.float32)
+        count = tf.cast(tf.shape(labels)[0], tf.int64)
+        return self.loss(labels, probabilities), _correct(probabilities, labels), count
 
     def train_epoch(
         self,
@@ -145,10 +203,12 @@ class Trainer:
         With a ``recorder``, the waits, the steps and the spans the batches
         carry go into its timeline as well.
         """
+        if recorder is not None and self.strategy is not None:
+            raise ValueError("timelines are recorded without a distribution strategy")
         wait = step = 0.0
         steps = examples = correct = 0
         loss_sum = 0.0
-        iterator = iter(ds)
+        iterator = iter(self._distributed(ds))
         # tqdm's disable=None: shown on a terminal, silent in CI logs and pipes.
         disable = None if progress is None else not progress
         bar = tqdm(desc=f"epoch {epoch}", unit="batch", disable=disable, leave=False)
@@ -160,17 +220,17 @@ class Trainer:
             except StopIteration:
                 break
             fetched = time.perf_counter()
-            total, right = self._train_step(batch[IMAGE], batch[LABEL])
+            total, right, count = self._train_step(batch[IMAGE], batch[LABEL])
             # Fetching the results waits for the device: the step's real cost.
             loss_sum += float(total.numpy())
             correct += int(right.numpy())
+            examples += int(count.numpy())
             done = time.perf_counter()
             wait += fetched - before
             step += done - fetched
             if recorder is not None:
                 recorder.train_step(epoch, batch, before, fetched, done)
             steps += 1
-            examples += int(batch[LABEL].shape[0])
             bar.update()
         wall = time.perf_counter() - started
         bar.close()
@@ -196,12 +256,12 @@ class Trainer:
         """(loss, accuracy, seconds) over ``ds``; test steps go to ``recorder`` when given."""
         started = time.perf_counter()
         loss_sum, correct, count = 0.0, 0, 0
-        for batch in ds:
+        for batch in self._distributed(ds):
             before = time.perf_counter()
-            total, right = self._test_step(batch[IMAGE], batch[LABEL])
+            total, right, examples = self._test_step(batch[IMAGE], batch[LABEL])
             loss_sum += float(total.numpy())
             correct += int(right.numpy())
-            count += int(batch[LABEL].shape[0])
+            count += int(examples.numpy())
             if recorder is not None:
                 recorder.trainer_span(TEST_STEP, epoch, before, time.perf_counter())
         if count == 0:

@@ -20,6 +20,7 @@ class DataChoice:
     fmt: str = "tfrecord"
     latency: str = "none"
     image_size: tuple[int, int] = (32, 32)
+    skip_corrupt: bool = False
 
     def describe(self) -> str:
         """One line for tables and reports."""
@@ -34,11 +35,14 @@ def open_data(choice: DataChoice) -> tuple[Source, Source]:
         if choice.fmt not in FORMATS:
             raise DataError("--format", f"unknown format {choice.fmt!r}; use {', '.join(FORMATS)}")
         dataset = ensure_embedded(choice.profile)
-        options = {} if choice.fmt == "cifar" else {"image_size": choice.image_size}
+        options: dict[str, object] = {"skip_corrupt": choice.skip_corrupt}
+        if choice.fmt != "cifar":
+            options["image_size"] = choice.image_size
         train = dataset.source(choice.fmt, "train", **options)
         test = dataset.source(choice.fmt, "test", **options)
     else:
         path = Path(choice.data)
-        train = open_source(path, "train", image_size=choice.image_size)
-        test = open_source(path, "test", image_size=choice.image_size)
+        options = {"image_size": choice.image_size, "skip_corrupt": choice.skip_corrupt}
+        train = open_source(path, "train", **options)
+        test = open_source(path, "test", **options)
     return with_latency(train, latency), with_latency(test, latency)

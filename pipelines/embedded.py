@@ -111,7 +111,7 @@ class EmbeddedDataset:
     def source(self, fmt: str = "tfrecord", split: str = "train", **options: object):
         """A `Source` over one format and split of this set."""
         if fmt == "cifar":
-            return sources.cifar_source(self.path(fmt), split)
+            return sources.cifar_source(self.path(fmt), split, **options)
         if fmt == "tfrecord":
             return sources.tfrecord_source(self.path(fmt), split, **options)
         return sources.image_folder_source(self.path(fmt), split, **options)

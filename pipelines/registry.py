@@ -55,14 +55,18 @@ def build(
     shuffle_buffer: int = 1024,
     seed: int | None = 0,
     cache_dir: str | None = None,
+    service: str | None = None,
 ) -> tf.data.Dataset:
     """The `tf.data.Dataset` of ``variant`` over ``source``: batches of elements.
+
+    ``service``: the tf.data service dispatcher for variants with a `Distribute` step.
 
     Raises:
         DataError: the variant is unknown, or a step does not fit the source
             (the message names the step).
     """
-    return _build(variant, BuildContext(source, batch_size, shuffle_buffer, seed, cache_dir))
+    ctx = BuildContext(source, batch_size, shuffle_buffer, seed, cache_dir, service=service)
+    return _build(variant, ctx)
 
 
 def build_traced(

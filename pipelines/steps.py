@@ -50,6 +50,8 @@ class BuildContext:
     # Tracing: steps add their span rows to elements and their `Stage` here.
     trace: bool = False
     stages: list[Stage] = dataclasses.field(default_factory=list)
+    # The tf.data service's dispatcher ("grpc://host:port") for `Distribute`.
+    service: str | None = None
 
     def shard_reader(self, parallel: bool) -> Callable[[Record], tf.data.Dataset]:
         """The source's ``read_shard``, traced (open and read rows) when tracing is on."""
@@ -284,6 +286,35 @@ class Prefetch:
 
     def __str__(self) -> str:
         return "prefetch"
+
+
+@dataclasses.dataclass(frozen=True)
+class Distribute:
+    """Send the steps before this one to the tf.data service's workers.
+
+    ``processing_mode``: "distributed_epoch" shards the data dynamically (each
+    worker takes the next shard when it is free: every element once per
+    epoch); "parallel_epochs" has every worker produce the whole epoch (each
+    element once per worker). The build's ``service`` names the dispatcher.
+    """
+
+    processing_mode: str = "distributed_epoch"
+
+    def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
+        if not ctx.service:
+            raise ValueError(
+                "needs a tf.data service: pass service= to the build"
+                " (the benchmarks start one, or use --perf-data-service grpc://HOST:PORT)"
+            )
+        return ds.apply(tf.data.experimental.service.distribute(self.processing_mode, ctx.service))
+
+    def __str__(self) -> str:
+        return f"distribute({self.processing_mode})"
+
+
+def uses_service(steps: tuple[Step, ...]) -> bool:
+    """Whether a variant's steps go through the tf.data service."""
+    return any(isinstance(step, Distribute) for step in steps)
 
 
 def apply_steps(steps: tuple[Step, ...], ctx: BuildContext, where: str) -> tf.data.Dataset:

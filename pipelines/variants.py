@@ -14,6 +14,7 @@ from typing import Literal
 from pipelines.steps import (
     Batch,
     Cache,
+    Distribute,
     GeneratorRead,
     Map,
     Prefetch,
@@ -39,6 +40,8 @@ class Contract:
         mixes_passes: examples of a later pass may come before an earlier pass ends.
         augmentation: "none", "fresh" (new random augmentation every epoch) or
             "frozen" (a cache after the augmentation replays the first epoch's).
+        passes_per_worker: the tf.data service's parallel epochs: every worker
+            yields the whole epoch, so an epoch holds ``passes`` x workers passes.
     """
 
     drop_remainder: bool = False
@@ -48,6 +51,11 @@ class Contract:
     clean_epoch_boundaries: bool = True
     mixes_passes: bool = False
     augmentation: Literal["none", "fresh", "frozen"] = "none"
+    passes_per_worker: bool = False
+
+    def total_passes(self, workers: int = 1) -> int:
+        """Passes over the data in one epoch, with ``workers`` tf.data service workers."""
+        return self.passes * (workers if self.passes_per_worker else 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,6 +89,24 @@ def _augmented(*steps: Step, name: str, description: str, **contract: object) ->
 def _order_pair(
     name: str, steps: tuple[Step, ...], contract: Contract, description: str
 ) -> Variant:
+    return Variant(name, steps, contract, description, benchmarked=False)
+
+
+def _service_variant(name: str, mode: str, description: str, **contract: object) -> Variant:
+    # Random steps stay on the trainer's side: a worker rebuilds the pipeline
+    # for every job (every epoch) from the same graph, so its random seeds
+    # restart each epoch; the contract check caught augmentations repeating.
+    steps = (
+        Read(parallel=True, deterministic=False),
+        Map(("decode",), parallel=True, deterministic=False),
+        Distribute(mode),
+        Shuffle(),
+        Batch(),
+        Map(("augment",), parallel=True, deterministic=False),
+        Prefetch(),
+    )
+    contract = dataclasses.replace(AUGMENTED, deterministic=False, **contract)
+    # Not in the default benchmark run: they are timed by test_data_service, per worker count.
     return Variant(name, steps, contract, description, benchmarked=False)
 
 
@@ -156,6 +182,23 @@ SEED_VARIANTS: tuple[Variant, ...] = (
         AUGMENT,
         name="vectorized_map",
         description="augmented with the augmentation applied per batch (batch before map)",
+    ),
+    # Through the tf.data service (they need one: the benchmarks start a local
+    # dispatcher and workers). Workers read and decode; the trainer's side
+    # shuffles, batches, augments and prefetches (see `_service_variant`).
+    _service_variant(
+        "distributed",
+        "distributed_epoch",
+        "read and decode on tf.data service workers, shards handed out dynamically (each"
+        " example once per epoch); shuffle, batch, augment, prefetch on the trainer",
+    ),
+    _service_variant(
+        "distributed_parallel_epochs",
+        "parallel_epochs",
+        "every tf.data service worker runs the whole epoch (each example once per worker)",
+        passes_per_worker=True,
+        clean_epoch_boundaries=False,
+        mixes_passes=True,
     ),
     # Order pairs: what the order of two steps does to the data. The property
     # tests check them; they are not benchmarked by default.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -29,7 +30,7 @@ def run_benchmarks(
 ) -> subprocess.CompletedProcess[str]:
     """`pytest benchmarks` on ``variants``, 2 epochs, no latency, storage under tmp_path.
 
-    ``inject`` names a regression from `inject_regression` (empty: none);
+    ``inject`` names a regression from `benchmarks.inject` (empty: none);
     ``select`` is the ``-k`` expression choosing benchmarks.
     """
     thresholds = tmp_path / "thresholds.toml"
@@ -40,7 +41,7 @@ def run_benchmarks(
         "pytest",
         "benchmarks",
         "-p",
-        "inject_regression",
+        "benchmarks.inject",
         "-q",
         "-k",
         select,
@@ -55,5 +56,14 @@ def run_benchmarks(
         f"--benchmark-storage=file://{tmp_path / 'storage'}",
         *args,
     ]
-    env = dict(os.environ, INJECT=inject, PYTHONPATH=str(ROOT / "tests"))
+    env = dict(os.environ, PERF_INJECT=inject)
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
+
+
+def fingerprint(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` and a hash of its bytes: compare two to see any change."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }

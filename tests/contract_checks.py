@@ -80,17 +80,30 @@ def is_contiguous_run(ids: np.ndarray) -> bool:
     return bool(np.all(np.diff(ids) == 1))
 
 
-def check_variant(variant: Variant, n: int, num_shards: int, batch_size: int, seed: int) -> None:
-    """Assert every promise of ``variant.contract`` on a tagged source of ``n`` examples."""
+def check_variant(
+    variant: Variant,
+    n: int,
+    num_shards: int,
+    batch_size: int,
+    seed: int,
+    service: str | None = None,
+    workers: int = 1,
+) -> None:
+    """Assert every promise of ``variant.contract`` on a tagged source of ``n`` examples.
+
+    ``service``, ``workers``: the tf.data service (and its worker count) for
+    variants that distribute.
+    """
     contract = variant.contract
     source = tagged_source(n, num_shards)
 
     def fail(prop: str, detail: str) -> None:
         raise ContractViolation(variant, prop, detail)
 
-    ds = pipelines.build(variant, source, batch_size=batch_size, shuffle_buffer=n, seed=seed)
+    options = {"batch_size": batch_size, "shuffle_buffer": n, "seed": seed, "service": service}
+    ds = pipelines.build(variant, source, **options)
     epochs = run_epochs(ds)
-    b, passes = batch_size, contract.passes
+    b, passes = batch_size, contract.total_passes(workers)
     total = passes * n
 
     # Shapes and dtypes.
@@ -172,9 +185,7 @@ def check_variant(variant: Variant, n: int, num_shards: int, batch_size: int, se
 
     # Same seed, same order.
     if contract.deterministic:
-        again = run_epochs(
-            pipelines.build(variant, source, batch_size=b, shuffle_buffer=n, seed=seed), 1
-        )[0]
+        again = run_epochs(pipelines.build(variant, source, **options), 1)[0]
         if not np.array_equal(again.flat_ids, epochs[0].flat_ids):
             fail("deterministic", f"two builds with seed {seed} gave different orders")
 

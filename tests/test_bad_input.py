@@ -191,3 +191,83 @@ def test_a_folder_of_something_else_is_named(tmp_path):
     (tmp_path / "notes.txt").write_text("hello")
     with raises_one_line(tmp_path, "not a dataset this suite reads .*"):
         sources.open_source(tmp_path)
+
+
+# -- skip_corrupt: the run goes on without the bad records, and says which ------------
+
+
+def corrupt_decoding(image: Path) -> None:
+    """Intact start and end markers, garbage between: only a decoder finds out."""
+    garbage = np.random.default_rng(0).integers(0, 256, 600, dtype=np.uint8).tobytes()
+    image.write_bytes(b"\xff\xd8\xff\xe0" + garbage.replace(b"\xff", b"\x00") + b"\xff\xd9")
+
+
+def spoil_image_folder(folder: Path, examples) -> list[Path]:
+    """One undecodable JPEG, one zero-byte file, one PNG named .jpg; the spoilt paths."""
+    rows = (folder / "train.csv").read_text().splitlines()[1:4]
+    paths = [folder / row.split(",")[0] for row in rows]
+    corrupt_decoding(paths[0])
+    paths[1].write_bytes(b"")
+    paths[2].write_bytes(sources.image_folder.encode_image(examples[0][0], "PNG"))
+    return paths
+
+
+def ids_read(source) -> list[int]:
+    return sorted(int(element["id"]) for element in source.dataset())
+
+
+def test_skip_corrupt_leaves_out_bad_images_and_names_each(folder, examples):
+    spoilt = spoil_image_folder(folder, examples)
+    source = sources.image_folder_source(folder, skip_corrupt=True)
+    assert source.num_examples == 12 - 3
+    assert [line.split(":")[0] for line in source.skipped] == [str(p) for p in spoilt]
+    assert "corrupt image" in source.skipped[0] and "0 bytes" in source.skipped[1]
+    assert len(ids_read(source)) == 9
+
+
+def test_skip_corrupt_leaves_out_rows_with_labels_out_of_range(folder):
+    csv_path = folder / "train.csv"
+    lines = csv_path.read_text().splitlines()
+    lines[3] = lines[3].rsplit(",", 1)[0] + ",12"
+    csv_path.write_text("\n".join(lines) + "\n")
+    source = sources.image_folder_source(folder, skip_corrupt=True)
+    assert source.skipped == (f"{csv_path}: row 2: label 12 is outside 0..9",)
+    assert source.num_examples == 11
+
+
+def test_skip_corrupt_reads_a_truncated_shard_up_to_the_cut_and_skips_bad_labels(
+    tmp_path, examples
+):
+    images, labels = examples
+    bad_labels = labels.copy()
+    bad_labels[4] = 10
+    (shard,) = sources.write_tfrecords(tmp_path, "train", images, bad_labels)
+    shard.write_bytes(shard.read_bytes()[:-30])  # the last record is cut
+    source = sources.tfrecord_source(tmp_path, skip_corrupt=True)
+    assert len(source.skipped) == 2
+    assert source.skipped[0].startswith(f"{shard}: truncated TFRecord: record 11 ")
+    assert source.skipped[1] == f"{shard}: record 4: label 10 is outside 0..9"
+    assert source.num_examples == 10
+    assert ids_read(source) == [i for i in range(11) if i != 4]
+
+
+def test_skip_corrupt_leaves_out_cifar_rows_with_labels_out_of_range(cifar):
+    batch = cifar / "test_batch"
+    with open(batch, "rb") as handle:
+        content = pickle.load(handle, encoding="bytes")
+    content[b"labels"][0] = -1
+    with open(batch, "wb") as handle:
+        pickle.dump(content, handle, protocol=2)
+    source = sources.cifar_source(cifar, "test", skip_corrupt=True)
+    assert source.skipped == (f"{batch}: row 0: label -1 is outside 0..9",)
+    assert source.num_examples == len(content[b"labels"]) - 1
+    assert 0 not in ids_read(source)
+
+
+def test_skip_corrupt_with_nothing_left_is_named(folder):
+    for row in (folder / "train.csv").read_text().splitlines()[1:]:
+        (folder / row.split(",")[0]).write_bytes(b"")
+    with raises_one_line(
+        folder / "train.csv", "no readable records left after skipping 12 corrupt ones"
+    ):
+        sources.image_folder_source(folder, skip_corrupt=True)

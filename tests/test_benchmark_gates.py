@@ -48,7 +48,7 @@ def test_the_unchanged_suite_passes_and_saves_the_ratios(baseline):
 
 
 def test_a_slowed_stage_fails_the_speedup_gate(baseline):
-    done = run_benchmarks(baseline, inject="slow")
+    done = run_benchmarks(baseline, inject="delay")
     assert done.returncode == 1
     lines = gate_lines(done)
     assert len(lines) == 1, done.stdout[-3000:]

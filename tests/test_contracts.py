@@ -8,18 +8,25 @@ registers there is checked here with no new test code.
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import Phase, given, settings
 from hypothesis import strategies as st
 
 import pipelines
 from contract_checks import check_variant
+from pipelines.steps import uses_service
 
 # Each example builds a pipeline and runs it three times: fewer examples
 # than the cheap properties get, still a fresh set of sizes per variant.
 EXAMPLES = max(4, settings.default.max_examples // 3)
 
 
-@pytest.mark.parametrize("name", list(pipelines.VARIANTS))
+LOCAL = [name for name, v in pipelines.VARIANTS.items() if not uses_service(v.steps)]
+SERVED = [name for name, v in pipelines.VARIANTS.items() if uses_service(v.steps)]
+# Each example of a served variant runs three epochs through real workers.
+SERVED_EXAMPLES = 5
+
+
+@pytest.mark.parametrize("name", LOCAL)
 @settings(max_examples=EXAMPLES)
 @given(
     n=st.integers(16, 60),
@@ -29,3 +36,21 @@ EXAMPLES = max(4, settings.default.max_examples // 3)
 )
 def test_variant_keeps_its_contract(name, n, num_shards, batch_size, seed):
     check_variant(pipelines.VARIANTS[name], n, num_shards, batch_size, seed)
+
+
+@pytest.mark.parametrize("name", SERVED)
+# No shrinking: each step of it is a round trip through the service (minutes).
+@settings(max_examples=SERVED_EXAMPLES, phases=[Phase.explicit, Phase.reuse, Phase.generate])
+@given(
+    n=st.integers(16, 60),
+    num_shards=st.integers(1, 4),
+    batch_size=st.integers(2, 9),
+    seed=st.integers(0, 2**16),
+)
+def test_a_variant_through_the_data_service_keeps_its_contract(
+    local_data_service, name, n, num_shards, batch_size, seed
+):
+    service = local_data_service
+    check_variant(
+        pipelines.VARIANTS[name], n, num_shards, batch_size, seed, service.address, service.alive()
+    )

@@ -128,24 +128,24 @@ def test_a_missing_measurement_is_not_a_failure(thresholds):
 
 
 def test_the_baseline_comparison_allows_the_tolerance_and_no_more(thresholds):
-    baseline = {"optimized": {"examples_per_s": 1000.0, "test_accuracy": 0.95}}
-    within = {"optimized": {"examples_per_s": 810.0, "test_accuracy": 0.91}}
+    baseline = {"optimized": {"fraction_of_ceiling": 0.8, "test_accuracy": 0.95}}
+    within = {"optimized": {"fraction_of_ceiling": 0.65, "test_accuracy": 0.91}}
     assert gates.check_baseline(thresholds, within, baseline, "run 0001") == []
-    worse = {"optimized": {"examples_per_s": 790.0, "test_accuracy": 0.89}}
+    worse = {"optimized": {"fraction_of_ceiling": 0.63, "test_accuracy": 0.89}}
     failures = [str(f) for f in gates.check_baseline(thresholds, worse, baseline, "run 0001")]
     assert failures[0].startswith(
-        "GATE FAILED optimized: examples_per_s = 790, limit >= 800 (from "
+        "GATE FAILED optimized: fraction_of_ceiling = 0.63, limit >= 0.64 (from "
     )
     assert failures[0].endswith("max_throughput_drop, baseline run 0001)")
     assert failures[1].startswith("GATE FAILED optimized: test_accuracy = 0.89, limit >= 0.9 ")
 
 
-def saved_run(path, variant="optimized", examples_per_s=900.0, accuracy=0.9):
+def saved_run(path, variant="optimized", fraction_of_ceiling=0.7, accuracy=0.9):
     path.parent.mkdir(parents=True, exist_ok=True)
     info = {
         "kind": "training",
         "variant": variant,
-        "examples_per_s": examples_per_s,
+        "fraction_of_ceiling": fraction_of_ceiling,
         "test_accuracy": accuracy,
     }
     path.write_text(
@@ -161,7 +161,12 @@ def test_saved_runs_are_found_by_path_id_or_latest(tmp_path):
     assert storage.find_saved_run("1", tmp_path) == first
     assert storage.find_saved_run(str(first), tmp_path) == first
     assert gates.load_saved_metrics(first) == {
-        "optimized": {"examples_per_s": 900.0, "test_accuracy": 0.9}
+        "optimized": {
+            "kind": "training",
+            "variant": "optimized",
+            "fraction_of_ceiling": 0.7,
+            "test_accuracy": 0.9,
+        }
     }
 
 
@@ -186,3 +191,36 @@ def test_a_broken_saved_run_is_named_and_left_alone(tmp_path):
     other.write_text('{"results": []}')
     with pytest.raises(DataError, match="not a pytest-benchmark run"):
         gates.load_saved_metrics(other)
+
+
+def stage_thresholds(tmp_path):
+    return gates.load_thresholds(
+        write(
+            tmp_path,
+            "[variants.optimized]\nmin_map_concurrency = 2\nmax_stage_slowdown = 0.15\n",
+        ),
+        VARIANTS,
+    )
+
+
+def test_a_map_that_never_ran_two_calls_at_once_fails(tmp_path):
+    thresholds = stage_thresholds(tmp_path)
+    assert gates.check_run(thresholds, {"optimized": {"map_concurrency": 3}}) == []
+    (failure,) = gates.check_run(thresholds, {"optimized": {"map_concurrency": 1}})
+    assert str(failure).startswith("GATE FAILED optimized: map_concurrency = 1, limit >= 2 (from ")
+    assert str(failure).endswith("[variants.optimized] min_map_concurrency)")
+
+
+def test_a_gated_stage_may_slow_by_the_tolerance_and_no_more(tmp_path):
+    thresholds = stage_thresholds(tmp_path)
+    baseline = {"optimized": {"stage_p10_s": {"read": 0.0010, "open": 0.040}}}
+    within = {"optimized": {"stage_p10_s": {"read": 0.00114, "open": 0.046}}}
+    assert gates.check_baseline(thresholds, within, baseline, "run 0001") == []
+    slower = {"optimized": {"stage_p10_s": {"read": 0.00125, "open": 0.040}}}
+    (failure,) = gates.check_baseline(thresholds, slower, baseline, "run 0001")
+    assert str(failure).startswith(
+        "GATE FAILED optimized: p10 read span (s) = 0.00125, limit <= 0.00115 (from "
+    )
+    assert str(failure).endswith("max_stage_slowdown, baseline run 0001)")
+    # A stage the baseline did not gate, or a run that was not traced, is not compared.
+    assert gates.check_baseline(thresholds, {"optimized": {}}, baseline, "run 0001") == []

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import shutil
 import subprocess
@@ -11,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench_runner import ROOT, run_benchmarks
+from bench_runner import ROOT, fingerprint, run_benchmarks
 from browser import check_page, find_chromium
 
 from benchmarks import report
@@ -40,14 +39,6 @@ def bench_run(tmp_path_factory) -> Path:
 
 def storage_of(tmp_path: Path) -> Path:
     return tmp_path / "storage"
-
-
-def fingerprint(folder: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(folder.rglob("*"))
-        if p.is_file()
-    }
 
 
 def build(storage: Path, output: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -109,7 +100,7 @@ def make_history(bench_run: Path, tmp_path: Path) -> Path:
     for bench in second["benchmarks"]:
         info = bench["extra_info"]
         if info["kind"] == "training" and info["variant"] == "cache":
-            info["examples_per_s"] *= 0.5
+            info["fraction_of_ceiling"] *= 0.5
     (first.parent / first.name.replace("0001_", "0002_")).write_text(json.dumps(second))
     return storage
 
@@ -119,12 +110,12 @@ def test_history_across_runs_marks_a_regression(bench_run, tmp_path):
     thresholds = load_thresholds(report.DEFAULT_THRESHOLDS)
     views = report.load_views(storage)
     marks = report.regressions(views, thresholds)
-    assert marks["examples_per_s"] == {"cache": [1]}
+    assert marks["fraction_of_ceiling"] == {"cache": [1]}
     assert marks["test_accuracy"] == {}
     target = report.write_report(tmp_path / "history.html", storage, thresholds=thresholds)
     page = target.read_text()
     assert "2 runs." in page
-    assert "cache: examples_per_s regressed in run 0002" in page
+    assert "cache: fraction_of_ceiling regressed in run 0002" in page
     assert page.count("data:image/png;base64,") == 6  # plus one trend per metric
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -122,3 +124,32 @@ def test_the_compact_form_keeps_busy_times_and_marks_epochs(cache_timeline):
 def test_merging_intervals_joins_overlaps_and_small_gaps():
     assert merge_intervals([(3, 4), (0, 1), (0.5, 2)]) == [(0, 2), (3, 4)]
     assert merge_intervals([(0, 1), (1.05, 2)], gap=0.1) == [(0, 2)]
+
+
+def test_peak_concurrency_tells_parallel_maps_from_sequential_ones(slow_source):
+    """The figure the map-parallelism gate reads, measured on real traced runs."""
+    from benchmarks.inject import regressed
+
+    # Without latency records arrive in bursts, and parallel calls overlap.
+    images = np.random.default_rng(1).integers(0, 255, (512, 32, 32, 3), dtype=np.uint8)
+    fast_source = sources.arrays_source(images, np.arange(512) % 10, num_shards=4)
+    parallel = traced_run("optimized", fast_source, epochs=1).peak_concurrency()
+    sequential = pipelines.register(
+        dataclasses.replace(regressed("serial_map", pipelines.get("optimized")), name="_serial")
+    )
+    try:
+        serial = traced_run(sequential.name, fast_source, epochs=1).peak_concurrency()
+    finally:
+        pipelines.unregister(sequential.name)
+    assert parallel["map(decode)"] >= 2
+    assert traced_run("optimized", slow_source, epochs=1).peak_concurrency()["open"] >= 2
+    assert serial["map(decode)"] == serial["map(augment)"] == 1
+
+
+def test_percentiles_and_counts_of_the_compact_form(cache_timeline):
+    compact = cache_timeline.to_dict()
+    reads = [s.duration for s in cache_timeline.spans_of("read")]
+    assert compact["span_count"]["read"] == len(reads) == EXAMPLES - SHARDS  # firsts are opens
+    assert compact["p10_s"]["read"] == pytest.approx(float(np.percentile(reads, 10)))
+    assert compact["p10_s"]["read"] >= READ_S  # the read latency is inside the span
+    assert compact["peak_concurrency"]["read"] == 1  # the cache variant reads one shard at a time

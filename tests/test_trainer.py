@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from inject_regression import MISLABEL
 
 import models
 import pipelines
+from benchmarks.inject import MISLABEL
 from models.trainer import InitialModel, Trainer, summarize, train_variant
 from pipelines import Contract, Variant, sources
 from pipelines.steps import Batch, Map, Read, Shuffle

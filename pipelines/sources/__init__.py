@@ -75,11 +75,17 @@ def open_source(
     split: str = "train",
     *,
     image_size: tuple[int, int] = (32, 32),
+    skip_corrupt: bool = False,
 ) -> Source:
-    """Open a user's dataset of any supported kind, detected from its contents."""
+    """Open a user's dataset of any supported kind, detected from its contents.
+
+    ``skip_corrupt`` leaves corrupt records out (listed in ``source.skipped``)
+    instead of failing on the first.
+    """
     kind = detect_kind(path)
     if kind == "cifar":
-        return cifar_source(path, split)
+        return cifar_source(path, split, skip_corrupt=skip_corrupt)
+    options = {"image_size": image_size, "skip_corrupt": skip_corrupt}
     if kind == "tfrecord":
-        return tfrecord_source(path, split, image_size=image_size)
-    return image_folder_source(path, split, image_size=image_size)
+        return tfrecord_source(path, split, **options)
+    return image_folder_source(path, split, **options)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,7 @@ class Source:
             (fixed-size raw pixels can be decoded per batch; encoded JPEG/PNG cannot).
         check: a thorough validation (every file decoded); raises `DataError`.
         latency: the storage-latency profile applied, if any (see `latency.py`).
+        skipped: with ``skip_corrupt``, one line per record left out (file and problem).
     """
 
     kind: str
@@ -58,6 +59,7 @@ class Source:
     decode_batchable: bool = False
     check: Callable[[], None] = lambda: None
     latency: Any = None
+    skipped: tuple[str, ...] = ()
 
     @property
     def num_shards(self) -> int:
@@ -110,10 +112,16 @@ class Source:
             raise problem from error
 
 
+def labels_outside(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Indices of the labels outside ``[0, num_classes)``."""
+    labels = np.asarray(labels)
+    return np.flatnonzero((labels < 0) | (labels >= num_classes))
+
+
 def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
     """Raise `DataError` naming ``where`` if a label lies outside ``[0, num_classes)``."""
     labels = np.asarray(labels)
-    bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
+    bad = labels_outside(labels, num_classes)
     if bad.size:
         i = int(bad[0])
         raise DataError(
@@ -121,6 +129,11 @@ def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
             f"label {int(labels[i])} at index {i} is outside the class range 0..{num_classes - 1}"
             f" ({bad.size} such labels)",
         )
+
+
+def nothing_left(where: object, skipped: Sequence[str]) -> DataError:
+    """The error for a source whose every record was skipped as corrupt."""
+    return DataError(where, f"no readable records left after skipping {len(skipped)} corrupt ones")
 
 
 def shard_ranges(num_examples: int, num_shards: int) -> dict[str, np.ndarray]:

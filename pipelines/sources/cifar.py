@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from pipelines.element import ID, IMAGE, LABEL, to_unit_float
 from pipelines.errors import DataError
-from pipelines.sources.base import Record, Source, check_labels
+from pipelines.sources.base import Record, Source, check_labels, labels_outside, nothing_left
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCHES = ("test_batch",)
@@ -85,13 +85,19 @@ def load_batch(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     return data, labels
 
 
-def _load_for_pipeline(path: bytes, offset: np.int64) -> tuple[np.ndarray, ...]:
+def _load_for_pipeline(path: bytes, offset: np.int64, skip: bool) -> tuple[np.ndarray, ...]:
     data, labels = load_batch(path.decode())
     ids = np.arange(offset, offset + len(data), dtype=np.int64)
+    if skip:
+        keep = np.ones(len(labels), bool)
+        keep[labels_outside(labels, NUM_CLASSES)] = False
+        return data[keep], labels[keep], ids[keep]
     return data, labels, ids
 
 
-def cifar_source(folder: str | os.PathLike[str], split: str = "train") -> Source:
+def cifar_source(
+    folder: str | os.PathLike[str], split: str = "train", *, skip_corrupt: bool = False
+) -> Source:
     """A source over a CIFAR-10 python folder (``cifar-10-batches-py``).
 
     Every batch file is validated here (missing files, missing keys, wrong
@@ -101,6 +107,9 @@ def cifar_source(folder: str | os.PathLike[str], split: str = "train") -> Source
     Args:
         folder: the folder holding the batch files.
         split: "train" (data_batch_1..5) or "test" (test_batch).
+        skip_corrupt: leave out (and list in ``skipped``) rows whose label is
+            out of range, instead of failing. A missing or unreadable batch
+            file is still an error: it is not a corrupt record but missing data.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -109,18 +118,29 @@ def cifar_source(folder: str | os.PathLike[str], split: str = "train") -> Source
         raise DataError(folder, f"CIFAR split must be 'train' or 'test', not {split!r}")
     names = TRAIN_BATCHES if split == "train" else TEST_BATCHES
     paths = [folder / name for name in names]
-    counts = []
+    counts: list[int] = []
+    skipped: list[str] = []
     for path in paths:
         _, labels = load_batch(path)
-        check_labels(labels, NUM_CLASSES, str(path))
+        if skip_corrupt:
+            skipped += [
+                f"{path}: row {i}: label {int(labels[i])} is outside 0..{NUM_CLASSES - 1}"
+                for i in labels_outside(labels, NUM_CLASSES)
+            ]
+        else:
+            check_labels(labels, NUM_CLASSES, str(path))
         counts.append(len(labels))
+    if sum(counts) == len(skipped):
+        raise nothing_left(folder, skipped)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
 
     def read_shard(shard: Record) -> tf.data.Dataset:
         # Opening a batch means unpickling all of it, as any CIFAR reader must.
         loaded = tf.data.Dataset.from_tensors(shard).map(
             lambda s: tf.numpy_function(
-                _load_for_pipeline, [s["path"], s["offset"]], [tf.uint8, tf.int64, tf.int64]
+                _load_for_pipeline,
+                [s["path"], s["offset"], skip_corrupt],
+                [tf.uint8, tf.int64, tf.int64],
             )
         )
         records = loaded.map(
@@ -134,7 +154,9 @@ def cifar_source(folder: str | os.PathLike[str], split: str = "train") -> Source
 
     def check() -> None:
         for path in paths:
-            check_labels(load_batch(path)[1], NUM_CLASSES, str(path))
+            labels = load_batch(path)[1]
+            if not skip_corrupt:
+                check_labels(labels, NUM_CLASSES, str(path))
 
     return Source(
         kind="cifar",
@@ -143,11 +165,12 @@ def cifar_source(folder: str | os.PathLike[str], split: str = "train") -> Source
         shards={"path": np.asarray([str(p) for p in paths]), "offset": offsets},
         read_shard=read_shard,
         decode=decode_cifar,
-        num_examples=int(sum(counts)),
+        num_examples=int(sum(counts)) - len(skipped),
         num_classes=NUM_CLASSES,
         image_shape=(32, 32, 3),
         decode_batchable=True,
         check=check,
+        skipped=tuple(skipped),
     )
 
 

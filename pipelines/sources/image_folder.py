@@ -25,7 +25,14 @@ from PIL import Image
 
 from pipelines.element import ID, IMAGE, LABEL
 from pipelines.errors import DataError
-from pipelines.sources.base import Record, Source, check_labels, decode_encoded_image
+from pipelines.sources.base import (
+    Record,
+    Source,
+    check_labels,
+    decode_encoded_image,
+    labels_outside,
+    nothing_left,
+)
 
 IMAGE_SUFFIXES = {".jpg": "JPEG", ".jpeg": "JPEG", ".png": "PNG"}
 SKIPPED_SUFFIXES = {".gif", ".bmp"}
@@ -152,6 +159,7 @@ def image_folder_source(
     *,
     image_size: tuple[int, int] = (32, 32),
     num_classes: int | None = None,
+    skip_corrupt: bool = False,
 ) -> Source:
     """A source over an image folder; images of any size are resized to ``image_size``.
 
@@ -161,6 +169,9 @@ def image_folder_source(
             there are no CSVs), or "all" (every image, ignoring the CSVs).
         image_size: (height, width) of decoded images.
         num_classes: default: the number of class sub-folders.
+        skip_corrupt: leave out (and list in ``skipped``) images that do not
+            decode and rows whose label is out of range, instead of failing;
+            every image is then decoded once here.
     """
     root = Path(root)
     if not root.is_dir():
@@ -186,6 +197,9 @@ def image_folder_source(
         where = root
     if num_classes is None:
         num_classes = len(classes) if classes else int(labels.max()) + 1
+    skipped: list[str] = []
+    if skip_corrupt:
+        paths, labels, skipped = _without_corrupt(paths, labels, num_classes, where)
     check_labels(labels, num_classes, str(where))
     for path in paths:
         check_image_file(path)
@@ -219,7 +233,31 @@ def image_folder_source(
         num_classes=num_classes,
         image_shape=(*image_size, 3),
         check=check,
+        skipped=tuple(skipped),
     )
+
+
+def _without_corrupt(
+    paths: list[Path], labels: np.ndarray, num_classes: int, where: Path
+) -> tuple[list[Path], np.ndarray, list[str]]:
+    """The rows whose label is in range and whose image decodes, and a line per other row."""
+    keep, skipped = [], []
+    bad_labels = set(labels_outside(labels, num_classes).tolist())
+    for row, path in enumerate(paths):
+        if row in bad_labels:
+            skipped.append(
+                f"{where}: row {row}: label {int(labels[row])} is outside 0..{num_classes - 1}"
+            )
+            continue
+        try:
+            check_image_decodes(path)
+        except DataError as problem:
+            skipped.append(str(problem))
+            continue
+        keep.append(row)
+    if not keep:
+        raise nothing_left(where, skipped)
+    return [paths[i] for i in keep], labels[keep], skipped
 
 
 def encode_image(image: np.ndarray, image_format: str, quality: int = 90) -> bytes:

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from pipelines.element import ID, IMAGE, LABEL
 from pipelines.errors import DataError
-from pipelines.sources.base import Record, Source, decode_encoded_image
+from pipelines.sources.base import Record, Source, decode_encoded_image, nothing_left
 from pipelines.sources.image_folder import encode_image
 
 FEATURES = {
@@ -29,26 +29,27 @@ _HEADER = 12
 _FOOTER = 4
 
 
-def count_records(path: Path) -> int:
-    """Count a shard's records by walking their length headers (no payload is read).
+def walk_records(path: Path) -> tuple[int, DataError | None]:
+    """Walk a shard's record length headers (no payload is read).
 
-    Raises `DataError` naming the file when it is empty or cut short.
+    Returns how many whole records the file holds and, when it is empty or
+    cut short, the problem (naming the file); records before a cut are whole.
     """
     size = path.stat().st_size
     if size == 0:
-        raise DataError(path, "TFRecord shard is empty (0 bytes)")
+        return 0, DataError(path, "TFRecord shard is empty (0 bytes)")
     count = position = 0
     with open(path, "rb") as handle:
         while position < size:
             header = handle.read(_HEADER)
             if len(header) < _HEADER:
-                raise DataError(
+                return count, DataError(
                     path, f"truncated TFRecord: record {count} header cut at byte {position}"
                 )
             (length,) = struct.unpack("<Q", header[:8])
             end = position + _HEADER + length + _FOOTER
             if end > size:
-                raise DataError(
+                return count, DataError(
                     path,
                     f"truncated TFRecord: record {count} at byte {position} needs {end - position}"
                     f" bytes, the file ends after {size - position}",
@@ -56,7 +57,36 @@ def count_records(path: Path) -> int:
             handle.seek(end)
             position = end
             count += 1
+    return count, None
+
+
+def count_records(path: Path) -> int:
+    """How many records a shard holds; `DataError` naming the file when it is empty or cut short."""
+    count, problem = walk_records(path)
+    if problem is not None:
+        raise problem
     return count
+
+
+def bad_records(path: Path, count: int, num_classes: int) -> list[tuple[int, str]]:
+    """(index, problem) of each of the first ``count`` records that does not parse or decode."""
+    bad = []
+    records = iter(tf.data.TFRecordDataset(str(path)).take(count))
+    for index in range(count):
+        try:
+            serialized = next(records)
+        except tf.errors.OpError as error:  # the file itself is damaged (a bad CRC)
+            return [*bad, (index, error.message.splitlines()[0])]
+        try:
+            example = tf.io.parse_single_example(serialized, FEATURES)
+            label = int(example[LABEL])
+            if not 0 <= label < num_classes:
+                bad.append((index, f"label {label} is outside 0..{num_classes - 1}"))
+                continue
+            tf.io.decode_image(example[IMAGE], channels=3, expand_animations=False)
+        except tf.errors.OpError as error:
+            bad.append((index, error.message.splitlines()[0]))
+    return bad
 
 
 def shard_files(location: Path, split: str) -> list[Path]:
@@ -86,6 +116,7 @@ def tfrecord_source(
     *,
     image_size: tuple[int, int] = (32, 32),
     num_classes: int = 10,
+    skip_corrupt: bool = False,
 ) -> Source:
     """A source over TFRecord shards; images of other sizes are resized to ``image_size``.
 
@@ -94,15 +125,32 @@ def tfrecord_source(
         split: which shards of a folder to read.
         image_size: (height, width) of decoded images.
         num_classes: labels must lie in ``[0, num_classes)`` (checked while decoding).
+        skip_corrupt: leave out (and list in ``skipped``) a truncated shard's
+            cut record and records that do not parse or decode or whose label
+            is out of range, instead of failing; every record is then decoded
+            once here.
     """
     location = Path(location)
     files = shard_files(location, split)
-    counts = [count_records(path) for path in files]
+    if not skip_corrupt:
+        counts = [count_records(path) for path in files]
+        skipped: list[str] = []
+        bad_ids = np.zeros(0, np.int64)
+    else:
+        counts, skipped, bad_ids = _find_corrupt(files, num_classes)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
 
     def read_shard(shard: Record) -> tf.data.Dataset:
-        return tf.data.TFRecordDataset(shard["path"]).map(
-            lambda serialized: tf.io.parse_single_example(serialized, FEATURES)
-        )
+        # take(count): a truncated shard's cut record is never read (with skip_corrupt).
+        records = tf.data.TFRecordDataset(shard["path"]).take(shard["count"])
+        if bad_ids.size:
+            bad = tf.constant(bad_ids)
+            records = (
+                records.enumerate(shard["offset"])
+                .filter(lambda i, _: tf.reduce_all(tf.not_equal(bad, i)))
+                .map(lambda _, serialized: serialized)
+            )
+        return records.map(lambda serialized: tf.io.parse_single_example(serialized, FEATURES))
 
     def decode(record: Record) -> Record:
         label = record[LABEL]
@@ -120,33 +168,49 @@ def tfrecord_source(
 
     def check() -> None:
         for path in files:
-            count_records(path)
-            index = 0  # the record being read when an error surfaces
-            try:
-                for serialized in tf.data.TFRecordDataset(str(path)):
-                    example = tf.io.parse_single_example(serialized, FEATURES)
-                    label = int(example[LABEL])
-                    if not 0 <= label < num_classes:
-                        raise DataError(
-                            path, f"record {index}: label {label} is outside 0..{num_classes - 1}"
-                        )
-                    tf.io.decode_image(example[IMAGE], channels=3, expand_animations=False)
-                    index += 1
-            except tf.errors.OpError as error:
-                raise DataError(path, f"record {index}: {error.message.splitlines()[0]}") from None
+            count = walk_records(path)[0] if skip_corrupt else count_records(path)
+            found = bad_records(path, count, num_classes)
+            if found and not skip_corrupt:  # skipped ones were found (and left out) already
+                index, message = found[0]
+                raise DataError(path, f"record {index}: {message}")
 
     return Source(
         kind="tfrecord",
         location=str(location),
         split=split,
-        shards={"path": np.asarray([str(p) for p in files])},
+        shards={
+            "path": np.asarray([str(p) for p in files]),
+            "count": np.asarray(counts, np.int64),
+            "offset": offsets,
+        },
         read_shard=read_shard,
         decode=decode,
-        num_examples=int(sum(counts)),
+        num_examples=int(sum(counts)) - int(bad_ids.size),
         num_classes=num_classes,
         image_shape=(*image_size, 3),
         check=check,
+        skipped=tuple(skipped),
     )
+
+
+def _find_corrupt(
+    files: Sequence[Path], num_classes: int
+) -> tuple[list[int], list[str], np.ndarray]:
+    """Per shard its whole records; a line per corrupt record; the corrupt ones' global indices."""
+    counts, skipped, bad_ids = [], [], []
+    offset = 0
+    for path in files:
+        count, problem = walk_records(path)
+        if problem is not None:
+            skipped.append(str(problem))
+        for index, message in bad_records(path, count, num_classes):
+            skipped.append(f"{path}: record {index}: {message}")
+            bad_ids.append(offset + index)
+        counts.append(count)
+        offset += count
+    if offset - len(bad_ids) <= 0:
+        raise nothing_left(files[0].parent, skipped)
+    return counts, skipped, np.asarray(bad_ids, np.int64)
 
 
 def write_tfrecords(

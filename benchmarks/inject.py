@@ -1,0 +1,140 @@
+"""Injected regressions of `optimized`, for the gate tests and the gate trials.
+
+A pytest plugin, loaded with ``-p benchmarks.inject``. ``$PERF_INJECT``
+lists regressions by name (comma-separated):
+
+- ``slow_read``: the read stage 25% slower (each record waits a quarter of the
+  source's read latency more, as if the storage had slowed down);
+- ``serial_map``: every map of `optimized` loses its parallelism;
+- ``mislabel``: images paired with the wrong labels;
+- ``delay``: a fixed delay added after the augmentation (a stalled stage).
+
+By default each replaces `optimized` (so the ordinary gates judge it); with
+``$PERF_INJECT_ALONGSIDE=1`` each is registered beside it instead, as
+``optimized_<name>``, so one run measures the unchanged variant and every
+regressed copy under the same load (`benchmarks.gate_trials` does this).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+
+import pytest
+import tensorflow as tf
+from tensorflow.python.data.experimental.ops.testing import sleep
+
+import pipelines
+from pipelines.element import ID, LABEL
+from pipelines.steps import BuildContext, Map, Read, Step, register_transform
+from pipelines.variants import Variant
+
+BASE = "optimized"
+SLOWDOWN = 0.25  # the slow_read regression: 25% more time per record
+DELAY_S = 0.06  # the delay regression, per batch
+# Without a latency profile a read costs microseconds; slow it by this much instead.
+BARE_READ_S = 0.001
+
+
+@dataclasses.dataclass(frozen=True)
+class Delay:
+    """Every element of this stage takes ``seconds`` longer."""
+
+    seconds: float
+
+    def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
+        return ds.apply(sleep(round(self.seconds * 1e6)))
+
+    def __str__(self) -> str:
+        return f"delay({self.seconds}s)"
+
+
+@dataclasses.dataclass(frozen=True)
+class SlowRead(Read):
+    """`Read`, with every record waiting ``slowdown`` of the read latency more."""
+
+    slowdown: float = SLOWDOWN
+
+    def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
+        source = ctx.source
+        latency = source.latency.read_s if source.latency else BARE_READ_S
+        extra_us = round(latency * self.slowdown * 1e6)
+        inner = source.read_shard
+
+        def read_shard(shard):
+            return inner(shard).apply(sleep(extra_us))
+
+        slower = dataclasses.replace(source, read_shard=read_shard)
+        # Same stages list: a traced build still records this read's spans.
+        return super().apply(ds, dataclasses.replace(ctx, source=slower))
+
+
+def _mislabel(ctx: BuildContext, batched: bool):
+    """Pair each image with a label drawn from its id alone: images and labels no longer match."""
+
+    def transform(record, seed):
+        return {**record, LABEL: tf.math.floormod(record[ID] * 7919 + 13, 10)}
+
+    return transform
+
+
+register_transform("_inject_mislabel", _mislabel)
+MISLABEL = Map(("_inject_mislabel",))
+
+
+def _augment_index(steps: list[Step]) -> int:
+    return next(i for i, step in enumerate(steps) if "augment" in str(step))
+
+
+def _slow_read(steps: list[Step]) -> list[Step]:
+    return [
+        SlowRead(step.parallel, step.deterministic) if isinstance(step, Read) else step
+        for step in steps
+    ]
+
+
+def _serial_map(steps: list[Step]) -> list[Step]:
+    return [
+        dataclasses.replace(step, parallel=False) if isinstance(step, Map) else step
+        for step in steps
+    ]
+
+
+def _after_augment(step: Step) -> Callable[[list[Step]], list[Step]]:
+    def insert(steps: list[Step]) -> list[Step]:
+        at = _augment_index(steps) + 1
+        return [*steps[:at], step, *steps[at:]]
+
+    return insert
+
+
+REGRESSIONS: dict[str, Callable[[list[Step]], list[Step]]] = {
+    "slow_read": _slow_read,
+    "serial_map": _serial_map,
+    "mislabel": _after_augment(MISLABEL),
+    "delay": _after_augment(Delay(DELAY_S)),
+}
+
+
+def regressed(name: str, base: Variant) -> Variant:
+    """``base`` with the regression ``name`` applied to its steps."""
+    if name not in REGRESSIONS:
+        raise ValueError(f"unknown regression {name!r}; known: {', '.join(REGRESSIONS)}")
+    return dataclasses.replace(base, steps=tuple(REGRESSIONS[name](list(base.steps))))
+
+
+@pytest.hookimpl(tryfirst=True)  # before the suite's plugin checks --perf-variants
+def pytest_configure(config: pytest.Config) -> None:
+    names = [n.strip() for n in os.environ.get("PERF_INJECT", "").split(",") if n.strip()]
+    alongside = os.environ.get("PERF_INJECT_ALONGSIDE") == "1"
+    base = pipelines.get(BASE)
+    for name in names:
+        variant = regressed(name, base)
+        if alongside:
+            pipelines.register(
+                dataclasses.replace(variant, name=f"{BASE}_{name}", benchmarked=False),
+                replace=True,
+            )
+        else:
+            pipelines.register(variant, replace=True)
