@@ -104,6 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10, help="trials (default 10)")
     parser.add_argument("--out", type=Path, default=Path("gate-trials"), help="work folder")
     parser.add_argument("--thresholds", type=Path, default=gates.DEFAULT_THRESHOLDS)
+    parser.add_argument(
+        "--judge-only",
+        action="store_true",
+        help="run nothing: judge the trials already in --out again (after editing thresholds)",
+    )
     args = parser.parse_args(argv)
     unknown = set(INJECTED) - set(REGRESSIONS)
     assert not unknown, unknown
@@ -115,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     storage = args.out / "storage"
 
-    if not saved_runs(storage):
+    if not saved_runs(storage) and not args.judge_only:
         started = time.monotonic()
         command = bench_command(
             storage, args.thresholds, "--perf-variants", "naive,optimized", "--benchmark-autosave"
@@ -133,13 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     for trial in range(1, args.runs + 1):
         started = time.monotonic()
         output = args.out / f"trial_{trial:02d}.json"
-        command = bench_command(
-            storage, args.thresholds, "--perf-variants", variants, f"--benchmark-json={output}"
-        )
-        code = run(command, ",".join(INJECTED), args.out / f"trial_{trial:02d}.log")
-        if code not in (0, 1) or not output.exists():
-            print(f"error: trial {trial} did not run (exit {code}); see its .log")
-            return 2
+        if args.judge_only:
+            if not output.exists():
+                break
+        else:
+            command = bench_command(
+                storage, args.thresholds, "--perf-variants", variants, f"--benchmark-json={output}"
+            )
+            code = run(command, ",".join(INJECTED), args.out / f"trial_{trial:02d}.log")
+            if code not in (0, 1) or not output.exists():
+                print(f"error: trial {trial} did not run (exit {code}); see its .log")
+                return 2
         infos = (bench.get("extra_info") or {} for bench in read_run(output)["benchmarks"])
         verdicts = judge(thresholds, gates.metrics_by_variant(infos), baseline, baseline_path.name)
         line = []

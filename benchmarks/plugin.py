@@ -242,7 +242,11 @@ def perf_session(config: pytest.Config) -> PerfSession:
     if SESSION_KEY not in config.stash:
         try:
             state = config.stash[STATE_KEY]
-            config.stash[SESSION_KEY] = PerfSession(state["options"], state["data"])
+            session = PerfSession(state["options"], state["data"])
+            capture = config.pluginmanager.getplugin("capturemanager")
+            if capture is not None:
+                session.release_output = lambda: capture.suspend_global_capture(in_=True)
+            config.stash[SESSION_KEY] = session
         except DataError as error:
             abandon_run(config)
             pytest.exit(f"error: {error}", returncode=2)

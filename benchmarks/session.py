@@ -15,7 +15,7 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -123,6 +123,9 @@ class PerfSession:
         with self.test_source.explain_errors():
             self.test_batches = list(test_ds)
         self.metrics: dict[str, dict[str, Any]] = {}  # benchmark name -> its extra_info
+        # Called before the process must end at once (see `served`); pytest's
+        # plugin points it at suspending output capture.
+        self.release_output: Callable[[], None] = lambda: None
         self._warm = False
 
     # -- setup and runs -------------------------------------------------------------
@@ -153,12 +156,14 @@ class PerfSession:
             return
 
         def die(port: int, code: int) -> None:
+            self.release_output()  # pytest's capture would swallow the last words
             sys.stderr.write(
                 f"\nerror: tf.data service worker localhost:{port} died mid-run (exit {code});"
                 " TensorFlow cannot finish the epoch without it (it would wait forever),"
                 " so the run stops here and saves no results\n"
             )
             sys.stderr.flush()
+            service.kill_workers()  # os._exit skips every cleanup: leave no orphans
             os._exit(DIED_WORKER_EXIT)
 
         with service.guard(die):

@@ -170,12 +170,17 @@ class LocalService:
             done.set()
             watcher.join()
 
-    def stop(self) -> None:
-        """Kill every worker and stop the dispatcher; their ports are free afterwards."""
+    def kill_workers(self) -> None:
+        """Kill every worker process and reap it (the dispatcher stays up)."""
         for process in self.workers:
             if process.poll() is None:
                 process.kill()
             process.wait()
+
+    def stop(self) -> None:
+        """Kill every worker and stop the dispatcher; their ports are free afterwards."""
+        self.kill_workers()
+        for process in self.workers:
             if process.stderr:
                 process.stderr.close()
         if self.dispatcher is not None:

@@ -21,6 +21,11 @@ min_speedup = 1.3
 GATED = "test_training or test_ceiling"
 
 
+def suite_command(*args: str) -> list[str]:
+    """``pytest benchmarks`` as a user types it, quiet, with ``args``."""
+    return [sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider", *args]
+
+
 def run_benchmarks(
     tmp_path: Path,
     *args: str,

@@ -156,13 +156,19 @@ def test_a_missing_cifar_batch_is_named(cifar):
         sources.cifar_source(cifar)
 
 
-def test_a_cifar_label_outside_the_class_range_is_named(cifar):
+def label_first_test_row(cifar: Path, label: int) -> tuple[Path, dict]:
+    """Rewrite the test batch with ``label`` on its first row; (the batch, its content)."""
     batch = cifar / "test_batch"
     with open(batch, "rb") as handle:
         content = pickle.load(handle, encoding="bytes")
-    content[b"labels"][0] = -1
+    content[b"labels"][0] = label
     with open(batch, "wb") as handle:
         pickle.dump(content, handle, protocol=2)
+    return batch, content
+
+
+def test_a_cifar_label_outside_the_class_range_is_named(cifar):
+    batch, _ = label_first_test_row(cifar, -1)
     with raises_one_line(batch, "label -1 at index 0 is outside the class range 0..9 .*"):
         sources.cifar_source(cifar, "test")
 
@@ -252,12 +258,7 @@ def test_skip_corrupt_reads_a_truncated_shard_up_to_the_cut_and_skips_bad_labels
 
 
 def test_skip_corrupt_leaves_out_cifar_rows_with_labels_out_of_range(cifar):
-    batch = cifar / "test_batch"
-    with open(batch, "rb") as handle:
-        content = pickle.load(handle, encoding="bytes")
-    content[b"labels"][0] = -1
-    with open(batch, "wb") as handle:
-        pickle.dump(content, handle, protocol=2)
+    batch, content = label_first_test_row(cifar, -1)
     source = sources.cifar_source(cifar, "test", skip_corrupt=True)
     assert source.skipped == (f"{batch}: row 0: label -1 is outside 0..9",)
     assert source.num_examples == len(content[b"labels"]) - 1

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from bench_runner import ROOT, fingerprint
+from bench_runner import ROOT, fingerprint, suite_command
 
 from pipelines import sources
 from pipelines.synthetic import CLASS_NAMES, make_examples
@@ -196,7 +196,7 @@ def run_case(case: Case, tmp: Path) -> Outcome:
         command = [sys.executable, "-m", "benchmarks.report", "--storage", str(storage)]
         command += ["--output", str(report), *args]
     else:
-        command = [sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider"]
+        command = suite_command()
         command += [*BENCH, "--perf-latency", "none", "--benchmark-autosave"]
         command += [f"--benchmark-storage=file://{storage}", "--perf-report", str(report), *args]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
@@ -228,7 +228,7 @@ def test_skip_corrupt_runs_past_bad_images_and_reports_the_count(tmp_path):
     # 21 images and one epoch learn nothing: only the count is under test, not accuracy.
     args = spoilt_folder(tmp_path) + thresholds("[defaults]\nmin_test_accuracy = 0\n")(tmp_path)
     storage, report = tmp_path / "storage", tmp_path / "report.html"
-    command = [sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider"]
+    command = suite_command()
     command += [*BENCH, "--perf-latency", "none", "--benchmark-autosave", "--skip-corrupt"]
     command += [f"--benchmark-storage=file://{storage}", "--perf-report", str(report), *args]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
