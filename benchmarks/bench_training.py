@@ -18,6 +18,9 @@ from pipelines.steps import uses_service
 
 # Alternating traced and untraced runs, so drifts in machine load hit both alike.
 OVERHEAD_PAIRS = 3
+# Traced runs: the first epoch and one after it show every stage, and what a
+# cache stops replaying; a third adds time (the suite's 5 minutes), not insight.
+TIMELINE_EPOCHS = 2
 # The variant test_data_service times (dynamic sharding: each example once per epoch).
 SERVICE_VARIANT = "distributed"
 
@@ -101,8 +104,9 @@ def test_timeline(benchmark, perf, variant_name):
     if uses_service(pipelines.get(variant_name).steps):
         pytest.skip(f"{variant_name} goes through the tf.data service: timed by test_data_service")
     results = []
+    epochs = min(perf.options.epochs, TIMELINE_EPOCHS)
     benchmark.pedantic(
-        lambda: results.append(perf.train_traced(variant_name)),
+        lambda: results.append(perf.train_traced(variant_name, epochs)),
         rounds=1,
         iterations=1,
         warmup_rounds=0,

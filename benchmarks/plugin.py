@@ -215,10 +215,16 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item):
-    """Bad data found mid-run stops the run with one line, and nothing of it is saved."""
+    """Bad data found mid-run stops the run with one line, and nothing of it is saved.
+
+    Only for benchmarks (tests using the session's ``perf``): elsewhere a
+    `DataError` is an ordinary test failure.
+    """
     try:
         return (yield)
     except DataError as error:
+        if "perf" not in getattr(item, "fixturenames", ()):
+            raise
         abandon_run(item.config)
         pytest.exit(f"error: {error}", returncode=2)
 

@@ -211,8 +211,13 @@ class PerfSession:
                 dataset, self.options.epochs, test_ds=self.test_batches, progress=False
             )
 
-    def train_traced(self, variant: str) -> tuple[list[EpochStats], Timeline]:
-        """`train` through a traced build of ``variant``: the run and its timeline."""
+    def train_traced(
+        self, variant: str, epochs: int | None = None
+    ) -> tuple[list[EpochStats], Timeline]:
+        """`train` through a traced build of ``variant``: the run and its timeline.
+
+        ``epochs``: default the run's.
+        """
         dataset, stages = pipelines.build_traced(
             variant,
             self.train_source,
@@ -224,7 +229,7 @@ class PerfSession:
         with self.train_source.explain_errors():
             stats = self.trainer.fit(
                 dataset,
-                self.options.epochs,
+                epochs or self.options.epochs,
                 test_ds=self.test_batches,
                 progress=False,
                 recorder=recorder,

@@ -306,6 +306,14 @@ class Distribute:
                 "needs a tf.data service: pass service= to the build"
                 " (the benchmarks start one, or use --perf-data-service grpc://HOST:PORT)"
             )
+        # Workers run the graph in other processes: a Python function in it (a
+        # generator, numpy_function) exists only here, and they would fail on it.
+        graph = ds._as_serialized_graph().numpy()
+        if b"PyFunc" in graph:
+            raise ValueError(
+                f"the steps before it run Python ({ctx.source.kind} source), which tf.data"
+                " service workers cannot: use a TFRecord, image-folder or in-memory source"
+            )
         return ds.apply(tf.data.experimental.service.distribute(self.processing_mode, ctx.service))
 
     def __str__(self) -> str:

@@ -23,7 +23,7 @@ EXAMPLES = max(4, settings.default.max_examples // 3)
 LOCAL = [name for name, v in pipelines.VARIANTS.items() if not uses_service(v.steps)]
 SERVED = [name for name, v in pipelines.VARIANTS.items() if uses_service(v.steps)]
 # Each example of a served variant runs three epochs through real workers.
-SERVED_EXAMPLES = 5
+SERVED_EXAMPLES = 3
 
 
 @pytest.mark.parametrize("name", LOCAL)

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import pipelines
 from pipelines import DataError, Variant, sources
-from pipelines.steps import Batch, Map, Read, Shuffle
+from pipelines.steps import Batch, Map, Read, Shuffle, uses_service
 from pipelines.variants import SEED_VARIANTS
 
 
@@ -53,11 +53,36 @@ def test_the_seed_variants_are_registered():
     assert expected <= set(pipelines.VARIANTS)
 
 
-@pytest.mark.parametrize("kind", ["memory", "generator", "image_folder", "cifar", "tfrecord"])
-@pytest.mark.parametrize("name", [variant.name for variant in SEED_VARIANTS])
+KINDS = ["memory", "generator", "image_folder", "cifar", "tfrecord"]
+LOCAL = [v.name for v in SEED_VARIANTS if not uses_service(v.steps)]
+SERVED = [v.name for v in SEED_VARIANTS if uses_service(v.steps)]
+# Sources whose reading runs Python, which a tf.data service worker cannot run.
+PYTHON_KINDS = {"generator", "cifar"}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", LOCAL)
 def test_every_variant_builds_and_yields_batches_on_every_source_kind(source_kinds, kind, name):
+    assert_yields_batches(
+        pipelines.build(name, source_kinds[kind], batch_size=8), source_kinds[kind]
+    )
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("name", SERVED)
+def test_service_variants_build_on_every_source_their_workers_can_run(
+    source_kinds, kind, name, local_data_service
+):
     source = source_kinds[kind]
-    ds = pipelines.build(name, source, batch_size=8)
+    options = {"batch_size": 8, "service": local_data_service.address}
+    if kind in PYTHON_KINDS:
+        with pytest.raises(DataError, match=r"step 3 \(distribute\(\w+\)\): the steps before"):
+            pipelines.build(name, source, **options)
+        return
+    assert_yields_batches(pipelines.build(name, source, **options), source)
+
+
+def assert_yields_batches(ds, source) -> None:
     batch = next(iter(ds))
     assert batch["image"].dtype == tf.float32
     assert tuple(batch["image"].shape[1:]) == source.image_shape
