@@ -14,13 +14,14 @@ import pytest
 import pipelines
 from benchmarks.plugin import perf_session
 from pipelines.service import local_service
-from pipelines.steps import uses_service
+from pipelines.steps import Cache, uses_service
 
 # Alternating traced and untraced runs, so drifts in machine load hit both alike.
-OVERHEAD_PAIRS = 3
-# Traced runs: the first epoch and one after it show every stage, and what a
-# cache stops replaying; a third adds time (the suite's 5 minutes), not insight.
-TIMELINE_EPOCHS = 2
+OVERHEAD_PAIRS = 2
+# Traced runs: one epoch shows every stage; a second shows what a cache stops
+# doing, so variants with a cache get two. More adds time (the suite has five
+# minutes), not insight: without a cache every epoch runs the same stages.
+TIMELINE_EPOCHS = {"cached": 2, "uncached": 1}
 # The variant test_data_service times (dynamic sharding: each example once per epoch).
 SERVICE_VARIANT = "distributed"
 
@@ -104,7 +105,8 @@ def test_timeline(benchmark, perf, variant_name):
     if uses_service(pipelines.get(variant_name).steps):
         pytest.skip(f"{variant_name} goes through the tf.data service: timed by test_data_service")
     results = []
-    epochs = min(perf.options.epochs, TIMELINE_EPOCHS)
+    caches = any(isinstance(step, Cache) for step in pipelines.get(variant_name).steps)
+    epochs = min(perf.options.epochs, TIMELINE_EPOCHS["cached" if caches else "uncached"])
     benchmark.pedantic(
         lambda: results.append(perf.train_traced(variant_name, epochs)),
         rounds=1,

@@ -204,7 +204,16 @@ def local_service(workers: int = 2) -> Iterator[LocalService]:
         service.stop()
 
 
+def _exit_with_parent() -> None:
+    """End this worker when the process that started it is gone (killed, even with -9)."""
+    parent = os.getppid()
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
+
+
 def _serve_worker(dispatcher: str, port: int) -> None:
+    threading.Thread(target=_exit_with_parent, name="parent watch", daemon=True).start()
     worker = tf.data.experimental.service.WorkerServer(
         tf.data.experimental.service.WorkerConfig(
             dispatcher_address=dispatcher,
