@@ -14,6 +14,7 @@ from bench_runner import ROOT, fingerprint, run_benchmarks
 from browser import check_page, find_chromium
 
 from benchmarks import report
+from benchmarks.bench_training import OVERHEAD_PAIRS
 from benchmarks.gates import load_thresholds
 from pipelines import DataError
 
@@ -58,7 +59,7 @@ def test_the_run_saves_timelines_bottlenecks_and_the_overhead(bench_run):
     assert cache["timeline"]["busy_s"][1]["map(augment)"] > 0
     assert cache["bottleneck"]["classification"].endswith("input-bound")
     overhead = infos[("tracing_overhead", "optimized")]["extra_info"]
-    assert len(overhead["traced_s"]) == len(overhead["untraced_s"]) == 3
+    assert len(overhead["traced_s"]) == len(overhead["untraced_s"]) == OVERHEAD_PAIRS
     assert saved["perf_gates"]["checked"] == ["cache", "optimized"]
 
 
