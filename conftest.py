@@ -55,11 +55,8 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedDataset:
 @pytest.fixture(scope="session")
 def local_data_service() -> Iterator[LocalService]:
     """A tf.data service on localhost (dispatcher and 2 worker processes), for the session."""
-    service = LocalService(workers=2)
-    try:
-        yield service.start()
-    finally:
-        service.stop()
+    with LocalService(workers=2) as service:
+        yield service
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

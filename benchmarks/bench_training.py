@@ -12,9 +12,8 @@ import contextlib
 import pytest
 
 import pipelines
-from benchmarks.plugin import perf_session
-from pipelines.service import local_service
-from pipelines.steps import Cache, uses_service
+from benchmarks.plugin import perf_session, service_setup
+from pipelines.service import LocalService
 
 # Alternating traced and untraced runs, so drifts in machine load hit both alike.
 OVERHEAD_PAIRS = 2
@@ -51,10 +50,16 @@ def test_ceiling(benchmark, perf):
     )
 
 
+def skip_if_served(variant_name: str) -> None:
+    """A variant that needs the tf.data service is timed by `test_data_service` only."""
+    if pipelines.get(variant_name).served:
+        pytest.skip(f"{variant_name} goes through the tf.data service: timed by test_data_service")
+
+
 def timed_rounds(benchmark, perf, variant_name: str, work, service: str | None = None) -> list:
     """Time ``work(dataset)`` over the profile's rounds, each on a freshly built dataset."""
-    if service is None and uses_service(pipelines.get(variant_name).steps):
-        pytest.skip(f"{variant_name} goes through the tf.data service: timed by test_data_service")
+    if service is None:
+        skip_if_served(variant_name)
     results = []
 
     def setup():
@@ -84,28 +89,23 @@ def test_data_service(benchmark, perf, service_workers, request):
     """The `distributed` variant through the tf.data service: local workers, or an external one."""
     external = request.config.getoption("perf_data_service")
     with contextlib.ExitStack() as stack:
-        local = None if external else stack.enter_context(local_service(service_workers))
+        local = None if external else stack.enter_context(LocalService(service_workers))
         address = external or local.address
         with perf.served(local):
             runs = timed_rounds(benchmark, perf, SERVICE_VARIANT, perf.train, service=address)
         for stats in runs:
             perf.check_complete(SERVICE_VARIANT, stats, service_workers or 1, address)
-    label = f"{SERVICE_VARIANT} ({_workers_label(service_workers)})"
+    label = f"{SERVICE_VARIANT} ({service_setup(service_workers)})"
     info = perf.record_training(benchmark.name, label, runs)
     info.update(service=address, service_workers=service_workers or None)
     benchmark.extra_info.update(info)
 
 
-def _workers_label(workers: int) -> str:
-    return "external service" if not workers else f"{workers} worker{'s' if workers > 1 else ''}"
-
-
 def test_timeline(benchmark, perf, variant_name):
     """A traced run of the variant (not gated): its timeline and bottleneck analysis."""
-    if uses_service(pipelines.get(variant_name).steps):
-        pytest.skip(f"{variant_name} goes through the tf.data service: timed by test_data_service")
+    skip_if_served(variant_name)
     results = []
-    caches = any(isinstance(step, Cache) for step in pipelines.get(variant_name).steps)
+    caches = pipelines.get(variant_name).caches
     epochs = min(perf.options.epochs, TIMELINE_EPOCHS["cached" if caches else "uncached"])
     benchmark.pedantic(
         lambda: results.append(perf.train_traced(variant_name, epochs)),

@@ -13,7 +13,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pipelines.steps import Cache, Prefetch
+from pipelines.steps import Prefetch
 from pipelines.tracing import Stage
 from pipelines.variants import Variant
 
@@ -66,7 +66,7 @@ class StageTimes:
             active_s=tuple(timeline["active_s"]),
             epoch_s=tuple(end - start for start, end in timeline["epochs"]),
             input_bound=input_bound,
-            caches=any(isinstance(step, Cache) for step in variant.steps),
+            caches=variant.caches,
             prefetches=bool(variant.steps) and isinstance(variant.steps[-1], Prefetch),
             fits_in_memory=fits_in_memory,
         )
@@ -207,30 +207,31 @@ GATED_STAGE_SPANS = 200
 GATE_FIGURES = ("map_concurrency", "stage_p10_s")
 
 
-def stage_gate_figures(times: StageTimes, timeline: Mapping[str, Any]) -> dict[str, Any]:
-    """What the gates read from a traced run.
+def stage_gate_figures(
+    times: StageTimes, analysis: Bottleneck, timeline: Mapping[str, Any]
+) -> dict[str, Any]:
+    """What the gates read from a traced run (``analysis``: `analyze` of its ``times``).
 
     ``map_concurrency``: of the map stages, the most calls that ever ran at
     once (1 when every map runs one call at a time). ``stage_p10_s``: the
-    10th percentile span (`Timeline.p10_s`) of each input stage gated by `GATED_STAGE_SHARE` and
-    `GATED_STAGE_SPANS`.
+    10th percentile span (`Timeline.p10_s`) of each input stage gated by
+    `GATED_STAGE_SHARE` and `GATED_STAGE_SPANS`.
     """
-    busy = times.total("busy_s")
-    inputs = times.input_stages()
-    input_busy = sum(busy[s.name] for s in inputs) or 1.0
     p10 = timeline.get("p10_s", {})
     counts = timeline.get("span_count", {})
     figures: dict[str, Any] = {
         "stage_p10_s": {
-            s.name: p10[s.name]
-            for s in inputs
-            if s.name in p10
-            and busy[s.name] / input_busy >= GATED_STAGE_SHARE
-            and counts.get(s.name, 0) >= GATED_STAGE_SPANS
+            stage: p10[stage]
+            for stage, share in analysis.share_of_input.items()
+            if stage in p10
+            and share >= GATED_STAGE_SHARE
+            and counts.get(stage, 0) >= GATED_STAGE_SPANS
         }
     }
     peaks = timeline.get("peak_concurrency", {})
-    concurrency = [peaks[s.name] for s in inputs if s.kind == "map" and s.name in peaks]
+    concurrency = [
+        peaks[s.name] for s in times.input_stages() if s.kind == "map" and s.name in peaks
+    ]
     if concurrency:
         figures["map_concurrency"] = max(concurrency)
     return figures

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -165,7 +165,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         # An external dispatcher has the workers it has (0: not ours to count).
         external = metafunc.config.getoption("perf_data_service")
         metafunc.parametrize(
-            "service_workers", [0] if external else LOCAL_SERVICE_WORKERS, ids=_workers_id
+            "service_workers",
+            [0] if external else LOCAL_SERVICE_WORKERS,
+            ids=lambda workers: service_setup(workers).replace(" ", "_"),
         )
 
 
@@ -173,8 +175,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 LOCAL_SERVICE_WORKERS = (1, 2)
 
 
-def _workers_id(workers: int) -> str:
-    return "external" if workers == 0 else f"{workers}_worker{'s' if workers > 1 else ''}"
+def service_setup(workers: int) -> str:
+    """ "1 worker", "2 workers", or "external service" (0: an external dispatcher's)."""
+    return "external service" if not workers else f"{workers} worker{'s' if workers > 1 else ''}"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -225,17 +228,17 @@ def pytest_runtest_call(item: pytest.Item):
     except DataError as error:
         if "perf" not in getattr(item, "fixturenames", ()):
             raise
-        abandon_run(item.config)
-        pytest.exit(f"error: {error}", returncode=2)
+        stop_run(item.config, error)
 
 
-def abandon_run(config: pytest.Config) -> None:
-    """This run's results must not be saved (or reported) as if nothing had happened."""
+def stop_run(config: pytest.Config, error: DataError) -> NoReturn:
+    """End the session with one line; this run is not saved or reported as if nothing happened."""
     bench_session = getattr(config, "_benchmarksession", None)
     if bench_session is not None:
         storage_files.abandon_saving(bench_session)
     if STATE_KEY in config.stash:
         config.stash[STATE_KEY]["abandoned"] = True
+    pytest.exit(f"error: {error}", returncode=2)
 
 
 def _storage(config: pytest.Config) -> Path:
@@ -254,8 +257,7 @@ def perf_session(config: pytest.Config) -> PerfSession:
                 session.release_output = lambda: capture.suspend_global_capture(in_=True)
             config.stash[SESSION_KEY] = session
         except DataError as error:
-            abandon_run(config)
-            pytest.exit(f"error: {error}", returncode=2)
+            stop_run(config, error)
     return config.stash[SESSION_KEY]
 
 

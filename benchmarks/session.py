@@ -27,7 +27,7 @@ from benchmarks.bottleneck import StageTimes, analyze, stage_gate_figures
 from benchmarks.gates import metrics_by_variant
 from models.devices import configure_gpus, default_strategy, precision, strategy_name
 from models.trainer import EpochStats, InitialModel, Trainer, input_bound_of
-from pipelines.data import DataChoice, open_data
+from pipelines.data import DataChoice
 from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError
 from pipelines.service import LocalService
@@ -98,12 +98,12 @@ class PerfSession:
     """Data, model and results shared by every benchmark of a pytest session."""
 
     def __init__(
-        self, options: PerfOptions, data: tuple[pipelines.Source, pipelines.Source] | None = None
+        self, options: PerfOptions, data: tuple[pipelines.Source, pipelines.Source]
     ) -> None:
-        """``data``: the (train, test) sources when already opened, else opened from the options."""
+        """``data``: the (train, test) sources of ``options.data``, opened (`open_data`)."""
         self.options = options
         profile = options.profile
-        self.train_source, self.test_source = data or open_data(options.data)
+        self.train_source, self.test_source = data
         model_options = (
             {"input_shape": self.train_source.image_shape} if profile.model == "tiny" else {}
         )
@@ -382,8 +382,9 @@ class PerfSession:
             times = StageTimes.from_timeline(
                 info["timeline"], input_bound, pipelines.get(variant), info["fits_in_memory"]
             )
-            info["bottleneck"] = analyze(times).to_dict()
-            info.update(stage_gate_figures(times, info["timeline"]))
+            analysis = analyze(times)
+            info["bottleneck"] = analysis.to_dict()
+            info.update(stage_gate_figures(times, analysis, info["timeline"]))
 
     def bottlenecks(self) -> dict[str, dict[str, Any]]:
         """Per traced variant, its bottleneck analysis (after `derived_metrics`)."""

@@ -22,7 +22,8 @@ from pytest_benchmark.utils import safe_dumps
 
 from pipelines.errors import DataError
 
-RUN_GLOB = "*/[0-9][0-9][0-9][0-9]_*.json"
+RUN_NAME = "[0-9][0-9][0-9][0-9]_*.json"  # NNNN_<commit>_<time>.json
+RUN_GLOB = f"*/{RUN_NAME}"  # under <storage>/<machine>/
 
 
 def saved_runs(storage: Path) -> list[Path]:
@@ -110,7 +111,7 @@ def write_new_run(folder: Path, suffix: str, text: str) -> Path:
     folder = Path(folder)
     temporary = _temporary_copy(folder / f"run_{suffix}.json", text)
     try:
-        number = 1 + max((_run_number(p) for p in folder.glob("[0-9][0-9][0-9][0-9]_*")), default=0)
+        number = 1 + max((int(p.name[:4]) for p in folder.glob(RUN_NAME)), default=0)
         while True:
             target = folder / f"{number:04d}_{suffix}.json"
             try:
@@ -120,13 +121,6 @@ def write_new_run(folder: Path, suffix: str, text: str) -> Path:
                 number += 1
     finally:
         Path(temporary).unlink(missing_ok=True)
-
-
-def _run_number(path: Path) -> int:
-    try:
-        return int(path.name.split("_", 1)[0])
-    except ValueError:
-        return 0
 
 
 def save_atomically(bench_session: Any) -> None:

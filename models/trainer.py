@@ -120,7 +120,6 @@ class Trainer:
     ) -> None:
         self.model = model
         self.strategy = strategy
-        self.jit_compile = jit_compile
         self.mixed_precision = model.dtype_policy.name == "mixed_float16"
         self.loss = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
         with strategy.scope() if strategy else contextlib.nullcontext():

@@ -31,18 +31,15 @@ class DataChoice:
 def open_data(choice: DataChoice) -> tuple[Source, Source]:
     """The (train, test) sources of ``choice``, with its storage latency on both."""
     latency = parse_latency(choice.latency)
+    options = {"image_size": choice.image_size, "skip_corrupt": choice.skip_corrupt}
     if choice.data == "embedded":
         if choice.fmt not in FORMATS:
             raise DataError("--format", f"unknown format {choice.fmt!r}; use {', '.join(FORMATS)}")
         dataset = ensure_embedded(choice.profile)
-        options: dict[str, object] = {"skip_corrupt": choice.skip_corrupt}
-        if choice.fmt != "cifar":
-            options["image_size"] = choice.image_size
         train = dataset.source(choice.fmt, "train", **options)
         test = dataset.source(choice.fmt, "test", **options)
     else:
         path = Path(choice.data)
-        options = {"image_size": choice.image_size, "skip_corrupt": choice.skip_corrupt}
         train = open_source(path, "train", **options)
         test = open_source(path, "test", **options)
     return with_latency(train, latency), with_latency(test, latency)

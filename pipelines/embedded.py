@@ -30,11 +30,13 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from pipelines import sources
 from pipelines.errors import DataError
+from pipelines.sources import Source
 from pipelines.synthetic import CLASS_NAMES, make_examples
 
 # Bump when the drawing code or the layout changes: cached sets are then regenerated.
@@ -108,13 +110,9 @@ class EmbeddedDataset:
             raise DataError("embedded dataset", f"unknown format {fmt!r}; use {', '.join(FORMATS)}")
         return self.root / fmt
 
-    def source(self, fmt: str = "tfrecord", split: str = "train", **options: object):
-        """A `Source` over one format and split of this set."""
-        if fmt == "cifar":
-            return sources.cifar_source(self.path(fmt), split, **options)
-        if fmt == "tfrecord":
-            return sources.tfrecord_source(self.path(fmt), split, **options)
-        return sources.image_folder_source(self.path(fmt), split, **options)
+    def source(self, fmt: str = "tfrecord", split: str = "train", **options: Any) -> Source:
+        """A `Source` over one format and split of this set (options: `sources.open_kind`'s)."""
+        return sources.open_kind(fmt, self.path(fmt), split, **options)
 
 
 def cache_root() -> Path:

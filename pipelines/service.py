@@ -16,14 +16,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import tensorflow as tf
 
@@ -67,9 +68,10 @@ def _listening(port: int) -> bool:
 class LocalService:
     """A dispatcher and ``workers`` worker processes on localhost.
 
-    Use as a context manager; `address` is what `Distribute` needs. Ports are
-    chosen free; `start` waits until every worker serves a dataset, `stop`
-    kills the workers and stops the dispatcher, releasing every port.
+    Use as a context manager (or `start` and `stop`); `address` is what
+    `Distribute` needs. Ports are chosen free; `start` waits until every
+    worker serves a dataset, `stop` kills the workers and stops the
+    dispatcher, releasing every port.
     """
 
     def __init__(self, workers: int = 2) -> None:
@@ -78,6 +80,8 @@ class LocalService:
         self.dispatcher_port = 0
         self.workers: list[subprocess.Popen[bytes]] = []
         self.worker_ports: list[int] = []
+        # Each worker's stderr, in a file: a pipe nobody reads would fill and block it.
+        self._logs: list[IO[bytes]] = []
 
     @property
     def address(self) -> str:
@@ -107,19 +111,22 @@ class LocalService:
         command = [sys.executable, "-m", "pipelines.service", "worker"]
         command += ["--dispatcher", f"localhost:{self.dispatcher_port}", "--port", str(port)]
         env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+        log = tempfile.TemporaryFile()  # noqa: SIM115 (closed by stop)
         self.workers.append(
-            subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
         )
         self.worker_ports.append(port)
+        self._logs.append(log)
 
     def wait_until_serving(self, timeout_s: float = START_TIMEOUT_S) -> None:
         """Block until every worker listens and a dataset round trip gets one element per worker."""
         deadline = time.monotonic() + timeout_s
-        for process, port in zip(self.workers, self.worker_ports, strict=True):
+        for process, port, log in zip(self.workers, self.worker_ports, self._logs, strict=True):
             while not _listening(port):
                 if process.poll() is not None:
-                    error = process.stderr.read().decode(errors="replace").strip().splitlines()
-                    raise DataError(f"worker localhost:{port}", f"exited: {error[-1:] or '?'}")
+                    log.seek(0)
+                    lines = log.read().decode(errors="replace").strip().splitlines() or ["?"]
+                    raise DataError(f"worker localhost:{port}", f"exited: {lines[-1]}")
                 if time.monotonic() > deadline:
                     raise DataError(f"worker localhost:{port}", f"not serving after {timeout_s}s")
                 time.sleep(0.1)
@@ -141,7 +148,7 @@ class LocalService:
     def kill_worker(self, index: int = -1) -> None:
         """Kill one worker as a lost machine would go: no goodbye, no flush."""
         process = self.workers[index]
-        process.send_signal(signal.SIGKILL)
+        process.kill()
         process.wait()
 
     @contextlib.contextmanager
@@ -180,28 +187,21 @@ class LocalService:
     def stop(self) -> None:
         """Kill every worker and stop the dispatcher; their ports are free afterwards."""
         self.kill_workers()
-        for process in self.workers:
-            if process.stderr:
-                process.stderr.close()
+        for log in self._logs:
+            log.close()
         if self.dispatcher is not None:
             self.dispatcher._stop()  # the public API has no stop; tests need the port back
             self.dispatcher = None
 
     def __enter__(self) -> LocalService:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()  # a worker that did start must not outlive a failed start
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-@contextlib.contextmanager
-def local_service(workers: int = 2) -> Iterator[LocalService]:
-    """A started `LocalService`, stopped on exit."""
-    service = LocalService(workers)
-    try:
-        yield service.start()
-    finally:
-        service.stop()
 
 
 def _exit_with_parent() -> None:

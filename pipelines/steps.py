@@ -320,11 +320,6 @@ class Distribute:
         return f"distribute({self.processing_mode})"
 
 
-def uses_service(steps: tuple[Step, ...]) -> bool:
-    """Whether a variant's steps go through the tf.data service."""
-    return any(isinstance(step, Distribute) for step in steps)
-
-
 def apply_steps(steps: tuple[Step, ...], ctx: BuildContext, where: str) -> tf.data.Dataset:
     """Apply ``steps`` to the source's shards; a step that does not fit fails naming it."""
     ds = ctx.source.shard_dataset()

@@ -120,9 +120,7 @@ class Timeline:
         """
         peaks = {}
         for stage in self.stages:
-            events = sorted(
-                {(s.start, s.end) for s in self.spans_of(stage.name)},
-            )
+            events = {(s.start, s.end) for s in self.spans_of(stage.name)}
             # End events sort before start events at the same instant: touching is not overlap.
             edges = sorted([(start, 1) for start, _ in events] + [(end, -1) for _, end in events])
             running = peak = 0

@@ -74,6 +74,16 @@ class Variant:
         """The steps as one line, e.g. ``read -> map(decode, sequential) -> batch``."""
         return " -> ".join(str(step) for step in self.steps)
 
+    @property
+    def caches(self) -> bool:
+        """Whether a step caches elements (later epochs replay them)."""
+        return any(isinstance(step, Cache) for step in self.steps)
+
+    @property
+    def served(self) -> bool:
+        """Whether it goes through the tf.data service (a build needs ``service=``)."""
+        return any(isinstance(step, Distribute) for step in self.steps)
+
 
 DECODE = Map(("decode",))
 PLAIN = Map(("decode", "standardize"))

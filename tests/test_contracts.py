@@ -13,15 +13,14 @@ from hypothesis import strategies as st
 
 import pipelines
 from contract_checks import check_variant
-from pipelines.steps import uses_service
 
 # Each example builds a pipeline and runs it three times: fewer examples
 # than the cheap properties get, still a fresh set of sizes per variant.
 EXAMPLES = max(4, settings.default.max_examples // 3)
 
 
-LOCAL = [name for name, v in pipelines.VARIANTS.items() if not uses_service(v.steps)]
-SERVED = [name for name, v in pipelines.VARIANTS.items() if uses_service(v.steps)]
+LOCAL = [name for name, v in pipelines.VARIANTS.items() if not v.served]
+SERVED = [name for name, v in pipelines.VARIANTS.items() if v.served]
 # Each example of a served variant runs three epochs through real workers.
 SERVED_EXAMPLES = 3
 

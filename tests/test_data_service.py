@@ -24,8 +24,7 @@ from tagged import tagged_source
 
 
 def test_a_local_service_serves_then_releases_its_ports_and_notices_a_dead_worker():
-    service = LocalService(workers=2).start()
-    try:
+    with LocalService(workers=2) as service:
         ports = service.ports()
         assert len(set(ports)) == 3 and all(_listening(port) for port in ports)
         # It really serves: every example once per epoch, through both workers.
@@ -45,8 +44,6 @@ def test_a_local_service_serves_then_releases_its_ports_and_notices_a_dead_worke
             assert noticed.wait(5)
         assert deaths == [(service.worker_ports[-1], -9)]
         assert service.alive() == 1
-    finally:
-        service.stop()
     assert not any(_listening(port) for port in ports)
     assert all(port_is_free(port) for port in ports)
 

@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import pipelines
 from pipelines import DataError, Variant, sources
-from pipelines.steps import Batch, Map, Read, Shuffle, uses_service
+from pipelines.steps import Batch, Map, Read, Shuffle
 from pipelines.variants import SEED_VARIANTS
 
 
@@ -54,8 +54,8 @@ def test_the_seed_variants_are_registered():
 
 
 KINDS = ["memory", "generator", "image_folder", "cifar", "tfrecord"]
-LOCAL = [v.name for v in SEED_VARIANTS if not uses_service(v.steps)]
-SERVED = [v.name for v in SEED_VARIANTS if uses_service(v.steps)]
+LOCAL = [v.name for v in SEED_VARIANTS if not v.served]
+SERVED = [v.name for v in SEED_VARIANTS if v.served]
 # Sources whose reading runs Python, which a tf.data service worker cannot run.
 PYTHON_KINDS = {"generator", "cifar"}
 

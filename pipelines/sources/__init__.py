@@ -35,6 +35,7 @@ __all__ = [
     "detect_kind",
     "generator_source",
     "image_folder_source",
+    "open_kind",
     "open_source",
     "parse_latency",
     "tfrecord_source",
@@ -82,7 +83,23 @@ def open_source(
     ``skip_corrupt`` leaves corrupt records out (listed in ``source.skipped``)
     instead of failing on the first.
     """
-    kind = detect_kind(path)
+    return open_kind(
+        detect_kind(path), path, split, image_size=image_size, skip_corrupt=skip_corrupt
+    )
+
+
+def open_kind(
+    kind: str,
+    path: str | os.PathLike[str],
+    split: str = "train",
+    *,
+    image_size: tuple[int, int] = (32, 32),
+    skip_corrupt: bool = False,
+) -> Source:
+    """Open ``path`` as a source of ``kind``: "cifar", "tfrecord" or "image_folder".
+
+    CIFAR images are 32x32 as stored; ``image_size`` applies to the other kinds.
+    """
     if kind == "cifar":
         return cifar_source(path, split, skip_corrupt=skip_corrupt)
     options = {"image_size": image_size, "skip_corrupt": skip_corrupt}

@@ -131,6 +131,15 @@ def check_labels(labels: np.ndarray, num_classes: int, where: str) -> None:
         )
 
 
+def label_problems(labels: np.ndarray, num_classes: int, where: object) -> dict[int, str]:
+    """Per row whose label is out of range, the line ``skip_corrupt`` lists for it."""
+    labels = np.asarray(labels)
+    return {
+        int(i): f"{where}: row {i}: label {int(labels[i])} is outside 0..{num_classes - 1}"
+        for i in labels_outside(labels, num_classes)
+    }
+
+
 def nothing_left(where: object, skipped: Sequence[str]) -> DataError:
     """The error for a source whose every record was skipped as corrupt."""
     return DataError(where, f"no readable records left after skipping {len(skipped)} corrupt ones")

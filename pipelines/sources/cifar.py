@@ -22,7 +22,14 @@ import tensorflow as tf
 
 from pipelines.element import ID, IMAGE, LABEL, to_unit_float
 from pipelines.errors import DataError
-from pipelines.sources.base import Record, Source, check_labels, labels_outside, nothing_left
+from pipelines.sources.base import (
+    Record,
+    Source,
+    check_labels,
+    label_problems,
+    labels_outside,
+    nothing_left,
+)
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCHES = ("test_batch",)
@@ -123,10 +130,7 @@ def cifar_source(
     for path in paths:
         _, labels = load_batch(path)
         if skip_corrupt:
-            skipped += [
-                f"{path}: row {i}: label {int(labels[i])} is outside 0..{NUM_CLASSES - 1}"
-                for i in labels_outside(labels, NUM_CLASSES)
-            ]
+            skipped += label_problems(labels, NUM_CLASSES, path).values()
         else:
             check_labels(labels, NUM_CLASSES, str(path))
         counts.append(len(labels))

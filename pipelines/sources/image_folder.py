@@ -30,7 +30,7 @@ from pipelines.sources.base import (
     Source,
     check_labels,
     decode_encoded_image,
-    labels_outside,
+    label_problems,
     nothing_left,
 )
 
@@ -242,12 +242,10 @@ def _without_corrupt(
 ) -> tuple[list[Path], np.ndarray, list[str]]:
     """The rows whose label is in range and whose image decodes, and a line per other row."""
     keep, skipped = [], []
-    bad_labels = set(labels_outside(labels, num_classes).tolist())
+    bad_labels = label_problems(labels, num_classes, where)
     for row, path in enumerate(paths):
         if row in bad_labels:
-            skipped.append(
-                f"{where}: row {row}: label {int(labels[row])} is outside 0..{num_classes - 1}"
-            )
+            skipped.append(bad_labels[row])
             continue
         try:
             check_image_decodes(path)

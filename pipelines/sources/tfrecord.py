@@ -167,10 +167,11 @@ def tfrecord_source(
         return {**record, IMAGE: image}
 
     def check() -> None:
+        if skip_corrupt:
+            return  # every record was checked at open, and the bad ones left out
         for path in files:
-            count = walk_records(path)[0] if skip_corrupt else count_records(path)
-            found = bad_records(path, count, num_classes)
-            if found and not skip_corrupt:  # skipped ones were found (and left out) already
+            found = bad_records(path, count_records(path), num_classes)
+            if found:
                 index, message = found[0]
                 raise DataError(path, f"record {index}: {message}")
 
