@@ -257,15 +257,15 @@ class PerfSession:
                 batches.append({IMAGE: tf.identity(batch[IMAGE]), LABEL: tf.identity(batch[LABEL])})
         return batches
 
-    def iterate(self, dataset: tf.data.Dataset) -> tuple[int, int, float]:
-        """Iterate one epoch without a model: (batches, elements, seconds)."""
+    def iterate(self, dataset: tf.data.Dataset) -> tuple[int, int, float, float]:
+        """Iterate one epoch without a model: (batches, elements, seconds, process CPU seconds)."""
         batches = elements = 0
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         with self.train_source.explain_errors():
             for batch in dataset:
                 batches += 1
                 elements += int(batch[LABEL].shape[0])
-        return batches, elements, time.perf_counter() - started
+        return batches, elements, time.perf_counter() - started, time.process_time() - cpu_started
 
     # -- recording --------------------------------------------------------------------
 
@@ -302,6 +302,7 @@ class PerfSession:
             "epoch_s": train_s / len(last),
             "epoch_times_s": [s.wall_s for s in last],
             "examples_per_s": examples / train_s,
+            "cpu_s": statistics.median(sum(s.cpu_s for s in run) for run in runs),
             "input_bound": input_bound_of(s for run in runs for s in run),
             "train_accuracy": [s.train_accuracy for s in last],
             "test_accuracy_per_epoch": [s.test_accuracy for s in last],
@@ -312,13 +313,14 @@ class PerfSession:
         return info
 
     def record_pipeline(
-        self, name: str, variant: str, runs: list[tuple[int, int, float]]
+        self, name: str, variant: str, runs: list[tuple[int, int, float, float]]
     ) -> dict[str, Any]:
         """Metrics of a pipeline-only benchmark."""
         seconds = statistics.median(run[2] for run in runs)
         info = {
             **self.common_info("pipeline", variant),
             "seconds": seconds,
+            "cpu_s": statistics.median(run[3] for run in runs),
             "batches": runs[-1][0],
             "elements": runs[-1][1],
             "elements_per_s": runs[-1][1] / seconds if seconds else 0.0,
@@ -341,15 +343,28 @@ class PerfSession:
         return info
 
     def record_tracing_overhead(
-        self, name: str, variant: str, untraced: list[float], traced: list[float]
+        self,
+        name: str,
+        variant: str,
+        untraced: list[list[EpochStats]],
+        traced: list[list[EpochStats]],
     ) -> dict[str, Any]:
-        """Traced against untraced training time of the same variant, measured alternately."""
-        untraced_s, traced_s = statistics.median(untraced), statistics.median(traced)
+        """Traced against untraced training runs of the same variant, measured alternately.
+
+        Wall time is what the goal is about; CPU time (every thread of the
+        process) is what tracing adds, and on a shared machine it is the
+        steadier figure: other work slows a run down, it does not add to its CPU.
+        """
+        untraced_s = [sum(s.wall_s for s in run) for run in untraced]
+        traced_s = [sum(s.wall_s for s in run) for run in traced]
+        untraced_cpu = statistics.median(sum(s.cpu_s for s in run) for run in untraced)
+        traced_cpu = statistics.median(sum(s.cpu_s for s in run) for run in traced)
         info = {
             **self.common_info("tracing_overhead", variant),
-            "untraced_s": untraced,
-            "traced_s": traced,
-            "tracing_overhead": traced_s / untraced_s - 1 if untraced_s else 0.0,
+            "untraced_s": untraced_s,
+            "traced_s": traced_s,
+            "tracing_overhead": statistics.median(traced_s) / statistics.median(untraced_s) - 1,
+            "tracing_cpu_overhead": traced_cpu / untraced_cpu - 1 if untraced_cpu else 0.0,
         }
         self.metrics[name] = info
         return info
@@ -368,6 +383,11 @@ class PerfSession:
             if ceiling:
                 info["ceiling_slowdown"] = info["train_s"] / ceiling["train_s"]
                 info["fraction_of_ceiling"] = ceiling["train_s"] / info["train_s"]
+            if ceiling and not info.get("service"):
+                # The CPU the pipeline costs beyond the model's own: where a
+                # CPU-only machine's gap to the ceiling comes from. (Service
+                # workers are other processes: their CPU is not in this one's.)
+                info["pipeline_cpu_s"] = info["cpu_s"] - ceiling["cpu_s"]
         one_worker = next((i for i in training.values() if i.get("service_workers") == 1), None)
         for info in training.values():
             if one_worker and info.get("service_workers"):

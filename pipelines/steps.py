@@ -26,9 +26,9 @@ from pipelines.sources.base import Record, Source
 from pipelines.tracing import (
     Stage,
     after_generator,
-    arrival_stamp,
-    close_batch,
+    stamp_map,
     timed,
+    traced_batch,
     traced_shard_reader,
 )
 
@@ -53,11 +53,21 @@ class BuildContext:
     # The tf.data service's dispatcher ("grpc://host:port") for `Distribute`.
     service: str | None = None
 
+    def add_stage(self, stage: Stage) -> None:
+        """Add a traced stage; a name already taken gets a number (``batch``, ``batch 2``)."""
+        taken = {existing.name for existing in self.stages}
+        name, number = stage.name, 1
+        while name in taken:
+            number += 1
+            name = f"{stage.name} {number}"
+        self.stages.append(dataclasses.replace(stage, name=name))
+
     def shard_reader(self, parallel: bool) -> Callable[[Record], tf.data.Dataset]:
         """The source's ``read_shard``, traced (open and read rows) when tracing is on."""
         if not self.trace:
             return self.source.read_shard
-        self.stages.extend([Stage("open", "open", parallel), Stage("read", "read", parallel)])
+        self.add_stage(Stage("open", "open", parallel))
+        self.add_stage(Stage("read", "read", parallel))
         return traced_shard_reader(self.source.read_shard)
 
 
@@ -89,13 +99,20 @@ def register_transform(name: str, factory: TransformFactory) -> None:
 
 
 def _decode(ctx: BuildContext, batched: bool) -> Transform:
-    if batched and not ctx.source.decode_batchable:
-        raise ValueError(
-            f"{ctx.source.kind} records hold encoded images that decode one at a time;"
-            " decode before Batch"
-        )
     decode = ctx.source.decode
-    return lambda record, seed: decode(record)
+    if not batched or ctx.source.decode_batchable:
+        return lambda record, seed: decode(record)
+    image_spec = tf.TensorSpec(ctx.source.image_shape, tf.float32)
+
+    def decode_each(record: Record, seed: tf.Tensor) -> Record:
+        # Encoded images (JPEG, PNG) decode one at a time, but a loop inside one
+        # call skips tf.data's cost per element: on a small CPU that cost is
+        # larger than decoding a small image (about half the first epoch's
+        # pipeline time of `optimized` on the smoke data).
+        signature = {key: tf.TensorSpec(v.shape[1:], v.dtype) for key, v in record.items()}
+        return tf.map_fn(decode, record, fn_output_signature={**signature, IMAGE: image_spec})
+
+    return decode_each
 
 
 def _on_image(function: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> Transform:
@@ -123,8 +140,8 @@ class GeneratorRead:
         signature = records.element_spec
         ds = tf.data.Dataset.from_generator(records.as_numpy_iterator, output_signature=signature)
         if ctx.trace:
-            ctx.stages.append(Stage("generator", "generator"))
-            ds = ds.map(after_generator)
+            ctx.add_stage(Stage("generator", "generator"))
+            ds = stamp_map(ds, after_generator)
         return ds
 
     def __str__(self) -> str:
@@ -181,9 +198,7 @@ class Map:
             return record
 
         if ctx.trace:
-            ctx.stages.append(
-                Stage(f"map({'+'.join(self.transforms)})", "map", self.parallel, batched)
-            )
+            ctx.add_stage(Stage(f"map({'+'.join(self.transforms)})", "map", self.parallel, batched))
             untraced = apply_all
 
             def apply_all(record: Record, seed: tf.Tensor) -> Record:
@@ -223,24 +238,43 @@ class Shuffle:
 
 @dataclasses.dataclass(frozen=True)
 class Batch:
-    """Batch by the build's ``batch_size``, keeping or dropping a short last batch."""
+    """Batch by ``size`` (default: the build's batch size); a short last batch kept or dropped."""
 
     drop_remainder: bool = False
+    size: int | None = None
 
     def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
         if is_batched(ds):
             raise ValueError("elements are already batched")
+        size = self.size or ctx.batch_size
         if not ctx.trace:
-            return ds.batch(ctx.batch_size, drop_remainder=self.drop_remainder)
-        ctx.stages.append(Stage("batch", "batch", batched=True))
-        # A scan, not a map: tf.data would fuse a map into the batch (map_and_batch
-        # fusion), stamping elements ahead of time and batches that then wait.
-        arrived = ds.scan(tf.constant(0), lambda state, record: (state, arrival_stamp(record)))
-        batched = arrived.batch(ctx.batch_size, drop_remainder=self.drop_remainder)
-        return batched.map(close_batch)
+            return ds.batch(size, drop_remainder=self.drop_remainder)
+        ctx.add_stage(Stage("batch", "batch", batched=True))
+        return traced_batch(ds, size, self.drop_remainder)
 
     def __str__(self) -> str:
-        return "batch(drop_remainder)" if self.drop_remainder else "batch"
+        size = f"{self.size}" if self.size else ""
+        if self.drop_remainder:
+            return f"batch({size + ', ' if size else ''}drop_remainder)"
+        return f"batch({size})" if size else "batch"
+
+
+@dataclasses.dataclass(frozen=True)
+class Unbatch:
+    """Split batches back into examples: after a vectorized `Map`, for steps that need examples.
+
+    ``batch -> map -> unbatch`` makes one function call per block instead of
+    one per example (tf.data's cost per call can outweigh small work), and
+    the cache and shuffle after it still see examples.
+    """
+
+    def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
+        if not is_batched(ds):
+            raise ValueError("elements are not batched")
+        return ds.unbatch()
+
+    def __str__(self) -> str:
+        return "unbatch"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -237,12 +237,25 @@ class TimelineRecorder:
             return Timeline(self.pipeline_stages + TRAINER_STAGES, (), ())
         origin = min(start for start, _ in self._epochs.values())
         spans: list[Span] = []
+        # A batched stage before a shuffle (a decode in blocks) spreads one span
+        # over several training batches: it is one span, holding all their ids.
+        shared: dict[tuple[str, float, float, int], list[int]] = {}
         for batch in self._batches:
             epoch_start = self._epochs[batch.epoch][0]
             for column, stage in enumerate(self.pipeline_stages):
-                spans.extend(
-                    _stage_spans(stage, batch.spans[:, column], batch.ids, batch.epoch, epoch_start)
+                found = _stage_spans(
+                    stage, batch.spans[:, column], batch.ids, batch.epoch, epoch_start
                 )
+                if not stage.batched:
+                    spans.extend(found)
+                    continue
+                for span in found:
+                    key = (span.stage, span.start, span.end, span.epoch)
+                    shared.setdefault(key, []).extend(span.ids)
+        spans.extend(
+            Span(name, start, end, epoch, tuple(sorted(ids)))
+            for (name, start, end, epoch), ids in shared.items()
+        )
         for name, start, end, epoch in self._trainer:
             spans.append(Span(name, start, end, epoch))
         shifted = tuple(

@@ -22,6 +22,7 @@ from pipelines.steps import (
     Repeat,
     Shuffle,
     Step,
+    Unbatch,
 )
 
 
@@ -135,7 +136,10 @@ SEED_VARIANTS: tuple[Variant, ...] = (
     ),
     _augmented(
         Read(parallel=True, deterministic=False),
+        # Decoded in blocks: one call per block instead of per example (see `Unbatch`).
+        Batch(),
         Map(("decode",), parallel=True, deterministic=False),
+        Unbatch(),
         Cache(),
         Shuffle(),
         Batch(drop_remainder=True),
@@ -143,8 +147,9 @@ SEED_VARIANTS: tuple[Variant, ...] = (
         Prefetch(),
         name="optimized",
         description=(
-            "interleaved read, parallel decode, cache (before the augmentation, which stays"
-            " fresh), shuffle, batch with drop_remainder, vectorized parallel augment, prefetch"
+            "interleaved read, parallel decode in blocks, cache (before the augmentation, which"
+            " stays fresh), shuffle, batch with drop_remainder, vectorized parallel augment,"
+            " prefetch"
         ),
         drop_remainder=True,
         deterministic=False,

@@ -60,6 +60,11 @@ def test_the_run_saves_timelines_bottlenecks_and_the_overhead(bench_run):
     assert cache["bottleneck"]["classification"].endswith("input-bound")
     overhead = infos[("tracing_overhead", "optimized")]["extra_info"]
     assert len(overhead["traced_s"]) == len(overhead["untraced_s"]) == OVERHEAD_PAIRS
+    assert -0.5 < overhead["tracing_cpu_overhead"] < 1.0  # a ratio - 1, of real CPU times
+    optimized = infos[("training", "optimized")]["extra_info"]
+    ceiling = infos[("ceiling", "ceiling")]["extra_info"]
+    assert optimized["cpu_s"] > 0 and ceiling["cpu_s"] > 0
+    assert optimized["pipeline_cpu_s"] == pytest.approx(optimized["cpu_s"] - ceiling["cpu_s"])
     assert saved["perf_gates"]["checked"] == ["cache", "optimized"]
 
 

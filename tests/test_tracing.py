@@ -11,7 +11,8 @@ import models
 import pipelines
 from models.trainer import Trainer
 from pipelines import sources
-from pipelines.timeline import TimelineRecorder, merge_intervals
+from pipelines.steps import Batch, Cache, Map, Read
+from pipelines.timeline import Timeline, TimelineRecorder, merge_intervals
 from pipelines.tracing import SPANS
 
 EXAMPLES, SHARDS, BATCH = 48, 3, 8
@@ -54,9 +55,19 @@ def test_stages_follow_the_variants_steps(slow_source):
         "batch",
     ]
     _, stages = pipelines.build_traced("optimized", slow_source)
+    # Two batch steps (decode blocks, training batches): names stay unique.
+    assert [s.name for s in stages] == [
+        "open",
+        "read",
+        "batch",
+        "map(decode)",
+        "batch 2",
+        "map(augment)",
+    ]
     by_name = {s.name: s for s in stages}
     assert by_name["read"].parallel and by_name["map(decode)"].parallel
-    assert by_name["map(augment)"].batched and not by_name["map(decode)"].batched
+    assert by_name["map(augment)"].batched and by_name["map(decode)"].batched
+    assert not by_name["read"].batched
 
 
 def test_every_example_gets_its_stages_in_order(slow_source):
@@ -76,6 +87,34 @@ def test_every_example_gets_its_stages_in_order(slow_source):
         assert (recorded[1:, 0] >= recorded[:-1, 1] - 1e-6).all()
     reads = spans[~opened, names.index("read")]
     assert (reads[:, 1] - reads[:, 0] >= READ_S * 0.9).all()  # the read latency is in the span
+
+
+@dataclasses.dataclass(frozen=True)
+class Dawdle:
+    """An untraced step that holds every example a while (as a filling shuffle buffer would)."""
+
+    seconds: float
+
+    def apply(self, ds, ctx):
+        from pipelines.sources.latency import _sleep_dataset
+
+        return ds.apply(_sleep_dataset(round(self.seconds * 1e6)))
+
+
+def test_a_batch_span_holds_the_waits_no_traced_stage_accounts_for(slow_source):
+    dawdle = 0.004
+    steps = (Read(), Map(("decode",)), Cache(), Dawdle(dawdle), Batch())
+    variant = pipelines.Variant("_dawdle", steps, pipelines.Contract())
+    dataset, stages = pipelines.build_traced(variant, slow_source, batch_size=BATCH)
+    column = [s.name for s in stages].index("batch")
+    list(dataset)  # the first epoch fills the cache
+    for batch in dataset:  # cached: no traced stage before the batch, only the dawdling
+        spans = batch[SPANS].numpy()
+        rows = spans[:, column]
+        assert (rows == rows[0]).all()  # one span for the whole batch
+        start, end = rows[0]
+        assert end - start >= len(rows) * dawdle  # every example's wait is in it
+        assert start > spans[:, :column, 1].max()  # not the first epoch's old times
 
 
 def test_the_trainer_records_waits_steps_and_tests(cache_timeline):
@@ -103,6 +142,11 @@ def test_a_batched_stage_is_one_span_per_batch_with_its_examples(optimized_timel
     augments = optimized_timeline.spans_of("map(augment)", 1)
     assert len(augments) == EXAMPLES // BATCH  # drop_remainder
     assert all(len(span.ids) == BATCH for span in augments)
+    # A decode block is shuffled into several training batches, and is still
+    # one span: each trained example in exactly one block.
+    decoded = [i for span in optimized_timeline.spans_of("map(decode)", 1) for i in span.ids]
+    assert sorted(decoded) == sorted(i for span in augments for i in span.ids)
+    assert len(optimized_timeline.spans_of("map(decode)", 1)) <= -(-EXAMPLES // BATCH) + SHARDS
     assert optimized_timeline.spans_of("map(decode)", 2) == []
 
 
@@ -126,22 +170,34 @@ def test_merging_intervals_joins_overlaps_and_small_gaps():
     assert merge_intervals([(0, 1), (1.05, 2)], gap=0.1) == [(0, 2)]
 
 
+def pipeline_timeline(variant: str, source) -> Timeline:
+    """One traced epoch of ``variant`` with no model: the pipeline runs as fast as it can."""
+    dataset, stages = pipelines.build_traced(variant, source, batch_size=BATCH)
+    recorder = TimelineRecorder(stages)
+    recorder.start_epoch(1)
+    for batch in dataset:
+        recorder.batch(1, batch)
+    recorder.end_epoch(1)
+    return recorder.timeline()
+
+
 def test_peak_concurrency_tells_parallel_maps_from_sequential_ones(slow_source):
     """The figure the map-parallelism gate reads, measured on real traced runs."""
     from benchmarks.inject import regressed
 
-    # Without latency records arrive in bursts, and parallel calls overlap.
+    # Without latency or a model, inputs are always ready: parallel calls overlap.
     images = np.random.default_rng(1).integers(0, 255, (512, 32, 32, 3), dtype=np.uint8)
     fast_source = sources.arrays_source(images, np.arange(512) % 10, num_shards=4)
-    parallel = traced_run("optimized", fast_source, epochs=1).peak_concurrency()
+    parallel = pipeline_timeline("optimized", fast_source).peak_concurrency()
     sequential = pipelines.register(
         dataclasses.replace(regressed("serial_map", pipelines.get("optimized")), name="_serial")
     )
     try:
-        serial = traced_run(sequential.name, fast_source, epochs=1).peak_concurrency()
+        serial = pipeline_timeline(sequential.name, fast_source).peak_concurrency()
     finally:
         pipelines.unregister(sequential.name)
-    assert parallel["map(decode)"] >= 2
+    # The gate reads the most concurrent map (decode runs in blocks, augment per batch).
+    assert max(parallel["map(decode)"], parallel["map(augment)"]) >= 2
     assert traced_run("optimized", slow_source, epochs=1).peak_concurrency()["open"] >= 2
     assert serial["map(decode)"] == serial["map(augment)"] == 1
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import models
 import pipelines
@@ -63,6 +66,35 @@ def test_waiting_for_a_slow_pipeline_is_counted_as_input_bound():
     assert stats.input_bound > 0.5
     fast = trainer.train_epoch(pipelines.build("shuffle_batch", plain, batch_size=8).cache(), 2)
     assert fast.input_bound < stats.input_bound
+
+
+def test_cpu_time_counts_what_the_pipeline_burns():
+    images = np.zeros((64, 32, 32, 3), np.uint8)
+    source = sources.arrays_source(images, np.arange(64) % 10)
+    plain = pipelines.build("shuffle_batch", source, batch_size=8)
+    matrix = tf.random.uniform((400, 400))
+
+    def busy(batch):
+        # About 1.3 GFLOP per batch of work the model never sees (it depends on
+        # the batch, so no graph optimization can compute it ahead).
+        start = matrix + tf.reduce_mean(batch["image"])
+        product = tf.foldl(lambda acc, _: tf.matmul(acc, matrix) / 400.0, tf.range(10), start)
+        return {**batch, "image": batch["image"] + 0.0 * tf.reduce_sum(product)}
+
+    def cpu_of_iterating(ds) -> float:
+        started = time.process_time()
+        ds.reduce(0, lambda count, _: count + 1).numpy()
+        return time.process_time() - started
+
+    cpu_of_iterating(plain.map(busy))  # warm
+    work = cpu_of_iterating(plain.map(busy)) - cpu_of_iterating(plain)
+    trainer = Trainer(models.build("tiny"))
+    trainer.train_epoch(plain, 0, progress=False)  # traces the step
+    light = trainer.train_epoch(plain, 1, progress=False)
+    heavy = trainer.train_epoch(plain.map(busy), 2, progress=False)
+    assert work > 0.02 and light.cpu_s > 0
+    # The pipeline's threads' CPU is counted, not only the training loop's.
+    assert heavy.cpu_s - light.cpu_s > 0.5 * work
 
 
 def test_summary_totals_the_epochs(smoke, initial):

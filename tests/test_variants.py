@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import pipelines
 from pipelines import DataError, Variant, sources
-from pipelines.steps import Batch, Map, Read, Shuffle
+from pipelines.steps import Batch, Map, Read, Shuffle, Unbatch
 from pipelines.variants import SEED_VARIANTS
 
 
@@ -96,16 +96,36 @@ def test_an_unknown_variant_lists_the_known_ones(source_kinds):
         pipelines.build("fastest", source_kinds["memory"])
 
 
-def test_decoding_encoded_images_after_batch_fails_naming_the_step(source_kinds):
-    misfit = Variant("decode_late", (Read(), Batch(), Map(("decode",))), pipelines.Contract())
+@pytest.mark.parametrize("kind", ["tfrecord", "image_folder", "cifar", "memory"])
+def test_decoding_in_blocks_gives_the_examples_decoding_one_at_a_time_gives(source_kinds, kind):
+    # Encoded images (tfrecord, image folder) decode in a loop inside one call;
+    # raw pixels (cifar, memory) decode vectorized. Either way: the same examples.
+    contract = pipelines.Contract()
+    one_at_a_time = Variant("decode_each", (Read(), Map(("decode",)), Batch()), contract)
+    in_blocks = Variant(
+        "decode_blocks",
+        (Read(), Batch(size=3), Map(("decode",)), Unbatch(), Batch()),
+        contract,
+    )
+
+    def examples(variant: Variant) -> dict[int, np.ndarray]:
+        ds = pipelines.build(variant, source_kinds[kind], batch_size=8).unbatch()
+        return {int(e["id"]): (e["image"], int(e["label"])) for e in ds.as_numpy_iterator()}
+
+    expected, got = examples(one_at_a_time), examples(in_blocks)
+    assert sorted(got) == sorted(expected) == list(range(source_kinds[kind].num_examples))
+    for i, (image, label) in expected.items():
+        assert got[i][1] == label
+        np.testing.assert_array_equal(got[i][0], image)
+
+
+def test_unbatching_examples_fails_naming_the_step(source_kinds):
+    misfit = Variant("unbatch_early", (Read(), Map(("decode",)), Unbatch()), pipelines.Contract())
     with pytest.raises(
         DataError,
-        match=r"^variant 'decode_late' step 3 \(map\(decode, sequential\)\): "
-        r"tfrecord records hold encoded images .* decode before Batch$",
+        match=r"^variant 'unbatch_early' step 3 \(unbatch\): elements are not batched$",
     ):
         pipelines.build(misfit, source_kinds["tfrecord"])
-    # Raw pixels can be decoded per batch: the same steps fit a CIFAR source.
-    assert pipelines.build(misfit, source_kinds["cifar"]) is not None
 
 
 def test_a_variant_without_decode_fails_naming_the_problem(source_kinds):
