@@ -62,9 +62,9 @@ def stamp_map(ds: tf.data.Dataset, function: Callable[..., object]) -> tf.data.D
 
     A plain ``map`` hands every call to TensorFlow's inter-op thread pool;
     for a function of a few ops, like a stamp, that hand-off is nearly all
-    of its cost (about 55 us a call on two small CPU cores, against 7 us
-    inline: `tests/test_tracing.py` has the figures' source). The stamp is
-    also taken closer to the moment it marks.
+    of its cost (measured on this project's two-core machine, a one-stamp
+    map over 2000 cached elements: about 55 us a call through the pool, 7 us
+    inline). The stamp is also taken closer to the moment it marks.
     """
     return _MapDataset(ds, function, use_inter_op_parallelism=False)
 

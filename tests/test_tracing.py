@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import models
 import pipelines
@@ -68,6 +69,16 @@ def test_stages_follow_the_variants_steps(slow_source):
     assert by_name["read"].parallel and by_name["map(decode)"].parallel
     assert by_name["map(augment)"].batched and by_name["map(decode)"].batched
     assert not by_name["read"].batched
+
+
+def test_stamps_run_inline_not_through_the_thread_pool(slow_source):
+    # Through the inter-op pool a stamp costs several times more (`stamp_map`).
+    dataset, _ = pipelines.build_traced("interleave", slow_source, batch_size=BATCH)
+    graph = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph().numpy())
+    nodes = [*graph.node, *(n for f in graph.library.function for n in f.node_def)]
+    inline = [n for n in nodes if n.op == "MapDataset" and not n.attr["use_inter_op_parallelism"].b]
+    # Read: numbered requests and the arrival stamp; batch: its requests and its close.
+    assert len(inline) == 4
 
 
 def test_every_example_gets_its_stages_in_order(slow_source):
