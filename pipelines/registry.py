@@ -99,7 +99,14 @@ def _build(variant: str | Variant, ctx: BuildContext) -> tf.data.Dataset:
             f"yields images {image.dtype.name} {tuple(image.shape[1:])}, the source's are"
             f" float32 {source.image_shape} (missing decode?)",
         )
-    return ds
+    # Steps mean what they say. By default tf.data runs a stateless
+    # Map(parallel=False) in parallel on its own (map_parallelization), but not
+    # a traced one, whose stamps are stateful: the timed pipeline would differ
+    # from the traced one that its timeline and gates come from, and
+    # `augmented` would not be the sequential baseline it claims to be.
+    options = tf.data.Options()
+    options.experimental_optimization.map_parallelization = False
+    return ds.with_options(options)
 
 
 for _variant in SEED_VARIANTS:

@@ -175,3 +175,13 @@ def test_no_seed_variant_caches_after_its_random_augmentation():
         cache_at = next((i for i, n in enumerate(names) if n.startswith("cache")), None)
         if augment_at is not None and cache_at is not None and cache_at > augment_at:
             assert variant.contract.augmentation == "frozen", variant.name
+
+
+def test_sequential_maps_stay_sequential_timed_and_traced(source_kinds):
+    # tf.data's map_parallelization would run a stateless Map(parallel=False) in
+    # parallel, in timed builds only (a traced map's stamps are stateful): the
+    # timed pipeline would not be the one its timeline describes.
+    timed = pipelines.build("augmented", source_kinds["memory"])
+    traced, _ = pipelines.build_traced("augmented", source_kinds["memory"])
+    for ds in (timed, traced):
+        assert ds.options().experimental_optimization.map_parallelization is False
