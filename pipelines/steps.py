@@ -253,10 +253,10 @@ class Batch:
         return traced_batch(ds, size, self.drop_remainder)
 
     def __str__(self) -> str:
-        size = f"{self.size}" if self.size else ""
-        if self.drop_remainder:
-            return f"batch({size + ', ' if size else ''}drop_remainder)"
-        return f"batch({size})" if size else "batch"
+        details = ([str(self.size)] if self.size else []) + (
+            ["drop_remainder"] if self.drop_remainder else []
+        )
+        return f"batch({', '.join(details)})" if details else "batch"
 
 
 @dataclasses.dataclass(frozen=True)

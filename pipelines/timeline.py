@@ -237,25 +237,17 @@ class TimelineRecorder:
             return Timeline(self.pipeline_stages + TRAINER_STAGES, (), ())
         origin = min(start for start, _ in self._epochs.values())
         spans: list[Span] = []
-        # A batched stage before a shuffle (a decode in blocks) spreads one span
-        # over several training batches: it is one span, holding all their ids.
-        shared: dict[tuple[str, float, float, int], list[int]] = {}
-        for batch in self._batches:
-            epoch_start = self._epochs[batch.epoch][0]
+        # Per epoch over all its batches at once: a batched stage before a
+        # shuffle (decode in blocks) spreads one span over several training
+        # batches, and it is still one span.
+        for epoch, (epoch_start, _) in sorted(self._epochs.items()):
+            batches = [batch for batch in self._batches if batch.epoch == epoch]
+            if not batches:
+                continue
+            rows = np.concatenate([batch.spans for batch in batches])
+            ids = np.concatenate([batch.ids for batch in batches])
             for column, stage in enumerate(self.pipeline_stages):
-                found = _stage_spans(
-                    stage, batch.spans[:, column], batch.ids, batch.epoch, epoch_start
-                )
-                if not stage.batched:
-                    spans.extend(found)
-                    continue
-                for span in found:
-                    key = (span.stage, span.start, span.end, span.epoch)
-                    shared.setdefault(key, []).extend(span.ids)
-        spans.extend(
-            Span(name, start, end, epoch, tuple(sorted(ids)))
-            for (name, start, end, epoch), ids in shared.items()
-        )
+                spans.extend(_stage_spans(stage, rows[:, column], ids, epoch, epoch_start))
         for name, start, end, epoch in self._trainer:
             spans.append(Span(name, start, end, epoch))
         shifted = tuple(
@@ -270,7 +262,7 @@ class TimelineRecorder:
 def _stage_spans(
     stage: Stage, rows: np.ndarray, ids: np.ndarray, epoch: int, epoch_start: float
 ) -> Iterable[Span]:
-    """The spans of one stage in one batch: one per example, or one per batch-wide span."""
+    """The spans of one stage: one per example, or one per distinct batched row (with its ids)."""
     # Unrecorded rows (a shard's later records have no open) and replays from a cache.
     keep = (rows[:, 0] != NOT_RECORDED) & (rows[:, 1] >= epoch_start)
     rows, ids = rows[keep], ids[keep]

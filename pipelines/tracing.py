@@ -115,6 +115,15 @@ def timed(function: Callable[[Record], Record]) -> Callable[[Record], Record]:
     return traced
 
 
+def requests() -> tf.data.Dataset:
+    """Endless numbered timestamps, (0, t0), (1, t1), ..., each taken when it is asked for.
+
+    Zipped in front of a dataset, it stamps the moment each of that
+    dataset's elements is requested, before the work of producing it starts.
+    """
+    return stamp_map(tf.data.Dataset.range(2**62), lambda number: (number, tf.timestamp()))
+
+
 def traced_shard_reader(
     read_shard: Callable[[Record], tf.data.Dataset],
 ) -> Callable[[Record], tf.data.Dataset]:
@@ -129,9 +138,8 @@ def traced_shard_reader(
     """
 
     def read(shard: Record) -> tf.data.Dataset:
-        # Numbered requests: the number tells the shard's first record (no enumerate step).
-        numbered = stamp_map(tf.data.Dataset.range(2**62), lambda i: (i, tf.timestamp()))
-        records = tf.data.Dataset.zip(numbered, read_shard(shard))
+        # The request's number tells the shard's first record (no enumerate step).
+        records = tf.data.Dataset.zip(requests(), read_shard(shard))
 
         def stamp(request: tuple[tf.Tensor, tf.Tensor], record: Record) -> Record:
             index, requested = request
@@ -143,15 +151,6 @@ def traced_shard_reader(
         return stamp_map(records, stamp)
 
     return read
-
-
-def requests() -> tf.data.Dataset:
-    """Endless timestamps, each taken when it is asked for.
-
-    Zipped in front of a dataset, it stamps the moment each of that
-    dataset's elements is requested, before the work of producing it starts.
-    """
-    return stamp_map(tf.data.Dataset.from_tensors(0).repeat(), lambda _: tf.timestamp())
 
 
 def traced_batch(ds: tf.data.Dataset, size: int, drop_remainder: bool) -> tf.data.Dataset:
@@ -167,7 +166,8 @@ def traced_batch(ds: tf.data.Dataset, size: int, drop_remainder: bool) -> tf.dat
     """
     batches = tf.data.Dataset.zip(requests(), ds.batch(size, drop_remainder=drop_remainder))
 
-    def close(requested: tf.Tensor, batch: Record) -> Record:
+    def close(request: tuple[tf.Tensor, tf.Tensor], batch: Record) -> Record:
+        _, requested = request
         spans = batch[SPANS]
         start = tf.maximum(requested, tf.reduce_max(last_end(spans)))
         return {**batch, SPANS: append_span(spans, start, now_after(batch))}
