@@ -106,6 +106,13 @@ def _build(variant: str | Variant, ctx: BuildContext) -> tf.data.Dataset:
     # `augmented` would not be the sequential baseline it claims to be.
     options = tf.data.Options()
     options.experimental_optimization.map_parallelization = False
+    # Nor may a pipeline read ahead unless a step says so: tf.data adds a
+    # prefetch after a synchronous last step (inject_prefetch), and fuses a map
+    # followed by a batch into one op that computes batches in the background
+    # (map_and_batch_fusion), so `naive` and `augmented` read ahead while the
+    # model trains, and `prefetch` would measure nothing but a buffer size.
+    options.experimental_optimization.inject_prefetch = False
+    options.experimental_optimization.map_and_batch_fusion = False
     return ds.with_options(options)
 
 

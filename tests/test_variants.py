@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
 import pipelines
 from pipelines import DataError, Variant, sources
-from pipelines.steps import Batch, Map, Read, Shuffle, Unbatch
+from pipelines.steps import TRANSFORMS, Batch, Map, Read, Shuffle, Unbatch, register_transform
 from pipelines.variants import SEED_VARIANTS
 
 
@@ -185,3 +187,41 @@ def test_sequential_maps_stay_sequential_timed_and_traced(source_kinds):
     traced, _ = pipelines.build_traced("augmented", source_kinds["memory"])
     for ds in (timed, traced):
         assert ds.options().experimental_optimization.map_parallelization is False
+
+
+@pytest.mark.parametrize("traced", [False, True], ids=["timed", "traced"])
+def test_a_pipeline_without_prefetch_reads_nothing_ahead(source_kinds, traced):
+    # tf.data would add a prefetch after a synchronous last step
+    # (inject_prefetch) and fuse a map and the batch after it into an op that
+    # computes batches in the background (map_and_batch_fusion): `augmented`
+    # would read ahead while the model trains, as `prefetch` does. A counting
+    # map tells how many examples were read.
+    counter = tf.Variable(0, dtype=tf.int64)
+
+    def counting(ctx, batched):
+        def count(record, seed):
+            with tf.control_dependencies([counter.assign_add(1)]):
+                return {key: tf.identity(value) for key, value in record.items()}
+
+        return count
+
+    register_transform("count_reads", counting)
+    try:
+        variant = Variant(
+            "counted", (Read(), Map(("decode", "count_reads")), Batch(size=4)), pipelines.Contract()
+        )
+        source = source_kinds["memory"]
+        ds = (
+            pipelines.build_traced(variant, source)[0]
+            if traced
+            else pipelines.build(variant, source)
+        )
+        iterator = iter(ds)
+        next(iterator)
+        # A pipeline that reads ahead reads the next batch within this time.
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline and int(counter.numpy()) == 4:
+            time.sleep(0.05)
+        assert int(counter.numpy()) == 4
+    finally:
+        TRANSFORMS.pop("count_reads", None)
