@@ -15,8 +15,8 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -92,6 +92,20 @@ def machine_details() -> dict[str, Any]:
         ],
         "cpu_count": os.cpu_count(),
     }
+
+
+class PipelineEpoch(NamedTuple):
+    """One epoch of a pipeline iterated without a model."""
+
+    batches: int
+    elements: int
+    seconds: float
+    cpu_s: float
+
+
+def run_totals(runs: Iterable[Sequence[EpochStats]], field: str) -> list[float]:
+    """Per training run, ``field`` of its epochs (``wall_s`` or ``cpu_s``) summed."""
+    return [sum(getattr(epoch, field) for epoch in run) for run in runs]
 
 
 class PerfSession:
@@ -257,15 +271,16 @@ class PerfSession:
                 batches.append({IMAGE: tf.identity(batch[IMAGE]), LABEL: tf.identity(batch[LABEL])})
         return batches
 
-    def iterate(self, dataset: tf.data.Dataset) -> tuple[int, int, float, float]:
-        """Iterate one epoch without a model: (batches, elements, seconds, process CPU seconds)."""
+    def iterate(self, dataset: tf.data.Dataset) -> PipelineEpoch:
+        """Iterate one epoch without a model; ``cpu_s`` is the process's CPU time (every thread)."""
         batches = elements = 0
         started, cpu_started = time.perf_counter(), time.process_time()
         with self.train_source.explain_errors():
             for batch in dataset:
                 batches += 1
                 elements += int(batch[LABEL].shape[0])
-        return batches, elements, time.perf_counter() - started, time.process_time() - cpu_started
+        seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
+        return PipelineEpoch(batches, elements, seconds, cpu_s)
 
     # -- recording --------------------------------------------------------------------
 
@@ -293,7 +308,7 @@ class PerfSession:
         self, name: str, variant: str, runs: list[list[EpochStats]], kind: str = "training"
     ) -> dict[str, Any]:
         """Metrics of a training benchmark: medians over rounds, per-epoch lists of the last."""
-        train_s = statistics.median(sum(s.wall_s for s in run) for run in runs)
+        train_s = statistics.median(run_totals(runs, "wall_s"))
         examples = sum(s.examples for s in runs[-1])
         last = runs[-1]
         info = {
@@ -302,7 +317,7 @@ class PerfSession:
             "epoch_s": train_s / len(last),
             "epoch_times_s": [s.wall_s for s in last],
             "examples_per_s": examples / train_s,
-            "cpu_s": statistics.median(sum(s.cpu_s for s in run) for run in runs),
+            "cpu_s": statistics.median(run_totals(runs, "cpu_s")),
             "input_bound": input_bound_of(s for run in runs for s in run),
             "train_accuracy": [s.train_accuracy for s in last],
             "test_accuracy_per_epoch": [s.test_accuracy for s in last],
@@ -312,18 +327,16 @@ class PerfSession:
         self.metrics[name] = info
         return info
 
-    def record_pipeline(
-        self, name: str, variant: str, runs: list[tuple[int, int, float, float]]
-    ) -> dict[str, Any]:
+    def record_pipeline(self, name: str, variant: str, runs: list[PipelineEpoch]) -> dict[str, Any]:
         """Metrics of a pipeline-only benchmark."""
-        seconds = statistics.median(run[2] for run in runs)
+        seconds = statistics.median(run.seconds for run in runs)
         info = {
             **self.common_info("pipeline", variant),
             "seconds": seconds,
-            "cpu_s": statistics.median(run[3] for run in runs),
-            "batches": runs[-1][0],
-            "elements": runs[-1][1],
-            "elements_per_s": runs[-1][1] / seconds if seconds else 0.0,
+            "cpu_s": statistics.median(run.cpu_s for run in runs),
+            "batches": runs[-1].batches,
+            "elements": runs[-1].elements,
+            "elements_per_s": runs[-1].elements / seconds if seconds else 0.0,
         }
         self.metrics[name] = info
         return info
@@ -355,10 +368,9 @@ class PerfSession:
         process) is what tracing adds, and on a shared machine it is the
         steadier figure: other work slows a run down, it does not add to its CPU.
         """
-        untraced_s = [sum(s.wall_s for s in run) for run in untraced]
-        traced_s = [sum(s.wall_s for s in run) for run in traced]
-        untraced_cpu = statistics.median(sum(s.cpu_s for s in run) for run in untraced)
-        traced_cpu = statistics.median(sum(s.cpu_s for s in run) for run in traced)
+        untraced_s, traced_s = run_totals(untraced, "wall_s"), run_totals(traced, "wall_s")
+        untraced_cpu = statistics.median(run_totals(untraced, "cpu_s"))
+        traced_cpu = statistics.median(run_totals(traced, "cpu_s"))
         info = {
             **self.common_info("tracing_overhead", variant),
             "untraced_s": untraced_s,
