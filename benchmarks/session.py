@@ -110,12 +110,6 @@ def run_totals(
     return [sum(getattr(epoch, field) for epoch in run[epochs]) for run in runs]
 
 
-def median_ratio(numerators: Sequence[float], denominators: Sequence[float]) -> float:
-    """``median(numerators) / median(denominators) - 1``: 0.05 is 5% more; 0.0 for a zero median."""
-    below = statistics.median(denominators)
-    return statistics.median(numerators) / below - 1 if below else 0.0
-
-
 class PerfSession:
     """Data, model and results shared by every benchmark of a pytest session."""
 
@@ -379,8 +373,10 @@ class PerfSession:
         untraced_s, traced_s = run_totals(untraced, "wall_s"), run_totals(traced, "wall_s")
 
         def overhead(field: str, epochs: slice = slice(None)) -> float:
-            traced_totals = run_totals(traced, field, epochs)
-            return median_ratio(traced_totals, run_totals(untraced, field, epochs))
+            # Ratio of medians - 1: 0.05 is 5% more (0.0 if the untraced median is 0).
+            below = statistics.median(run_totals(untraced, field, epochs))
+            above = statistics.median(run_totals(traced, field, epochs))
+            return above / below - 1 if below else 0.0
 
         info = {
             **self.common_info("tracing_overhead", variant),
