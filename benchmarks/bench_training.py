@@ -15,8 +15,12 @@ import pipelines
 from benchmarks.plugin import perf_session, service_setup
 from pipelines.service import LocalService
 
-# Alternating traced and untraced runs, so drifts in machine load hit both alike.
-OVERHEAD_PAIRS = 3
+# Traced and untraced runs alternate, so drifts in machine load hit both
+# alike, and which goes first alternates too (untraced-traced, then
+# traced-untraced), so that whatever the run after another pays hits both
+# alike. Single epochs on this project's two-core machine vary by 20% and
+# more from run to run, hence several pairs and their medians.
+OVERHEAD_PAIRS = 4
 # Traced runs: one epoch shows every stage; a second shows what a cache stops
 # doing, so variants with a cache get two. More adds time (the suite has five
 # minutes), not insight: without a cache every epoch runs the same stages.
@@ -123,9 +127,12 @@ def test_tracing_overhead(benchmark, perf):
     untraced, traced = [], []
 
     def run():
-        for _ in range(OVERHEAD_PAIRS):
-            untraced.append(perf.train(perf.build(variant)))
-            traced.append(perf.train_traced(variant)[0])
+        for pair in range(OVERHEAD_PAIRS):
+            for is_traced in (False, True) if pair % 2 == 0 else (True, False):
+                if is_traced:
+                    traced.append(perf.train_traced(variant)[0])
+                else:
+                    untraced.append(perf.train(perf.build(variant)))
 
     benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
     benchmark.extra_info.update(
