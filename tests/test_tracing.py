@@ -73,7 +73,7 @@ def test_stages_follow_the_variants_steps(slow_source):
 
 def test_stamps_run_inline_and_skip_grappler(slow_source):
     # Through the inter-op pool a stamp costs several times more, and a
-    # Grappler pass over it at every epoch's new iterator about 2 ms (`stamp_map`).
+    # Grappler pass over it at every epoch's new iterator 2 to 3 ms (`stamp_map`).
     dataset, _ = pipelines.build_traced("interleave", slow_source, batch_size=BATCH)
     graph = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph().numpy())
     functions = {f.signature.name: f for f in graph.library.function}
