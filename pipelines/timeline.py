@@ -246,8 +246,17 @@ class TimelineRecorder:
                 continue
             rows = np.concatenate([batch.spans for batch in batches])
             ids = np.concatenate([batch.ids for batch in batches])
+            batching = None  # the column of the latest batch stage so far
             for column, stage in enumerate(self.pipeline_stages):
-                spans.extend(_stage_spans(stage, rows[:, column], ids, epoch, epoch_start))
+                if stage.kind == "batch":
+                    batching = column
+                # A batched map's call works on one batch: the examples of a
+                # call share that batch's row too, which tells apart two calls
+                # whose own rows coincide (tf.timestamp counts microseconds).
+                batch_rows = None if batching is None else rows[:, batching]
+                spans.extend(
+                    _stage_spans(stage, rows[:, column], ids, epoch, epoch_start, batch_rows)
+                )
         for name, start, end, epoch in self._trainer:
             spans.append(Span(name, start, end, epoch))
         shifted = tuple(
@@ -260,9 +269,18 @@ class TimelineRecorder:
 
 
 def _stage_spans(
-    stage: Stage, rows: np.ndarray, ids: np.ndarray, epoch: int, epoch_start: float
+    stage: Stage,
+    rows: np.ndarray,
+    ids: np.ndarray,
+    epoch: int,
+    epoch_start: float,
+    batch_rows: np.ndarray | None = None,
 ) -> Iterable[Span]:
-    """The spans of one stage: one per example, or one per distinct batched row (with its ids)."""
+    """The spans of one stage: one per example, or one per batched call (with its ids).
+
+    A batched call is a distinct row, together with the row of the batch
+    stage before it (``batch_rows``, when there is one).
+    """
     # Unrecorded rows (a shard's later records have no open) and replays from a cache.
     keep = (rows[:, 0] != NOT_RECORDED) & (rows[:, 1] >= epoch_start)
     rows, ids = rows[keep], ids[keep]
@@ -273,9 +291,16 @@ def _stage_spans(
             Span(stage.name, float(start), float(end), epoch, (int(i),))
             for (start, end), i in zip(rows, ids, strict=True)
         ]
-    unique, which = np.unique(rows, axis=0, return_inverse=True)
+    calls = rows if batch_rows is None else np.concatenate([rows, batch_rows[keep]], axis=1)
+    unique, which = np.unique(calls, axis=0, return_inverse=True)
     which = which.reshape(-1)
     return [
-        Span(stage.name, float(start), float(end), epoch, tuple(int(i) for i in ids[which == k]))
-        for k, (start, end) in enumerate(unique)
+        Span(
+            stage.name,
+            float(call[0]),
+            float(call[1]),
+            epoch,
+            tuple(int(i) for i in ids[which == k]),
+        )
+        for k, call in enumerate(unique)
     ]

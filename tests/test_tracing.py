@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 import pytest
@@ -12,9 +13,10 @@ import models
 import pipelines
 from models.trainer import Trainer
 from pipelines import sources
+from pipelines.element import ID
 from pipelines.steps import Batch, Cache, Map, Read
 from pipelines.timeline import Timeline, TimelineRecorder, merge_intervals
-from pipelines.tracing import SPANS
+from pipelines.tracing import SPANS, Stage
 
 EXAMPLES, SHARDS, BATCH = 48, 3, 8
 READ_S = 0.002
@@ -166,6 +168,24 @@ def test_a_batched_stage_is_one_span_per_batch_with_its_examples(optimized_timel
     assert sorted(decoded) == sorted(i for span in augments for i in span.ids)
     assert len(optimized_timeline.spans_of("map(decode)", 1)) <= -(-EXAMPLES // BATCH) + SHARDS
     assert optimized_timeline.spans_of("map(decode)", 2) == []
+
+
+def test_two_batched_calls_whose_rows_coincide_stay_two_spans():
+    # tf.timestamp counts microseconds: two parallel calls on equal batches can
+    # start and end in the same one. Their batches' rows still tell them apart.
+    stages = (Stage("batch", "batch", batched=True), Stage("map(augment)", "map", True, True))
+    recorder = TimelineRecorder(stages)
+    recorder.start_epoch(1)
+    now = time.time()
+    for number, ids in enumerate(([0, 1], [2, 3])):
+        batched = [now + number * 1e-3, now + number * 1e-3 + 1e-4]
+        augmented = [now + 0.01, now + 0.02]  # the same for both calls
+        spans = np.tile([[batched, augmented]], (len(ids), 1, 1))
+        recorder.batch(1, {SPANS: tf.constant(spans), ID: tf.constant(ids)})
+    recorder.end_epoch(1)
+    timeline = recorder.timeline()
+    assert sorted(span.ids for span in timeline.spans_of("map(augment)", 1)) == [(0, 1), (2, 3)]
+    assert sorted(span.ids for span in timeline.spans_of("batch", 1)) == [(0, 1), (2, 3)]
 
 
 def test_the_compact_form_keeps_busy_times_and_marks_epochs(cache_timeline):
