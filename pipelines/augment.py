@@ -18,12 +18,43 @@ Departures from the reference lab, on purpose:
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal
 
 import tensorflow as tf
 
 PAD = 4
 BRIGHTNESS_MAX_DELTA = 0.4  # in standard deviations, as it runs after standardization
 CONTRAST_RANGE = (0.2, 1.8)  # the lab's random_contrast(lower=0.2, upper=1.8)
+FLIP_RATE = 0.5  # the lab's random_flip_left_right
+
+
+@dataclasses.dataclass(frozen=True)
+class RandomChoice:
+    """One random choice of the augmentation, as it is stated: its distribution per image.
+
+    ``distribution``: "bernoulli" (true with probability ``rate``), "uniform"
+    (a real number in [``low``, ``high``)) or "integers" (``low`` to ``high``
+    inclusive, each equally likely). `draw_params` draws from these, and the
+    property tests measure the augmented images against them.
+    """
+
+    name: str
+    distribution: Literal["bernoulli", "uniform", "integers"]
+    low: float = 0.0
+    high: float = 1.0
+    rate: float = 0.5
+
+
+RANDOM_CHOICES: dict[str, RandomChoice] = {
+    choice.name: choice
+    for choice in (
+        RandomChoice("crop_top", "integers", 0, 2 * PAD),
+        RandomChoice("crop_left", "integers", 0, 2 * PAD),
+        RandomChoice("flip", "bernoulli", rate=FLIP_RATE),
+        RandomChoice("brightness", "uniform", -BRIGHTNESS_MAX_DELTA, BRIGHTNESS_MAX_DELTA),
+        RandomChoice("contrast", "uniform", *CONTRAST_RANGE),
+    )
+}
 
 
 def standardize(images: tf.Tensor) -> tf.Tensor:
@@ -92,18 +123,22 @@ def draw_params(batch_shape: tf.Tensor | tuple[int, ...], seed: tf.Tensor) -> Au
     """
     seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=5)
 
-    def uniform(low: float, high: float, k: int) -> tf.Tensor:
-        return tf.random.stateless_uniform(batch_shape, seeds[k], low, high)
-
-    def integer(high: int, k: int) -> tf.Tensor:
-        return tf.random.stateless_uniform(batch_shape, seeds[k], 0, high, dtype=tf.int32)
+    def draw(name: str, k: int) -> tf.Tensor:
+        choice = RANDOM_CHOICES[name]
+        if choice.distribution == "integers":
+            return tf.random.stateless_uniform(
+                batch_shape, seeds[k], int(choice.low), int(choice.high) + 1, dtype=tf.int32
+            )
+        if choice.distribution == "bernoulli":
+            return tf.random.stateless_uniform(batch_shape, seeds[k]) < choice.rate
+        return tf.random.stateless_uniform(batch_shape, seeds[k], choice.low, choice.high)
 
     return AugmentParams(
-        top=integer(2 * PAD + 1, 0),
-        left=integer(2 * PAD + 1, 1),
-        flipped=uniform(0.0, 1.0, 2) < 0.5,
-        delta=uniform(-BRIGHTNESS_MAX_DELTA, BRIGHTNESS_MAX_DELTA, 3),
-        factor=uniform(*CONTRAST_RANGE, 4),
+        top=draw("crop_top", 0),
+        left=draw("crop_left", 1),
+        flipped=draw("flip", 2),
+        delta=draw("brightness", 3),
+        factor=draw("contrast", 4),
     )
 
 

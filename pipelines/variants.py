@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from pipelines.augment import RANDOM_CHOICES
 from pipelines.steps import (
     Batch,
     Cache,
@@ -43,6 +44,12 @@ class Contract:
             "frozen" (a cache after the augmentation replays the first epoch's).
         passes_per_worker: the tf.data service's parallel epochs: every worker
             yields the whole epoch, so an epoch holds ``passes`` x workers passes.
+        reshuffles: where it shuffles, every epoch comes in a new order (tf.data's
+            ``reshuffle_each_iteration``); false: every epoch repeats the first's order.
+        augmentations: the random choices of `pipelines.augment.RANDOM_CHOICES`
+            its augmentation makes, each at its stated rate and over its stated
+            range (the property tests measure them where ``augmentation`` is not
+            "none"); ``()`` for an augmentation of a user's own that they cannot measure.
     """
 
     drop_remainder: bool = False
@@ -53,6 +60,16 @@ class Contract:
     mixes_passes: bool = False
     augmentation: Literal["none", "fresh", "frozen"] = "none"
     passes_per_worker: bool = False
+    reshuffles: bool = True
+    augmentations: tuple[str, ...] = tuple(RANDOM_CHOICES)
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.augmentations if name not in RANDOM_CHOICES]
+        if unknown:
+            raise ValueError(
+                f"unknown random choice {unknown[0]!r} in augmentations;"
+                f" known: {', '.join(RANDOM_CHOICES)}"
+            )
 
     def total_passes(self, workers: int = 1) -> int:
         """Passes over the data in one epoch, with ``workers`` tf.data service workers."""

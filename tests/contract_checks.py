@@ -1,25 +1,51 @@
 """Check a variant against its own contract, on a tagged source.
 
-`check_variant` runs two epochs of a variant and asserts each promise of
-its `Contract`. Which checks apply comes from the contract's fields, never
-from the variant's name, so a variant registered from outside is covered as
-it is. Each failed check raises `ContractViolation` naming the property.
+`check_variant` runs `EPOCHS` epochs of a variant (a `Trial`) and hands them
+to every check in `CHECKS`, in order. A check guards one property: it
+returns ``None`` when the property holds (or does not apply to the
+contract), and a one-line detail when it is broken, which `check_variant`
+raises as `ContractViolation` naming the property.
+
+Which checks apply comes from the contract's fields, never from the
+variant's name, so a variant registered from outside is covered as it is.
+The checks about randomness (seed, reshuffles, remainder,
+augmentation_rates) fail at a stated false-failure rate (`chance`), and pass
+as inconclusive where the sizes drawn cannot reach it.
+
+A new contract property: one function here, added to `CHECKS`, and a broken
+variant in `test_guards.py` that only it catches.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
 
 import pipelines
-from pipelines import Variant
-from tagged import decode_ids, label_of, tagged_source
+from chance import (
+    FALSE_FAILURE_RATE,
+    choice_p_value,
+    log_permutations,
+    overlap_p_value,
+    same_order_p_value,
+    smallest_choice_p_value,
+)
+from pipelines import Contract, Variant
+from pipelines.augment import PAD, RANDOM_CHOICES
+from pipelines.sources.base import Source
+from tagged import decode_ids, label_of, read_augmentation, tagged_source
 
-EPOCHS = 2
+# Three epochs: a repeated order or a repeated dropped remainder is then
+# unlikely enough by chance (squared) to be called a bug at small sizes.
+EPOCHS = 3
+# A different seed is tried at most this many times before "inconclusive".
+MAX_OTHER_SEEDS = 3
 
 
 class ContractViolation(AssertionError):
@@ -41,6 +67,10 @@ class Epoch:
     @property
     def flat_ids(self) -> np.ndarray:
         return np.concatenate(self.ids) if self.ids else np.zeros(0, np.int64)
+
+    @property
+    def flat_images(self) -> np.ndarray:
+        return np.concatenate(self.images) if self.images else np.zeros((0, 1, 1, 3))
 
     def image_of(self) -> dict[int, np.ndarray]:
         """First image seen for each id."""
@@ -64,10 +94,345 @@ def run_epochs(ds: tf.data.Dataset, epochs: int = EPOCHS) -> list[Epoch]:
     return out
 
 
-def expected_batches(n: int, b: int, passes: int, drop: bool, clean: bool) -> int:
-    """How many batches one epoch yields."""
-    per = (lambda total: total // b) if drop else (lambda total: math.ceil(total / b))
-    return passes * per(n) if clean else per(passes * n)
+@dataclasses.dataclass
+class Trial:
+    """A variant run for `EPOCHS` epochs on a tagged source: what every check reads."""
+
+    variant: Variant
+    source: Source
+    n: int
+    batch_size: int
+    num_shards: int
+    seed: int
+    service: str | None
+    workers: int
+    spec: tf.TensorSpec
+    epochs: list[Epoch]
+
+    @property
+    def contract(self) -> Contract:
+        return self.variant.contract
+
+    @property
+    def passes(self) -> int:
+        """Passes over the data in one epoch."""
+        return self.contract.total_passes(self.workers)
+
+    def build(self, seed: int) -> tf.data.Dataset:
+        """The variant over the same source, with the check's options and ``seed``."""
+        return pipelines.build(
+            self.variant,
+            self.source,
+            batch_size=self.batch_size,
+            shuffle_buffer=self.n,
+            seed=seed,
+            service=self.service,
+        )
+
+    def where(self, number: int) -> str:
+        sizes = f"n={self.n}, batch={self.batch_size}, shards={self.num_shards}, seed={self.seed}"
+        return f"epoch {number} ({sizes})"
+
+    def expected_drop(self) -> int:
+        """Examples one epoch leaves out: the remainder, per pass or at the very end."""
+        if not self.contract.drop_remainder:
+            return 0
+        n, b, passes = self.n, self.batch_size, self.passes
+        return passes * (n % b) if self.contract.clean_epoch_boundaries else passes * n % b
+
+    def log_orders(self) -> float:
+        """log of how many orders one shuffled epoch can come in (each pass shuffled anew)."""
+        if self.contract.shuffle == "batches":
+            per_pass = self.n // self.batch_size
+            if not self.contract.drop_remainder:
+                per_pass = math.ceil(self.n / self.batch_size)
+            return self.passes * log_permutations(per_pass)
+        return self.passes * log_permutations(self.n)
+
+
+Check = Callable[[Trial], str | None]
+CHECKS: list[tuple[str, Check]] = []
+
+
+def check(prop: str) -> Callable[[Check], Check]:
+    """Add the decorated function to `CHECKS` as the check of property ``prop``."""
+
+    def add(function: Check) -> Check:
+        CHECKS.append((prop, function))
+        return function
+
+    return add
+
+
+def conclusive(p_value: float) -> bool:
+    return p_value < FALSE_FAILURE_RATE
+
+
+@check("shape")
+def images_have_the_sources_shape(trial: Trial) -> str | None:
+    """Batches of float32 images of the source's size."""
+    spec = trial.spec
+    if spec.dtype != tf.float32 or tuple(spec.shape[1:]) != trial.source.image_shape:
+        return f"element spec {spec}, expected float32 {trial.source.image_shape}"
+    return None
+
+
+@check("drop_remainder")
+def a_dropped_remainder_leaves_only_full_batches(trial: Trial) -> str | None:
+    """Dropping the remainder makes every batch full and the batch dimension static;
+    keeping it leaves the dimension unknown."""
+    static, b = trial.spec.shape[0], trial.batch_size
+    if trial.contract.drop_remainder and static != b:
+        return f"static batch dimension {static}, expected {b}"
+    if not trial.contract.drop_remainder and static is not None:
+        return f"static batch dimension {static}, expected None"
+    for number, epoch in enumerate(trial.epochs, start=1):
+        sizes = [len(ids) for ids in epoch.ids]
+        if trial.contract.drop_remainder and any(size != b for size in sizes):
+            return f"{trial.where(number)}: batch sizes {sizes}"
+    return None
+
+
+@check("pairing")
+def every_image_keeps_its_label_and_id(trial: Trial) -> str | None:
+    """Each label, and each image, still belongs to the example its id names."""
+    for number, epoch in enumerate(trial.epochs, start=1):
+        for ids, labels, images in zip(epoch.ids, epoch.labels, epoch.images, strict=True):
+            if not np.array_equal(labels, label_of(ids)):
+                return f"{trial.where(number)}: labels {labels.tolist()} for ids {ids.tolist()}"
+            if not np.array_equal(decode_ids(images), ids):
+                shown = decode_ids(images).tolist()
+                return f"{trial.where(number)}: images of ids {shown} for ids {ids.tolist()}"
+    return None
+
+
+@check("multiset")
+def each_epoch_holds_every_example_as_often_as_promised(trial: Trial) -> str | None:
+    """Each id ``passes`` times per epoch, less exactly the dropped remainder."""
+    for number, epoch in enumerate(trial.epochs, start=1):
+        flat = epoch.flat_ids
+        counts = Counter(flat.tolist())
+        if set(counts) - set(range(trial.n)) or any(c > trial.passes for c in counts.values()):
+            return f"{trial.where(number)}: ids outside the source or seen too often"
+        dropped, expected = trial.passes * trial.n - len(flat), trial.expected_drop()
+        if dropped != expected:
+            return f"{trial.where(number)}: {dropped} examples missing, expected {expected}"
+    return None
+
+
+@check("epoch_boundaries")
+def each_epoch_has_the_promised_number_of_batches(trial: Trial) -> str | None:
+    """A clean boundary closes each pass with its own short batch; otherwise passes run on."""
+    contract, n, b, passes = trial.contract, trial.n, trial.batch_size, trial.passes
+    per = (lambda total: total // b) if contract.drop_remainder else (lambda t: math.ceil(t / b))
+    want = passes * per(n) if contract.clean_epoch_boundaries else per(passes * n)
+    for number, epoch in enumerate(trial.epochs, start=1):
+        if len(epoch.ids) != want:
+            return f"{trial.where(number)}: {len(epoch.ids)} batches, expected {want}"
+    return None
+
+
+@check("epoch_boundaries")
+def no_batch_holds_two_passes_where_boundaries_are_clean(trial: Trial) -> str | None:
+    """With clean boundaries, a batch never mixes examples of two passes."""
+    if trial.passes == 1 or not trial.contract.clean_epoch_boundaries:
+        return None
+    n, b = trial.n, trial.batch_size
+    per_pass = n - (n % b if trial.contract.drop_remainder else 0)
+    for number, epoch in enumerate(trial.epochs, start=1):
+        # Walk the batches, closing a pass when all of its ids have been seen.
+        seen: set[int] = set()
+        for ids in epoch.ids:
+            if len(seen) == per_pass:
+                seen = set()
+            if seen & set(ids.tolist()) or len(seen | set(ids.tolist())) > per_pass:
+                return f"{trial.where(number)}: a batch holds examples of two passes"
+            seen |= set(ids.tolist())
+    return None
+
+
+@check("epoch_boundaries")
+def each_pass_ends_before_the_next_begins(trial: Trial) -> str | None:
+    """Unless passes mix, pass k is complete before pass k + 1 starts."""
+    contract = trial.contract
+    if trial.passes == 1 or contract.mixes_passes or contract.drop_remainder:
+        return None
+    for number, epoch in enumerate(trial.epochs, start=1):
+        for k, chunk in enumerate(split_passes(epoch.flat_ids, trial.n, trial.passes)):
+            if sorted(chunk.tolist()) != list(range(trial.n)):
+                return f"{trial.where(number)}: pass {k + 1} is not complete before the next"
+    return None
+
+
+@check("order")
+def unshuffled_deterministic_variants_keep_source_order(trial: Trial) -> str | None:
+    """No shuffle and no unordered parallelism: each pass in source order."""
+    if trial.contract.shuffle != "none" or not trial.contract.deterministic:
+        return None
+    for number, epoch in enumerate(trial.epochs, start=1):
+        for chunk in split_passes(epoch.flat_ids, trial.n, trial.passes):
+            if not np.all(np.diff(chunk) > 0):
+                return f"{trial.where(number)}: ids out of source order: {chunk.tolist()}"
+    return None
+
+
+@check("shuffle")
+def shuffled_batches_are_the_unshuffled_batches(trial: Trial) -> str | None:
+    """Batch-then-shuffle moves whole batches: each a contiguous run of ids, all present."""
+    if trial.contract.shuffle != "batches":
+        return None
+    n, b = trial.n, trial.batch_size
+    reference = [tuple(range(s, min(s + b, n))) for s in range(0, n, b)] * trial.passes
+    if trial.contract.drop_remainder:
+        reference = [batch for batch in reference if len(batch) == b]
+    for number, epoch in enumerate(trial.epochs, start=1):
+        unshuffled = sorted(tuple(ids.tolist()) for ids in epoch.ids)
+        runs = all(is_contiguous_run(ids) for ids in epoch.ids)
+        if not runs or unshuffled != sorted(reference):
+            batches = [ids.tolist() for ids in epoch.ids]
+            return f"{trial.where(number)}: batches are not the unshuffled batches: {batches}"
+    return None
+
+
+@check("shuffle")
+def shuffled_elements_mix_across_batches(trial: Trial) -> str | None:
+    """Shuffle-then-batch mixes examples: with n >= 2b and b >= 3, some batch is not a run."""
+    n, b = trial.n, trial.batch_size
+    if trial.contract.shuffle != "elements" or n < 2 * b or b < 3:
+        return None
+    for number, epoch in enumerate(trial.epochs, start=1):
+        if all(is_contiguous_run(ids) for ids in epoch.ids):
+            batches = [ids.tolist() for ids in epoch.ids]
+            return f"{trial.where(number)}: no batch mixes elements: {batches}"
+    return None
+
+
+@check("deterministic")
+def the_same_seed_gives_the_same_order_and_images(trial: Trial) -> str | None:
+    """A deterministic variant built twice with one seed yields one order and the
+    same augmented images."""
+    if not trial.contract.deterministic:
+        return None
+    again, first = run_epochs(trial.build(trial.seed), 1)[0], trial.epochs[0]
+    if not np.array_equal(again.flat_ids, first.flat_ids):
+        return f"two builds with seed {trial.seed} gave different orders"
+    if not np.allclose(again.flat_images, first.flat_images, atol=1e-6):
+        return f"two builds with seed {trial.seed} gave different images"
+    return None
+
+
+@check("seed")
+def a_different_seed_gives_a_different_order_and_augmentation(trial: Trial) -> str | None:
+    """The build's seed is used: another seed reorders a shuffling variant, and
+    re-draws an augmenting one's augmentation (deterministic variants; others vary anyway)."""
+    contract = trial.contract
+    shuffles, augments = contract.shuffle != "none", contract.augmentation != "none"
+    if not contract.deterministic or not (shuffles or augments):
+        return None
+    first = trial.epochs[0]
+    # Enough other seeds that a shared order is less likely than the false-failure rate.
+    log_orders = trial.log_orders()
+    tries = math.ceil(-math.log(FALSE_FAILURE_RATE) / log_orders) if log_orders > 0 else 0
+    order_conclusive = shuffles and 0 < tries <= MAX_OTHER_SEEDS
+    if not (order_conclusive or augments):
+        return None
+    same_order = same_images = True
+    for k in range(1, (tries if order_conclusive else 1) + 1):
+        other = run_epochs(trial.build(trial.seed + k), 1)[0]
+        same_order = same_order and np.array_equal(other.flat_ids, first.flat_ids)
+        if k == 1 and augments:
+            mine, theirs = first.image_of(), other.image_of()
+            common = sorted(set(mine) & set(theirs))
+            same_images = all(np.allclose(mine[i], theirs[i], atol=1e-6) for i in common)
+    if order_conclusive and same_order:
+        return f"seeds {trial.seed} to {trial.seed + tries} all gave the same order"
+    if augments and same_images:
+        return f"seeds {trial.seed} and {trial.seed + 1} gave the same augmented images"
+    return None
+
+
+@check("reshuffles")
+def each_epoch_is_shuffled_anew_or_repeats_as_promised(trial: Trial) -> str | None:
+    """Where the contract shuffles: a new order every epoch if it reshuffles, else the same."""
+    contract = trial.contract
+    if contract.shuffle == "none":
+        return None
+    orders = [epoch.flat_ids for epoch in trial.epochs]
+    same = all(np.array_equal(orders[0], order) for order in orders[1:])
+    if contract.reshuffles:
+        p = same_order_p_value(trial.log_orders(), len(orders) - 1)
+        if same and conclusive(p):
+            return f"all {len(orders)} epochs came in the same order (p={p:.1e} by chance)"
+    elif contract.deterministic and not same:
+        return "an epoch's order differs from the first, though the contract does not reshuffle"
+    return None
+
+
+@check("remainder")
+def the_dropped_remainder_is_the_tail_or_fresh_each_epoch(trial: Trial) -> str | None:
+    """No example is left out for good: in source order the remainder is the last
+    examples; with reshuffling, each epoch drops its own random ones."""
+    contract, n = trial.contract, trial.n
+    dropped_count = trial.expected_drop()
+    if dropped_count == 0 or trial.passes != 1:
+        return None
+    dropped = [set(range(n)) - set(epoch.flat_ids.tolist()) for epoch in trial.epochs]
+    if contract.shuffle == "none" and contract.deterministic:
+        tail = set(range(n - dropped_count, n))
+        for number, missing in enumerate(dropped, start=1):
+            if missing != tail:
+                return f"{trial.where(number)}: dropped ids {sorted(missing)}, not the last ones"
+    if contract.shuffle == "elements" and contract.reshuffles:
+        overlaps = [len(a & b) for a, b in itertools.pairwise(dropped)]
+        p = overlap_p_value(n, dropped_count, overlaps)
+        if conclusive(p):
+            shown = [sorted(missing) for missing in dropped]
+            return (
+                f"the epochs dropped the same examples again: {shown}, overlaps {overlaps}"
+                f" of {dropped_count} (p={p:.1e} by chance)"
+            )
+    return None
+
+
+@check("augmentation")
+def augmentation_is_fresh_frozen_or_absent_as_promised(trial: Trial) -> str | None:
+    """Fresh: every image re-augmented next epoch; frozen or none: the same images again."""
+    contract = trial.contract
+    first, second = trial.epochs[0].image_of(), trial.epochs[1].image_of()
+    common = sorted(set(first) & set(second))
+    changed = [i for i in common if not np.allclose(first[i], second[i], atol=1e-6)]
+    if contract.augmentation == "fresh" and len(changed) < len(common):
+        repeated = len(common) - len(changed)
+        return f"{repeated} of {len(common)} images repeated the first epoch's augmentation"
+    if contract.augmentation in ("none", "frozen") and changed:
+        return f"{len(changed)} of {len(common)} images changed between epochs"
+    return None
+
+
+@check("augmentation_rates")
+def each_random_choice_happens_at_its_stated_rate(trial: Trial) -> str | None:
+    """Each random choice the contract names happens at its stated rate over its stated
+    range (measured from the images); a crop or flip it does not name never happens."""
+    contract = trial.contract
+    fresh = contract.augmentation == "fresh"
+    # Fresh epochs are independent draws; frozen ones repeat the first.
+    epochs = trial.epochs if fresh else trial.epochs[:1]
+    images = np.concatenate([epoch.flat_images for epoch in epochs])
+    measured = read_augmentation(images)
+    named = contract.augmentations if contract.augmentation != "none" else ()
+    problems = []
+    for name, still in (("crop_top", PAD), ("crop_left", PAD), ("flip", False)):
+        moved = int(np.count_nonzero(measured[name] != still))
+        if name not in named and moved:
+            problems.append(f"{name}: {moved} of {len(images)} images, though not promised")
+    for name in named:
+        choice = RANDOM_CHOICES[name]
+        if not conclusive(smallest_choice_p_value(choice, len(images))):
+            continue  # too few images for even a choice that never happens to show
+        p, seen = choice_p_value(choice, measured[name])
+        if conclusive(p):
+            problems.append(f"{name}: {seen} (p={p:.1e} by chance)")
+    return "; ".join(problems) or None
 
 
 def split_passes(flat: np.ndarray, n: int, passes: int) -> list[np.ndarray]:
@@ -93,111 +458,15 @@ def check_variant(
 
     ``service``, ``workers``: the tf.data service (and its worker count) for
     variants that distribute.
+
+    Raises:
+        ContractViolation: the first check that fails, naming its property.
     """
-    contract = variant.contract
     source = tagged_source(n, num_shards)
-
-    def fail(prop: str, detail: str) -> None:
-        raise ContractViolation(variant, prop, detail)
-
-    options = {"batch_size": batch_size, "shuffle_buffer": n, "seed": seed, "service": service}
-    ds = pipelines.build(variant, source, **options)
-    epochs = run_epochs(ds)
-    b, passes = batch_size, contract.total_passes(workers)
-    total = passes * n
-
-    # Shapes and dtypes.
-    spec = ds.element_spec["image"]
-    if spec.dtype != tf.float32 or tuple(spec.shape[1:]) != source.image_shape:
-        fail("shape", f"element spec {spec}, expected float32 {source.image_shape}")
-    static = spec.shape[0]
-    if contract.drop_remainder and static != b:
-        fail("drop_remainder", f"static batch dimension {static}, expected {b}")
-    if not contract.drop_remainder and static is not None:
-        fail("drop_remainder", f"static batch dimension {static}, expected None")
-
-    for number, epoch in enumerate(epochs, start=1):
-        flat = epoch.flat_ids
-        where = f"epoch {number} (n={n}, batch={b}, shards={num_shards}, seed={seed})"
-        # Every image still carries its own label, and its own id.
-        for ids, labels, images in zip(epoch.ids, epoch.labels, epoch.images, strict=True):
-            if not np.array_equal(labels, label_of(ids)):
-                fail("pairing", f"{where}: labels {labels.tolist()} for ids {ids.tolist()}")
-            if not np.array_equal(decode_ids(images), ids):
-                fail(
-                    "pairing",
-                    f"{where}: images of ids {decode_ids(images).tolist()} for ids {ids.tolist()}",
-                )
-        sizes = [len(ids) for ids in epoch.ids]
-        # The multiset of ids: each id `passes` times, less exactly the dropped remainder.
-        counts = Counter(flat.tolist())
-        if set(counts) - set(range(n)) or any(c > passes for c in counts.values()):
-            fail("multiset", f"{where}: ids outside the source or seen too often")
-        dropped = total - len(flat)
-        expected_drop = 0
-        if contract.drop_remainder:
-            expected_drop = passes * (n % b) if contract.clean_epoch_boundaries else total % b
-        if dropped != expected_drop:
-            fail("multiset", f"{where}: {dropped} examples missing, expected {expected_drop}")
-        if contract.drop_remainder and any(size != b for size in sizes):
-            fail("drop_remainder", f"{where}: batch sizes {sizes}")
-        want = expected_batches(
-            n, b, passes, contract.drop_remainder, contract.clean_epoch_boundaries
-        )
-        if len(sizes) != want:
-            fail("epoch_boundaries", f"{where}: {len(sizes)} batches, expected {want}")
-        # Epoch boundaries between passes.
-        if passes > 1 and contract.clean_epoch_boundaries:
-            # Walk the batches, closing a pass when all of its ids have been seen.
-            per_pass = n - (n % b if contract.drop_remainder else 0)
-            seen: set[int] = set()
-            for ids in epoch.ids:
-                if len(seen) == per_pass:
-                    seen = set()
-                if seen & set(ids.tolist()) or len(seen | set(ids.tolist())) > per_pass:
-                    fail("epoch_boundaries", f"{where}: a batch holds examples of two passes")
-                seen |= set(ids.tolist())
-        if passes > 1 and not contract.mixes_passes and not contract.drop_remainder:
-            for k, chunk in enumerate(split_passes(flat, n, passes)):
-                if sorted(chunk.tolist()) != list(range(n)):
-                    fail(
-                        "epoch_boundaries", f"{where}: pass {k + 1} is not complete before the next"
-                    )
-        # Order and shuffling.
-        if contract.shuffle == "none" and contract.deterministic:
-            for chunk in split_passes(flat, n, passes):
-                if not np.all(np.diff(chunk) > 0):
-                    fail("order", f"{where}: ids out of source order: {chunk.tolist()}")
-        if contract.shuffle == "batches":
-            unshuffled = sorted(tuple(ids.tolist()) for ids in epoch.ids)
-            reference = [tuple(range(s, min(s + b, n))) for s in range(0, n, b)] * passes
-            if contract.drop_remainder:
-                reference = [batch for batch in reference if len(batch) == b]
-            runs = all(is_contiguous_run(ids) for ids in epoch.ids)
-            if not runs or unshuffled != sorted(reference):
-                batches = [ids.tolist() for ids in epoch.ids]
-                fail("shuffle", f"{where}: batches are not the unshuffled batches: {batches}")
-        # With n >= 2b and a full shuffle, all batches being runs is vanishingly unlikely.
-        mixable = contract.shuffle == "elements" and n >= 2 * b and b >= 3
-        if mixable and all(is_contiguous_run(ids) for ids in epoch.ids):
-            batches = [ids.tolist() for ids in epoch.ids]
-            fail("shuffle", f"{where}: no batch mixes elements: {batches}")
-
-    # Same seed, same order.
-    if contract.deterministic:
-        again = run_epochs(pipelines.build(variant, source, **options), 1)[0]
-        if not np.array_equal(again.flat_ids, epochs[0].flat_ids):
-            fail("deterministic", f"two builds with seed {seed} gave different orders")
-
-    # Augmentation: fresh each epoch, or frozen (or none: the same images).
-    first, second = epochs[0].image_of(), epochs[1].image_of()
-    common = sorted(set(first) & set(second))
-    changed = [i for i in common if not np.allclose(first[i], second[i], atol=1e-6)]
-    if contract.augmentation == "fresh" and len(changed) < len(common):
-        repeated = len(common) - len(changed)
-        fail(
-            "augmentation",
-            f"{repeated} of {len(common)} images repeated the first epoch's augmentation",
-        )
-    if contract.augmentation in ("none", "frozen") and changed:
-        fail("augmentation", f"{len(changed)} of {len(common)} images changed between epochs")
+    trial = Trial(variant, source, n, batch_size, num_shards, seed, service, workers, None, [])
+    ds = trial.build(seed)
+    trial.spec, trial.epochs = ds.element_spec["image"], run_epochs(ds)
+    for prop, guard in CHECKS:
+        detail = guard(trial)
+        if detail is not None:
+            raise ContractViolation(variant, prop, detail)

@@ -1,13 +1,21 @@
 """Index-tagged sources for property tests: every example can be followed through a pipeline.
 
-Example ``i`` has label ``label_of(i)`` and a flat 12x12 image whose three
-channel levels encode ``i`` in the ratio of their differences,
-``(v0 - v1) / (v1 - v2) = (i + 1) / STEP``. That ratio survives every
-transform the seed variants apply: a pad-and-crop of up to 4 pixels leaves
-the central pixels original, a flip keeps them central, and per-image
-standardization, brightness and per-channel contrast are affine maps with the
-same scale for every channel. So `decode_ids` reads the id back from the
-image, and a label can be checked against its own image.
+Example ``i`` has label ``label_of(i)`` and a 12x12 image: a left-to-right
+ramp, the same in every channel, on top of three channel levels that encode
+``i`` in the ratio of their differences, ``(v0 - v1) / (v1 - v2) = (i + 1) / STEP``.
+
+That ratio survives every transform the seed variants apply: a pad-and-crop
+of up to 4 pixels leaves the central pixels original, a flip keeps them
+central, and per-image standardization, brightness and per-channel contrast
+are affine maps with the same scale for every channel (the padding's zeros
+shift each channel's mean in proportion to its level, so the ratio holds at
+every pixel). So `decode_ids` reads the id back from the image, and a label
+can be checked against its own image.
+
+The ramp and the zero padding make the augmentation itself visible:
+`read_augmentation` measures, from an augmented image alone, the crop offset,
+whether it was flipped, the brightness shift and the contrast factor, so the
+property tests can check that each random choice happens at its stated rate.
 """
 
 from __future__ import annotations
@@ -15,11 +23,14 @@ from __future__ import annotations
 import numpy as np
 
 from pipelines import sources
+from pipelines.augment import PAD
 
 SIDE = 12
 STEP = 50.0
 LOW, MID = 10, 60
-MAX_EXAMPLES = 255 - MID - 1
+# The ramp rises by RAMP per column: its direction shows a left-right flip.
+RAMP = 4
+MAX_EXAMPLES = 255 - MID - 1 - RAMP * (SIDE - 1)
 CENTRE = SIDE // 2
 
 
@@ -29,11 +40,13 @@ def label_of(ids: np.ndarray) -> np.ndarray:
 
 
 def tagged_images(n: int) -> np.ndarray:
-    """n uint8 images, 12x12x3, channel levels (61 + i, 60, 10)."""
+    """n uint8 images, 12x12x3: channel levels (61 + i, 60, 10) plus RAMP x column."""
     if n > MAX_EXAMPLES:
         raise ValueError(f"at most {MAX_EXAMPLES} tagged examples")
     levels = np.stack([MID + 1 + np.arange(n), np.full(n, MID), np.full(n, LOW)], axis=1)
-    return np.broadcast_to(levels[:, None, None, :], (n, SIDE, SIDE, 3)).astype(np.uint8)
+    ramp = RAMP * np.arange(SIDE)
+    images = levels[:, None, None, :] + ramp[None, None, :, None]
+    return np.broadcast_to(images, (n, SIDE, SIDE, 3)).astype(np.uint8)
 
 
 def tagged_source(n: int, num_shards: int = 1) -> sources.Source:
@@ -52,3 +65,60 @@ def decode_ids(images: np.ndarray) -> np.ndarray:
     centre = np.asarray(images, np.float64)[..., CENTRE, CENTRE, :]
     ratio = (centre[..., 0] - centre[..., 1]) / (centre[..., 1] - centre[..., 2])
     return np.rint(ratio * STEP).astype(np.int64) - 1
+
+
+def original_pixels(images: np.ndarray) -> np.ndarray:
+    """Which pixels of each image come from the source, not from the crop's zero padding.
+
+    Channels 1 and 2 differ by the same amount at every source pixel, and by
+    a different amount (a fraction of it, or nothing) at every padded one:
+    the centre pixel, never padded, gives the source's difference.
+    """
+    x = np.asarray(images, np.float64)
+    difference = x[..., 1] - x[..., 2]
+    centre = difference[..., CENTRE, CENTRE][..., None, None]
+    return np.abs(difference - centre) <= 0.05 * np.abs(centre)
+
+
+def _padding(original: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows (axis -2) or columns (axis -1) wholly padded at the start and at the end."""
+    padded_line = ~original.any(axis=axis)  # per column if axis=-2, per row if axis=-1
+    leading = np.argmin(padded_line, axis=-1)
+    trailing = np.argmin(padded_line[..., ::-1], axis=-1)
+    return leading, trailing
+
+
+def read_augmentation(images: np.ndarray) -> dict[str, np.ndarray]:
+    """Measure each random choice of `pipelines.augment` from augmented tagged images.
+
+    Returns one array per choice in `pipelines.augment.RANDOM_CHOICES`, one
+    value per image: ``crop_top`` and ``crop_left`` (0 to 2 x PAD; PAD is no
+    shift), ``flip`` (bool), ``brightness`` (the image's mean, which
+    standardization sets to 0 before the shift) and ``contrast`` (the factor
+    on each channel's deviations, from the standardized image's unit variance).
+    Brightness and contrast mean something only after standardization.
+    """
+    x = np.asarray(images, np.float64).reshape(-1, SIDE, SIDE, 3)
+    original = original_pixels(x)
+    top_pad, bottom_pad = _padding(original, axis=-1)
+    left_pad, right_pad = _padding(original, axis=-2)
+    # The ramp rises to the right unless the image was flipped; only steps
+    # between two source pixels count (the padding's edge is a jump).
+    both = original[..., 1:] & original[..., :-1]
+    steps = np.diff(x.mean(axis=-1), axis=-1)
+    flip = (np.where(both, steps, 0.0).sum(axis=(-2, -1))) < 0
+    # A flip mirrors the padding too: the crop's left edge is then on the right.
+    left_edge = np.where(flip, right_pad, left_pad)
+    right_edge = np.where(flip, left_pad, right_pad)
+    channel_means = x.mean(axis=(-3, -2))
+    mean = channel_means.mean(axis=-1)
+    between = ((channel_means - mean[:, None]) ** 2).mean(axis=-1)
+    within = ((x - channel_means[:, None, None, :]) ** 2).mean(axis=(-3, -2, -1))
+    contrast = np.sqrt(within / np.maximum(1.0 - between, 1e-12))
+    return {
+        "crop_top": PAD - top_pad + bottom_pad,
+        "crop_left": PAD - left_edge + right_edge,
+        "flip": flip,
+        "brightness": mean,
+        "contrast": contrast,
+    }

@@ -103,3 +103,19 @@ def test_augmentation_depends_on_its_seed_alone(images):
     one, other = tf.constant([1, 0]), tf.constant([2, 0])
     assert not np.allclose(augment.augment(images, one), augment.augment(images, other))
     np.testing.assert_array_equal(augment.augment(images, one), augment.augment(images, one))
+
+
+def test_the_stated_random_choices_are_the_reference_labs():
+    # The property tests measure augmented images against these statements;
+    # pinned here so that a change to a rate or range is a decision, not a slip.
+    stated = {
+        name: (c.distribution, c.low, c.high, c.rate) if c.distribution != "bernoulli" else c.rate
+        for name, c in augment.RANDOM_CHOICES.items()
+    }
+    assert stated == {
+        "crop_top": ("integers", 0, 8, 0.5),
+        "crop_left": ("integers", 0, 8, 0.5),
+        "flip": 0.5,
+        "brightness": ("uniform", -0.4, 0.4, 0.5),
+        "contrast": ("uniform", 0.2, 1.8, 0.5),
+    }

@@ -1,5 +1,7 @@
 """Guarding the guards: deliberately broken variants are caught by the contract checks.
 
+Each broken variant is caught by the property it breaks, and by no check
+before it: every property in `contract_checks.CHECKS` has at least one here.
 The broken variants live here, never in `pipelines.VARIANTS`.
 """
 
@@ -10,10 +12,19 @@ import dataclasses
 import pytest
 import tensorflow as tf
 
-from contract_checks import ContractViolation, check_variant
-from pipelines import Contract, Variant
-from pipelines.element import ID, LABEL
-from pipelines.steps import Batch, Cache, Map, Read, Shuffle, register_transform
+from contract_checks import CHECKS, ContractViolation, check_variant
+from pipelines import Contract, Variant, augment
+from pipelines.element import ID, IMAGE, LABEL
+from pipelines.steps import (
+    Batch,
+    Cache,
+    Map,
+    Read,
+    Repeat,
+    Shuffle,
+    Unbatch,
+    register_transform,
+)
 
 
 def _roll_labels(ctx, batched):
@@ -28,6 +39,44 @@ def _roll_labels(ctx, batched):
 register_transform("_test_roll_labels", _roll_labels)
 
 
+def _augment_with(change):
+    """The real augmentation with one slip: ``change(images, params)`` returns new
+    (images, params) before the parameters are applied."""
+
+    def factory(ctx, batched):
+        def transform(record, seed):
+            images = record[IMAGE]
+            params = augment.draw_params(tf.shape(images)[:-3], seed)
+            images, params = change(images, params)
+            return {**record, IMAGE: augment.apply_augmentation(images, params)}
+
+        return transform
+
+    return factory
+
+
+def _never_flip(images, params):
+    return images, dataclasses.replace(params, flipped=tf.zeros_like(params.flipped))
+
+
+def _brightness_then_standardize(images, params):
+    # The lab's slip: standardizing after the shift takes the shift away again.
+    shifted = augment.brightness(augment.standardize(images), params.delta)
+    return augment.standardize(shifted), dataclasses.replace(params, delta=params.delta * 0)
+
+
+def _flip_every_image(ctx, batched):
+    def transform(record, seed):
+        return {**record, IMAGE: tf.reverse(record[IMAGE], axis=[-2])}
+
+    return transform
+
+
+register_transform("_test_augment_never_flips", _augment_with(_never_flip))
+register_transform("_test_augment_standardized_last", _augment_with(_brightness_then_standardize))
+register_transform("_test_flip_every_image", _flip_every_image)
+
+
 @dataclasses.dataclass(frozen=True)
 class DropFirst:
     """A step that silently loses example 0."""
@@ -39,7 +88,41 @@ class DropFirst:
         return "drop_first"
 
 
+@dataclasses.dataclass(frozen=True)
+class FixedSeedShuffle:
+    """A shuffle that ignores the build's seed: every build has the same order."""
+
+    def apply(self, ds, ctx):
+        return ds.shuffle(ctx.shuffle_buffer, seed=42)
+
+    def __str__(self):
+        return "shuffle(seed=42)"
+
+
+@dataclasses.dataclass(frozen=True)
+class UnseededShuffle:
+    """A shuffle with no seed at all: every build a different order."""
+
+    def apply(self, ds, ctx):
+        return ds.shuffle(ctx.shuffle_buffer)
+
+    def __str__(self):
+        return "shuffle(seed=None)"
+
+
+@dataclasses.dataclass(frozen=True)
+class MapWithSeed(Map):
+    """A map whose random seeds come from ``fixed`` instead of the build's seed."""
+
+    fixed: int | None = 7
+
+    def apply(self, ds, ctx):
+        return super().apply(ds, dataclasses.replace(ctx, seed=self.fixed))
+
+
 PLAIN = Map(("decode", "standardize"))
+SHUFFLED = Contract(shuffle="elements")
+AUGMENTED = Contract(shuffle="elements", augmentation="fresh")
 BROKEN = {
     "labels shuffled apart from images": (
         Variant(
@@ -67,6 +150,103 @@ BROKEN = {
         ),
         "augmentation",
     ),
+    "remainder kept, contract says dropped": (
+        Variant("keeps_remainder", (Read(), PLAIN, Batch()), Contract(drop_remainder=True)),
+        "drop_remainder",
+    ),
+    "repeat then batch, contract says clean boundaries": (
+        Variant("straddles", (Read(), PLAIN, Repeat(2), Batch()), Contract(passes=2)),
+        "epoch_boundaries",
+    ),
+    "interleaved shards, contract says source order": (
+        Variant("interleaves", (Read(parallel=True), PLAIN, Batch()), Contract()),
+        "order",
+    ),
+    "unseeded shuffle, contract says deterministic": (
+        Variant("unseeded", (Read(), PLAIN, UnseededShuffle(), Batch()), SHUFFLED),
+        "deterministic",
+    ),
+    "shuffle ignores the seed": (
+        Variant("fixed_seed", (Read(), PLAIN, FixedSeedShuffle(), Batch()), SHUFFLED),
+        "seed",
+    ),
+    "augmentation ignores the seed": (
+        Variant(
+            "fixed_seed_augment",
+            (Read(), Map(("decode",)), MapWithSeed(("augment",)), Batch()),
+            Contract(augmentation="fresh"),
+        ),
+        "seed",
+    ),
+    "unseeded augmentation, contract says deterministic": (
+        Variant(
+            "unseeded_augment",
+            (Read(), Map(("decode",)), MapWithSeed(("augment",), fixed=None), Batch()),
+            Contract(augmentation="fresh"),
+        ),
+        "deterministic",
+    ),
+    "shuffled once, every epoch the same order": (
+        Variant(
+            "shuffles_once",
+            (Read(), PLAIN, Shuffle(reshuffle_each_iteration=False), Batch()),
+            Contract(shuffle="elements"),
+        ),
+        "reshuffles",
+    ),
+    "reshuffled, contract says every epoch repeats": (
+        Variant(
+            "reshuffles_anyway",
+            (Read(), PLAIN, Shuffle(), Batch()),
+            Contract(shuffle="elements", reshuffles=False),
+        ),
+        "reshuffles",
+    ),
+    "decoded in blocks that drop the tail, hidden by the final drop": (
+        Variant(
+            "loses_tail",
+            (
+                Read(),
+                Batch(drop_remainder=True),
+                Map(("decode", "standardize")),
+                Unbatch(),
+                Shuffle(),
+                Batch(drop_remainder=True),
+            ),
+            Contract(shuffle="elements", drop_remainder=True),
+        ),
+        "remainder",
+    ),
+    "flip never happens": (
+        Variant(
+            "never_flips",
+            (Read(), Map(("decode",)), Shuffle(), Map(("_test_augment_never_flips",)), Batch()),
+            AUGMENTED,
+        ),
+        "augmentation_rates",
+    ),
+    "brightness undone by standardizing last": (
+        Variant(
+            "standardized_last",
+            (
+                Read(),
+                Map(("decode",)),
+                Shuffle(),
+                Map(("_test_augment_standardized_last",)),
+                Batch(),
+            ),
+            AUGMENTED,
+        ),
+        "augmentation_rates",
+    ),
+    "every image flipped, contract says no augmentation": (
+        Variant(
+            "flips_unannounced",
+            (Read(), PLAIN, Map(("_test_flip_every_image",)), Batch()),
+            Contract(),
+        ),
+        "augmentation_rates",
+    ),
 }
 
 
@@ -77,6 +257,11 @@ def test_a_broken_variant_is_caught_by_the_right_property(case):
         check_variant(variant, n=40, num_shards=2, batch_size=6, seed=1)
     assert caught.value.prop == prop, str(caught.value)
     print(f"{case}: {caught.value}")
+
+
+def test_every_property_has_a_broken_variant_that_it_alone_catches():
+    # "shape" has none: `pipelines.build` itself refuses a variant with the wrong images.
+    assert {prop for prop, _ in CHECKS} - {"shape"} <= {prop for _, prop in BROKEN.values()}
 
 
 def test_broken_variants_stay_out_of_the_registry():

@@ -15,6 +15,8 @@ import tensorflow as tf
 from hypothesis import given
 from hypothesis import strategies as st
 
+from chance import FALSE_FAILURE_RATE, choice_p_value, overlap_p_value
+from pipelines.augment import RANDOM_CHOICES
 from pipelines.element import ID
 from pipelines.steps import (
     Batch,
@@ -24,20 +26,30 @@ from pipelines.steps import (
     Read,
     Repeat,
     Shuffle,
+    Unbatch,
     apply_steps,
 )
-from tagged import decode_ids, tagged_source
+from strategies import counts_and_batch_sizes, seeds
+from tagged import decode_ids, read_augmentation, tagged_source
 
 sizes = st.integers(1, 60)
 batches = st.integers(1, 12)
-seeds = st.integers(0, 2**16)
+# (n, batch size), half of them leaving a remainder.
+sized_batches = counts_and_batch_sizes(min_n=1, max_n=60, min_b=1, max_b=12)
 PLAIN = Map(("decode",))
 
 
 def pipe(n: int, *steps, batch_size: int = 4, buffer: int = 1, seed: int = 0, shards: int = 1):
     """The dataset of ``steps`` over a tagged source of n examples (read and decode first)."""
+    return raw_pipe(
+        n, PLAIN, *steps, batch_size=batch_size, buffer=buffer, seed=seed, shards=shards
+    )
+
+
+def raw_pipe(n: int, *steps, batch_size: int = 4, buffer: int = 1, seed: int = 0, shards: int = 1):
+    """The dataset of ``steps`` over a tagged source of n examples, read but not decoded."""
     ctx = BuildContext(tagged_source(n, shards), batch_size, buffer, seed)
-    return apply_steps((Read(), PLAIN, *steps), ctx, "property")
+    return apply_steps((Read(), *steps), ctx, "property")
 
 
 def ids_of(ds: tf.data.Dataset) -> list:
@@ -62,8 +74,9 @@ def is_run(ids: list[int]) -> bool:
 # --- shuffle then batch, batch then shuffle ------------------------------------------
 
 
-@given(n=sizes, b=batches, seed=seeds)
-def test_batch_then_shuffle_moves_whole_unchanged_batches(n, b, seed):
+@given(sized=sized_batches, seed=seeds)
+def test_batch_then_shuffle_moves_whole_unchanged_batches(sized, seed):
+    n, b = sized
     got = ids_of(pipe(n, Batch(), Shuffle(), batch_size=b, buffer=n, seed=seed))
     assert all(is_run(batch) for batch in got)
     assert sorted(got) == [list(range(s, min(s + b, n))) for s in range(0, n, b)]
@@ -79,8 +92,9 @@ def test_shuffle_then_batch_mixes_elements_across_batches(n, b, seed):
 # --- repeat and epoch boundaries --------------------------------------------------------
 
 
-@given(n=sizes, b=batches, k=st.integers(2, 3))
-def test_batch_then_repeat_keeps_passes_apart_and_ends_each_with_the_remainder(n, b, k):
+@given(sized=sized_batches, k=st.integers(2, 3))
+def test_batch_then_repeat_keeps_passes_apart_and_ends_each_with_the_remainder(sized, k):
+    n, b = sized
     got = ids_of(pipe(n, Batch(), Repeat(k), batch_size=b))
     per_pass = math.ceil(n / b)
     assert len(got) == k * per_pass
@@ -91,8 +105,9 @@ def test_batch_then_repeat_keeps_passes_apart_and_ends_each_with_the_remainder(n
             assert len(chunk[-1]) == n % b
 
 
-@given(n=sizes, b=batches, k=st.integers(2, 3))
-def test_repeat_then_batch_straddles_passes_exactly_when_n_mod_b_is_not_zero(n, b, k):
+@given(sized=sized_batches, k=st.integers(2, 3))
+def test_repeat_then_batch_straddles_passes_exactly_when_n_mod_b_is_not_zero(sized, k):
+    n, b = sized
     got = ids_of(pipe(n, Repeat(k), Batch(), batch_size=b))
     straddles = any(len(set(p)) > 1 for p in passes_of(got, n))
     assert straddles == (n % b != 0)
@@ -122,8 +137,9 @@ def test_repeat_inside_a_three_epoch_loop_reads_the_data_six_times():
 # --- drop_remainder --------------------------------------------------------------------
 
 
-@given(n=sizes, b=batches, drop=st.booleans())
-def test_drop_remainder_decides_batch_count_fullness_and_static_shape(n, b, drop):
+@given(sized=sized_batches, drop=st.booleans())
+def test_drop_remainder_decides_batch_count_fullness_and_static_shape(sized, drop):
+    n, b = sized
     ds = pipe(n, Batch(drop_remainder=drop), batch_size=b)
     got = ids_of(ds)
     assert len(got) == (n // b if drop else math.ceil(n / b))
@@ -153,12 +169,55 @@ def test_the_same_seed_gives_the_same_order(n, seed):
     assert ids_of(pipe(n, Shuffle(n), seed=seed)) == ids_of(pipe(n, Shuffle(n), seed=seed))
 
 
+# 10! orders: two seeds agree by chance once in 3.6 million.
+@given(n=st.integers(10, 60), seed=seeds)
+def test_a_different_seed_gives_a_different_order(n, seed):
+    assert ids_of(pipe(n, Shuffle(n), seed=seed)) != ids_of(pipe(n, Shuffle(n), seed=seed + 1))
+
+
+@given(sized=counts_and_batch_sizes(min_n=16, max_n=60, min_b=3, max_b=9), seed=seeds)
+def test_a_reshuffled_drop_leaves_out_different_examples_each_epoch(sized, seed):
+    n, b = sized
+    ds = pipe(n, Shuffle(n), Batch(drop_remainder=True), batch_size=b, buffer=n, seed=seed)
+    dropped = [set(range(n)) - {i for batch in ids_of(ds) for i in batch} for _ in range(3)]
+    assert all(len(missing) == n % b for missing in dropped)
+    if n % b:
+        overlaps = [len(a & c) for a, c in itertools.pairwise(dropped)]
+        assert overlap_p_value(n, n % b, overlaps) >= FALSE_FAILURE_RATE, dropped
+
+
 @given(n=st.integers(10, 60), seed=seeds, reshuffle=st.booleans())
 def test_reshuffle_each_iteration_decides_whether_epochs_differ(n, seed, reshuffle):
     ds = pipe(n, Shuffle(n, reshuffle_each_iteration=reshuffle), seed=seed)
     first, second = ids_of(ds), ids_of(ds)
     assert sorted(first) == sorted(second) == list(range(n))
     assert (first != second) == reshuffle
+
+
+# --- batch and unbatch -----------------------------------------------------------------
+
+
+@given(sized=sized_batches, shards=st.integers(1, 4))
+def test_batch_then_unbatch_is_the_identity(sized, shards):
+    n, b = sized
+    plain = list(pipe(n, shards=shards).as_numpy_iterator())
+    round_trip = list(pipe(n, Batch(), Unbatch(), batch_size=b, shards=shards).as_numpy_iterator())
+    assert [e[ID] for e in round_trip] == list(range(n))
+    for one, other in zip(plain, round_trip, strict=True):
+        np.testing.assert_array_equal(one["image"], other["image"])
+        assert one["label"] == other["label"]
+
+
+@given(sized=sized_batches, shards=st.integers(1, 4))
+def test_decoding_in_blocks_equals_decoding_each_example(sized, shards):
+    # The optimized variant's batch -> map(decode) -> unbatch.
+    n, b = sized
+    each = raw_pipe(n, PLAIN, shards=shards)
+    blocks = raw_pipe(n, Batch(), PLAIN, Unbatch(), batch_size=b, shards=shards)
+    got = list(blocks.as_numpy_iterator())
+    assert [e[ID] for e in got] == list(range(n))
+    for one, other in zip(each.as_numpy_iterator(), got, strict=True):
+        np.testing.assert_allclose(one["image"], other["image"], atol=1e-6)
 
 
 # --- parallel map, vectorized map, cache ---------------------------------------------
@@ -186,8 +245,9 @@ def test_parallel_map_keeps_order_when_deterministic_and_the_multiset_when_not(n
     assert sorted(ids_of(pipe(n, unordered, shards=shards))) == list(range(n))
 
 
-@given(n=sizes, b=batches)
-def test_vectorized_map_equals_per_example_map_for_deterministic_transforms(n, b):
+@given(sized=sized_batches)
+def test_vectorized_map_equals_per_example_map_for_deterministic_transforms(sized):
+    n, b = sized
     per_example = pipe(n, Map(("standardize",)), Batch(), batch_size=b)
     vectorized = pipe(n, Batch(), Map(("standardize",)), batch_size=b)
     for one, other in zip(
@@ -223,6 +283,23 @@ def test_augmentation_before_a_cache_is_frozen_and_after_it_fresh(n, seed):
 
 
 @given(n=st.integers(1, 30), seed=seeds)
-def test_augmentation_repeats_with_the_same_seed(n, seed):
-    one, other = (augmented_images(pipe(n, Map(("augment",)), seed=seed)) for _ in range(2))
-    assert all(np.array_equal(one[i], other[i]) for i in range(n))
+def test_augmentation_repeats_with_the_same_seed_and_changes_with_another(n, seed):
+    one, again, other = (
+        augmented_images(pipe(n, Map(("augment",)), seed=s)) for s in (seed, seed, seed + 1)
+    )
+    assert all(np.array_equal(one[i], again[i]) for i in range(n))
+    assert not any(np.allclose(one[i], other[i]) for i in range(n))
+
+
+# 120 images: a choice that never happens (always its default) is beyond chance.
+AUGMENTED_SAMPLE = 120
+
+
+@given(seed=seeds, batched=st.booleans())
+def test_every_random_choice_of_augment_happens_at_its_stated_rate(seed, batched):
+    steps = (Batch(), Map(("augment",)), Unbatch()) if batched else (Map(("augment",)),)
+    images = np.stack(list(augmented_images(pipe(AUGMENTED_SAMPLE, *steps, seed=seed)).values()))
+    measured = read_augmentation(images)
+    for name, choice in RANDOM_CHOICES.items():
+        p, seen = choice_p_value(choice, measured[name])
+        assert p >= FALSE_FAILURE_RATE, f"{name}: {seen} (p={p:.1e})"

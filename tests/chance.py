@@ -1,0 +1,90 @@
+"""How likely an observation is by chance: the statistical tests behind the random properties.
+
+A property about randomness (a flip happens half the time, a new seed gives
+a new order) can only be checked up to a false-failure rate. Every check here
+fails when the observation's p-value is below `FALSE_FAILURE_RATE`, so a
+correct pipeline fails one check in a million; a check whose sample could
+not reach that level says so (``conclusive`` false) instead of passing or
+failing on too little evidence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy import stats
+
+from pipelines.augment import RandomChoice
+
+FALSE_FAILURE_RATE = 1e-6
+# Measured values may carry float32 rounding from the pipeline.
+RANGE_TOLERANCE = 1e-3
+
+
+def choice_p_value(choice: RandomChoice, values: np.ndarray) -> tuple[float, str]:
+    """The p-value of ``values`` under ``choice``'s stated distribution, and what was seen.
+
+    Bernoulli: an exact two-sided binomial test of the rate. Uniform and
+    integers: 0 if any value lies outside the stated range, else a
+    Kolmogorov-Smirnov test against the stated distribution (conservative for
+    integers, so it fails no more often than stated).
+    """
+    values = np.asarray(values)
+    count = len(values)
+    if choice.distribution == "bernoulli":
+        hits = int(np.count_nonzero(values))
+        p = stats.binomtest(hits, count, choice.rate).pvalue
+        return p, f"{hits} of {count} images, stated rate {choice.rate}"
+    values = values.astype(np.float64)
+    low, high = choice.low, choice.high
+    seen = f"{count} values in [{values.min():.3g}, {values.max():.3g}], stated [{low}, {high}]"
+    slack = RANGE_TOLERANCE * (high - low)
+    if values.min() < low - slack or values.max() > high + slack:
+        return 0.0, seen + " (outside the range)"
+    if choice.distribution == "integers":
+        # Both distribution functions step only at the levels, so the largest
+        # distance between them is at one of the levels.
+        levels = np.arange(low, high + 1)
+        empirical = np.searchsorted(np.sort(values), levels + 0.5) / count
+        distance = np.abs(empirical - (levels - low + 1) / len(levels)).max()
+        p = float(stats.kstwo.sf(distance, count))
+    else:
+        p = stats.kstest(values, stats.uniform(loc=low, scale=high - low).cdf).pvalue
+    return p, seen + f", {len(np.unique(np.round(values, 4)))} distinct"
+
+
+def smallest_choice_p_value(choice: RandomChoice, count: int) -> float:
+    """The smallest p-value ``count`` values could give ``choice``: whether a test can fail.
+
+    A choice that never happens (always its default) must be detectable.
+    """
+    if choice.distribution == "bernoulli":
+        return stats.binomtest(0, count, choice.rate).pvalue
+    # All values at one point: the KS distance is at least about a half.
+    return float(stats.kstwo.sf(0.44, count))
+
+
+def same_order_p_value(log_orders: float, repeats: int) -> float:
+    """Chance that ``repeats`` fresh draws, each uniform over ``exp(log_orders)`` orders,
+    all equal a given order."""
+    return math.exp(-repeats * max(log_orders, 0.0))
+
+
+def log_permutations(count: int) -> float:
+    """log(count!): how many orders ``count`` things can come in (as a logarithm)."""
+    return math.lgamma(count + 1)
+
+
+def overlap_p_value(n: int, dropped: int, overlaps: list[int]) -> float:
+    """Chance that independent uniform ``dropped``-subsets of ``n`` overlap this much.
+
+    ``overlaps`` holds the sizes of the intersections of consecutive epochs'
+    dropped sets; each is hypergeometric and, given the middle set, independent
+    of the others, so their sum's law is a convolution. Returns P(sum >= seen).
+    """
+    pmf = np.array([1.0])
+    one = stats.hypergeom(n, dropped, dropped).pmf(np.arange(dropped + 1))
+    for _ in overlaps:
+        pmf = np.convolve(pmf, one)
+    return float(pmf[sum(overlaps) :].sum())
