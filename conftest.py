@@ -52,6 +52,15 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> EmbeddedDataset:
     return ensure_embedded(TINY, root=tmp_path_factory.mktemp("embedded"))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def subprocesses_are_not_xdist_workers() -> None:
+    """End-to-end tests run the suite in a subprocess as a user would: it must not inherit
+    pytest-xdist's worker variables, or pytest-benchmark there turns itself off and saves
+    nothing (it reads ``PYTEST_XDIST_WORKER`` from the environment)."""
+    for key in [key for key in os.environ if key.startswith("PYTEST_XDIST_")]:
+        del os.environ[key]
+
+
 @pytest.fixture(scope="session")
 def local_data_service() -> Iterator[LocalService]:
     """A tf.data service on localhost (dispatcher and 2 worker processes), for the session."""
@@ -59,10 +68,7 @@ def local_data_service() -> Iterator[LocalService]:
         yield service
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip GPU-marked tests, saying why, where TensorFlow sees no GPU."""
-    gpu_tests = [item for item in items if item.get_closest_marker("gpu")]
-    if gpu_tests and not configure_gpus():
-        skip = pytest.mark.skip(reason="needs a GPU: TensorFlow sees none on this machine")
-        for item in gpu_tests:
-            item.add_marker(skip)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip a GPU-marked test, saying why, where TensorFlow sees no GPU."""
+    if item.get_closest_marker("gpu") and not configure_gpus():
+        pytest.skip("needs a GPU: TensorFlow sees none on this machine")

@@ -10,6 +10,11 @@ Needs only `python3` (3.11). The first call creates `.venv` in the repository
 root and installs `requirements.txt` into it; later calls reuse it and only
 reinstall when `requirements.txt` changes. Extra ARGS go to the underlying
 command (pytest or ruff).
+
+    python3 tasks.py --here JOB [ARGS...]   the same job in the running interpreter, with
+                                           no .venv (tox's envs call this)
+
+This file is the one place that says what each job runs.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ REPORT = ROOT / "reports" / "perf.html"
 # must not look green.
 PYTEST_NO_TESTS = 5
 UNTIMED_BENCHMARKS = ["--benchmark-disable", "--perf-epochs", "1", "--perf-latency", "none"]
+# Two pytest-xdist workers, a test file each at a time (module fixtures stay
+# in one process); most tests wait on subprocesses or on one core. `-n 0`
+# among a job's ARGS runs the tests in one process.
+PARALLEL_TESTS = ["-n", "2", "--dist", "loadfile"]
 
 
 def venv_python() -> Path:
@@ -76,7 +85,7 @@ def job_command(job: str, python: Path, args: list[str]) -> list[str]:
         ]
     if job == "test":
         # Every benchmark runs once, untimed (one epoch, no latency), so none can rot unnoticed.
-        return [*py, "pytest", "tests", "benchmarks", *UNTIMED_BENCHMARKS, *args]
+        return [*py, "pytest", "tests", "benchmarks", *UNTIMED_BENCHMARKS, *PARALLEL_TESTS, *args]
     if job == "lint":
         return [*py, "ruff", "check", ".", *args]
     raise SystemExit(f"tasks: unknown job {job!r}; choose bench, test or lint")
@@ -87,11 +96,17 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] in {"-h", "--help"}:
         print(__doc__)
         return 0 if argv else 2
+    here = argv[0] == "--here"
+    if here:
+        argv = argv[1:]
+    if not argv:
+        print(__doc__)
+        return 2
     job, args = argv[0], argv[1:]
     if job not in {"bench", "test", "lint"}:
         print(f"tasks: unknown job {job!r}; choose bench, test or lint", file=sys.stderr)
         return 2
-    python = ensure_venv()
+    python = Path(sys.executable) if here else ensure_venv()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
     status = subprocess.run(job_command(job, python, args), cwd=ROOT, env=env).returncode
     if job == "test" and status == PYTEST_NO_TESTS:

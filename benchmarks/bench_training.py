@@ -1,8 +1,9 @@
 """Benchmarks: full training epochs per variant, the ceiling, and each pipeline alone.
 
 Thin cases over `benchmarks.session.PerfSession`, which owns how a round is
-set up, run and recorded. Every registered variant is benchmarked (or the
-``--perf-variants`` subset); naive runs first.
+set up and run, and its `benchmarks.records.RunRecords`, which keeps what it
+measured. Every registered variant is benchmarked (or the ``--perf-variants``
+subset); naive runs first.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def test_ceiling(benchmark, perf):
 
     benchmark.pedantic(run, **rounds(perf))
     benchmark.extra_info.update(
-        perf.record_training(benchmark.name, "ceiling", runs, kind="ceiling")
+        perf.records.training(benchmark.name, "ceiling", runs, kind="ceiling")
     )
 
 
@@ -80,13 +81,13 @@ def timed_rounds(benchmark, perf, variant_name: str, work, service: str | None =
 def test_training(benchmark, perf, variant_name):
     """Full epochs of training and test evaluation through one variant."""
     runs = timed_rounds(benchmark, perf, variant_name, perf.train)
-    benchmark.extra_info.update(perf.record_training(benchmark.name, variant_name, runs))
+    benchmark.extra_info.update(perf.records.training(benchmark.name, variant_name, runs))
 
 
 def test_pipeline(benchmark, perf, variant_name):
     """One epoch of the variant's pipeline with no model: how fast it can feed."""
     runs = timed_rounds(benchmark, perf, variant_name, perf.iterate)
-    benchmark.extra_info.update(perf.record_pipeline(benchmark.name, variant_name, runs))
+    benchmark.extra_info.update(perf.records.pipeline(benchmark.name, variant_name, runs))
 
 
 def test_data_service(benchmark, perf, service_workers, request):
@@ -100,7 +101,7 @@ def test_data_service(benchmark, perf, service_workers, request):
         for stats in runs:
             perf.check_complete(SERVICE_VARIANT, stats, service_workers or 1, address)
     label = f"{SERVICE_VARIANT} ({service_setup(service_workers)})"
-    info = perf.record_training(benchmark.name, label, runs)
+    info = perf.records.training(benchmark.name, label, runs)
     info.update(service=address, service_workers=service_workers or None)
     benchmark.extra_info.update(info)
 
@@ -118,7 +119,10 @@ def test_timeline(benchmark, perf, variant_name):
         warmup_rounds=0,
     )
     stats, timeline = results[-1]
-    benchmark.extra_info.update(perf.record_timeline(benchmark.name, variant_name, stats, timeline))
+    info = perf.records.timeline(
+        benchmark.name, variant_name, stats, timeline, perf.fits_in_memory()
+    )
+    benchmark.extra_info.update(info)
 
 
 def test_tracing_overhead(benchmark, perf):
@@ -136,5 +140,5 @@ def test_tracing_overhead(benchmark, perf):
 
     benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
     benchmark.extra_info.update(
-        perf.record_tracing_overhead(benchmark.name, variant, untraced, traced)
+        perf.records.tracing_overhead(benchmark.name, variant, untraced, traced)
     )

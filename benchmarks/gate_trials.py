@@ -34,7 +34,7 @@ from typing import Any
 from benchmarks import gates
 from benchmarks.inject import BASE
 from benchmarks.storage import read_run, saved_runs
-from pipelines.errors import DataError
+from pipelines.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
 INJECTED = ("slow_read", "serial_map", "mislabel")
@@ -112,22 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         thresholds = gates.load_thresholds(args.thresholds)
-    except DataError as error:
+    except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     storage = args.out / "storage"
 
-    if not saved_runs(storage) and not args.judge_only:
-        started = time.monotonic()
-        command = bench_command(
-            storage, args.thresholds, "--perf-variants", "naive,optimized", "--benchmark-autosave"
-        )
-        code = run(command, "", args.out / "baseline.log")
-        print(f"baseline run: exit {code} in {time.monotonic() - started:.0f} s", flush=True)
-        if code not in (0, 1):
-            print(f"error: the baseline run failed; see {args.out / 'baseline.log'}")
-            return 2
+    if not saved_runs(storage) and not args.judge_only and not save_baseline(args, storage):
+        return 2
     baseline_path = saved_runs(storage)[-1]
     baseline = gates.load_saved_metrics(baseline_path)
 
@@ -149,22 +141,49 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
         infos = (bench.get("extra_info") or {} for bench in read_run(output)["benchmarks"])
         verdicts = judge(thresholds, gates.metrics_by_variant(infos), baseline, baseline_path.name)
-        line = []
-        for condition, failures in verdicts.items():
-            tally = tallies[condition]
-            tally.runs += 1
-            tally.flagged += bool(failures)
-            tally.checks.update(f.metric for f in failures)
-            line.append(f"{condition}: {'FLAGGED' if failures else 'pass'}")
-            for failure in failures:
-                line.append(f"    {failure}")
-        print(f"trial {trial} ({time.monotonic() - started:.0f} s): " + "\n".join(line), flush=True)
+        lines = count_verdicts(verdicts, tallies)
+        print(
+            f"trial {trial} ({time.monotonic() - started:.0f} s): " + "\n".join(lines), flush=True
+        )
+    return summarize(tallies, args.out)
 
+
+def save_baseline(args: argparse.Namespace, storage: Path) -> bool:
+    """Run naive and optimized once and save the run as the trials' baseline."""
+    started = time.monotonic()
+    command = bench_command(
+        storage, args.thresholds, "--perf-variants", "naive,optimized", "--benchmark-autosave"
+    )
+    code = run(command, "", args.out / "baseline.log")
+    print(f"baseline run: exit {code} in {time.monotonic() - started:.0f} s", flush=True)
+    if code not in (0, 1):
+        print(f"error: the baseline run failed; see {args.out / 'baseline.log'}")
+        return False
+    return True
+
+
+def count_verdicts(
+    verdicts: dict[str, list[gates.Failure]], tallies: dict[str, Tally]
+) -> list[str]:
+    """Add one trial's verdicts to ``tallies``; its lines for the log."""
+    lines = []
+    for condition, failures in verdicts.items():
+        tally = tallies[condition]
+        tally.runs += 1
+        tally.flagged += bool(failures)
+        tally.checks.update(f.metric for f in failures)
+        lines.append(f"{condition}: {'FLAGGED' if failures else 'pass'}")
+        lines.extend(f"    {failure}" for failure in failures)
+    return lines
+
+
+def summarize(tallies: dict[str, Tally], out: Path) -> int:
+    """Print and save the table of trials; 0 when nothing was missed and nothing false."""
     summary = {
         condition: {"runs": t.runs, "flagged": t.flagged, "checks": dict(t.checks)}
         for condition, t in tallies.items()
     }
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print("\n| condition | runs | flagged | checks that fired |\n| --- | --- | --- | --- |")
     for condition, t in tallies.items():
         fired = ", ".join(f"{m} x{n}" for m, n in t.checks.most_common()) or "none"

@@ -32,8 +32,8 @@ from pipelines.variants import Variant
 
 BASE = "optimized"
 SLOWDOWN = 0.25  # the slow_read regression: 25% more time per record
-# The delay regression, per batch. The prefetch after it hides part of it; 0.06 s
-# stopped failing the speedup gate once naive no longer read ahead (registry._build).
+# The delay regression, per batch: long enough that the prefetch after it cannot
+# hide it from the gates (docs/measurements.md).
 DELAY_S = 0.15
 # Without a latency profile a read costs microseconds; slow it by this much instead.
 BARE_READ_S = 0.001
@@ -68,7 +68,7 @@ class SlowRead(Read):
             return inner(shard).apply(sleep(extra_us))
 
         slower = dataclasses.replace(source, read_shard=read_shard)
-        # Same stages list: a traced build still records this read's spans.
+        # The same observer: a traced build still records this read's spans.
         return super().apply(ds, dataclasses.replace(ctx, source=slower))
 
 

@@ -17,21 +17,47 @@ import pipelines
 from benchmarks import gates, report
 from benchmarks import storage as storage_files
 from benchmarks.bottleneck import Bottleneck
-from benchmarks.session import PROFILES, PerfOptions, PerfSession, machine_details
+from benchmarks.session import PERF_PROFILES, PerfOptions, PerfSession, machine_details
 from pipelines.data import DataChoice, open_data
-from pipelines.errors import DataError
+from pipelines.errors import DataError, InputError
+from pipelines.sources import Source
 from pipelines.sources.latency import parse_latency
 
 SESSION_KEY = pytest.StashKey[PerfSession]()
-STATE_KEY = pytest.StashKey[dict[str, Any]]()
+STATE_KEY = pytest.StashKey["RunState"]()
+
+
+@dataclasses.dataclass
+class RunState:
+    """What the plugin knows of a benchmark run, from collection to the terminal summary."""
+
+    options: PerfOptions
+    data: tuple[Source, Source]
+    thresholds: gates.Thresholds
+    # --perf-baseline: the saved run's path and its gated metrics.
+    baseline: tuple[Path, dict[str, dict[str, Any]]] | None = None
+    # Bad data stopped the run: nothing is gated, saved or reported.
+    abandoned: bool = False
+    # The run as pytest-benchmark saves it, once it has been written.
+    run_json: dict[str, Any] | None = None
+    # The gates' failed checks, evaluated once after every benchmark ran.
+    failures: list[gates.Failure] | None = None
+    report: Path | None = None
+    report_error: str | None = None
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("perf", "tf.data pipeline benchmarks")
+    _add_run_options(group)
+    _add_judging_options(group)
+
+
+def _add_run_options(group: pytest.OptionGroup) -> None:
+    """What runs: profile, data, variants, epochs, latency, training settings."""
     group.addoption(
         "--perf-profile",
         default="smoke",
-        choices=sorted(PROFILES),
+        choices=sorted(PERF_PROFILES),
         help="smoke (minutes on a CPU) or full (CIFAR-size, for a GPU)",
     )
     group.addoption(
@@ -58,23 +84,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="storage latency: none, remote, or open=20ms,read=1ms",
     )
     group.addoption(
-        "--perf-thresholds",
-        default=str(gates.DEFAULT_THRESHOLDS),
-        help="the thresholds file the gates read",
-    )
-    group.addoption(
-        "--perf-report",
-        default=None,
-        help="write the HTML performance report here at the end of the run",
-    )
-    group.addoption(
-        "--perf-data-service",
-        default=None,
-        metavar="grpc://HOST:PORT",
-        help="time the tf.data service variant on this dispatcher instead of local ones"
-        " (1 and 2 worker processes started on localhost)",
-    )
-    group.addoption(
         "--perf-mixed-precision",
         action="store_true",
         default=False,
@@ -92,6 +101,27 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="leave out corrupt records (images that do not decode, cut TFRecords,"
         " labels out of range) instead of failing; their count is saved with the run",
+    )
+
+
+def _add_judging_options(group: pytest.OptionGroup) -> None:
+    """How the run is served, judged and reported: service, thresholds, baseline, report."""
+    group.addoption(
+        "--perf-thresholds",
+        default=str(gates.DEFAULT_THRESHOLDS),
+        help="the thresholds file the gates read",
+    )
+    group.addoption(
+        "--perf-report",
+        default=None,
+        help="write the HTML performance report here at the end of the run",
+    )
+    group.addoption(
+        "--perf-data-service",
+        default=None,
+        metavar="grpc://HOST:PORT",
+        help="time the tf.data service variant on this dispatcher instead of local ones"
+        " (1 and 2 worker processes started on localhost)",
     )
     group.addoption(
         "--perf-baseline",
@@ -122,7 +152,7 @@ def selected_variants(config: pytest.Config) -> list[str]:
 
 def perf_options(config: pytest.Config) -> PerfOptions:
     """The run's options, validated (a bad value is a one-line usage error)."""
-    profile = PROFILES[config.getoption("perf_profile")]
+    profile = PERF_PROFILES[config.getoption("perf_profile")]
     epochs = config.getoption("perf_epochs") or profile.epochs
     if epochs < 1:
         raise pytest.UsageError("--perf-epochs: must be at least 1")
@@ -194,18 +224,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         raise pytest.UsageError(
             f"--perf-data-service: {service!r} is not a dispatcher address (grpc://HOST:PORT)"
         )
-    state: dict[str, Any] = {"options": options}
     try:
-        state["data"] = open_data(options.data)
-        state["thresholds"] = gates.load_thresholds(
-            config.getoption("perf_thresholds"), pipelines.VARIANTS
+        state = RunState(
+            options,
+            open_data(options.data),
+            gates.load_thresholds(config.getoption("perf_thresholds"), pipelines.VARIANTS),
         )
         baseline = config.getoption("perf_baseline")
         if baseline:
-            storage = _storage(config)
-            path = storage_files.find_saved_run(baseline, storage)
-            state["baseline"] = (path, gates.load_saved_metrics(path))
-    except DataError as error:
+            path = storage_files.find_saved_run(baseline, _storage(config))
+            state.baseline = (path, gates.load_saved_metrics(path))
+    except InputError as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[STATE_KEY] = state
 
@@ -237,7 +266,7 @@ def stop_run(config: pytest.Config, error: DataError) -> NoReturn:
     if bench_session is not None:
         storage_files.abandon_saving(bench_session)
     if STATE_KEY in config.stash:
-        config.stash[STATE_KEY]["abandoned"] = True
+        config.stash[STATE_KEY].abandoned = True
     pytest.exit(f"error: {error}", returncode=2)
 
 
@@ -251,7 +280,7 @@ def perf_session(config: pytest.Config) -> PerfSession:
     if SESSION_KEY not in config.stash:
         try:
             state = config.stash[STATE_KEY]
-            session = PerfSession(state["options"], state["data"])
+            session = PerfSession(state.options, state.data)
             capture = config.pluginmanager.getplugin("capturemanager")
             if capture is not None:
                 session.release_output = lambda: capture.suspend_global_capture(in_=True)
@@ -275,20 +304,20 @@ def pytest_benchmark_update_json(
     if SESSION_KEY not in config.stash:
         return
     session = config.stash[SESSION_KEY]
-    session.derived_metrics()
+    records = session.records
+    records.derive()
     for bench in output_json.get("benchmarks", []):
-        info = session.metrics.get(bench.get("fullname")) or session.metrics.get(bench.get("name"))
+        info = records.metrics.get(bench.get("fullname")) or records.metrics.get(bench.get("name"))
         if info:
             bench["extra_info"] = dict(info)
     failures = evaluate_gates(config)
     if failures is not None:
         # The verdicts travel with the run, so a report built later shows them.
         output_json["perf_gates"] = {
-            "checked": sorted(session.gate_metrics()),
+            "checked": sorted(records.gate_metrics()),
             "failures": [dataclasses.asdict(failure) for failure in failures],
-            "lines": [str(failure) for failure in failures],
         }
-    config.stash[STATE_KEY]["run_json"] = output_json
+    config.stash[STATE_KEY].run_json = output_json
 
 
 def evaluate_gates(config: pytest.Config) -> list[gates.Failure] | None:
@@ -299,19 +328,19 @@ def evaluate_gates(config: pytest.Config) -> list[gates.Failure] | None:
     """
     if SESSION_KEY not in config.stash or config.getoption("benchmark_disable", False):
         return None
-    if config.stash[STATE_KEY].get("abandoned"):
-        return None
     state = config.stash[STATE_KEY]
-    if "failures" not in state:
+    if state.abandoned:
+        return None
+    if state.failures is None:
         session = config.stash[SESSION_KEY]
-        session.derived_metrics()
-        results = session.gate_metrics()
-        failures = gates.check_run(state["thresholds"], results)
-        if "baseline" in state:
-            path, saved = state["baseline"]
-            failures += gates.check_baseline(state["thresholds"], results, saved, str(path))
-        state["failures"] = failures
-    return state["failures"]
+        session.records.derive()
+        results = session.records.gate_metrics()
+        failures = gates.check_run(state.thresholds, results)
+        if state.baseline:
+            path, saved = state.baseline
+            failures += gates.check_baseline(state.thresholds, results, saved, str(path))
+        state.failures = failures
+    return state.failures
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -326,13 +355,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     target = config.getoption("perf_report")
     if target:
-        current = state.get("run_json") or _run_json(config)
+        current = state.run_json or _run_json(config)
         try:
-            state["report"] = report.write_report(
-                Path(target), _storage(config), current=current, thresholds=state["thresholds"]
+            state.report = report.write_report(
+                Path(target), _storage(config), current=current, thresholds=state.thresholds
             )
-        except DataError as error:
-            state["report_error"] = str(error)
+        except InputError as error:
+            state.report_error = str(error)
             if session.exitstatus == 0:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
@@ -355,21 +384,21 @@ def _run_json(config: pytest.Config) -> dict[str, Any]:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """Print the gates' verdicts, one line per failed check."""
-    state = config.stash.get(STATE_KEY, {})
-    if "failures" not in state:
+    state = config.stash.get(STATE_KEY, None)
+    if state is None or state.failures is None:
         return
     terminalreporter.section("performance gates")
-    for failure in state["failures"]:
+    for failure in state.failures:
         terminalreporter.write_line(str(failure), red=True)
-    if not state["failures"]:
-        checked = ", ".join(sorted(config.stash[SESSION_KEY].gate_metrics())) or "nothing"
+    if not state.failures:
+        checked = ", ".join(sorted(config.stash[SESSION_KEY].records.gate_metrics())) or "nothing"
         terminalreporter.write_line(f"all gates passed ({checked})", green=True)
-    bottlenecks = config.stash[SESSION_KEY].bottlenecks()
+    bottlenecks = config.stash[SESSION_KEY].records.bottlenecks()
     if bottlenecks:
         terminalreporter.section("bottlenecks")
         for variant, analysis in bottlenecks.items():
             terminalreporter.write_line(f"{variant}: {Bottleneck(**analysis).summary()}")
-    if "report" in state:
-        terminalreporter.write_line(f"performance report: {state['report']}", bold=True)
-    if "report_error" in state:
-        terminalreporter.write_line(f"report not written: {state['report_error']}", red=True)
+    if state.report:
+        terminalreporter.write_line(f"performance report: {state.report}", bold=True)
+    if state.report_error:
+        terminalreporter.write_line(f"report not written: {state.report_error}", red=True)

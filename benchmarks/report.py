@@ -27,12 +27,13 @@ from benchmarks.bottleneck import HIGH, MODERATE
 from benchmarks.gates import (
     DEFAULT_THRESHOLDS,
     TOLERANCES,
+    Failure,
     Thresholds,
     below_baseline,
     load_thresholds,
 )
 from benchmarks.storage import find_saved_run, read_run, saved_runs, write_atomic
-from pipelines.errors import DataError
+from pipelines.errors import DataError, InputError
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_OUTPUT = Path("reports/perf.html")
@@ -88,8 +89,8 @@ class RunView:
         if not self.gates or variant not in self.gates.get("checked", []):
             return "not gated", []
         lines = [
-            line
-            for failure, line in zip(self.gates["failures"], self.gates["lines"], strict=True)
+            str(Failure(**failure))
+            for failure in self.gates["failures"]
             if failure["variant"] == variant
         ]
         return ("fail" if lines else "pass"), lines
@@ -187,22 +188,6 @@ def render(
         }
         for variant, info in current.timelines.items()
     ]
-    history_figures = []
-    if len(history) > 1:
-        marks = regressions(history, thresholds)
-        order = _variants_in_order(history)
-        labels = [f"{view.label} {view.datetime[:16]}" for view in history]
-        for metric in HISTORY_METRICS:
-            series = {v: [view.training.get(v, {}).get(metric) for view in history] for v in order}
-            history_figures.append(
-                {
-                    "metric": metric,
-                    "figure": figures.history(labels, series, marks[metric], metric),
-                    "marked": {
-                        v: [history[i].label for i in idx] for v, idx in marks[metric].items()
-                    },
-                }
-            )
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES),
         autoescape=True,
@@ -218,11 +203,33 @@ def render(
         accuracy=accuracy,
         timelines=timelines,
         overhead=current.overhead,
-        history=history_figures,
+        history=history_figures(history, thresholds),
         runs=len(history),
         moderate=MODERATE,
         high=HIGH,
     )
+
+
+def history_figures(
+    history: Sequence[RunView], thresholds: Thresholds | None
+) -> list[dict[str, Any]]:
+    """One trend figure per `HISTORY_METRICS` across the saved runs, regressions marked."""
+    if len(history) < 2:
+        return []
+    marks = regressions(history, thresholds)
+    order = _variants_in_order(history)
+    labels = [f"{view.label} {view.datetime[:16]}" for view in history]
+    out = []
+    for metric in HISTORY_METRICS:
+        series = {v: [view.training.get(v, {}).get(metric) for view in history] for v in order}
+        out.append(
+            {
+                "metric": metric,
+                "figure": figures.history(labels, series, marks[metric], metric),
+                "marked": {v: [history[i].label for i in idx] for v, idx in marks[metric].items()},
+            }
+        )
+    return out
 
 
 def write_report(
@@ -280,7 +287,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         thresholds = load_thresholds(args.thresholds, pipelines.VARIANTS)
         path = write_report(args.output, args.storage, run=args.run, thresholds=thresholds)
-    except DataError as error:
+    except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(f"performance report: {path}")

@@ -1,10 +1,8 @@
-"""One benchmark session: its options, data, model, and what each benchmark measured.
+"""One benchmark session: its options, data and model, and how each kind of round runs.
 
-The benchmarks are thin (`bench_training.py`); timing and bookkeeping live
-here, once: how a round is set up and run, and the metrics each benchmark
-records. Ratios that need two measurements of the same session (speedup over
-``naive``, slowdown against the ceiling) are filled in at the end, in
-`derived_metrics`.
+The benchmarks are thin (`bench_training.py`); how a round is set up and run
+lives here, once. What the rounds measured is kept by the session's
+`benchmarks.records.RunRecords` (``session.records``).
 """
 
 from __future__ import annotations
@@ -12,21 +10,19 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 import models
 import pipelines
-from benchmarks.bottleneck import StageTimes, analyze, stage_gate_figures
-from benchmarks.gates import metrics_by_variant
+from benchmarks.records import PipelineEpoch, RunRecords
 from models.devices import configure_gpus, default_strategy, precision, strategy_name
-from models.trainer import EpochStats, InitialModel, Trainer, input_bound_of
+from models.trainer import EpochStats, InitialModel, Trainer
 from pipelines.data import DataChoice
 from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError
@@ -49,7 +45,7 @@ class PerfProfile:
     rounds: int
 
 
-PROFILES = {
+PERF_PROFILES = {
     # Minutes on two CPU cores: the embedded smoke set, a small CNN, one timed round.
     "smoke": PerfProfile("smoke", model="tiny", epochs=3, batch_size=64, rounds=1),
     # CIFAR-size data and the lab's CIFAR model; meant for a GPU.
@@ -94,22 +90,6 @@ def machine_details() -> dict[str, Any]:
     }
 
 
-class PipelineEpoch(NamedTuple):
-    """One epoch of a pipeline iterated without a model."""
-
-    batches: int
-    elements: int
-    seconds: float
-    cpu_s: float
-
-
-def run_totals(
-    runs: Iterable[Sequence[EpochStats]], field: str, epochs: slice = slice(None)
-) -> list[float]:
-    """Per training run, ``field`` (``wall_s`` or ``cpu_s``) summed over its ``epochs`` (all)."""
-    return [sum(getattr(epoch, field) for epoch in run[epochs]) for run in runs]
-
-
 class PerfSession:
     """Data, model and results shared by every benchmark of a pytest session."""
 
@@ -138,7 +118,8 @@ class PerfSession:
         test_ds = pipelines.build(EVALUATION, self.test_source, batch_size=profile.batch_size)
         with self.test_source.explain_errors():
             self.test_batches = list(test_ds)
-        self.metrics: dict[str, dict[str, Any]] = {}  # benchmark name -> its extra_info
+        # What each benchmark measured, and the ratios derived between them.
+        self.records = RunRecords(self.common_info)
         # Called before the process must end at once (see `served`); pytest's
         # plugin points it at suspending output capture.
         self.release_output: Callable[[], None] = lambda: None
@@ -284,8 +265,6 @@ class PerfSession:
         seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         return PipelineEpoch(batches, elements, seconds, cpu_s)
 
-    # -- recording --------------------------------------------------------------------
-
     def common_info(self, kind: str, variant: str) -> dict[str, Any]:
         """The parameters every figure carries."""
         profile = self.options.profile
@@ -305,139 +284,3 @@ class PerfSession:
             # With --skip-corrupt: records left out of training and test data.
             "corrupt_skipped": len(self.train_source.skipped) + len(self.test_source.skipped),
         }
-
-    def record_training(
-        self, name: str, variant: str, runs: list[list[EpochStats]], kind: str = "training"
-    ) -> dict[str, Any]:
-        """Metrics of a training benchmark: medians over rounds, per-epoch lists of the last."""
-        train_s = statistics.median(run_totals(runs, "wall_s"))
-        examples = sum(s.examples for s in runs[-1])
-        last = runs[-1]
-        info = {
-            **self.common_info(kind, variant),
-            "train_s": train_s,
-            "epoch_s": train_s / len(last),
-            "epoch_times_s": [s.wall_s for s in last],
-            "examples_per_s": examples / train_s,
-            "cpu_s": statistics.median(run_totals(runs, "cpu_s")),
-            "input_bound": input_bound_of(s for run in runs for s in run),
-            "train_accuracy": [s.train_accuracy for s in last],
-            "test_accuracy_per_epoch": [s.test_accuracy for s in last],
-            "test_accuracy": last[-1].test_accuracy,
-            "rounds": len(runs),
-        }
-        self.metrics[name] = info
-        return info
-
-    def record_pipeline(self, name: str, variant: str, runs: list[PipelineEpoch]) -> dict[str, Any]:
-        """Metrics of a pipeline-only benchmark."""
-        seconds = statistics.median(run.seconds for run in runs)
-        info = {
-            **self.common_info("pipeline", variant),
-            "seconds": seconds,
-            "cpu_s": statistics.median(run.cpu_s for run in runs),
-            "batches": runs[-1].batches,
-            "elements": runs[-1].elements,
-            "elements_per_s": runs[-1].elements / seconds if seconds else 0.0,
-        }
-        self.metrics[name] = info
-        return info
-
-    def record_timeline(
-        self, name: str, variant: str, stats: list[EpochStats], timeline: Timeline
-    ) -> dict[str, Any]:
-        """Metrics of a traced run: its compact timeline (the bottleneck comes later)."""
-        info = {
-            **self.common_info("timeline", variant),
-            "epoch_times_s": [s.wall_s for s in stats],
-            "input_bound": input_bound_of(stats),
-            "fits_in_memory": self.fits_in_memory(),
-            "timeline": timeline.to_dict(),
-        }
-        self.metrics[name] = info
-        return info
-
-    def record_tracing_overhead(
-        self,
-        name: str,
-        variant: str,
-        untraced: list[list[EpochStats]],
-        traced: list[list[EpochStats]],
-    ) -> dict[str, Any]:
-        """Traced against untraced training runs of the same variant, measured alternately.
-
-        Wall time is what the goal is about; CPU time (every thread of the
-        process) is what tracing adds, and on a shared machine it is the
-        steadier figure: other work slows a run down, it does not add to its CPU.
-        """
-        untraced_s, traced_s = run_totals(untraced, "wall_s"), run_totals(traced, "wall_s")
-
-        def overhead(field: str, epochs: slice = slice(None)) -> float:
-            # Ratio of medians - 1: 0.05 is 5% more (0.0 if the untraced median is 0).
-            below = statistics.median(run_totals(untraced, field, epochs))
-            above = statistics.median(run_totals(traced, field, epochs))
-            return above / below - 1 if below else 0.0
-
-        info = {
-            **self.common_info("tracing_overhead", variant),
-            "untraced_s": untraced_s,
-            "traced_s": traced_s,
-            "tracing_overhead": overhead("wall_s"),
-            "tracing_cpu_overhead": overhead("cpu_s"),
-            # Where it goes: the first epoch stamps every read and decode; a
-            # cached variant's later epochs stamp only its batches and maps.
-            "tracing_overhead_first_epoch": overhead("wall_s", slice(0, 1)),
-        }
-        if min(map(len, untraced + traced)) > 1:
-            info["tracing_overhead_later_epochs"] = overhead("wall_s", slice(1, None))
-        self.metrics[name] = info
-        return info
-
-    def derived_metrics(self) -> None:
-        """Fill in the ratios between benchmarks of this session (call once all have run)."""
-        by_kind: dict[str, dict[str, dict[str, Any]]] = {}
-        for info in self.metrics.values():
-            by_kind.setdefault(info["kind"], {})[info["variant"]] = info
-        training, pipeline = by_kind.get("training", {}), by_kind.get("pipeline", {})
-        ceiling = by_kind.get("ceiling", {}).get("ceiling")
-        naive = training.get("naive")
-        for info in training.values():
-            if naive:
-                info["speedup_over_naive"] = naive["train_s"] / info["train_s"]
-            if ceiling:
-                info["ceiling_slowdown"] = info["train_s"] / ceiling["train_s"]
-                info["fraction_of_ceiling"] = ceiling["train_s"] / info["train_s"]
-            if ceiling and not info.get("service"):
-                # The CPU the pipeline costs beyond the model's own: where a
-                # CPU-only machine's gap to the ceiling comes from. (Service
-                # workers are other processes: their CPU is not in this one's.)
-                info["pipeline_cpu_s"] = info["cpu_s"] - ceiling["cpu_s"]
-        one_worker = next((i for i in training.values() if i.get("service_workers") == 1), None)
-        for info in training.values():
-            if one_worker and info.get("service_workers"):
-                info["speedup_over_1_worker"] = one_worker["train_s"] / info["train_s"]
-        naive_pipeline = pipeline.get("naive")
-        for info in pipeline.values():
-            if naive_pipeline:
-                info["speedup_over_naive"] = naive_pipeline["seconds"] / info["seconds"]
-        for variant, info in by_kind.get("timeline", {}).items():
-            # The untraced run's waiting share is the truer one, when there is one.
-            input_bound = training.get(variant, info)["input_bound"]
-            times = StageTimes.from_timeline(
-                info["timeline"], input_bound, pipelines.get(variant), info["fits_in_memory"]
-            )
-            analysis = analyze(times)
-            info["bottleneck"] = analysis.to_dict()
-            info.update(stage_gate_figures(times, analysis, info["timeline"]))
-
-    def bottlenecks(self) -> dict[str, dict[str, Any]]:
-        """Per traced variant, its bottleneck analysis (after `derived_metrics`)."""
-        return {
-            info["variant"]: info["bottleneck"]
-            for info in self.metrics.values()
-            if info["kind"] == "timeline" and "bottleneck" in info
-        }
-
-    def gate_metrics(self) -> dict[str, dict[str, Any]]:
-        """Per trained variant, the metrics the gates check (after `derived_metrics`)."""
-        return metrics_by_variant(self.metrics.values())

@@ -14,7 +14,8 @@ import pipelines
 from models.trainer import EpochStats, InitialModel, summarize, train_variant
 from models.zoo import MODELS, build
 from pipelines.data import DataChoice, open_data
-from pipelines.embedded import FORMATS, PROFILES
+from pipelines.embedded import EMBEDDED_PROFILES, FORMATS
+from pipelines.errors import InputError
 
 HEADER = (
     f"{'epoch':>5} {'wall s':>8} {'examples/s':>11} {'input-bound':>12}"
@@ -39,7 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--model", default="tiny", help=f"one of {', '.join(MODELS)}")
     parser.add_argument("--data", default="embedded", help="'embedded' or a dataset path")
-    parser.add_argument("--profile", default="smoke", choices=sorted(PROFILES))
+    parser.add_argument("--profile", default="smoke", choices=sorted(EMBEDDED_PROFILES))
     parser.add_argument("--format", default="tfrecord", choices=FORMATS, help="embedded format")
     parser.add_argument("--latency", default="none", help="none, remote, or open=20ms,read=1ms")
     parser.add_argument("--batch-size", type=int, default=64)
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
             seed=args.seed,
             on_epoch=lambda stats: print(format_row(stats), flush=True),
         )
-    except pipelines.DataError as error:
+    except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     total = summarize(history)

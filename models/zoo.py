@@ -11,7 +11,7 @@ from collections.abc import Callable
 import keras
 from keras import layers
 
-from pipelines.errors import DataError
+from pipelines.errors import UsageError
 
 NUM_CLASSES = 10
 
@@ -144,10 +144,5 @@ MODELS: dict[str, Callable[..., keras.Model]] = {
 def build(name: str, **options: object) -> keras.Model:
     """Build the model called ``name``; an unknown name lists the known ones."""
     if name not in MODELS:
-        raise DataError(f"model {name!r}", f"unknown model; known models: {', '.join(MODELS)}")
+        raise UsageError(f"model {name!r}", f"unknown model; known models: {', '.join(MODELS)}")
     return MODELS[name](**options)
-
-
-def input_shape(model: keras.Model) -> tuple[int, ...]:
-    """The shape of one input example (without the batch dimension)."""
-    return tuple(model.input_shape[1:])

@@ -10,7 +10,7 @@
 - `pipelines.augment`: the augmentations, per example and batched;
 - `pipelines.embedded`: the default dataset, generated locally on first use;
 - `pipelines.element`: the ``{"image", "label", "id"}`` element every step passes on;
-- `pipelines.errors.DataError`: the one-line error for bad input.
+- `pipelines.errors`: `DataError` (bad input data), `UsageError` (an unknown name).
 """
 
 import os
@@ -19,7 +19,7 @@ import os
 # the suite's own output; a user's explicit setting still wins.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from pipelines.errors import DataError
+from pipelines.errors import DataError, InputError, UsageError
 from pipelines.registry import VARIANTS, build, build_traced, get, register, unregister
 from pipelines.variants import Contract, Variant
 
@@ -27,6 +27,8 @@ __all__ = [
     "VARIANTS",
     "Contract",
     "DataError",
+    "InputError",
+    "UsageError",
     "Variant",
     "build",
     "build_traced",

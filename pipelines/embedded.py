@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from pipelines import sources
-from pipelines.errors import DataError
+from pipelines.errors import DataError, InputError, UsageError
 from pipelines.sources import Source
 from pipelines.synthetic import CLASS_NAMES, make_examples
 
@@ -71,7 +71,7 @@ class EmbeddedConfig:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
-PROFILES = {
+EMBEDDED_PROFILES = {
     "smoke": EmbeddedConfig(
         profile="smoke",
         train=2000,
@@ -196,9 +196,11 @@ def generate(config: EmbeddedConfig, folder: Path) -> dict[str, object]:
 
 
 def _profile(name: str) -> EmbeddedConfig:
-    if name not in PROFILES:
-        raise DataError("--profile", f"unknown profile {name!r}; choose {', '.join(PROFILES)}")
-    return PROFILES[name]
+    if name not in EMBEDDED_PROFILES:
+        raise UsageError(
+            "--profile", f"unknown profile {name!r}; choose {', '.join(EMBEDDED_PROFILES)}"
+        )
+    return EMBEDDED_PROFILES[name]
 
 
 def _complete_manifest(target: Path, config: EmbeddedConfig) -> dict[str, object] | None:
@@ -282,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         dataset = ensure_embedded(args.profile, root=args.root, force=args.force)
-    except DataError as error:
+    except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(summary(dataset))

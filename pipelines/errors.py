@@ -1,15 +1,24 @@
-"""The one error type for bad input: it names the file (or option) and what is wrong."""
+"""The suite's one-line errors: each names the file (or option, or name) and what is wrong.
+
+- `DataError`: bad input data or configuration files (a corrupt image, a
+  broken saved run, a thresholds file with a typo);
+- `UsageError`: a name the suite does not know (a model, a variant, a
+  profile), asked for by the user.
+
+Both are an `InputError`, which a command-line entry point catches to print
+``error: WHERE: PROBLEM`` instead of a traceback.
+"""
 
 from __future__ import annotations
 
 import os
 
 
-class DataError(Exception):
-    """Bad input data or configuration, reported as one line: ``WHERE: PROBLEM``.
+class InputError(Exception):
+    """Something the user gave is wrong, reported as one line: ``WHERE: PROBLEM``.
 
     Args:
-        where: the file, folder or command-line option at fault.
+        where: the file, folder, option or name at fault.
         problem: what is wrong with it, in words a user can act on.
     """
 
@@ -17,3 +26,11 @@ class DataError(Exception):
         self.where = os.fspath(where)
         self.problem = problem
         super().__init__(f"{self.where}: {problem}")
+
+
+class DataError(InputError):
+    """Bad input data or configuration: a file, folder or option's value."""
+
+
+class UsageError(InputError):
+    """A name the suite does not know: a model, a variant, a profile."""

@@ -7,10 +7,10 @@ from typing import Any
 import tensorflow as tf
 
 from pipelines.element import IMAGE, LABEL
-from pipelines.errors import DataError
+from pipelines.errors import DataError, UsageError
 from pipelines.sources.base import Source
 from pipelines.steps import BuildContext, GeneratorRead, Read, apply_steps
-from pipelines.tracing import Stage
+from pipelines.tracing import Stage, Tracer
 from pipelines.variants import SEED_VARIANTS, Variant
 
 VARIANTS: dict[str, Variant] = {}
@@ -42,7 +42,7 @@ def get(name: str) -> Variant:
     try:
         return VARIANTS[name]
     except KeyError:
-        raise DataError(
+        raise UsageError(
             f"variant {name!r}", f"unknown variant; known variants: {', '.join(VARIANTS)}"
         ) from None
 
@@ -62,7 +62,8 @@ def build(
     ``service``: the tf.data service dispatcher for variants with a `Distribute` step.
 
     Raises:
-        DataError: the variant is unknown, or a step does not fit the source
+        UsageError: the variant is unknown.
+        DataError: a step does not fit the source
             (the message names the step).
     """
     ctx = BuildContext(source, batch_size, shuffle_buffer, seed, cache_dir, service=service)
@@ -78,8 +79,9 @@ def build_traced(
 
     See `pipelines.tracing`.
     """
-    ctx = BuildContext(source, trace=True, **options)
-    return _build(variant, ctx), tuple(ctx.stages)
+    tracer = Tracer()
+    ctx = BuildContext(source, observer=tracer, **options)
+    return _build(variant, ctx), tuple(tracer.stages)
 
 
 def _build(variant: str | Variant, ctx: BuildContext) -> tf.data.Dataset:

@@ -23,14 +23,7 @@ from pipelines.augment import augment, standardize
 from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError
 from pipelines.sources.base import Record, Source
-from pipelines.tracing import (
-    Stage,
-    after_generator,
-    stamp_map,
-    timed,
-    traced_batch,
-    traced_shard_reader,
-)
+from pipelines.tracing import UNTRACED, Stage, Untraced
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Parallel reads: enough files in flight to hide remote-storage latency,
@@ -47,28 +40,15 @@ class BuildContext:
     shuffle_buffer: int = 1024
     seed: int | None = 0
     cache_dir: str | None = None
-    # Tracing: steps add their span rows to elements and their `Stage` here.
-    trace: bool = False
-    stages: list[Stage] = dataclasses.field(default_factory=list)
     # The tf.data service's dispatcher ("grpc://host:port") for `Distribute`.
     service: str | None = None
-
-    def add_stage(self, stage: Stage) -> None:
-        """Add a traced stage; a name already taken gets a number (``batch``, ``batch 2``)."""
-        taken = {existing.name for existing in self.stages}
-        name, number = stage.name, 1
-        while name in taken:
-            number += 1
-            name = f"{stage.name} {number}"
-        self.stages.append(dataclasses.replace(stage, name=name))
+    # Where steps hand the work a tracer could observe (`pipelines.tracing`):
+    # `UNTRACED` does it as it is, a `Tracer` adds each stage's row to elements.
+    observer: Untraced = UNTRACED
 
     def shard_reader(self, parallel: bool) -> Callable[[Record], tf.data.Dataset]:
-        """The source's ``read_shard``, traced (open and read rows) when tracing is on."""
-        if not self.trace:
-            return self.source.read_shard
-        self.add_stage(Stage("open", "open", parallel))
-        self.add_stage(Stage("read", "read", parallel))
-        return traced_shard_reader(self.source.read_shard)
+        """The source's ``read_shard``, as the build's observer has it."""
+        return self.observer.shard_reader(self.source.read_shard, parallel)
 
 
 def is_batched(ds: tf.data.Dataset) -> bool:
@@ -139,10 +119,7 @@ class GeneratorRead:
         records = ds.flat_map(ctx.shard_reader(parallel=False))
         signature = records.element_spec
         ds = tf.data.Dataset.from_generator(records.as_numpy_iterator, output_signature=signature)
-        if ctx.trace:
-            ctx.add_stage(Stage("generator", "generator"))
-            ds = stamp_map(ds, after_generator)
-        return ds
+        return ctx.observer.after_generator(ds)
 
     def __str__(self) -> str:
         return "generator_read"
@@ -197,18 +174,12 @@ class Map:
                 record = function(record, tf.stack([seed, number]))
             return record
 
-        if ctx.trace:
-            ctx.add_stage(Stage(f"map({'+'.join(self.transforms)})", "map", self.parallel, batched))
-            untraced = apply_all
-
-            def apply_all(record: Record, seed: tf.Tensor) -> Record:
-                return timed(lambda inputs: untraced(inputs, seed))(record)
-
+        stage = Stage(f"map({'+'.join(self.transforms)})", "map", self.parallel, batched)
         # One fresh random int64 per element, a new sequence each epoch, the
         # same sequences for the same build seed.
         seeds = tf.data.Dataset.random(seed=ctx.seed, rerandomize_each_iteration=True)
         return tf.data.Dataset.zip(ds, seeds).map(
-            apply_all,
+            ctx.observer.map_call(apply_all, stage),
             num_parallel_calls=AUTOTUNE if self.parallel else None,
             deterministic=self.deterministic if self.parallel else None,
         )
@@ -246,11 +217,7 @@ class Batch:
     def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
         if is_batched(ds):
             raise ValueError("elements are already batched")
-        size = self.size or ctx.batch_size
-        if not ctx.trace:
-            return ds.batch(size, drop_remainder=self.drop_remainder)
-        ctx.add_stage(Stage("batch", "batch", batched=True))
-        return traced_batch(ds, size, self.drop_remainder)
+        return ctx.observer.batch(ds, self.size or ctx.batch_size, self.drop_remainder)
 
     def __str__(self) -> str:
         details = ([str(self.size)] if self.size else []) + (

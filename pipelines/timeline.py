@@ -60,13 +60,6 @@ class Timeline:
     spans: tuple[Span, ...]
     origin: float = 0.0
 
-    def stage(self, name: str) -> Stage:
-        """The stage called ``name``."""
-        for stage in self.stages:
-            if stage.name == name:
-                return stage
-        raise KeyError(name)
-
     def spans_of(self, stage: str, epoch: int | None = None) -> list[Span]:
         """The spans of ``stage`` (in ``epoch``, counted from 1, when given)."""
         return [s for s in self.spans if s.stage == stage and (epoch is None or s.epoch == epoch)]

@@ -1,16 +1,19 @@
 """In-graph span recording: each element carries the times its stages ran.
 
-With tracing on (``pipelines.build(..., trace=True)``), every element holds
-one more key, `SPANS`: a float64 tensor ``[stages, 2]`` (``[batch, stages, 2]``
+With tracing on (``pipelines.build_traced``), every element holds one more
+key, `SPANS`: a float64 tensor ``[stages, 2]`` (``[batch, stages, 2]``
 once batched) of (start, end) wall-clock times in seconds since the Unix
 epoch, one row per stage it went through, in order. The times are
 `tf.timestamp` ops ordered by control dependencies inside the dataset's own
 functions: no sleeps, no `tf.py_function` round trips, no Python in the map
 stages, so tracing changes little of what it measures.
 
-Which stage a row is, and whether that stage runs in parallel, is decided
-once per build: the steps append a `Stage` to the build context's list as
-they add their row, and `pipelines.build_traced` hands that list back.
+Steps do not know whether they are traced. Each hands the work a tracer
+could observe (reading a shard, crossing a generator, a map call, a batch)
+to its build's observer: `UNTRACED` passes it through unchanged, a `Tracer`
+wraps it so that it adds its row, and records the row's `Stage` (which stage
+it is, and whether it runs in parallel). `pipelines.build_traced` hands the
+tracer's stages back.
 
 A stage that does not happen for an element gets the row (-1, -1): the
 shard's "open" is paid by its first record only. Elements replayed from a
@@ -117,11 +120,6 @@ def now_after(tensors: object) -> tf.Tensor:
         return tf.timestamp()
 
 
-def empty_spans() -> tf.Tensor:
-    """The spans of an element that has not been through any traced stage."""
-    return tf.zeros([0, 2], tf.float64)
-
-
 def append_span(spans: tf.Tensor, start: tf.Tensor, end: tf.Tensor) -> tf.Tensor:
     """``spans`` with one more row (start, end); a batched ``spans`` gets it on every example.
 
@@ -221,3 +219,74 @@ def after_generator(record: Record) -> Record:
     """Append the span of crossing into Python and back: end of the read to now."""
     now = now_after(record)
     return {**record, SPANS: append_span(record[SPANS], last_end(record[SPANS]), now)}
+
+
+class Untraced:
+    """How a build does the work a tracer could observe, untraced: as it is."""
+
+    def shard_reader(
+        self, read_shard: Callable[[Record], tf.data.Dataset], parallel: bool
+    ) -> Callable[[Record], tf.data.Dataset]:
+        """The function that reads one shard's records (``parallel``: shards read at once)."""
+        return read_shard
+
+    def after_generator(self, ds: tf.data.Dataset) -> tf.data.Dataset:
+        """The records once they have crossed a Python generator."""
+        return ds
+
+    def map_call(
+        self, function: Callable[[Record, tf.Tensor], Record], stage: Stage
+    ) -> Callable[[Record, tf.Tensor], Record]:
+        """The function a `Map` step calls per element, ``(record, seed) -> record``."""
+        return function
+
+    def batch(self, ds: tf.data.Dataset, size: int, drop_remainder: bool) -> tf.data.Dataset:
+        """``ds`` in batches of ``size``."""
+        return ds.batch(size, drop_remainder=drop_remainder)
+
+
+UNTRACED = Untraced()
+
+
+class Tracer(Untraced):
+    """A traced build's observer: each piece of work adds its row to `SPANS`.
+
+    ``stages`` lists the rows' stages in order, as the steps added them.
+    """
+
+    def __init__(self) -> None:
+        self.stages: list[Stage] = []
+
+    def add_stage(self, stage: Stage) -> None:
+        """Add a stage; a name already taken gets a number (``batch``, ``batch 2``)."""
+        taken = {existing.name for existing in self.stages}
+        name, number = stage.name, 1
+        while name in taken:
+            number += 1
+            name = f"{stage.name} {number}"
+        self.stages.append(dataclasses.replace(stage, name=name))
+
+    def shard_reader(
+        self, read_shard: Callable[[Record], tf.data.Dataset], parallel: bool
+    ) -> Callable[[Record], tf.data.Dataset]:
+        self.add_stage(Stage("open", "open", parallel))
+        self.add_stage(Stage("read", "read", parallel))
+        return traced_shard_reader(read_shard)
+
+    def after_generator(self, ds: tf.data.Dataset) -> tf.data.Dataset:
+        self.add_stage(Stage("generator", "generator"))
+        return stamp_map(ds, after_generator)
+
+    def map_call(
+        self, function: Callable[[Record, tf.Tensor], Record], stage: Stage
+    ) -> Callable[[Record, tf.Tensor], Record]:
+        self.add_stage(stage)
+
+        def traced(record: Record, seed: tf.Tensor) -> Record:
+            return timed(lambda inputs: function(inputs, seed))(record)
+
+        return traced
+
+    def batch(self, ds: tf.data.Dataset, size: int, drop_remainder: bool) -> tf.data.Dataset:
+        self.add_stage(Stage("batch", "batch", batched=True))
+        return traced_batch(ds, size, drop_remainder)

@@ -104,7 +104,7 @@ class Variant:
 
 
 DECODE = Map(("decode",))
-PLAIN = Map(("decode", "standardize"))
+DECODE_STANDARDIZE = Map(("decode", "standardize"))
 AUGMENT = Map(("augment",))
 AUGMENTED = Contract(shuffle="elements", augmentation="fresh")
 AUGMENTED_STEPS = (GeneratorRead(), DECODE, Shuffle(), AUGMENT, Batch())
@@ -142,7 +142,7 @@ SEED_VARIANTS: tuple[Variant, ...] = (
     # The reference lab's three.
     Variant(
         "naive",
-        (GeneratorRead(), PLAIN, Batch()),
+        (GeneratorRead(), DECODE_STANDARDIZE, Batch()),
         Contract(),
         "Python generator read, per-example decode, batch; no optimizations",
     ),
@@ -236,37 +236,37 @@ SEED_VARIANTS: tuple[Variant, ...] = (
     # tests check them; they are not benchmarked by default.
     _order_pair(
         "shuffle_batch",
-        (Read(), PLAIN, Shuffle(), Batch()),
+        (Read(), DECODE_STANDARDIZE, Shuffle(), Batch()),
         Contract(shuffle="elements"),
         "shuffle then batch: batches mix examples",
     ),
     _order_pair(
         "batch_shuffle",
-        (Read(), PLAIN, Batch(), Shuffle()),
+        (Read(), DECODE_STANDARDIZE, Batch(), Shuffle()),
         Contract(shuffle="batches"),
         "batch then shuffle: whole batches move, each keeps its contents",
     ),
     _order_pair(
         "batch_repeat",
-        (Read(), PLAIN, Batch(), Repeat(2)),
+        (Read(), DECODE_STANDARDIZE, Batch(), Repeat(2)),
         Contract(passes=2),
         "batch then repeat: clean boundaries between passes",
     ),
     _order_pair(
         "repeat_batch",
-        (Read(), PLAIN, Repeat(2), Batch()),
+        (Read(), DECODE_STANDARDIZE, Repeat(2), Batch()),
         Contract(passes=2, clean_epoch_boundaries=False),
         "repeat then batch: a batch may straddle two passes",
     ),
     _order_pair(
         "shuffle_repeat",
-        (Read(), PLAIN, Shuffle(), Repeat(2), Batch()),
+        (Read(), DECODE_STANDARDIZE, Shuffle(), Repeat(2), Batch()),
         Contract(shuffle="elements", passes=2, clean_epoch_boundaries=False),
         "shuffle then repeat: each pass is a full permutation before the next starts",
     ),
     _order_pair(
         "repeat_shuffle",
-        (Read(), PLAIN, Repeat(2), Shuffle(), Batch()),
+        (Read(), DECODE_STANDARDIZE, Repeat(2), Shuffle(), Batch()),
         Contract(shuffle="elements", passes=2, clean_epoch_boundaries=False, mixes_passes=True),
         "repeat then shuffle: passes mix",
     ),

@@ -25,6 +25,7 @@ from pipelines.steps import (
     Unbatch,
     register_transform,
 )
+from pipelines.variants import DECODE_STANDARDIZE
 
 
 def _roll_labels(ctx, batched):
@@ -120,26 +121,27 @@ class MapWithSeed(Map):
         return super().apply(ds, dataclasses.replace(ctx, seed=self.fixed))
 
 
-PLAIN = Map(("decode", "standardize"))
 SHUFFLED = Contract(shuffle="elements")
 AUGMENTED = Contract(shuffle="elements", augmentation="fresh")
 BROKEN = {
     "labels shuffled apart from images": (
         Variant(
             "labels_detached",
-            (Read(), PLAIN, Shuffle(), Batch(), Map(("_test_roll_labels",))),
+            (Read(), DECODE_STANDARDIZE, Shuffle(), Batch(), Map(("_test_roll_labels",))),
             Contract(shuffle="elements"),
         ),
         "pairing",
     ),
     "batch after shuffle, contract says before": (
         Variant(
-            "claims_batch_shuffle", (Read(), PLAIN, Shuffle(), Batch()), Contract(shuffle="batches")
+            "claims_batch_shuffle",
+            (Read(), DECODE_STANDARDIZE, Shuffle(), Batch()),
+            Contract(shuffle="batches"),
         ),
         "shuffle",
     ),
     "an element dropped": (
-        Variant("loses_one", (Read(), PLAIN, DropFirst(), Batch()), Contract()),
+        Variant("loses_one", (Read(), DECODE_STANDARDIZE, DropFirst(), Batch()), Contract()),
         "multiset",
     ),
     "cache freezes augmentation, contract says fresh": (
@@ -151,23 +153,25 @@ BROKEN = {
         "augmentation",
     ),
     "remainder kept, contract says dropped": (
-        Variant("keeps_remainder", (Read(), PLAIN, Batch()), Contract(drop_remainder=True)),
+        Variant(
+            "keeps_remainder", (Read(), DECODE_STANDARDIZE, Batch()), Contract(drop_remainder=True)
+        ),
         "drop_remainder",
     ),
     "repeat then batch, contract says clean boundaries": (
-        Variant("straddles", (Read(), PLAIN, Repeat(2), Batch()), Contract(passes=2)),
+        Variant("straddles", (Read(), DECODE_STANDARDIZE, Repeat(2), Batch()), Contract(passes=2)),
         "epoch_boundaries",
     ),
     "interleaved shards, contract says source order": (
-        Variant("interleaves", (Read(parallel=True), PLAIN, Batch()), Contract()),
+        Variant("interleaves", (Read(parallel=True), DECODE_STANDARDIZE, Batch()), Contract()),
         "order",
     ),
     "unseeded shuffle, contract says deterministic": (
-        Variant("unseeded", (Read(), PLAIN, UnseededShuffle(), Batch()), SHUFFLED),
+        Variant("unseeded", (Read(), DECODE_STANDARDIZE, UnseededShuffle(), Batch()), SHUFFLED),
         "deterministic",
     ),
     "shuffle ignores the seed": (
-        Variant("fixed_seed", (Read(), PLAIN, FixedSeedShuffle(), Batch()), SHUFFLED),
+        Variant("fixed_seed", (Read(), DECODE_STANDARDIZE, FixedSeedShuffle(), Batch()), SHUFFLED),
         "seed",
     ),
     "augmentation ignores the seed": (
@@ -189,7 +193,7 @@ BROKEN = {
     "shuffled once, every epoch the same order": (
         Variant(
             "shuffles_once",
-            (Read(), PLAIN, Shuffle(reshuffle_each_iteration=False), Batch()),
+            (Read(), DECODE_STANDARDIZE, Shuffle(reshuffle_each_iteration=False), Batch()),
             Contract(shuffle="elements"),
         ),
         "reshuffles",
@@ -197,7 +201,7 @@ BROKEN = {
     "reshuffled, contract says every epoch repeats": (
         Variant(
             "reshuffles_anyway",
-            (Read(), PLAIN, Shuffle(), Batch()),
+            (Read(), DECODE_STANDARDIZE, Shuffle(), Batch()),
             Contract(shuffle="elements", reshuffles=False),
         ),
         "reshuffles",
@@ -242,7 +246,7 @@ BROKEN = {
     "every image flipped, contract says no augmentation": (
         Variant(
             "flips_unannounced",
-            (Read(), PLAIN, Map(("_test_flip_every_image",)), Batch()),
+            (Read(), DECODE_STANDARDIZE, Map(("_test_flip_every_image",)), Batch()),
             Contract(),
         ),
         "augmentation_rates",

@@ -6,7 +6,7 @@ import pytest
 
 import models
 from models.zoo import slides_cnn_stack
-from pipelines import DataError
+from pipelines import UsageError
 
 
 @pytest.mark.parametrize(
@@ -43,5 +43,7 @@ def test_input_shapes_are_the_reference_ones():
 
 
 def test_an_unknown_model_lists_the_known_ones():
-    with pytest.raises(DataError, match=r"^model 'resnet': unknown model; known models: softmax, "):
+    with pytest.raises(
+        UsageError, match=r"^model 'resnet': unknown model; known models: softmax, "
+    ):
         models.build("resnet")

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
-from benchmarks.session import PerfSession
+from benchmarks.records import RunRecords
 from models.trainer import EpochStats
 
 
@@ -19,8 +17,8 @@ def run(*walls: float) -> list[EpochStats]:
 
 
 def overhead(untraced: list[list[EpochStats]], traced: list[list[EpochStats]]) -> dict:
-    session = SimpleNamespace(common_info=lambda kind, variant: {"kind": kind}, metrics={})
-    return PerfSession.record_tracing_overhead(session, "t", "optimized", untraced, traced)
+    records = RunRecords(lambda kind, variant: {"kind": kind})
+    return records.tracing_overhead("t", "optimized", untraced, traced)
 
 
 def test_the_overhead_is_split_between_the_first_epoch_and_the_rest():

@@ -29,6 +29,7 @@ from pipelines.steps import (
     Unbatch,
     apply_steps,
 )
+from pipelines.variants import DECODE
 from strategies import counts_and_batch_sizes, seeds
 from tagged import decode_ids, read_augmentation, tagged_source
 
@@ -36,13 +37,12 @@ sizes = st.integers(1, 60)
 batches = st.integers(1, 12)
 # (n, batch size), half of them leaving a remainder.
 sized_batches = counts_and_batch_sizes(min_n=1, max_n=60, min_b=1, max_b=12)
-PLAIN = Map(("decode",))
 
 
 def pipe(n: int, *steps, batch_size: int = 4, buffer: int = 1, seed: int = 0, shards: int = 1):
     """The dataset of ``steps`` over a tagged source of n examples (read and decode first)."""
     return raw_pipe(
-        n, PLAIN, *steps, batch_size=batch_size, buffer=buffer, seed=seed, shards=shards
+        n, DECODE, *steps, batch_size=batch_size, buffer=buffer, seed=seed, shards=shards
     )
 
 
@@ -212,8 +212,8 @@ def test_batch_then_unbatch_is_the_identity(sized, shards):
 def test_decoding_in_blocks_equals_decoding_each_example(sized, shards):
     # The optimized variant's batch -> map(decode) -> unbatch.
     n, b = sized
-    each = raw_pipe(n, PLAIN, shards=shards)
-    blocks = raw_pipe(n, Batch(), PLAIN, Unbatch(), batch_size=b, shards=shards)
+    each = raw_pipe(n, DECODE, shards=shards)
+    blocks = raw_pipe(n, Batch(), DECODE, Unbatch(), batch_size=b, shards=shards)
     got = list(blocks.as_numpy_iterator())
     assert [e[ID] for e in got] == list(range(n))
     for one, other in zip(each.as_numpy_iterator(), got, strict=True):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import configparser
 import subprocess
+import sys
 from pathlib import Path
 
 import tasks
@@ -29,6 +31,7 @@ def test_test_job_runs_tests_and_every_benchmark_untimed(monkeypatch):
             "tests",
             "benchmarks",
             *tasks.UNTIMED_BENCHMARKS,
+            *tasks.PARALLEL_TESTS,
             "-k",
             "shuffle",
         ]
@@ -50,10 +53,11 @@ def test_an_unknown_job_is_refused_before_any_setup(monkeypatch, capsys):
     assert "unknown job 'deploy'" in capsys.readouterr().err
 
 
-def test_ci_script_fails_when_pytest_collects_nothing(tmp_path):
-    # .ci/run with a stand-in python3 that behaves like pytest finding no tests.
+def test_ci_script_runs_the_test_job_and_passes_on_its_status(tmp_path):
+    # .ci/run with a stand-in python3 that records its arguments and fails;
+    # tasks.py itself turns pytest's "no tests" into a failure (test above).
     fake = tmp_path / "python3"
-    fake.write_text("#!/bin/sh\nexit 5\n")
+    fake.write_text(f'#!/bin/sh\necho "$@" > {tmp_path}/args\nexit 1\n')
     fake.chmod(0o755)
     script = Path(tasks.ROOT / ".ci" / "run")
     done = subprocess.run(
@@ -63,7 +67,25 @@ def test_ci_script_fails_when_pytest_collects_nothing(tmp_path):
         text=True,
     )
     assert done.returncode == 1
-    assert "collected no tests" in done.stderr
+    assert (tmp_path / "args").read_text().split() == ["tasks.py", "test"]
+
+
+def test_here_runs_the_job_in_this_interpreter_without_a_venv(monkeypatch):
+    calls: list[list[str]] = []
+    monkeypatch.setattr(
+        tasks, "ensure_venv", lambda: (_ for _ in ()).throw(AssertionError("set up"))
+    )
+    monkeypatch.setattr(tasks.subprocess, "run", fake_run(0, calls))
+    assert tasks.main(["--here", "lint"]) == 0
+    assert calls == [[sys.executable, "-m", "ruff", "check", "."]]
+
+
+def test_tox_envs_run_the_jobs_tasks_py_defines():
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(tasks.ROOT / "tox.ini")
+    for env, job in (("tests", "test"), ("bench", "bench"), ("lint", "lint")):
+        commands = tox[f"testenv:{env}"]["commands"].strip()
+        assert commands == f"python tasks.py --here {job} {{posargs}}"
 
 
 def test_bench_job_saves_the_run_and_writes_the_report(monkeypatch):

@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 import pipelines
-from pipelines import DataError, Variant, sources
+from pipelines import DataError, UsageError, Variant, sources
 from pipelines.steps import TRANSFORMS, Batch, Map, Read, Shuffle, Unbatch, register_transform
 from pipelines.variants import SEED_VARIANTS
 
@@ -93,7 +93,7 @@ def assert_yields_batches(ds, source) -> None:
 
 def test_an_unknown_variant_lists_the_known_ones(source_kinds):
     with pytest.raises(
-        DataError, match=r"^variant 'fastest': unknown variant; known variants: naive, "
+        UsageError, match=r"^variant 'fastest': unknown variant; known variants: naive, "
     ):
         pipelines.build("fastest", source_kinds["memory"])
 

@@ -21,8 +21,7 @@ from pipelines.sources.base import Source
 from pipelines.sources.cifar import TEST_BATCHES, TRAIN_BATCHES, cifar_source, write_cifar_folder
 from pipelines.sources.generator import generator_source
 from pipelines.sources.image_folder import image_folder_source, write_image_folder
-from pipelines.sources.latency import PROFILES as LATENCY_PROFILES
-from pipelines.sources.latency import Latency, parse_latency, with_latency
+from pipelines.sources.latency import LATENCY_PROFILES, Latency, parse_latency, with_latency
 from pipelines.sources.memory import arrays_source
 from pipelines.sources.tfrecord import tfrecord_source, write_tfrecords
 

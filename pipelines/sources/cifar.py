@@ -11,6 +11,7 @@ only rebuilds numpy arrays and plain containers.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 from collections.abc import Sequence
@@ -119,12 +120,38 @@ def cifar_source(
             file is still an error: it is not a corrupt record but missing data.
     """
     folder = Path(folder)
+    paths, counts, skipped = open_batches(folder, split, skip_corrupt)
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    batches = BatchFiles(tuple(paths), skip_corrupt)
+    return Source(
+        kind="cifar",
+        location=str(folder),
+        split=split,
+        shards={"path": np.asarray([str(p) for p in paths]), "offset": offsets},
+        read_shard=batches.read_shard,
+        decode=decode_cifar,
+        num_examples=int(sum(counts)) - len(skipped),
+        num_classes=NUM_CLASSES,
+        image_shape=(32, 32, 3),
+        decode_batchable=True,
+        check=batches.check,
+        skipped=tuple(skipped),
+    )
+
+
+def open_batches(
+    folder: Path, split: str, skip_corrupt: bool
+) -> tuple[list[Path], list[int], list[str]]:
+    """The split's batch files, each one's row count, and a line per row left out.
+
+    Every file is loaded and its labels checked (or, with ``skip_corrupt``,
+    the rows with bad labels listed).
+    """
     if not folder.is_dir():
         raise DataError(folder, "folder does not exist" if not folder.exists() else "not a folder")
     if split not in {"train", "test"}:
         raise DataError(folder, f"CIFAR split must be 'train' or 'test', not {split!r}")
-    names = TRAIN_BATCHES if split == "train" else TEST_BATCHES
-    paths = [folder / name for name in names]
+    paths = [folder / name for name in (TRAIN_BATCHES if split == "train" else TEST_BATCHES)]
     counts: list[int] = []
     skipped: list[str] = []
     for path in paths:
@@ -136,14 +163,23 @@ def cifar_source(
         counts.append(len(labels))
     if sum(counts) == len(skipped):
         raise nothing_left(folder, skipped)
-    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    return paths, counts, skipped
 
-    def read_shard(shard: Record) -> tf.data.Dataset:
-        # Opening a batch means unpickling all of it, as any CIFAR reader must.
+
+@dataclasses.dataclass(frozen=True)
+class BatchFiles:
+    """How a source reads and checks its batch files: one file per shard."""
+
+    paths: tuple[Path, ...]
+    skip_corrupt: bool
+
+    def read_shard(self, shard: Record) -> tf.data.Dataset:
+        """The batch's rows. Opening a batch means unpickling all of it, as any
+        CIFAR reader must."""
         loaded = tf.data.Dataset.from_tensors(shard).map(
             lambda s: tf.numpy_function(
                 _load_for_pipeline,
-                [s["path"], s["offset"], skip_corrupt],
+                [s["path"], s["offset"], self.skip_corrupt],
                 [tf.uint8, tf.int64, tf.int64],
             )
         )
@@ -156,26 +192,12 @@ def cifar_source(
         )
         return records.unbatch()
 
-    def check() -> None:
-        for path in paths:
+    def check(self) -> None:
+        """Load every batch again; `DataError` names a file that no longer loads or fits."""
+        for path in self.paths:
             labels = load_batch(path)[1]
-            if not skip_corrupt:
+            if not self.skip_corrupt:
                 check_labels(labels, NUM_CLASSES, str(path))
-
-    return Source(
-        kind="cifar",
-        location=str(folder),
-        split=split,
-        shards={"path": np.asarray([str(p) for p in paths]), "offset": offsets},
-        read_shard=read_shard,
-        decode=decode_cifar,
-        num_examples=int(sum(counts)) - len(skipped),
-        num_classes=NUM_CLASSES,
-        image_shape=(32, 32, 3),
-        decode_batchable=True,
-        check=check,
-        skipped=tuple(skipped),
-    )
 
 
 def decode_cifar(record: Record) -> Record:

@@ -14,6 +14,7 @@ is never written to.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import os
 from collections.abc import Sequence
@@ -174,27 +175,7 @@ def image_folder_source(
             every image is then decoded once here.
     """
     root = Path(root)
-    if not root.is_dir():
-        raise DataError(root, "folder does not exist" if not root.exists() else "not a folder")
-    if not any(root.iterdir()):
-        raise DataError(root, "folder is empty")
-    classes = class_folders(root)
-    csv_path = root / f"{split}.csv"
-    if split != "all" and csv_path.is_file():
-        paths, labels = read_index(csv_path, root)
-        where = csv_path
-    else:
-        if split not in {"train", "test", "all"}:
-            raise DataError(csv_path, f"no index for split {split!r}")
-        if not classes:
-            raise DataError(root, "has neither CSV indexes nor class sub-folders")
-        paths, labels = walk_index(root)
-        if not paths:
-            raise DataError(root, "class folders hold no .jpg/.jpeg/.png images")
-        if split != "all":
-            rows = split_index(len(paths), split)
-            paths, labels = [paths[i] for i in rows], labels[rows]
-        where = root
+    paths, labels, where, classes = open_index(root, split)
     if num_classes is None:
         num_classes = len(classes) if classes else int(labels.max()) + 1
     skipped: list[str] = []
@@ -203,21 +184,7 @@ def image_folder_source(
     check_labels(labels, num_classes, str(where))
     for path in paths:
         check_image_file(path)
-
-    def read_shard(shard: Record) -> tf.data.Dataset:
-        # One file is one shard: opening it is the per-file cost that
-        # interleave overlaps and that the latency wrapper models.
-        return tf.data.Dataset.from_tensors(
-            {IMAGE: tf.io.read_file(shard["path"]), LABEL: shard["label"], ID: shard["id"]}
-        )
-
-    def decode(record: Record) -> Record:
-        return {**record, IMAGE: decode_encoded_image(record[IMAGE], image_size)}
-
-    def check() -> None:
-        for path in paths:
-            check_image_decodes(path)
-
+    files = ImageFiles(tuple(paths), image_size)
     return Source(
         kind="image_folder",
         location=str(root),
@@ -227,14 +194,66 @@ def image_folder_source(
             "label": labels,
             "id": np.arange(len(paths), dtype=np.int64),
         },
-        read_shard=read_shard,
-        decode=decode,
+        read_shard=files.read_shard,
+        decode=files.decode,
         num_examples=len(paths),
         num_classes=num_classes,
         image_shape=(*image_size, 3),
-        check=check,
+        check=files.check,
         skipped=tuple(skipped),
     )
+
+
+def open_index(root: Path, split: str) -> tuple[list[Path], np.ndarray, Path, list[str]]:
+    """The split's image paths and labels, where they were listed, and the class folders.
+
+    From ``<split>.csv`` when there is one; otherwise the class folders are
+    walked and split 80/20 (``split`` "all": every image).
+    """
+    if not root.is_dir():
+        raise DataError(root, "folder does not exist" if not root.exists() else "not a folder")
+    if not any(root.iterdir()):
+        raise DataError(root, "folder is empty")
+    classes = class_folders(root)
+    csv_path = root / f"{split}.csv"
+    if split != "all" and csv_path.is_file():
+        paths, labels = read_index(csv_path, root)
+        return paths, labels, csv_path, classes
+    if split not in {"train", "test", "all"}:
+        raise DataError(csv_path, f"no index for split {split!r}")
+    if not classes:
+        raise DataError(root, "has neither CSV indexes nor class sub-folders")
+    paths, labels = walk_index(root)
+    if not paths:
+        raise DataError(root, "class folders hold no .jpg/.jpeg/.png images")
+    if split != "all":
+        rows = split_index(len(paths), split)
+        paths, labels = [paths[i] for i in rows], labels[rows]
+    return paths, labels, root, classes
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFiles:
+    """How a source reads, decodes and checks its image files: one file per shard."""
+
+    paths: tuple[Path, ...]
+    image_size: tuple[int, int]
+
+    def read_shard(self, shard: Record) -> tf.data.Dataset:
+        """The file's bytes with its label and id. One file is one shard: opening it
+        is the per-file cost that interleave overlaps and the latency wrapper models."""
+        return tf.data.Dataset.from_tensors(
+            {IMAGE: tf.io.read_file(shard["path"]), LABEL: shard["label"], ID: shard["id"]}
+        )
+
+    def decode(self, record: Record) -> Record:
+        """The JPEG or PNG decoded and resized to ``image_size``."""
+        return {**record, IMAGE: decode_encoded_image(record[IMAGE], self.image_size)}
+
+    def check(self) -> None:
+        """Decode every file; `DataError` names the first that does not decode."""
+        for path in self.paths:
+            check_image_decodes(path)
 
 
 def _without_corrupt(

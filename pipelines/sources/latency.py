@@ -48,7 +48,7 @@ class Latency:
 
 # "remote": like an object store seen from a training host: a noticeable
 # first-byte latency per file, small per-record reads from a buffered stream.
-PROFILES = {
+LATENCY_PROFILES = {
     "none": Latency(),
     "remote": Latency(open_s=0.020, read_s=0.001),
 }
@@ -57,12 +57,12 @@ _CUSTOM = re.compile(r"^\s*open\s*=\s*([\d.]+)\s*ms\s*,\s*read\s*=\s*([\d.]+)\s*
 
 
 def parse_latency(spec: str, where: str = "--perf-latency") -> Latency:
-    """Read a latency profile: a name from `PROFILES` or ``open=20ms,read=1ms``."""
-    if spec in PROFILES:
-        return PROFILES[spec]
+    """Read a latency profile: a name from `LATENCY_PROFILES` or ``open=20ms,read=1ms``."""
+    if spec in LATENCY_PROFILES:
+        return LATENCY_PROFILES[spec]
     match = _CUSTOM.match(spec)
     if match is None:
-        names = ", ".join(PROFILES)
+        names = ", ".join(LATENCY_PROFILES)
         raise DataError(where, f"unknown latency {spec!r}; use {names} or 'open=20ms,read=1ms'")
     return Latency(open_s=float(match[1]) / 1e3, read_s=float(match[2]) / 1e3)
 

@@ -6,6 +6,7 @@ Files are named ``<split>-00000-of-00008.tfrecord``. Each example holds
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import struct
 from collections.abc import Sequence
@@ -140,12 +141,45 @@ def tfrecord_source(
     else:
         counts, skipped, bad_ids = _find_corrupt(files, num_classes)
     offsets = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    shards = Shards(tuple(files), tuple(bad_ids.tolist()), num_classes, image_size, skip_corrupt)
+    return Source(
+        kind="tfrecord",
+        location=str(location),
+        split=split,
+        shards={
+            "path": np.asarray([str(p) for p in files]),
+            "count": np.asarray(counts, np.int64),
+            "offset": offsets,
+        },
+        read_shard=shards.read_shard,
+        decode=shards.decode,
+        num_examples=int(sum(counts)) - int(bad_ids.size),
+        num_classes=num_classes,
+        image_shape=(*image_size, 3),
+        check=shards.check,
+        skipped=tuple(skipped),
+    )
 
-    def read_shard(shard: Record) -> tf.data.Dataset:
+
+@dataclasses.dataclass(frozen=True)
+class Shards:
+    """How a source reads, decodes and checks its TFRecord shards.
+
+    ``bad_ids``: the global indices of corrupt records left out (``skip_corrupt``).
+    """
+
+    files: tuple[Path, ...]
+    bad_ids: tuple[int, ...]
+    num_classes: int
+    image_size: tuple[int, int]
+    skip_corrupt: bool
+
+    def read_shard(self, shard: Record) -> tf.data.Dataset:
+        """The shard's parsed records, less the corrupt ones."""
         # take(count): a truncated shard's cut record is never read (with skip_corrupt).
         records = tf.data.TFRecordDataset(shard["path"]).take(shard["count"])
-        if bad_ids.size:
-            bad = tf.constant(bad_ids)
+        if self.bad_ids:
+            bad = tf.constant(self.bad_ids, tf.int64)
             records = (
                 records.enumerate(shard["offset"])
                 .filter(lambda i, _: tf.reduce_all(tf.not_equal(bad, i)))
@@ -156,46 +190,30 @@ def tfrecord_source(
         parsed = records.batch(PARSE_BLOCK).map(lambda block: tf.io.parse_example(block, FEATURES))
         return parsed.unbatch()
 
-    def decode(record: Record) -> Record:
+    def decode(self, record: Record) -> Record:
+        """The image decoded and resized; a label out of range fails the pipeline."""
         label = record[LABEL]
         checks = [
             tf.debugging.assert_non_negative(label, message="label below 0"),
             tf.debugging.assert_less(
                 label,
-                tf.constant(num_classes, tf.int64),
-                message=f"label outside 0..{num_classes - 1}",
+                tf.constant(self.num_classes, tf.int64),
+                message=f"label outside 0..{self.num_classes - 1}",
             ),
         ]
         with tf.control_dependencies(checks):
-            image = decode_encoded_image(record[IMAGE], image_size)
+            image = decode_encoded_image(record[IMAGE], self.image_size)
         return {**record, IMAGE: image}
 
-    def check() -> None:
-        if skip_corrupt:
+    def check(self) -> None:
+        """Parse and decode every record; `DataError` names the first bad one's file."""
+        if self.skip_corrupt:
             return  # every record was checked at open, and the bad ones left out
-        for path in files:
-            found = bad_records(path, count_records(path), num_classes)
+        for path in self.files:
+            found = bad_records(path, count_records(path), self.num_classes)
             if found:
                 index, message = found[0]
                 raise DataError(path, f"record {index}: {message}")
-
-    return Source(
-        kind="tfrecord",
-        location=str(location),
-        split=split,
-        shards={
-            "path": np.asarray([str(p) for p in files]),
-            "count": np.asarray(counts, np.int64),
-            "offset": offsets,
-        },
-        read_shard=read_shard,
-        decode=decode,
-        num_examples=int(sum(counts)) - int(bad_ids.size),
-        num_classes=num_classes,
-        image_shape=(*image_size, 3),
-        check=check,
-        skipped=tuple(skipped),
-    )
 
 
 def _find_corrupt(

@@ -204,10 +204,16 @@ def run_case(case: Case, tmp: Path) -> Outcome:
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory) -> dict[str, Outcome]:
-    folders = {name: tmp_path_factory.mktemp("bad") for name in CASES}
+def outcomes(request, tmp_path_factory) -> dict[str, Outcome]:
+    """The outcome of every case selected in this session (``-k`` runs only its own)."""
+    selected = [
+        item.callspec.params["name"]
+        for item in request.session.items
+        if item.originalname == "test_bad_input_is_one_line_and_writes_nothing"
+    ]
+    folders = {name: tmp_path_factory.mktemp("bad") for name in selected}
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = {name: pool.submit(run_case, CASES[name], folders[name]) for name in CASES}
+        futures = {name: pool.submit(run_case, CASES[name], folders[name]) for name in selected}
         return {name: future.result() for name, future in futures.items()}
 
 
