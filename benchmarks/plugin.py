@@ -44,6 +44,8 @@ class RunState:
     failures: list[gates.Failure] | None = None
     report: Path | None = None
     report_error: str | None = None
+    # Ctrl-C: the run stopped part way (and is abandoned).
+    interrupted: bool = False
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -178,7 +180,12 @@ def perf_options(config: pytest.Config) -> PerfOptions:
     )
 
 
+# The running session's config, for the hooks that pytest does not hand it to.
+_CONFIG: dict[str, pytest.Config] = {}
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _CONFIG["config"] = config
     # Fail fast, before collection, on a variant name that does not exist.
     if config.getoption("perf_variants", None):
         selected_variants(config)
@@ -268,6 +275,39 @@ def stop_run(config: pytest.Config, error: DataError) -> NoReturn:
     if STATE_KEY in config.stash:
         config.stash[STATE_KEY].abandoned = True
     pytest.exit(f"error: {error}", returncode=2)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+    """Ctrl-C: the run is cut short, so nothing of it is saved, gated or reported.
+
+    pytest-benchmark would otherwise save the partial run, and fail with a
+    traceback on the benchmark whose round was interrupted (it has no timings).
+    """
+    # Interrupted inside TensorFlow's C++ calls, a frame can have no line number
+    # (Python 3.11), and pytest's own report of the interrupt then fails with a
+    # traceback of its own; such frames say nothing a user could act on.
+    excinfo.traceback = excinfo.traceback.filter(_has_line_number)
+    config = _CONFIG.get("config")
+    if config is None:
+        return
+    bench_session = getattr(config, "_benchmarksession", None)
+    if bench_session is not None:
+        storage_files.abandon_saving(bench_session)
+        bench_session.benchmarks = [
+            bench for bench in bench_session.benchmarks if getattr(bench.stats, "data", None)
+        ]
+    if STATE_KEY in config.stash:
+        config.stash[STATE_KEY].abandoned = True
+        config.stash[STATE_KEY].interrupted = True
+
+
+def _has_line_number(entry: Any) -> bool:
+    try:
+        entry.lineno  # noqa: B018 (the property raises TypeError without one)
+    except TypeError:
+        return False
+    return True
 
 
 def _storage(config: pytest.Config) -> Path:
@@ -382,10 +422,29 @@ def _run_json(config: pytest.Config) -> dict[str, Any]:
     return output
 
 
+# How many of the records --skip-corrupt left out the terminal lists (the count is always shown).
+SKIPPED_SHOWN = 10
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """Print the gates' verdicts, one line per failed check."""
+    """Print the records --skip-corrupt left out, then the gates' verdicts (a line per failure)."""
     state = config.stash.get(STATE_KEY, None)
-    if state is None or state.failures is None:
+    if state is None:
+        return
+    if state.interrupted:
+        terminalreporter.write_line(
+            "interrupted: the run stopped part way; nothing of it was saved, gated or reported",
+            red=True,
+        )
+        return
+    skipped = [line for source in state.data for line in source.skipped]
+    if skipped:
+        terminalreporter.section(f"{len(skipped)} corrupt records skipped (--skip-corrupt)")
+        for line in skipped[:SKIPPED_SHOWN]:
+            terminalreporter.write_line(line, yellow=True)
+        if len(skipped) > SKIPPED_SHOWN:
+            terminalreporter.write_line(f"... and {len(skipped) - SKIPPED_SHOWN} more", yellow=True)
+    if state.failures is None:
         return
     terminalreporter.section("performance gates")
     for failure in state.failures:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -239,9 +241,45 @@ def test_skip_corrupt_runs_past_bad_images_and_reports_the_count(tmp_path):
     command += [f"--benchmark-storage=file://{storage}", "--perf-report", str(report), *args]
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    # The terminal names what was left out, not only how much.
+    assert "3 corrupt records skipped (--skip-corrupt)" in done.stdout
+    for image in train_images(tmp_path / "images")[:3]:
+        assert str(image) in done.stdout
     (saved,) = storage.glob("*/0001_*.json")
     (bench,) = json.loads(saved.read_text())["benchmarks"]
     assert bench["extra_info"]["corrupt_skipped"] == 3
     assert '<dt>Corrupt records skipped</dt><dd class="fail">3 (--skip-corrupt' in (
         report.read_text()
     )
+
+
+def test_ctrl_c_stops_the_run_in_one_line_and_saves_nothing(tmp_path):
+    storage = tmp_path / "storage"
+    saved = storage / "Linux-CPython-3.11-64bit" / "0001_good.json"
+    saved.parent.mkdir(parents=True)
+    saved.write_text(json.dumps(SAVED_RUN))
+    before = fingerprint(storage)
+    command = suite_command("-k", "test_training or test_ceiling", "--perf-variants", "naive")
+    command += ["--perf-epochs", "3", "--perf-latency", "none", "--benchmark-autosave"]
+    command += [f"--benchmark-storage=file://{storage}", "--perf-report", str(tmp_path / "r.html")]
+    errors = tmp_path / "stderr.txt"
+    with open(errors, "wb") as stderr:
+        run = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        # pytest's first progress dot: the ceiling has passed, naive's round is running.
+        output = b""
+        while b"." not in output and run.poll() is None:
+            output += run.stdout.read1(1024)
+        run.send_signal(signal.SIGINT)
+        rest, _ = run.communicate(timeout=120)
+    text = (output + rest).decode(errors="replace") + errors.read_text(errors="replace")
+    assert run.returncode == pytest.ExitCode.INTERRUPTED, text[-3000:]
+    assert "Traceback" not in text
+    assert "interrupted: the run stopped part way; nothing of it was saved" in text
+    assert fingerprint(storage) == before
+    assert not (tmp_path / "r.html").exists()

@@ -74,6 +74,16 @@ def test_a_zero_byte_image_is_named(folder):
         sources.image_folder_source(folder)
 
 
+def test_every_bad_image_of_a_folder_is_listed_in_one_line(folder):
+    images = [folder / row.split(",")[0] for row in (folder / "train.csv").read_text().split()[1:]]
+    for image in images[:5]:
+        image.write_bytes(b"")
+    empty = r"file is empty \(0 bytes\)"
+    others = "; ".join(f"{re.escape(str(image))}: {empty}" for image in images[1:4])
+    with raises_one_line(images[0], rf"{empty} \(5 bad in all: {others}; and 1 more\)"):
+        sources.image_folder_source(folder)
+
+
 def test_a_truncated_jpeg_is_named(folder):
     image = first_image(folder)
     image.write_bytes(image.read_bytes()[:200])

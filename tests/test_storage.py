@@ -91,3 +91,24 @@ def test_a_number_taken_by_another_run_meanwhile_is_not_overwritten(tmp_path, mo
     path = storage.write_new_run(tmp_path, "mine", '{"writer": "me"}')
     assert path.name == "0003_mine.json" and json.loads(path.read_text()) == {"writer": "me"}
     assert json.loads((tmp_path / "0002_mine.json").read_text()) == {"writer": "other"}
+
+
+def test_compare_and_histogram_work_as_pytest_benchmark_documents(tmp_path):
+    # --benchmark-histogram needs pygal; without it the run ended in a traceback
+    # before the comparison (and --benchmark-compare-fail) ever ran.
+    store, histogram = tmp_path / "storage", tmp_path / "histogram"
+    thresholds = tmp_path / "thresholds.toml"
+    thresholds.write_text("[defaults]\nmin_test_accuracy = 0\n")
+    command = suite_command("-k", "test_training", "--perf-variants", "naive", "--perf-epochs", "1")
+    command += ["--perf-latency", "none", "--perf-thresholds", str(thresholds)]
+    command += ["--benchmark-autosave", f"--benchmark-storage=file://{store}"]
+    first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]
+    compare = [*command, "--benchmark-compare", f"--benchmark-histogram={histogram}"]
+    compare += ["--benchmark-compare-fail=mean:1000%"]
+    second = subprocess.run(compare, cwd=ROOT, capture_output=True, text=True)
+    output = second.stdout + second.stderr
+    assert second.returncode == 0, output[-3000:]
+    assert "Traceback" not in output
+    assert "Comparing against benchmarks from: " in output
+    assert (tmp_path / "histogram.svg").stat().st_size > 0

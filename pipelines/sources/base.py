@@ -140,6 +140,19 @@ def label_problems(labels: np.ndarray, num_classes: int, where: object) -> dict[
     }
 
 
+def all_in_one(problems: Sequence[DataError], shown: int = 3) -> DataError:
+    """One error for several: the first problem, then the next ``shown`` and how many in all.
+
+    A user fixing a folder of bad files learns of them at once, not one run at a time.
+    """
+    first, rest = problems[0], problems[1:]
+    if not rest:
+        return first
+    listed = "; ".join(str(problem) for problem in rest[:shown])
+    more = f"; and {len(rest) - shown} more" if len(rest) > shown else ""
+    return DataError(first.where, f"{first.problem} ({len(problems)} bad in all: {listed}{more})")
+
+
 def nothing_left(where: object, skipped: Sequence[str]) -> DataError:
     """The error for a source whose every record was skipped as corrupt."""
     return DataError(where, f"no readable records left after skipping {len(skipped)} corrupt ones")

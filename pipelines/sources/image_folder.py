@@ -29,6 +29,7 @@ from pipelines.errors import DataError
 from pipelines.sources.base import (
     Record,
     Source,
+    all_in_one,
     check_labels,
     decode_encoded_image,
     label_problems,
@@ -83,6 +84,19 @@ def check_image_file(path: Path) -> None:
         raise DataError(path, "truncated JPEG (no end-of-image marker)")
     if actual == "PNG" and b"IEND" not in tail[-16:]:
         raise DataError(path, "truncated PNG (no IEND chunk)")
+
+
+def check_image_files(paths: Sequence[Path]) -> None:
+    """`check_image_file` on every file; one `DataError` names the first bad one and lists
+    the next few, with how many there are in all."""
+    problems = []
+    for path in paths:
+        try:
+            check_image_file(path)
+        except DataError as problem:
+            problems.append(problem)
+    if problems:
+        raise all_in_one(problems)
 
 
 def check_image_decodes(path: Path) -> None:
@@ -182,8 +196,7 @@ def image_folder_source(
     if skip_corrupt:
         paths, labels, skipped = _without_corrupt(paths, labels, num_classes, where)
     check_labels(labels, num_classes, str(where))
-    for path in paths:
-        check_image_file(path)
+    check_image_files(paths)
     files = ImageFiles(tuple(paths), image_size)
     return Source(
         kind="image_folder",
