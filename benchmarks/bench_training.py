@@ -13,7 +13,7 @@ import contextlib
 import pytest
 
 import pipelines
-from benchmarks.plugin import perf_session, service_setup
+from benchmarks.plugin import SERVICE_VARIANT, perf_session, service_setup
 from pipelines.service import LocalService
 
 # Traced and untraced runs alternate, so drifts in machine load hit both
@@ -26,8 +26,6 @@ OVERHEAD_PAIRS = 4
 # doing, so variants with a cache get two. More adds time (the suite has five
 # minutes), not insight: without a cache every epoch runs the same stages.
 TIMELINE_EPOCHS = {"cached": 2, "uncached": 1}
-# The variant test_data_service times (dynamic sharding: each example once per epoch).
-SERVICE_VARIANT = "distributed"
 
 
 @pytest.fixture(scope="session")

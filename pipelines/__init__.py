@@ -20,7 +20,15 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pipelines.errors import DataError, InputError, UsageError
-from pipelines.registry import VARIANTS, build, build_traced, get, register, unregister
+from pipelines.registry import (
+    VARIANTS,
+    build,
+    build_traced,
+    check_fits,
+    get,
+    register,
+    unregister,
+)
 from pipelines.variants import Contract, Variant
 
 __all__ = [
@@ -32,6 +40,7 @@ __all__ = [
     "Variant",
     "build",
     "build_traced",
+    "check_fits",
     "get",
     "register",
     "unregister",

@@ -28,6 +28,13 @@ class DataChoice:
         return f"{where}, latency {self.latency}"
 
 
+def default_latency(data: str) -> str:
+    """The storage latency a run simulates unless told: "remote" for the embedded set
+    (local files, where it shows what interleave and prefetch are for), "none" for a
+    user's own path, whose reads are real and whose timings should be its own."""
+    return "remote" if data == "embedded" else "none"
+
+
 def open_data(choice: DataChoice) -> tuple[Source, Source]:
     """The (train, test) sources of ``choice``, with its storage latency on both."""
     latency = parse_latency(choice.latency)

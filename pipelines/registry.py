@@ -9,7 +9,7 @@ import tensorflow as tf
 from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError, UsageError
 from pipelines.sources.base import Source
-from pipelines.steps import BuildContext, GeneratorRead, Read, apply_steps
+from pipelines.steps import CHECK_ONLY, BuildContext, GeneratorRead, Read, apply_steps
 from pipelines.tracing import Stage, Tracer
 from pipelines.variants import SEED_VARIANTS, Variant
 
@@ -68,6 +68,15 @@ def build(
     """
     ctx = BuildContext(source, batch_size, shuffle_buffer, seed, cache_dir, service=service)
     return _build(variant, ctx)
+
+
+def check_fits(variant: str | Variant, source: Source) -> None:
+    """Raise `DataError` (naming the step) if ``variant`` cannot run on ``source``.
+
+    Builds the pipeline without iterating it; a tf.data service step checks
+    what it can without a dispatcher (its workers cannot run Python).
+    """
+    _build(variant, BuildContext(source, service=CHECK_ONLY))
 
 
 def build_traced(

@@ -26,6 +26,9 @@ from pipelines.sources.base import Record, Source
 from pipelines.tracing import UNTRACED, Stage, Untraced
 
 AUTOTUNE = tf.data.AUTOTUNE
+# The service of a build that only checks that a variant fits its source
+# (`pipelines.registry.check_fits`): `Distribute` checks and goes no further.
+CHECK_ONLY = "check-only"
 # Parallel reads: enough files in flight to hide remote-storage latency,
 # more than the default (one per core) that suits local disks.
 MAX_READERS = 32
@@ -302,11 +305,6 @@ class Distribute:
     processing_mode: str = "distributed_epoch"
 
     def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
-        if not ctx.service:
-            raise ValueError(
-                "needs a tf.data service: pass service= to the build"
-                " (the benchmarks start one, or use --perf-data-service grpc://HOST:PORT)"
-            )
         # Workers run the graph in other processes: a Python function in it (a
         # generator, numpy_function) exists only here, and they would fail on it.
         graph = ds._as_serialized_graph().numpy()
@@ -314,6 +312,13 @@ class Distribute:
             raise ValueError(
                 f"the steps before it run Python ({ctx.source.kind} source), which tf.data"
                 " service workers cannot: use a TFRecord, image-folder or in-memory source"
+            )
+        if ctx.service == CHECK_ONLY:
+            return ds  # a check that the variant fits its source: no dispatcher to ask
+        if not ctx.service:
+            raise ValueError(
+                "needs a tf.data service: pass service= to the build"
+                " (the benchmarks start one, or use --perf-data-service grpc://HOST:PORT)"
             )
         return ds.apply(tf.data.experimental.service.distribute(self.processing_mode, ctx.service))
 

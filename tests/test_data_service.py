@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 from bench_runner import ROOT, suite_command
 
@@ -19,7 +20,7 @@ from benchmarks.session import DIED_WORKER_EXIT, PerfSession
 from models.trainer import EpochStats
 from pipelines import DataError, sources
 from pipelines.service import LocalService, _listening, port_is_free
-from pipelines.synthetic import make_examples
+from pipelines.synthetic import CLASS_NAMES, make_examples
 from tagged import tagged_source
 
 
@@ -140,3 +141,30 @@ def test_the_benchmark_records_workers_and_speedup(tmp_path, small_records):
     assert one["variant"] == "distributed (1 worker)"
     assert two["speedup_over_1_worker"] == pytest.approx(one["train_s"] / two["train_s"])
     assert two["service"].startswith("grpc://localhost:")
+
+
+def test_on_data_its_workers_cannot_read_the_service_benchmark_is_skipped_at_collection(
+    tmp_path,
+):
+    # CIFAR batches are read through Python (unpickling), which workers cannot run:
+    # the service benchmarks are skipped, saying why, and the rest of the run goes on.
+    images, labels = make_examples(seed=4, split="train", count=40)
+    data = (np.stack(images), labels)
+    sources.write_cifar_folder(tmp_path / "cifar", data, data, CLASS_NAMES)
+    thresholds = tmp_path / "thresholds.toml"
+    thresholds.write_text("[defaults]\nmin_test_accuracy = 0\n")
+    command = suite_command("-rs", "-k", "test_data_service or test_training", "--perf-epochs", "1")
+    command += ["--perf-variants", "naive", "--perf-data", str(tmp_path / "cifar")]
+    command += ["--perf-thresholds", str(thresholds), f"--benchmark-storage=file://{tmp_path}"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    skipped = re.findall(
+        r"^SKIPPED \[2\] .*: cannot run on this data: variant 'distributed'"
+        r" step 3 \(distribute\(distributed_epoch\)\): the steps before it run"
+        r" Python \(cifar source\).*$",
+        output,
+        re.M,
+    )
+    assert len(skipped) == 1, output[-3000:]
+    assert "1 passed, 2 skipped" in output

@@ -96,3 +96,32 @@ def test_an_unknown_latency_is_a_one_line_error():
         DataError, match=r"^--perf-latency: unknown latency 'slow'; use none, remote"
     ):
         parse_latency("slow")
+
+
+class Options:
+    """A stand-in for pytest's config: ``getoption`` from a dict of option values."""
+
+    def __init__(self, **values):
+        self.values = {
+            "perf_profile": "smoke",
+            "perf_epochs": None,
+            "perf_format": "tfrecord",
+            "perf_variants": "naive",
+            "perf_latency": None,
+            "skip_corrupt": False,
+            "perf_mixed_precision": False,
+            "perf_xla": False,
+            **values,
+        }
+
+    def getoption(self, name, default=None):
+        return self.values.get(name, default)
+
+
+def test_a_users_own_data_is_read_without_simulated_latency_unless_asked(tmp_path):
+    from benchmarks.plugin import perf_options
+
+    assert perf_options(Options(perf_data="embedded")).data.latency == "remote"
+    assert perf_options(Options(perf_data=str(tmp_path))).data.latency == "none"
+    asked = Options(perf_data=str(tmp_path), perf_latency="remote")
+    assert perf_options(asked).data.latency == "remote"

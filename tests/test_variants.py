@@ -225,3 +225,14 @@ def test_a_pipeline_without_prefetch_reads_nothing_ahead(source_kinds, traced):
         assert int(counter.numpy()) == 4
     finally:
         TRANSFORMS.pop("count_reads", None)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_check_fits_says_which_variants_a_source_can_run_without_a_dispatcher(source_kinds, kind):
+    source = source_kinds[kind]
+    pipelines.check_fits("naive", source)
+    if kind in PYTHON_KINDS:
+        with pytest.raises(DataError, match=r"step 3 \(distribute\(\w+\)\): the steps before"):
+            pipelines.check_fits("distributed", source)
+    else:
+        pipelines.check_fits("distributed", source)  # no dispatcher asked, none needed
