@@ -276,6 +276,9 @@ def test_ctrl_c_stops_the_run_in_one_line_and_saves_nothing(tmp_path):
             stdout=subprocess.PIPE,
             stderr=stderr,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # A pytest-xdist worker ignores SIGINT, and a child inherits that:
+            # the run must take Ctrl-C as a user's terminal would deliver it.
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )
         output = b""
         while b"bench_training.py" not in output and run.poll() is None:

@@ -71,7 +71,9 @@ def test_read_delay_is_paid_once_per_record():
 
 
 def test_parallel_readers_overlap_their_delays(plain):
-    slow = sources.with_latency(plain, Latency(open_s=OPEN_S, read_s=READ_S))
+    # Delays long enough that late wake-ups on a loaded machine (two test
+    # workers on two cores) stay small beside them: 3x the usual ones.
+    slow = sources.with_latency(plain, Latency(open_s=3 * OPEN_S, read_s=3 * READ_S))
     interleaved = slow.shard_dataset().interleave(
         slow.read_shard, cycle_length=4, num_parallel_calls=4, deterministic=False
     )
