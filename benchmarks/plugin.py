@@ -182,12 +182,8 @@ def perf_options(config: pytest.Config) -> PerfOptions:
     )
 
 
-# The running session's config, for the hooks that pytest does not hand it to.
-_CONFIG: dict[str, pytest.Config] = {}
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    _CONFIG["config"] = config
+    config.pluginmanager.register(Interruption(config), "perf-interruption")
     # Fail fast, before collection, on a variant name that does not exist.
     if config.getoption("perf_variants", None):
         selected_variants(config)
@@ -254,10 +250,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def skip_what_cannot_run(items: list[pytest.Item], state: RunState) -> None:
     """Skip, with the reason in one line, each benchmark of a variant that cannot run on
     this data (a tf.data service variant over a source that reads through Python), so
-    that it does not stop the run part way."""
+    that it does not stop the run part way.
+
+    Only served variants are checked: the rest run on any source the suite opens,
+    and building every variant here would cost seconds at every start.
+    """
     unfit = {}
-    served = {SERVICE_VARIANT} & set(pipelines.VARIANTS)
-    for variant in sorted({*state.options.variants, *served}):
+    candidates = {*state.options.variants, SERVICE_VARIANT} & set(pipelines.VARIANTS)
+    for variant in sorted(name for name in candidates if pipelines.get(name).served):
         try:
             pipelines.check_fits(variant, state.data[0])
         except DataError as error:
@@ -294,37 +294,42 @@ def pytest_runtest_call(item: pytest.Item):
 
 def stop_run(config: pytest.Config, error: DataError) -> NoReturn:
     """End the session with one line; this run is not saved or reported as if nothing happened."""
-    bench_session = getattr(config, "_benchmarksession", None)
-    if bench_session is not None:
-        storage_files.abandon_saving(bench_session)
-    if STATE_KEY in config.stash:
-        config.stash[STATE_KEY].abandoned = True
+    abandon(config)
     pytest.exit(f"error: {error}", returncode=2)
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_keyboard_interrupt(excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-    """Ctrl-C: the run is cut short, so nothing of it is saved, gated or reported.
-
-    pytest-benchmark would otherwise save the partial run, and fail with a
-    traceback on the benchmark whose round was interrupted (it has no timings).
-    """
-    # Interrupted inside TensorFlow's C++ calls, a frame can have no line number
-    # (Python 3.11), and pytest's own report of the interrupt then fails with a
-    # traceback of its own; such frames say nothing a user could act on.
-    excinfo.traceback = excinfo.traceback.filter(_has_line_number)
-    config = _CONFIG.get("config")
-    if config is None:
-        return
+def abandon(config: pytest.Config, interrupted: bool = False) -> None:
+    """Nothing of this run is saved, gated or reported (bad data, or Ctrl-C)."""
     bench_session = getattr(config, "_benchmarksession", None)
     if bench_session is not None:
         storage_files.abandon_saving(bench_session)
+        # An interrupted round has no timings, which pytest-benchmark's table cannot show.
         bench_session.benchmarks = [
             bench for bench in bench_session.benchmarks if getattr(bench.stats, "data", None)
         ]
     if STATE_KEY in config.stash:
         config.stash[STATE_KEY].abandoned = True
-        config.stash[STATE_KEY].interrupted = True
+        config.stash[STATE_KEY].interrupted = interrupted
+
+
+class Interruption:
+    """Ctrl-C: nothing of the run is saved, gated or reported, in a few lines.
+
+    A plugin object of its own, since pytest hands this hook no config. It
+    must act here: pytest-benchmark saves the run at the start of
+    ``pytest_sessionfinish``, before any other plugin's part of that hook.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        # Interrupted inside TensorFlow's C++ calls, a frame can have no line
+        # number (Python 3.11), and pytest's report of the interrupt then fails
+        # with a traceback of its own; such frames say nothing a user could act on.
+        excinfo.traceback = excinfo.traceback.filter(_has_line_number)
+        abandon(self.config, interrupted=True)
 
 
 def _has_line_number(entry: Any) -> bool:
