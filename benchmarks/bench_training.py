@@ -3,29 +3,30 @@
 Thin cases over `benchmarks.session.PerfSession`, which owns how a round is
 set up and run, and its `benchmarks.records.RunRecords`, which keeps what it
 measured. Every registered variant is benchmarked (or the ``--perf-variants``
-subset); naive runs first.
+subset). The timed trials (the ceiling, training and pipeline of each
+variant, the traced run) are measured together in randomized interleaved
+passes (`benchmarks.passes`); each benchmark then reports one round per pass.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 
 import pytest
 
 import pipelines
+from benchmarks.passes import Passes, Trial
 from benchmarks.plugin import SERVICE_VARIANT, perf_session, service_setup
+from benchmarks.records import CEILING
 from pipelines.service import LocalService
 
-# Traced and untraced runs alternate, so drifts in machine load hit both
-# alike, and which goes first alternates too (untraced-traced, then
-# traced-untraced), so that whatever the run after another pays hits both
-# alike. Single epochs on this project's two-core machine vary by 20% and
-# more from run to run, hence several pairs and their medians.
-OVERHEAD_PAIRS = 4
 # Traced runs: one epoch shows every stage; a second shows what a cache stops
 # doing, so variants with a cache get two. More adds time (the suite has five
 # minutes), not insight: without a cache every epoch runs the same stages.
 TIMELINE_EPOCHS = {"cached": 2, "uncached": 1}
+# Benchmarks measured in the interleaved passes, and the kind of trial each runs.
+PASS_KINDS = {"test_ceiling": "ceiling", "test_training": "training", "test_pipeline": "pipeline"}
 
 
 @pytest.fixture(scope="session")
@@ -35,22 +36,61 @@ def perf(request: pytest.FixtureRequest):
     return session
 
 
-def rounds(perf) -> dict:
-    return {"rounds": perf.options.profile.rounds, "iterations": 1, "warmup_rounds": 0}
+def overhead_variant(perf) -> str:
+    """The variant whose tracing overhead is measured: `optimized`, or the first selected."""
+    return "optimized" if "optimized" in perf.options.variants else perf.options.variants[0]
 
 
-def test_ceiling(benchmark, perf):
-    """The same model on batches already in memory: the fastest it can train here."""
-    batches = perf.in_memory_batches()
-    runs = []
+def planned_trials(items: Iterable[pytest.Item], perf) -> set[Trial]:
+    """What the run's selected (and not skipped) benchmarks need timed in the passes."""
+    trials = set()
+    for item in items:
+        name = getattr(item, "originalname", item.name)
+        if item.get_closest_marker("skip") or name not in {*PASS_KINDS, "test_tracing_overhead"}:
+            continue
+        if name == "test_ceiling":
+            trials.add(CEILING)
+        elif name == "test_tracing_overhead":
+            variant = overhead_variant(perf)
+            trials |= {Trial("traced", variant), Trial("training", variant)}
+        else:
+            variant = item.callspec.params["variant_name"]
+            if not pipelines.get(variant).served:
+                trials.add(Trial(PASS_KINDS[name], variant))
+    return trials
 
-    def run():
-        runs.append(perf.train(batches))
 
-    benchmark.pedantic(run, **rounds(perf))
-    benchmark.extra_info.update(
-        perf.records.training(benchmark.name, "ceiling", runs, kind="ceiling")
-    )
+@pytest.fixture(scope="session")
+def passes(perf, request: pytest.FixtureRequest) -> Passes:
+    """Every timed benchmark of the run, measured in randomized interleaved passes.
+
+    The first benchmark to ask runs them all; each then reports its own rounds.
+    """
+    return perf.measure(planned_trials(request.session.items, perf))
+
+
+class PassClock:
+    """Replays the passes' timings to pytest-benchmark: its timer, read twice a round."""
+
+    __name__ = "interleaved_passes"
+
+    def __init__(self, seconds: list[float]) -> None:
+        self.readings = iter([reading for spent in seconds for reading in (0.0, spent)])
+
+    def __call__(self) -> float:
+        return next(self.readings)
+
+
+def report_rounds(benchmark, seconds: list[float]) -> None:
+    """Hand pytest-benchmark one round per pass, as the passes timed it.
+
+    Its own tables, ``--benchmark-compare``, histograms and JSON then show
+    the interleaved measurements, one benchmark per variant as before.
+    (``_timer`` is pytest-benchmark's, pinned at 5.3.1: its one way in for
+    timings taken elsewhere.)
+    """
+    benchmark._timer = PassClock(seconds)
+    benchmark.pedantic(lambda: None, rounds=len(seconds), iterations=1, warmup_rounds=0)
 
 
 def skip_if_served(variant_name: str) -> None:
@@ -59,33 +99,45 @@ def skip_if_served(variant_name: str) -> None:
         pytest.skip(f"{variant_name} goes through the tf.data service: timed by test_data_service")
 
 
-def timed_rounds(benchmark, perf, variant_name: str, work, service: str | None = None) -> list:
-    """Time ``work(dataset)`` over the profile's rounds, each on a freshly built dataset."""
-    if service is None:
-        skip_if_served(variant_name)
+def test_ceiling(benchmark, perf, passes):
+    """The same model on batches already in memory: the fastest it can train here."""
+    report_rounds(benchmark, passes.seconds[CEILING])
+    info = perf.records.training(benchmark.name, "ceiling", passes.of(CEILING), kind="ceiling")
+    benchmark.extra_info.update(info)
+
+
+def test_training(benchmark, perf, passes, variant_name):
+    """Full epochs of training and test evaluation through one variant."""
+    skip_if_served(variant_name)
+    trial = Trial("training", variant_name)
+    report_rounds(benchmark, passes.seconds[trial])
+    info = perf.records.training(benchmark.name, variant_name, passes.of(trial))
+    benchmark.extra_info.update(info)
+
+
+def test_pipeline(benchmark, perf, passes, variant_name):
+    """One epoch of the variant's pipeline with no model: how fast it can feed."""
+    skip_if_served(variant_name)
+    trial = Trial("pipeline", variant_name)
+    report_rounds(benchmark, passes.seconds[trial])
+    info = perf.records.pipeline(benchmark.name, variant_name, passes.of(trial))
+    benchmark.extra_info.update(info)
+
+
+def service_rounds(benchmark, perf, address: str) -> list:
+    """Time training through the tf.data service once: its worker processes are set up
+    for it alone, so it is not one of the interleaved trials, and its ratios are single
+    measurements (no interval)."""
     results = []
 
     def setup():
-        # A fresh build per round: no cache carries over from the previous one.
-        return (perf.build(variant_name, service),), {}
+        return (perf.build(SERVICE_VARIANT, address),), {}
 
     def run(dataset):
-        results.append(work(dataset))
+        results.append(perf.train(dataset))
 
-    benchmark.pedantic(run, setup=setup, rounds=perf.options.profile.rounds, warmup_rounds=0)
+    benchmark.pedantic(run, setup=setup, rounds=1, warmup_rounds=0)
     return results
-
-
-def test_training(benchmark, perf, variant_name):
-    """Full epochs of training and test evaluation through one variant."""
-    runs = timed_rounds(benchmark, perf, variant_name, perf.train)
-    benchmark.extra_info.update(perf.records.training(benchmark.name, variant_name, runs))
-
-
-def test_pipeline(benchmark, perf, variant_name):
-    """One epoch of the variant's pipeline with no model: how fast it can feed."""
-    runs = timed_rounds(benchmark, perf, variant_name, perf.iterate)
-    benchmark.extra_info.update(perf.records.pipeline(benchmark.name, variant_name, runs))
 
 
 def test_data_service(benchmark, perf, service_workers, request):
@@ -95,7 +147,7 @@ def test_data_service(benchmark, perf, service_workers, request):
         local = None if external else stack.enter_context(LocalService(service_workers))
         address = external or local.address
         with perf.served(local):
-            runs = timed_rounds(benchmark, perf, SERVICE_VARIANT, perf.train, service=address)
+            runs = service_rounds(benchmark, perf, address)
         for stats in runs:
             perf.check_complete(SERVICE_VARIANT, stats, service_workers or 1, address)
     label = f"{SERVICE_VARIANT} ({service_setup(service_workers)})"
@@ -123,20 +175,12 @@ def test_timeline(benchmark, perf, variant_name):
     benchmark.extra_info.update(info)
 
 
-def test_tracing_overhead(benchmark, perf):
-    """What tracing costs: traced and untraced training of `optimized`, alternately."""
-    variant = "optimized" if "optimized" in perf.options.variants else perf.options.variants[0]
-    untraced, traced = [], []
-
-    def run():
-        for pair in range(OVERHEAD_PAIRS):
-            for is_traced in (False, True) if pair % 2 == 0 else (True, False):
-                if is_traced:
-                    traced.append(perf.train_traced(variant)[0])
-                else:
-                    untraced.append(perf.train(perf.build(variant)))
-
-    benchmark.pedantic(run, rounds=1, iterations=1, warmup_rounds=0)
-    benchmark.extra_info.update(
-        perf.records.tracing_overhead(benchmark.name, variant, untraced, traced)
+def test_tracing_overhead(benchmark, perf, passes):
+    """What tracing costs: traced against untraced training, paired within each pass."""
+    variant = overhead_variant(perf)
+    traced, untraced = Trial("traced", variant), Trial("training", variant)
+    report_rounds(benchmark, passes.seconds[traced])
+    info = perf.records.tracing_overhead(
+        benchmark.name, variant, passes.of(untraced), passes.of(traced)
     )
+    benchmark.extra_info.update(info)

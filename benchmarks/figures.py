@@ -64,8 +64,10 @@ def throughput_bars(
     examples_per_s: Sequence[float],
     speedups: Sequence[float | None],
     ceiling: float | None,
+    speedup_intervals: Sequence[Sequence[float] | None] = (),
 ) -> str:
-    """Examples/s per variant (the ceiling as a line) and speedup over naive."""
+    """Examples/s per variant (the ceiling as a line) and speedup over naive, with its
+    95% interval as an error bar where the run measured one."""
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 0.35 * len(variants) + 1.5))
     positions = range(len(variants))
     left.barh(positions, examples_per_s, color="#1f77b4")
@@ -75,7 +77,14 @@ def throughput_bars(
     left.set_yticks(positions, variants)
     left.invert_yaxis()
     left.set_xlabel("training examples/s")
-    right.barh(positions, [s or 0.0 for s in speedups], color="#ff7f0e")
+    values = [s or 0.0 for s in speedups]
+    errors = [
+        [value - interval[0], interval[1] - value] if interval else [0.0, 0.0]
+        for value, interval in zip(
+            values, list(speedup_intervals) or [None] * len(values), strict=True
+        )
+    ]
+    right.barh(positions, values, color="#ff7f0e", xerr=list(zip(*errors, strict=True)), capsize=3)
     right.axvline(1.0, color="black", linewidth=0.8)
     right.set_yticks(positions, variants)
     right.invert_yaxis()

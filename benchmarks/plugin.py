@@ -19,7 +19,10 @@ import pipelines
 from benchmarks import gates, report
 from benchmarks import storage as storage_files
 from benchmarks.bottleneck import Bottleneck
+from benchmarks.cores import apply_core_budget
+from benchmarks.records import Unreliable, unreliable
 from benchmarks.session import PERF_PROFILES, PerfOptions, PerfSession, machine_details
+from benchmarks.summary import summary_table
 from pipelines.data import DataChoice, default_latency, open_data
 from pipelines.errors import DataError, InputError
 from pipelines.sources import Source
@@ -94,6 +97,23 @@ def _add_run_options(group: pytest.OptionGroup) -> None:
         action="store_true",
         default=False,
         help="train in mixed float16/float32 (loss-scaled); pays off on GPUs with tensor cores",
+    )
+    group.addoption(
+        "--perf-model-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="without a GPU: threads for the model's ops, standing in for an accelerator"
+        " (default: half the cores, at least 1; 0: the model and the pipeline share every"
+        " core); the input pipeline runs on threads of its own",
+    )
+    group.addoption(
+        "--perf-passes",
+        type=int,
+        default=None,
+        metavar="K",
+        help="interleaved passes to make, exactly (default: the profile's, adding passes"
+        " while a ratio's interval is wider than +-5%%, within its time limit)",
     )
     group.addoption(
         "--perf-xla",
@@ -174,6 +194,17 @@ def perf_options(config: pytest.Config) -> PerfOptions:
         latency=latency,
         skip_corrupt=config.getoption("skip_corrupt"),
     )
+    threads = config.getoption("perf_model_threads")
+    if threads is not None and threads < 0:
+        raise pytest.UsageError(f"--perf-model-threads: must be 0 or more, got {threads}")
+    plan = profile.passes
+    count = config.getoption("perf_passes")
+    if count is not None and count < 1:
+        raise pytest.UsageError(f"--perf-passes: must be 1 or more, got {count}")
+    if config.getoption("benchmark_disable", False):
+        count = 1  # untimed: every benchmark runs once
+    if count is not None:
+        plan = dataclasses.replace(plan, min_passes=count, max_passes=count)
     return PerfOptions(
         profile,
         data,
@@ -181,6 +212,9 @@ def perf_options(config: pytest.Config) -> PerfOptions:
         tuple(selected_variants(config)),
         mixed_precision=config.getoption("perf_mixed_precision"),
         jit_compile=config.getoption("perf_xla"),
+        passes=plan,
+        # As asked; the collection hook applies it and keeps the budget in force.
+        model_threads=threads,
     )
 
 
@@ -228,6 +262,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if not _benchmarks_selected(items):
         return
     options = perf_options(config)
+    try:
+        # Before anything starts TensorFlow's runtime (opening the data does).
+        budget = apply_core_budget(options.model_threads)
+    except RuntimeError as error:
+        raise pytest.UsageError(f"--perf-model-threads: {error}") from None
+    options = dataclasses.replace(options, model_threads=budget)
     service = config.getoption("perf_data_service")
     if service and not re.fullmatch(r"(grpcs?://)?[\w.\-\[\]:]+:\d+", service):
         raise pytest.UsageError(
@@ -433,6 +473,11 @@ def pytest_benchmark_update_json(
         info = records.metrics.get(bench.get("fullname")) or records.metrics.get(bench.get("name"))
         if info:
             bench["extra_info"] = dict(info)
+    if records.passes is not None:
+        output_json["perf_passes"] = {
+            **records.passes.to_dict(),
+            "unreliable": [str(line) for line in measurement_doubts(config)],
+        }
     failures = evaluate_gates(config)
     if failures is not None:
         # The verdicts travel with the run, so a report built later shows them.
@@ -441,6 +486,16 @@ def pytest_benchmark_update_json(
             "failures": [dataclasses.asdict(failure) for failure in failures],
         }
     config.stash[STATE_KEY].run_json = output_json
+
+
+def measurement_doubts(config: pytest.Config) -> list[Unreliable]:
+    """The run's ratios that cannot be trusted (none when untimed or without passes)."""
+    if SESSION_KEY not in config.stash or config.getoption("benchmark_disable", False):
+        return []
+    session = config.stash[SESSION_KEY]
+    if session.passes is None:
+        return []
+    return unreliable(session.passes, session.options.plan.precision)
 
 
 def evaluate_gates(config: pytest.Config) -> list[gates.Failure] | None:
@@ -474,7 +529,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if failures is None:
         return
     state = config.stash[STATE_KEY]
-    if failures and session.exitstatus == 0:
+    impossible = any(doubt.impossible for doubt in measurement_doubts(config))
+    if (failures or impossible) and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     target = config.getoption("perf_report")
     if target:
@@ -509,6 +565,22 @@ def _run_json(config: pytest.Config) -> dict[str, Any]:
 SKIPPED_SHOWN = 10
 
 
+def _write_measurements(terminalreporter: Any, config: pytest.Config) -> None:
+    """The figures with their intervals, and a line per measurement not to be trusted."""
+    session = config.stash[SESSION_KEY]
+    passes = session.passes
+    if passes is None:
+        return
+    terminalreporter.section(
+        f"measurements: {passes.count} interleaved passes ({passes.stopped}),"
+        f" 95% intervals; model threads: {session.options.model_threads or 'not limited'}"
+    )
+    for line in summary_table(session.records.metrics.values()):
+        terminalreporter.write_line(line)
+    for doubt in measurement_doubts(config):
+        terminalreporter.write_line(str(doubt), red=doubt.impossible, yellow=not doubt.impossible)
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """Print the records --skip-corrupt left out, then the gates' verdicts (a line per failure)."""
     state = config.stash.get(STATE_KEY, None)
@@ -529,6 +601,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             terminalreporter.write_line(f"... and {len(skipped) - SKIPPED_SHOWN} more", yellow=True)
     if state.failures is None:
         return
+    _write_measurements(terminalreporter, config)
     terminalreporter.section("performance gates")
     for failure in state.failures:
         terminalreporter.write_line(str(failure), red=True)

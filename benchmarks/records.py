@@ -8,6 +8,7 @@ runs' bottleneck analysis) are filled in at the end, by `RunRecords.derive`.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
@@ -15,6 +16,8 @@ from typing import Any, NamedTuple
 import pipelines
 from benchmarks.bottleneck import StageTimes, analyze, stage_gate_figures
 from benchmarks.gates import metrics_by_variant
+from benchmarks.intervals import Estimate, geometric, mean, paired_ratio
+from benchmarks.passes import Passes, Trial
 from models.trainer import EpochStats, input_bound_of
 from pipelines.timeline import Timeline
 
@@ -35,6 +38,138 @@ def run_totals(
     return [sum(getattr(epoch, field) for epoch in run[epochs]) for run in runs]
 
 
+CEILING = Trial("ceiling", "ceiling")
+# Speedups are measured over these variants: the lab's baseline, and the one
+# each single optimization (prefetch, interleave, ...) is added to.
+SPEEDUP_REFERENCES = {"speedup_over_naive": "naive", "speedup_over_augmented": "augmented"}
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedFigures:
+    """One trial's figures over the run's passes, its ratios paired within each pass."""
+
+    epoch_s: Estimate
+    # Share of training time spent waiting for input (training runs only).
+    input_bound: Estimate | None = None
+    speedup_over_naive: Estimate | None = None
+    speedup_over_augmented: Estimate | None = None
+    fraction_of_ceiling: Estimate | None = None
+    traced_over_untraced: Estimate | None = None
+
+    def ratios(self) -> dict[str, Estimate]:
+        """The ratios measured (by name), without the epoch time."""
+        named = {
+            "speedup_over_naive": self.speedup_over_naive,
+            "speedup_over_augmented": self.speedup_over_augmented,
+            "fraction_of_ceiling": self.fraction_of_ceiling,
+            "traced_over_untraced": self.traced_over_untraced,
+        }
+        return {name: value for name, value in named.items() if value is not None}
+
+    def to_extra_info(self) -> dict[str, Any]:
+        """Each figure as ``name`` (its value) and ``name_ci`` (its 95% interval, or None)."""
+        figures: dict[str, Estimate] = {"epoch_s": self.epoch_s, **self.ratios()}
+        if self.input_bound is not None:
+            figures["input_bound"] = self.input_bound
+        if self.fraction_of_ceiling is not None:
+            figures["ceiling_slowdown"] = self.fraction_of_ceiling.inverse()
+        if self.traced_over_untraced is not None:
+            figures["tracing_overhead"] = self.traced_over_untraced.shifted(-1)
+        info: dict[str, Any] = {"passes": self.epoch_s.n}
+        for name, estimate in figures.items():
+            info[name] = estimate.value
+            info[f"{name}_ci"] = estimate.to_list()
+        return info
+
+
+def pass_figures(passes: Passes) -> dict[Trial, PairedFigures]:
+    """Per trial, its epoch time and its ratios, each paired within a pass.
+
+    Speedups are over ``naive`` and ``augmented`` of the same kind (training or
+    pipeline alone; `SPEEDUP_REFERENCES`), fractions of the ceiling are the
+    ceiling's time over the trial's, and a traced run is set against the
+    untraced training of its variant.
+    """
+    seconds = passes.seconds
+    figures = {}
+    for trial, times in seconds.items():
+        first = passes.results[trial][0]
+        epochs = len(first) if isinstance(first, list) else 1
+        untraced = seconds.get(Trial("training", trial.variant))
+        speedups = {}
+        for name, reference in SPEEDUP_REFERENCES.items():
+            over = seconds.get(Trial(trial.kind, reference))
+            if over and trial.kind != "traced":
+                speedups[name] = paired_ratio(over, times)
+        figures[trial] = PairedFigures(
+            epoch_s=geometric([t / epochs for t in times]),
+            input_bound=(
+                mean([input_bound_of(run) for run in passes.results[trial]])
+                if isinstance(first, list)
+                else None
+            ),
+            **speedups,
+            fraction_of_ceiling=(
+                paired_ratio(seconds[CEILING], times)
+                if CEILING in seconds and trial.kind == "training"
+                else None
+            ),
+            traced_over_untraced=(
+                paired_ratio(times, untraced) if untraced and trial.kind == "traced" else None
+            ),
+        )
+    return figures
+
+
+def pass_estimates(passes: Passes) -> list[Estimate]:
+    """The ratios whose intervals decide whether the run needs another pass."""
+    return [
+        estimate
+        for trial, figures in pass_figures(passes).items()
+        if trial.kind in {"training", "traced"}
+        for name, estimate in figures.ratios().items()
+        if SPEEDUP_REFERENCES.get(name) != trial.variant
+    ]
+
+
+@dataclasses.dataclass(frozen=True)
+class Unreliable:
+    """A measured ratio that cannot be trusted, as one line."""
+
+    trial: Trial
+    metric: str
+    estimate: Estimate
+    # Physically impossible (faster than the ceiling), not merely imprecise.
+    impossible: bool
+    precision: float
+
+    def __str__(self) -> str:
+        where = f"unreliable measurement: {self.trial} {self.metric} = {self.estimate}"
+        if self.impossible:
+            return f"{where}: faster than the ceiling, which is impossible"
+        return (
+            f"{where}: +-{self.estimate.half_width:.0%}, wider than +-{self.precision:.0%}"
+            f" after {self.estimate.n} passes"
+        )
+
+
+def unreliable(passes: Passes, precision: float) -> list[Unreliable]:
+    """The measured ratios that cannot be trusted: an interval wider than ``precision``
+    (a fraction), or a fraction of the ceiling whose whole interval lies above 1
+    (faster than the model can train: the measurement is wrong)."""
+    found = []
+    for trial, figures in pass_figures(passes).items():
+        if trial.kind not in {"training", "traced"}:
+            continue
+        for name, estimate in figures.ratios().items():
+            if SPEEDUP_REFERENCES.get(name) == trial.variant:
+                continue  # over itself: 1 by construction
+            impossible = name == "fraction_of_ceiling" and estimate.excludes(1) and estimate.low > 1
+            if impossible or (estimate.half_width is not None and not estimate.precise(precision)):
+                found.append(Unreliable(trial, name, estimate, impossible, precision))
+    return found
+
+
 class RunRecords:
     """The figures of one session's benchmarks: benchmark name -> its ``extra_info``."""
 
@@ -43,6 +178,8 @@ class RunRecords:
         `benchmarks.session.PerfSession.common_info`)."""
         self.describe = describe
         self.metrics: dict[str, dict[str, Any]] = {}
+        # The interleaved passes the timed benchmarks read their rounds from.
+        self.passes: Passes | None = None
 
     def training(
         self, name: str, variant: str, runs: list[list[EpochStats]], kind: str = "training"
@@ -137,17 +274,32 @@ class RunRecords:
         return info
 
     def derive(self) -> None:
-        """Fill in the ratios between benchmarks of this session (call once all have run)."""
+        """Fill in the ratios between benchmarks of this session (call once all have run).
+
+        Benchmarks measured in the interleaved passes get ratios paired within
+        each pass, with intervals; the rest (the tf.data service's runs, timed
+        on their own) get ratios of medians.
+        """
         by_kind: dict[str, dict[str, dict[str, Any]]] = {}
         for info in self.metrics.values():
             by_kind.setdefault(info["kind"], {})[info["variant"]] = info
         training, pipeline = by_kind.get("training", {}), by_kind.get("pipeline", {})
         ceiling = by_kind.get("ceiling", {}).get("ceiling")
         naive = training.get("naive")
+        paired = pass_figures(self.passes) if self.passes else {}
+        for kind, infos in (("training", training), ("pipeline", pipeline)):
+            for variant, info in infos.items():
+                if Trial(kind, variant) in paired:
+                    info.update(paired[Trial(kind, variant)].to_extra_info())
+        for variant, info in by_kind.get("tracing_overhead", {}).items():
+            if Trial("traced", variant) in paired:
+                info.update(paired[Trial("traced", variant)].to_extra_info())
+        if ceiling and CEILING in paired:
+            ceiling.update(paired[CEILING].to_extra_info())
         for info in training.values():
-            if naive:
+            if naive and "speedup_over_naive" not in info:
                 info["speedup_over_naive"] = naive["train_s"] / info["train_s"]
-            if ceiling:
+            if ceiling and "fraction_of_ceiling" not in info:
                 info["ceiling_slowdown"] = info["train_s"] / ceiling["train_s"]
                 info["fraction_of_ceiling"] = ceiling["train_s"] / info["train_s"]
             if ceiling and not info.get("service"):
@@ -159,10 +311,6 @@ class RunRecords:
         for info in training.values():
             if one_worker and info.get("service_workers"):
                 info["speedup_over_1_worker"] = one_worker["train_s"] / info["train_s"]
-        naive_pipeline = pipeline.get("naive")
-        for info in pipeline.values():
-            if naive_pipeline:
-                info["speedup_over_naive"] = naive_pipeline["seconds"] / info["seconds"]
         for variant, info in by_kind.get("timeline", {}).items():
             # The untraced run's waiting share is the truer one, when there is one.
             input_bound = training.get(variant, info)["input_bound"]

@@ -33,6 +33,7 @@ from benchmarks.gates import (
     load_thresholds,
 )
 from benchmarks.storage import find_saved_run, read_run, saved_runs, write_atomic
+from benchmarks.summary import figure_text
 from pipelines.errors import DataError, InputError
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -60,6 +61,8 @@ class RunView:
     timelines: dict[str, dict[str, Any]]
     overhead: dict[str, Any] | None
     gates: dict[str, Any] | None
+    # How the run measured: interleaved passes, their orders, the doubts about them.
+    passes: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, run: Mapping[str, Any], label: str, path: Path | None = None) -> RunView:
@@ -82,6 +85,7 @@ class RunView:
             timelines=by_kind.get("timeline", {}),
             overhead=next(iter(overhead.values()), None),
             gates=run.get("perf_gates"),
+            passes=run.get("perf_passes"),
         )
 
     def verdict(self, variant: str) -> tuple[str, list[str]]:
@@ -112,6 +116,7 @@ class RunView:
             "epochs": sample.get("epochs", "?"),
             "batch_size": sample.get("batch_size", "?"),
             "corrupt_skipped": sample.get("corrupt_skipped", 0),
+            "model_threads": sample.get("model_threads"),
             "commit": (self.commit.get("id") or "?")[:10]
             + (" (uncommitted changes)" if self.commit.get("dirty") else ""),
         }
@@ -168,6 +173,7 @@ def render(
             [current.training[v]["examples_per_s"] for v in variants],
             [current.training[v].get("speedup_over_naive") for v in variants],
             current.ceiling["examples_per_s"] if current.ceiling else None,
+            [current.training[v].get("speedup_over_naive_ci") for v in variants],
         )
         if variants
         else None
@@ -193,6 +199,7 @@ def render(
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
+    environment.globals["figure"] = figure_text
     return environment.get_template("report.html.j2").render(
         run=current,
         summary=current.summary(),

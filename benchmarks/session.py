@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import random
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,9 @@ import tensorflow as tf
 
 import models
 import pipelines
-from benchmarks.records import PipelineEpoch, RunRecords
+from benchmarks.cores import own_threads
+from benchmarks.passes import Passes, PassPlan, Trial, run_passes
+from benchmarks.records import PipelineEpoch, RunRecords, pass_estimates
 from models.devices import configure_gpus, default_strategy, precision, strategy_name
 from models.trainer import EpochStats, InitialModel, Trainer
 from pipelines.data import DataChoice
@@ -36,20 +39,27 @@ DIED_WORKER_EXIT = 3
 
 @dataclasses.dataclass(frozen=True)
 class PerfProfile:
-    """How big a benchmark run is."""
+    """How big a benchmark run is, and how many interleaved passes measure it."""
 
     name: str
     model: str
     epochs: int
     batch_size: int
-    rounds: int
+    passes: PassPlan
 
 
 PERF_PROFILES = {
-    # Minutes on two CPU cores: the embedded smoke set, a small CNN, one timed round.
-    "smoke": PerfProfile("smoke", model="tiny", epochs=3, batch_size=64, rounds=1),
-    # CIFAR-size data and the lab's CIFAR model; meant for a GPU.
-    "full": PerfProfile("full", model="cifar_cnn_bn", epochs=3, batch_size=128, rounds=3),
+    # Minutes on two CPU cores: the embedded smoke set and a small CNN; 3 to 8
+    # passes, adding passes for 270 s at most (the whole run: under 6 minutes).
+    "smoke": PerfProfile(
+        "smoke", model="tiny", epochs=3, batch_size=64, passes=PassPlan(3, 8, 270.0)
+    ),
+    # CIFAR-size data and the lab's CIFAR model, 2 epochs as in the lab; meant for a
+    # GPU (`python3 tasks.py full`), within about 10 minutes: 2 passes, a third or
+    # fourth only while the first two took under 4 minutes.
+    "full": PerfProfile(
+        "full", model="cifar_cnn_bn", epochs=2, batch_size=128, passes=PassPlan(2, 4, 240.0)
+    ),
 }
 
 
@@ -64,6 +74,15 @@ class PerfOptions:
     seed: int = 0
     mixed_precision: bool = False
     jit_compile: bool = False
+    # Passes: the profile's plan, or one pass (untimed runs).
+    passes: PassPlan | None = None
+    # Threads for the model's ops on a CPU-only machine (None: shared, or a GPU).
+    model_threads: int | None = None
+
+    @property
+    def plan(self) -> PassPlan:
+        """How many interleaved passes this run makes."""
+        return self.passes or self.profile.passes
 
 
 def device_name() -> str:
@@ -124,6 +143,7 @@ class PerfSession:
         # plugin points it at suspending output capture.
         self.release_output: Callable[[], None] = lambda: None
         self._warm = False
+        self.passes: Passes | None = None
 
     # -- setup and runs -------------------------------------------------------------
 
@@ -132,13 +152,14 @@ class PerfSession:
 
         ``service``: the tf.data service dispatcher, for variants that distribute.
         """
-        return pipelines.build(
+        dataset = pipelines.build(
             variant,
             self.train_source,
             batch_size=self.options.profile.batch_size,
             seed=self.options.seed,
             service=service,
         )
+        return dataset if service else own_threads(dataset, self.options.model_threads)
 
     @contextlib.contextmanager
     def served(self, service: LocalService | None) -> Iterator[None]:
@@ -221,6 +242,7 @@ class PerfSession:
             batch_size=self.options.profile.batch_size,
             seed=self.options.seed,
         )
+        dataset = own_threads(dataset, self.options.model_threads)
         recorder = TimelineRecorder(stages)
         self.trainer.reset(self.initial)
         with self.train_source.explain_errors():
@@ -254,6 +276,40 @@ class PerfSession:
                 batches.append({IMAGE: tf.identity(batch[IMAGE]), LABEL: tf.identity(batch[LABEL])})
         return batches
 
+    def measure(self, trials: list[Trial]) -> Passes:
+        """Run ``trials`` in randomized interleaved passes (`benchmarks.passes`), once.
+
+        The passes are kept (``self.passes``): every benchmark of the run reads
+        its rounds from them.
+        """
+        if self.passes is None:
+            self.warm_up()
+            batches = self.in_memory_batches() if any(t.kind == "ceiling" for t in trials) else []
+            self.passes = run_passes(
+                trials,
+                lambda trial: self.run_trial(trial, batches),
+                self.options.plan,
+                # A new order every run, recorded with it (the data's seed stays fixed).
+                seed=random.SystemRandom().randrange(2**32),
+                estimates=pass_estimates,
+            )
+            self.records.passes = self.passes
+        return self.passes
+
+    def run_trial(self, trial: Trial, batches: list[dict[str, tf.Tensor]]) -> tuple[Any, float]:
+        """Run ``trial`` once on a fresh build: its result and the seconds it timed."""
+        if trial.kind == "ceiling":
+            stats = self.train(batches)
+            return stats, sum(epoch.wall_s for epoch in stats)
+        if trial.kind == "pipeline":
+            epoch = self.iterate(self.build(trial.variant))
+            return epoch, epoch.seconds
+        if trial.kind == "traced":
+            stats = self.train_traced(trial.variant)[0]
+            return stats, sum(epoch.wall_s for epoch in stats)
+        stats = self.train(self.build(trial.variant))
+        return stats, sum(epoch.wall_s for epoch in stats)
+
     def iterate(self, dataset: tf.data.Dataset) -> PipelineEpoch:
         """Iterate one epoch without a model; ``cpu_s`` is the process's CPU time (every thread)."""
         batches = elements = 0
@@ -281,6 +337,9 @@ class PerfSession:
             "strategy": strategy_name(self.strategy or tf.distribute.get_strategy()),
             "mixed_precision": self.options.mixed_precision,
             "jit_compile": self.options.jit_compile,
+            # The core budget (`benchmarks.cores`): threads for the model's ops, or
+            # None (a GPU, or shared cores).
+            "model_threads": self.options.model_threads,
             # With --skip-corrupt: records left out of training and test data.
             "corrupt_skipped": len(self.train_source.skipped) + len(self.test_source.skipped),
         }

@@ -107,7 +107,11 @@ DECODE = Map(("decode",))
 DECODE_STANDARDIZE = Map(("decode", "standardize"))
 AUGMENT = Map(("augment",))
 AUGMENTED = Contract(shuffle="elements", augmentation="fresh")
-AUGMENTED_STEPS = (GeneratorRead(), DECODE, Shuffle(), AUGMENT, Batch())
+# Read with tf.data, one file at a time: the lab's augmentation on a reader that
+# holds no Python lock. Through the generator, the Python generator was the
+# bottleneck of every variant built on this one, so that no map optimization
+# had anything to do (docs/measurements.md, 2026-11-30).
+AUGMENTED_STEPS = (Read(), DECODE, Shuffle(), AUGMENT, Batch())
 
 
 def _augmented(*steps: Step, name: str, description: str, **contract: object) -> Variant:
@@ -149,7 +153,8 @@ SEED_VARIANTS: tuple[Variant, ...] = (
     _augmented(
         *AUGMENTED_STEPS,
         name="augmented",
-        description="naive plus shuffle and per-example random crop, flip, brightness, contrast",
+        description="files read one at a time (tf.data), per-example decode, shuffle, and"
+        " per-example random crop, flip, brightness, contrast",
     ),
     _augmented(
         Read(parallel=True, deterministic=False),
@@ -185,10 +190,10 @@ SEED_VARIANTS: tuple[Variant, ...] = (
         AUGMENT,
         Batch(),
         name="interleave",
-        description="augmented with shards read in parallel instead of through a generator",
+        description="augmented with shards read in parallel instead of one at a time",
     ),
     _augmented(
-        GeneratorRead(),
+        Read(),
         Map(("decode",), parallel=True),
         Shuffle(),
         Map(("augment",), parallel=True),
@@ -197,7 +202,7 @@ SEED_VARIANTS: tuple[Variant, ...] = (
         description="augmented with decode and augment mapped in parallel (order kept)",
     ),
     _augmented(
-        GeneratorRead(),
+        Read(),
         DECODE,
         Cache(),
         Shuffle(),
@@ -207,7 +212,7 @@ SEED_VARIANTS: tuple[Variant, ...] = (
         description="augmented with decoded examples cached after the first epoch",
     ),
     _augmented(
-        GeneratorRead(),
+        Read(),
         DECODE,
         Shuffle(),
         Batch(),

@@ -22,8 +22,9 @@ GATED = "test_training or test_ceiling"
 
 
 def suite_command(*args: str) -> list[str]:
-    """``pytest benchmarks`` as a user types it, quiet, with ``args``."""
-    return [sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider", *args]
+    """``pytest benchmarks`` as a user types it, quiet, one pass, with ``args``."""
+    command = [sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider"]
+    return [*command, "--perf-passes", "1", *args]
 
 
 def run_benchmarks(
@@ -33,7 +34,7 @@ def run_benchmarks(
     select: str = GATED,
     variants: str = "naive,optimized",
 ) -> subprocess.CompletedProcess[str]:
-    """`pytest benchmarks` on ``variants``, 2 epochs, no latency, storage under tmp_path.
+    """`pytest benchmarks` on ``variants``, 2 epochs, 2 passes, no latency, storage under tmp_path.
 
     ``inject`` names a regression from `benchmarks.inject` (empty: none);
     ``select`` is the ``-k`` expression choosing benchmarks.
@@ -55,6 +56,8 @@ def run_benchmarks(
         "--perf-latency",
         "none",
         "--perf-epochs",
+        "2",
+        "--perf-passes",
         "2",
         "--perf-thresholds",
         str(thresholds),

@@ -21,6 +21,7 @@ def baseline(tmp_path_factory) -> Path:
     done = run_benchmarks(tmp_path, "--benchmark-autosave")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "all gates passed (naive, optimized)" in done.stdout
+    assert "measurements: 2 interleaved passes (as asked), 95% intervals" in done.stdout
     saved = list((tmp_path / "storage").glob("*/0001_*.json"))
     assert len(saved) == 1
     return tmp_path
@@ -45,6 +46,15 @@ def test_the_unchanged_suite_passes_and_saves_the_ratios(baseline):
         assert key in optimized, key
     assert len(optimized["epoch_times_s"]) == 2
     assert saved["machine_info"]["tensorflow"].startswith("2.")
+    # Two interleaved passes: one round each, ratios paired with their intervals.
+    passes = saved["perf_passes"]
+    assert passes["passes"] == 2 and len(passes["orders"]) == 2
+    assert sorted(passes["orders"][0]) == ["ceiling:ceiling", "naive", "optimized"]
+    for bench in saved["benchmarks"]:
+        assert bench["stats"]["rounds"] == 2, bench["name"]
+    for key in ("speedup_over_naive", "fraction_of_ceiling", "epoch_s"):
+        low, high = optimized[f"{key}_ci"]
+        assert low <= optimized[key] <= high, key
 
 
 def test_a_slowed_stage_fails_the_speedup_gate(baseline):

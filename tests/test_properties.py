@@ -121,7 +121,9 @@ def test_shuffle_then_repeat_yields_a_full_permutation_per_pass(n, k, seed):
         assert sorted(flat[p * n : (p + 1) * n]) == list(range(n))
 
 
-@given(n=st.integers(8, 40), seed=seeds)
+# From 30 examples: a full shuffle of two passes puts one whole pass first with
+# chance 2^n / C(2n, n), 9e-9 at n = 30 (2% at n = 8, which hypothesis found).
+@given(n=st.integers(30, 60), seed=seeds)
 def test_repeat_then_shuffle_mixes_passes(n, seed):
     flat = ids_of(pipe(n, Repeat(2), Shuffle(), buffer=2 * n, seed=seed))
     assert sorted(flat) == sorted(list(range(n)) * 2)

@@ -14,7 +14,7 @@ from bench_runner import ROOT, fingerprint, run_benchmarks
 from browser import check_page, find_chromium
 
 from benchmarks import report
-from benchmarks.bench_training import OVERHEAD_PAIRS
+from benchmarks.cores import default_model_threads
 from benchmarks.gates import load_thresholds
 from pipelines import DataError
 
@@ -59,7 +59,11 @@ def test_the_run_saves_timelines_bottlenecks_and_the_overhead(bench_run):
     assert cache["timeline"]["busy_s"][1]["map(augment)"] > 0
     assert cache["bottleneck"]["classification"].endswith("input-bound")
     overhead = infos[("tracing_overhead", "optimized")]["extra_info"]
-    assert len(overhead["traced_s"]) == len(overhead["untraced_s"]) == OVERHEAD_PAIRS
+    # Paired within each of the two passes, with an interval.
+    assert len(overhead["traced_s"]) == len(overhead["untraced_s"]) == 2
+    assert len(overhead["tracing_overhead_ci"]) == 2
+    # The core budget is in force, and recorded.
+    assert overhead["model_threads"] == default_model_threads()
     assert -0.5 < overhead["tracing_cpu_overhead"] < 1.0  # a ratio - 1, of real CPU times
     optimized = infos[("training", "optimized")]["extra_info"]
     ceiling = infos[("ceiling", "ceiling")]["extra_info"]
@@ -81,6 +85,7 @@ def test_the_report_of_a_run_has_every_part(bench_run):
         "timeline of cache",
         "Tracing overhead",
         "One run so far",
+        "2 randomized interleaved passes",
     ):
         assert part in page, part
     assert page.count("data:image/png;base64,") == 4  # throughput, accuracy, two timelines

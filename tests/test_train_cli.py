@@ -26,7 +26,7 @@ def test_prints_a_row_per_epoch_and_a_total():
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("variant  optimized: interleave -> ")
-    assert "latency open=20ms,read=1ms" in lines[1]
+    assert "latency open=5ms,read=0.1ms" in lines[1]
     header = next(i for i, line in enumerate(lines) if line.split()[:3] == ["epoch", "wall", "s"])
     rows = [line.split() for line in lines[header + 1 : header + 3]]
     assert [row[0] for row in rows] == ["1", "2"]

@@ -50,7 +50,7 @@ class Latency:
 # first-byte latency per file, small per-record reads from a buffered stream.
 LATENCY_PROFILES = {
     "none": Latency(),
-    "remote": Latency(open_s=0.020, read_s=0.001),
+    "remote": Latency(open_s=0.005, read_s=0.0001),
 }
 
 _CUSTOM = re.compile(r"^\s*open\s*=\s*([\d.]+)\s*ms\s*,\s*read\s*=\s*([\d.]+)\s*ms\s*$")

@@ -1,0 +1,45 @@
+"""The run's figures with their intervals, as a table for the end of the terminal output."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+# (extra_info key, column heading, format of a value)
+COLUMNS = (
+    ("epoch_s", "epoch s", "{:.3f}"),
+    ("speedup_over_naive", "speedup over naive", "{:.2f}x"),
+    ("speedup_over_augmented", "over augmented", "{:.2f}x"),
+    ("fraction_of_ceiling", "fraction of ceiling", "{:.2f}"),
+    ("input_bound", "input-bound", "{:.0%}"),
+)
+
+
+def figure_text(info: dict[str, Any], key: str, form: str, missing: str = "-") -> str:
+    """``info[key]`` formatted, with its 95% interval (``key_ci``) in brackets when known."""
+    if info.get(key) is None:
+        return missing
+    interval = info.get(f"{key}_ci")
+    text = form.format(info[key])
+    if interval:
+        low, high = (form.format(bound).rstrip("x%") for bound in interval)
+        text += f" [{low}, {high}]"
+    return text
+
+
+def summary_table(metrics: Iterable[dict[str, Any]]) -> list[str]:
+    """Lines of a table: per trained variant (and the ceiling), each figure and its 95%
+    interval (from the interleaved passes), read from the benchmarks' ``extra_info``."""
+    rows = [
+        [info["variant"], *(figure_text(info, key, form) for key, _, form in COLUMNS)]
+        for info in metrics
+        if info["kind"] in {"ceiling", "training"}
+    ]
+    if not rows:
+        return []
+    header = ["variant", *(heading for _, heading, _ in COLUMNS)]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [header, *rows]
+    ]

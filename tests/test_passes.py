@@ -1,0 +1,199 @@
+"""Interleaved passes, paired ratios and their intervals, on constructed timings."""
+
+from __future__ import annotations
+
+import math
+import statistics
+
+import pytest
+from scipy import stats
+
+from benchmarks.intervals import Estimate, geometric, mean, paired_ratio
+from benchmarks.passes import Passes, PassPlan, Trial, run_passes
+from benchmarks.records import CEILING, pass_estimates, pass_figures, unreliable
+from benchmarks.summary import summary_table
+from models.trainer import EpochStats
+
+TRIALS = [CEILING] + [Trial("training", v) for v in ("naive", "cache", "prefetch", "optimized")]
+
+
+def recording(calls: list[Trial], seconds: float = 1.0):
+    def run_one(trial: Trial) -> tuple[str, float]:
+        calls.append(trial)
+        return f"result {len(calls)}", seconds
+
+    return run_one
+
+
+def test_each_pass_runs_every_trial_once_in_a_shuffled_recorded_order():
+    calls: list[Trial] = []
+    passes = run_passes(TRIALS, recording(calls), PassPlan(6, 6, math.inf), seed=11)
+    assert passes.count == 6 and passes.stopped == "as asked"
+    # The order recorded is the order run, and each pass holds every trial once.
+    assert [trial for order in passes.orders for trial in order] == calls
+    assert all(sorted(order) == sorted(TRIALS) for order in passes.orders)
+    assert len({tuple(order) for order in passes.orders}) > 1  # not one fixed order
+    # Where a trial ran differs from pass to pass (not only the order of the rest).
+    assert len({order.index(CEILING) for order in passes.orders}) > 1
+    saved = passes.to_dict()
+    assert saved["seed"] == 11 and saved["passes"] == 6
+    assert saved["orders"][0] == [str(trial) for trial in passes.orders[0]]
+    # Seeded: the same seed gives the same orders, another seed others.
+    again = run_passes(TRIALS, recording([]), PassPlan(6, 6, math.inf), seed=11)
+    other = run_passes(TRIALS, recording([]), PassPlan(6, 6, math.inf), seed=12)
+    assert again.orders == passes.orders and other.orders != passes.orders
+    # Results are kept per trial in pass order.
+    first = calls.index(TRIALS[2])
+    assert passes.of(TRIALS[2])[0] == f"result {first + 1}"
+
+
+def constant(value: float):
+    return lambda passes: [Estimate(value, value * 0.9, value * 1.1, passes.count)]
+
+
+def test_passes_are_added_until_the_intervals_are_precise():
+    widths = iter([0.30, 0.20, 0.04, 0.01])  # after passes 3, 4, 5, 6
+
+    def narrowing(passes: Passes) -> list[Estimate]:
+        width = next(widths)
+        return [Estimate(1.0, 1 - width, 1 + width, passes.count)]
+
+    passes = run_passes(TRIALS, recording([]), PassPlan(3, 10, math.inf), 0, narrowing)
+    assert passes.count == 5 and passes.stopped == "precise"
+
+
+def test_passes_stop_at_the_time_limit_and_at_the_most_passes():
+    ticks = iter(range(10_000))  # every clock reading is one second later
+    plan = PassPlan(2, 50, time_limit_s=40.0)
+    passes = run_passes(TRIALS, recording([]), plan, 0, constant(2.0), lambda: next(ticks))
+    # A pass reads the clock 2 times (start, end): the limit leaves no room for another.
+    assert passes.stopped == "time limit" and 2 <= passes.count < 50
+    assert passes.elapsed_s <= 40.0 + 2 * (2 + 1)
+    capped = run_passes(TRIALS, recording([]), PassPlan(2, 4, math.inf), 0, constant(2.0))
+    assert capped.count == 4 and capped.stopped == "max passes"
+
+
+def epochs(seconds: float, waits: float = 0.0, count: int = 2) -> list[EpochStats]:
+    """A training run of ``count`` epochs taking ``seconds`` in all."""
+    per = seconds / count
+    return [
+        EpochStats(
+            epoch=number,
+            wall_s=per,
+            steps=10,
+            examples=640,
+            input_wait_s=waits / count,
+            step_s=per - waits / count,
+            train_loss=1.0,
+            train_accuracy=0.5,
+            test_accuracy=0.5,
+            cpu_s=per,
+        )
+        for number in range(count)
+    ]
+
+
+def constructed(seconds: dict[Trial, list[float]]) -> Passes:
+    passes = Passes(tuple(seconds), seed=0)
+    passes.seconds = seconds
+    passes.results = {t: [epochs(s, waits=s / 4) for s in times] for t, times in seconds.items()}
+    passes.orders = [list(seconds)] * len(next(iter(seconds.values())))
+    return passes
+
+
+def test_ratios_are_paired_within_a_pass_so_a_drifting_machine_cancels_out():
+    # The machine slows down 1x, 2x, 4x over the passes; cache is always twice as fast.
+    drift = [1.0, 2.0, 4.0]
+    passes = constructed(
+        {
+            CEILING: [1.0 * d for d in drift],
+            Trial("training", "naive"): [8.0 * d for d in drift],
+            Trial("training", "augmented"): [5.0 * d for d in drift],
+            Trial("training", "cache"): [4.0 * d for d in drift],
+        }
+    )
+    cache = pass_figures(passes)[Trial("training", "cache")]
+    assert cache.speedup_over_augmented.value == pytest.approx(1.25)
+    assert cache.speedup_over_naive.value == pytest.approx(2.0)
+    assert cache.speedup_over_naive.to_list() == pytest.approx([2.0, 2.0])
+    assert cache.fraction_of_ceiling.value == pytest.approx(0.25)
+    # Unpaired, the medians would say the same here, but the spread of either side is 4x.
+    assert cache.epoch_s.half_width > 1.0
+    info = cache.to_extra_info()
+    assert info["ceiling_slowdown"] == pytest.approx(4.0)
+    assert info["ceiling_slowdown_ci"] == pytest.approx([4.0, 4.0])
+    assert info["input_bound"] == pytest.approx(0.25)
+    assert info["passes"] == 3
+
+
+def test_an_interval_is_the_t_interval_of_the_log_ratios():
+    ratios = [1.9, 2.0, 2.2, 2.1]
+    logs = [math.log(r) for r in ratios]
+    margin = stats.t.ppf(0.975, 3) * statistics.stdev(logs) / 2
+    estimate = paired_ratio([r * 3 for r in ratios], [3.0] * 4)
+    assert estimate.value == pytest.approx(math.exp(statistics.mean(logs)))
+    assert estimate.low == pytest.approx(math.exp(statistics.mean(logs) - margin))
+    assert estimate.high == pytest.approx(math.exp(statistics.mean(logs) + margin))
+    assert geometric([2.0]).to_list() is None  # one pass: no interval
+    share = mean([0.2, 0.4])
+    assert share.value == pytest.approx(0.3)
+    assert share.high - share.value == pytest.approx(stats.t.ppf(0.975, 1) * 0.1414213 / 1.4142135)
+    with pytest.raises(ValueError):
+        paired_ratio([1.0, 2.0], [1.0])
+
+
+def test_an_impossible_fraction_of_the_ceiling_is_reported_as_unreliable():
+    passes = constructed(
+        {
+            CEILING: [1.20, 1.26, 1.31],
+            Trial("training", "naive"): [4.0, 4.1, 3.9],
+            Trial("training", "optimized"): [1.00, 1.02, 1.01],  # "faster than the ceiling"
+        }
+    )
+    (doubt,) = [
+        d
+        for d in unreliable(passes, 0.05)
+        if d.trial.variant == "optimized" and d.metric == "fraction_of_ceiling"
+    ]
+    assert doubt.impossible and doubt.metric == "fraction_of_ceiling"
+    assert str(doubt).startswith("unreliable measurement: optimized fraction_of_ceiling = 1.24 [")
+    assert str(doubt).endswith("faster than the ceiling, which is impossible")
+
+
+def test_a_wide_interval_is_reported_and_a_precise_one_is_not():
+    passes = constructed(
+        {
+            CEILING: [1.0, 1.0, 1.0],
+            Trial("training", "naive"): [4.0, 4.0, 4.0],
+            Trial("training", "cache"): [2.0, 3.0, 1.5],  # +-50% and more
+            Trial("training", "optimized"): [1.5, 1.5, 1.5],
+        }
+    )
+    doubts = unreliable(passes, 0.05)
+    assert {(d.trial.variant, d.metric) for d in doubts} == {
+        ("cache", "speedup_over_naive"),
+        ("cache", "fraction_of_ceiling"),
+    }
+    assert all(not d.impossible for d in doubts)
+    assert "wider than +-5% after 3 passes" in str(doubts[0])
+    # The adaptive plan sees the same ratios: naive's speedup over itself is not
+    # one, its fraction of the ceiling is.
+    assert len(pass_estimates(passes)) == 5
+
+
+def test_the_summary_table_shows_each_figure_with_its_interval():
+    passes = constructed(
+        {
+            CEILING: [1.0, 1.1, 1.0],
+            Trial("training", "naive"): [4.0, 4.4, 4.0],
+            Trial("training", "cache"): [2.0, 2.2, 2.1],
+        }
+    )
+    infos = []
+    for trial, figures in pass_figures(passes).items():
+        infos.append({"kind": trial.kind, "variant": trial.variant, **figures.to_extra_info()})
+    lines = summary_table(infos)
+    assert lines[0].split()[:3] == ["variant", "epoch", "s"]
+    (cache,) = [line for line in lines if line.startswith("cache")]
+    speedup = pass_figures(passes)[Trial("training", "cache")].speedup_over_naive
+    assert f"{speedup.value:.2f}x [{speedup.low:.2f}, {speedup.high:.2f}]" in cache
