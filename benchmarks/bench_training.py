@@ -2,10 +2,12 @@
 
 Thin cases over `benchmarks.session.PerfSession`, which owns how a round is
 set up and run, and its `benchmarks.records.RunRecords`, which keeps what it
-measured. Every registered variant is benchmarked (or the ``--perf-variants``
-subset). The timed trials (the ceiling, training and pipeline of each
-variant, the traced run) are measured together in randomized interleaved
-passes (`benchmarks.passes`); each benchmark then reports one round per pass.
+measured as typed records (they become each benchmark's ``extra_info`` when
+the run is saved: `benchmarks.plugin.pytest_benchmark_update_json`). Every
+registered variant is benchmarked (or the ``--perf-variants`` subset). The
+timed trials (the ceiling, training and pipeline of each variant, the traced
+run) are measured together in randomized interleaved passes
+(`benchmarks.passes`); each benchmark then reports one round per pass.
 """
 
 from __future__ import annotations
@@ -102,8 +104,7 @@ def skip_if_served(variant_name: str) -> None:
 def test_ceiling(benchmark, perf, passes):
     """The same model on batches already in memory: the fastest it can train here."""
     report_rounds(benchmark, passes.seconds[CEILING])
-    info = perf.records.training(benchmark.name, "ceiling", passes.of(CEILING), kind="ceiling")
-    benchmark.extra_info.update(info)
+    perf.records.training(benchmark.name, "ceiling", passes.of(CEILING), kind="ceiling")
 
 
 def test_training(benchmark, perf, passes, variant_name):
@@ -111,8 +112,7 @@ def test_training(benchmark, perf, passes, variant_name):
     skip_if_served(variant_name)
     trial = Trial("training", variant_name)
     report_rounds(benchmark, passes.seconds[trial])
-    info = perf.records.training(benchmark.name, variant_name, passes.of(trial))
-    benchmark.extra_info.update(info)
+    perf.records.training(benchmark.name, variant_name, passes.of(trial))
 
 
 def test_pipeline(benchmark, perf, passes, variant_name):
@@ -120,8 +120,7 @@ def test_pipeline(benchmark, perf, passes, variant_name):
     skip_if_served(variant_name)
     trial = Trial("pipeline", variant_name)
     report_rounds(benchmark, passes.seconds[trial])
-    info = perf.records.pipeline(benchmark.name, variant_name, passes.of(trial))
-    benchmark.extra_info.update(info)
+    perf.records.pipeline(benchmark.name, variant_name, passes.of(trial))
 
 
 def service_rounds(benchmark, perf, address: str) -> list:
@@ -151,9 +150,7 @@ def test_data_service(benchmark, perf, service_workers, request):
         for stats in runs:
             perf.check_complete(SERVICE_VARIANT, stats, service_workers or 1, address)
     label = f"{SERVICE_VARIANT} ({service_setup(service_workers)})"
-    info = perf.records.training(benchmark.name, label, runs)
-    info.update(service=address, service_workers=service_workers or None)
-    benchmark.extra_info.update(info)
+    perf.records.training(benchmark.name, label, runs, service=(address, service_workers or None))
 
 
 def test_timeline(benchmark, perf, variant_name):
@@ -169,10 +166,7 @@ def test_timeline(benchmark, perf, variant_name):
         warmup_rounds=0,
     )
     stats, timeline = results[-1]
-    info = perf.records.timeline(
-        benchmark.name, variant_name, stats, timeline, perf.fits_in_memory()
-    )
-    benchmark.extra_info.update(info)
+    perf.records.timeline(benchmark.name, variant_name, stats, timeline, perf.fits_in_memory())
 
 
 def test_tracing_overhead(benchmark, perf, passes):
@@ -180,7 +174,4 @@ def test_tracing_overhead(benchmark, perf, passes):
     variant = overhead_variant(perf)
     traced, untraced = Trial("traced", variant), Trial("training", variant)
     report_rounds(benchmark, passes.seconds[traced])
-    info = perf.records.tracing_overhead(
-        benchmark.name, variant, passes.of(untraced), passes.of(traced)
-    )
-    benchmark.extra_info.update(info)
+    perf.records.tracing_overhead(benchmark.name, variant, passes.of(untraced), passes.of(traced))

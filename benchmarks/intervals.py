@@ -92,8 +92,13 @@ def geometric(ratios: Sequence[float], confidence: float = CONFIDENCE) -> Estima
     return Estimate(math.exp(mean), math.exp(mean - margin), math.exp(mean + margin), n)
 
 
-def mean(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate:
-    """Arithmetic mean and its t interval: for shares that can be 0 (input-bound)."""
+def mean(
+    values: Sequence[float],
+    confidence: float = CONFIDENCE,
+    within: tuple[float, float] = (-math.inf, math.inf),
+) -> Estimate:
+    """Arithmetic mean and its t interval, clipped to ``within``: for shares that can be
+    0 (input-bound, within (0, 1))."""
     n = len(values)
     if not n:
         raise ValueError("no values")
@@ -101,7 +106,8 @@ def mean(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate:
     if n < 2:
         return Estimate(average, None, None, n)
     margin = stats.t.ppf((1 + confidence) / 2, n - 1) * statistics.stdev(values) / math.sqrt(n)
-    return Estimate(average, average - margin, average + margin, n)
+    low, high = within
+    return Estimate(average, max(low, average - margin), min(high, average + margin), n)
 
 
 def paired_ratio(above: Sequence[float], below: Sequence[float]) -> Estimate:

@@ -469,8 +469,9 @@ def pytest_benchmark_update_json(
     session = config.stash[SESSION_KEY]
     records = session.records
     records.derive()
+    metrics = records.metrics
     for bench in output_json.get("benchmarks", []):
-        info = records.metrics.get(bench.get("fullname")) or records.metrics.get(bench.get("name"))
+        info = metrics.get(bench.get("fullname")) or metrics.get(bench.get("name"))
         if info:
             bench["extra_info"] = dict(info)
     if records.passes is not None:

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import pipelines
-from benchmarks.bottleneck import StageTimes, analyze, stage_gate_figures
+from benchmarks.bottleneck import Bottleneck, StageTimes, analyze, stage_gate_figures
 from benchmarks.gates import metrics_by_variant
 from benchmarks.intervals import Estimate, geometric, mean, paired_ratio
 from benchmarks.passes import Passes, Trial
@@ -104,7 +104,7 @@ def pass_figures(passes: Passes) -> dict[Trial, PairedFigures]:
         figures[trial] = PairedFigures(
             epoch_s=geometric([t / epochs for t in times]),
             input_bound=(
-                mean([input_bound_of(run) for run in passes.results[trial]])
+                mean([input_bound_of(run) for run in passes.results[trial]], within=(0, 1))
                 if isinstance(first, list)
                 else None
             ),
@@ -170,53 +170,210 @@ def unreliable(passes: Passes, precision: float) -> list[Unreliable]:
     return found
 
 
-class RunRecords:
-    """The figures of one session's benchmarks: benchmark name -> its ``extra_info``."""
+def _median_ratio_minus_one(above: list[float], below: list[float]) -> float:
+    """Ratio of medians - 1: 0.05 is 5% more (0.0 if the lower median is 0)."""
+    low = statistics.median(below)
+    return statistics.median(above) / low - 1 if low else 0.0
 
-    def __init__(self, describe: Callable[[str, str], dict[str, Any]]) -> None:
-        """``describe(kind, variant)``: the parameters every figure carries (see
+
+@dataclasses.dataclass
+class TrainingRecord:
+    """A training benchmark (or the ceiling's): its runs, and the ratios derived later."""
+
+    kind: str  # "training" or "ceiling"
+    variant: str
+    setting: dict[str, Any]  # the run's parameters (`PerfSession.common_info`)
+    runs: list[list[EpochStats]]
+    service: str | None = None
+    service_workers: int | None = None
+    # Filled in by `RunRecords.derive`: paired within passes (with intervals),
+    # or, for benchmarks timed on their own, ratios of medians.
+    paired: PairedFigures | None = None
+    speedup_over_naive: float | None = None
+    fraction_of_ceiling: float | None = None
+    speedup_over_1_worker: float | None = None
+    pipeline_cpu_s: float | None = None
+
+    @property
+    def train_s(self) -> float:
+        """Median over runs of the training time of all epochs."""
+        return statistics.median(run_totals(self.runs, "wall_s"))
+
+    @property
+    def cpu_s(self) -> float:
+        """Median over runs of the process CPU time of the training loops."""
+        return statistics.median(run_totals(self.runs, "cpu_s"))
+
+    def to_extra_info(self) -> dict[str, Any]:
+        """Medians over runs, per-epoch lists of the last run, and the derived ratios."""
+        last = self.runs[-1]
+        info = {
+            **self.setting,
+            "kind": self.kind,
+            "variant": self.variant,
+            "train_s": self.train_s,
+            "epoch_s": self.train_s / len(last),
+            "epoch_times_s": [s.wall_s for s in last],
+            "examples_per_s": sum(s.examples for s in last) / self.train_s,
+            "cpu_s": self.cpu_s,
+            "input_bound": input_bound_of(s for run in self.runs for s in run),
+            "train_accuracy": [s.train_accuracy for s in last],
+            "test_accuracy_per_epoch": [s.test_accuracy for s in last],
+            "test_accuracy": last[-1].test_accuracy,
+            "rounds": len(self.runs),
+        }
+        if self.service is not None:
+            info.update(service=self.service, service_workers=self.service_workers)
+        unpaired = {
+            "speedup_over_naive": self.speedup_over_naive,
+            "fraction_of_ceiling": self.fraction_of_ceiling,
+            "speedup_over_1_worker": self.speedup_over_1_worker,
+            "pipeline_cpu_s": self.pipeline_cpu_s,
+        }
+        info.update({key: value for key, value in unpaired.items() if value is not None})
+        if self.fraction_of_ceiling:
+            info["ceiling_slowdown"] = 1 / self.fraction_of_ceiling
+        if self.paired:
+            info.update(self.paired.to_extra_info())
+        return info
+
+
+@dataclasses.dataclass
+class PipelineRecord:
+    """A pipeline-only benchmark: one epoch per run, no model."""
+
+    variant: str
+    setting: dict[str, Any]
+    runs: list[PipelineEpoch]
+    paired: PairedFigures | None = None
+    kind: str = "pipeline"
+
+    def to_extra_info(self) -> dict[str, Any]:
+        """Medians over runs, and the paired figures."""
+        seconds = statistics.median(run.seconds for run in self.runs)
+        info = {
+            **self.setting,
+            "kind": self.kind,
+            "variant": self.variant,
+            "seconds": seconds,
+            "cpu_s": statistics.median(run.cpu_s for run in self.runs),
+            "batches": self.runs[-1].batches,
+            "elements": self.runs[-1].elements,
+            "elements_per_s": self.runs[-1].elements / seconds if seconds else 0.0,
+        }
+        if self.paired:
+            info.update(self.paired.to_extra_info())
+        return info
+
+
+@dataclasses.dataclass
+class TimelineRecord:
+    """A traced run: its timeline, and the bottleneck analysis derived later."""
+
+    variant: str
+    setting: dict[str, Any]
+    stats: list[EpochStats]
+    timeline: dict[str, Any]  # `Timeline.to_dict`, compact
+    fits_in_memory: bool
+    bottleneck: Bottleneck | None = None
+    gate_figures: dict[str, Any] = dataclasses.field(default_factory=dict)
+    kind: str = "timeline"
+
+    def to_extra_info(self) -> dict[str, Any]:
+        """The timeline, and (after `RunRecords.derive`) its analysis and gated figures."""
+        info = {
+            **self.setting,
+            "kind": self.kind,
+            "variant": self.variant,
+            "epoch_times_s": [s.wall_s for s in self.stats],
+            "input_bound": input_bound_of(self.stats),
+            "fits_in_memory": self.fits_in_memory,
+            "timeline": self.timeline,
+        }
+        if self.bottleneck is not None:
+            info["bottleneck"] = self.bottleneck.to_dict()
+        return {**info, **self.gate_figures}
+
+
+@dataclasses.dataclass
+class OverheadRecord:
+    """Traced against untraced training runs of the same variant, paired within passes.
+
+    Wall time is what the goal is about; CPU time (every thread of the
+    process) is what tracing adds, and on a shared machine it is the
+    steadier figure: other work slows a run down, it does not add to its CPU.
+    """
+
+    variant: str
+    setting: dict[str, Any]
+    untraced: list[list[EpochStats]]
+    traced: list[list[EpochStats]]
+    paired: PairedFigures | None = None
+    kind: str = "tracing_overhead"
+
+    def overhead(self, field: str, epochs: slice = slice(None)) -> float:
+        """Traced over untraced ``field`` (wall_s, cpu_s) of ``epochs``: medians' ratio - 1."""
+        return _median_ratio_minus_one(
+            run_totals(self.traced, field, epochs), run_totals(self.untraced, field, epochs)
+        )
+
+    def to_extra_info(self) -> dict[str, Any]:
+        """Both sides' times and the overheads; with passes, the paired one and its interval."""
+        info = {
+            **self.setting,
+            "kind": self.kind,
+            "variant": self.variant,
+            "untraced_s": run_totals(self.untraced, "wall_s"),
+            "traced_s": run_totals(self.traced, "wall_s"),
+            "tracing_overhead": self.overhead("wall_s"),
+            "tracing_cpu_overhead": self.overhead("cpu_s"),
+            # Where it goes: the first epoch stamps every read and decode; a
+            # cached variant's later epochs stamp only its batches and maps.
+            "tracing_overhead_first_epoch": self.overhead("wall_s", slice(0, 1)),
+        }
+        if min(map(len, self.untraced + self.traced)) > 1:
+            info["tracing_overhead_later_epochs"] = self.overhead("wall_s", slice(1, None))
+        if self.paired:
+            info.update(self.paired.to_extra_info())
+        return info
+
+
+Record = TrainingRecord | PipelineRecord | TimelineRecord | OverheadRecord
+
+
+class RunRecords:
+    """The figures of one session's benchmarks: benchmark name -> its typed record.
+
+    Each record becomes its benchmark's ``extra_info`` at one boundary,
+    `metrics` (read when the run is saved, gated and reported).
+    """
+
+    def __init__(self, describe: Callable[[], dict[str, Any]]) -> None:
+        """``describe()``: the parameters every figure carries (see
         `benchmarks.session.PerfSession.common_info`)."""
         self.describe = describe
-        self.metrics: dict[str, dict[str, Any]] = {}
+        self.records: dict[str, Record] = {}
         # The interleaved passes the timed benchmarks read their rounds from.
         self.passes: Passes | None = None
 
     def training(
-        self, name: str, variant: str, runs: list[list[EpochStats]], kind: str = "training"
-    ) -> dict[str, Any]:
-        """Metrics of a training benchmark: medians over rounds, per-epoch lists of the last."""
-        train_s = statistics.median(run_totals(runs, "wall_s"))
-        examples = sum(s.examples for s in runs[-1])
-        last = runs[-1]
-        info = {
-            **self.describe(kind, variant),
-            "train_s": train_s,
-            "epoch_s": train_s / len(last),
-            "epoch_times_s": [s.wall_s for s in last],
-            "examples_per_s": examples / train_s,
-            "cpu_s": statistics.median(run_totals(runs, "cpu_s")),
-            "input_bound": input_bound_of(s for run in runs for s in run),
-            "train_accuracy": [s.train_accuracy for s in last],
-            "test_accuracy_per_epoch": [s.test_accuracy for s in last],
-            "test_accuracy": last[-1].test_accuracy,
-            "rounds": len(runs),
-        }
-        self.metrics[name] = info
-        return info
+        self,
+        name: str,
+        variant: str,
+        runs: list[list[EpochStats]],
+        kind: str = "training",
+        service: tuple[str, int | None] | None = None,
+    ) -> TrainingRecord:
+        """Record a training benchmark (``service``: its dispatcher and worker count)."""
+        address, workers = service or (None, None)
+        record = TrainingRecord(kind, variant, self.describe(), runs, address, workers)
+        self.records[name] = record
+        return record
 
-    def pipeline(self, name: str, variant: str, runs: list[PipelineEpoch]) -> dict[str, Any]:
-        """Metrics of a pipeline-only benchmark."""
-        seconds = statistics.median(run.seconds for run in runs)
-        info = {
-            **self.describe("pipeline", variant),
-            "seconds": seconds,
-            "cpu_s": statistics.median(run.cpu_s for run in runs),
-            "batches": runs[-1].batches,
-            "elements": runs[-1].elements,
-            "elements_per_s": runs[-1].elements / seconds if seconds else 0.0,
-        }
-        self.metrics[name] = info
-        return info
+    def pipeline(self, name: str, variant: str, runs: list[PipelineEpoch]) -> PipelineRecord:
+        """Record a pipeline-only benchmark."""
+        self.records[name] = record = PipelineRecord(variant, self.describe(), runs)
+        return record
 
     def timeline(
         self,
@@ -225,17 +382,11 @@ class RunRecords:
         stats: list[EpochStats],
         timeline: Timeline,
         fits_in_memory: bool,
-    ) -> dict[str, Any]:
-        """Metrics of a traced run: its compact timeline (the bottleneck comes later)."""
-        info = {
-            **self.describe("timeline", variant),
-            "epoch_times_s": [s.wall_s for s in stats],
-            "input_bound": input_bound_of(stats),
-            "fits_in_memory": fits_in_memory,
-            "timeline": timeline.to_dict(),
-        }
-        self.metrics[name] = info
-        return info
+    ) -> TimelineRecord:
+        """Record a traced run (its bottleneck analysis comes in `derive`)."""
+        record = TimelineRecord(variant, self.describe(), stats, timeline.to_dict(), fits_in_memory)
+        self.records[name] = record
+        return record
 
     def tracing_overhead(
         self,
@@ -243,35 +394,15 @@ class RunRecords:
         variant: str,
         untraced: list[list[EpochStats]],
         traced: list[list[EpochStats]],
-    ) -> dict[str, Any]:
-        """Traced against untraced training runs of the same variant, measured alternately.
+    ) -> OverheadRecord:
+        """Record traced against untraced training runs of the same variant."""
+        self.records[name] = record = OverheadRecord(variant, self.describe(), untraced, traced)
+        return record
 
-        Wall time is what the goal is about; CPU time (every thread of the
-        process) is what tracing adds, and on a shared machine it is the
-        steadier figure: other work slows a run down, it does not add to its CPU.
-        """
-        untraced_s, traced_s = run_totals(untraced, "wall_s"), run_totals(traced, "wall_s")
-
-        def overhead(field: str, epochs: slice = slice(None)) -> float:
-            # Ratio of medians - 1: 0.05 is 5% more (0.0 if the untraced median is 0).
-            below = statistics.median(run_totals(untraced, field, epochs))
-            above = statistics.median(run_totals(traced, field, epochs))
-            return above / below - 1 if below else 0.0
-
-        info = {
-            **self.describe("tracing_overhead", variant),
-            "untraced_s": untraced_s,
-            "traced_s": traced_s,
-            "tracing_overhead": overhead("wall_s"),
-            "tracing_cpu_overhead": overhead("cpu_s"),
-            # Where it goes: the first epoch stamps every read and decode; a
-            # cached variant's later epochs stamp only its batches and maps.
-            "tracing_overhead_first_epoch": overhead("wall_s", slice(0, 1)),
-        }
-        if min(map(len, untraced + traced)) > 1:
-            info["tracing_overhead_later_epochs"] = overhead("wall_s", slice(1, None))
-        self.metrics[name] = info
-        return info
+    @property
+    def metrics(self) -> dict[str, dict[str, Any]]:
+        """Benchmark name -> its ``extra_info``: the one place records become dicts."""
+        return {name: record.to_extra_info() for name, record in self.records.items()}
 
     def derive(self) -> None:
         """Fill in the ratios between benchmarks of this session (call once all have run).
@@ -280,53 +411,51 @@ class RunRecords:
         each pass, with intervals; the rest (the tf.data service's runs, timed
         on their own) get ratios of medians.
         """
-        by_kind: dict[str, dict[str, dict[str, Any]]] = {}
-        for info in self.metrics.values():
-            by_kind.setdefault(info["kind"], {})[info["variant"]] = info
-        training, pipeline = by_kind.get("training", {}), by_kind.get("pipeline", {})
-        ceiling = by_kind.get("ceiling", {}).get("ceiling")
-        naive = training.get("naive")
         paired = pass_figures(self.passes) if self.passes else {}
-        for kind, infos in (("training", training), ("pipeline", pipeline)):
-            for variant, info in infos.items():
-                if Trial(kind, variant) in paired:
-                    info.update(paired[Trial(kind, variant)].to_extra_info())
-        for variant, info in by_kind.get("tracing_overhead", {}).items():
-            if Trial("traced", variant) in paired:
-                info.update(paired[Trial("traced", variant)].to_extra_info())
-        if ceiling and CEILING in paired:
-            ceiling.update(paired[CEILING].to_extra_info())
-        for info in training.values():
-            if naive and "speedup_over_naive" not in info:
-                info["speedup_over_naive"] = naive["train_s"] / info["train_s"]
-            if ceiling and "fraction_of_ceiling" not in info:
-                info["ceiling_slowdown"] = info["train_s"] / ceiling["train_s"]
-                info["fraction_of_ceiling"] = ceiling["train_s"] / info["train_s"]
-            if ceiling and not info.get("service"):
+        for record in self.records.values():
+            trial = Trial(
+                "traced" if record.kind == "tracing_overhead" else record.kind, record.variant
+            )
+            if not isinstance(record, TimelineRecord):
+                record.paired = paired.get(trial)
+        training = {r.variant: r for r in self.records.values() if isinstance(r, TrainingRecord)}
+        ceiling = training.pop("ceiling", None)
+        naive = training.get("naive")
+        one_worker = next((r for r in training.values() if r.service_workers == 1), None)
+        for record in training.values():
+            if naive and record.paired is None:
+                record.speedup_over_naive = naive.train_s / record.train_s
+            if ceiling and record.paired is None:
+                record.fraction_of_ceiling = ceiling.train_s / record.train_s
+            if ceiling and not record.service:
                 # The CPU the pipeline costs beyond the model's own: where a
                 # CPU-only machine's gap to the ceiling comes from. (Service
                 # workers are other processes: their CPU is not in this one's.)
-                info["pipeline_cpu_s"] = info["cpu_s"] - ceiling["cpu_s"]
-        one_worker = next((i for i in training.values() if i.get("service_workers") == 1), None)
-        for info in training.values():
-            if one_worker and info.get("service_workers"):
-                info["speedup_over_1_worker"] = one_worker["train_s"] / info["train_s"]
-        for variant, info in by_kind.get("timeline", {}).items():
-            # The untraced run's waiting share is the truer one, when there is one.
-            input_bound = training.get(variant, info)["input_bound"]
-            times = StageTimes.from_timeline(
-                info["timeline"], input_bound, pipelines.get(variant), info["fits_in_memory"]
-            )
-            analysis = analyze(times)
-            info["bottleneck"] = analysis.to_dict()
-            info.update(stage_gate_figures(times, analysis, info["timeline"]))
+                record.pipeline_cpu_s = record.cpu_s - ceiling.cpu_s
+            if one_worker and record.service_workers:
+                record.speedup_over_1_worker = one_worker.train_s / record.train_s
+        for record in self.records.values():
+            if isinstance(record, TimelineRecord):
+                self._analyse(record, training.get(record.variant))
+
+    @staticmethod
+    def _analyse(record: TimelineRecord, untraced: TrainingRecord | None) -> None:
+        """The traced run's bottleneck analysis and gated figures."""
+        # The untraced run's waiting share is the truer one, when there is one.
+        runs = untraced.runs if untraced else [record.stats]
+        input_bound = input_bound_of(s for run in runs for s in run)
+        times = StageTimes.from_timeline(
+            record.timeline, input_bound, pipelines.get(record.variant), record.fits_in_memory
+        )
+        record.bottleneck = analyze(times)
+        record.gate_figures = stage_gate_figures(times, record.bottleneck, record.timeline)
 
     def bottlenecks(self) -> dict[str, dict[str, Any]]:
         """Per traced variant, its bottleneck analysis (after `derive`)."""
         return {
-            info["variant"]: info["bottleneck"]
-            for info in self.metrics.values()
-            if info["kind"] == "timeline" and "bottleneck" in info
+            r.variant: r.bottleneck.to_dict()
+            for r in self.records.values()
+            if isinstance(r, TimelineRecord) and r.bottleneck is not None
         }
 
     def gate_metrics(self) -> dict[str, dict[str, Any]]:

@@ -321,12 +321,10 @@ class PerfSession:
         seconds, cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
         return PipelineEpoch(batches, elements, seconds, cpu_s)
 
-    def common_info(self, kind: str, variant: str) -> dict[str, Any]:
+    def common_info(self) -> dict[str, Any]:
         """The parameters every figure carries."""
         profile = self.options.profile
         return {
-            "kind": kind,
-            "variant": variant,
             "dataset": self.options.data.describe(),
             "source": self.train_source.describe(),
             "profile": profile.name,

@@ -17,8 +17,8 @@ def run(*walls: float) -> list[EpochStats]:
 
 
 def overhead(untraced: list[list[EpochStats]], traced: list[list[EpochStats]]) -> dict:
-    records = RunRecords(lambda kind, variant: {"kind": kind})
-    return records.tracing_overhead("t", "optimized", untraced, traced)
+    records = RunRecords(dict)
+    return records.tracing_overhead("t", "optimized", untraced, traced).to_extra_info()
 
 
 def test_the_overhead_is_split_between_the_first_epoch_and_the_rest():
