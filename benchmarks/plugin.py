@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 import pytest
 
+import models
 import pipelines
 from benchmarks import gates, report
 from benchmarks import storage as storage_files
@@ -25,6 +26,7 @@ from benchmarks.session import PERF_PROFILES, PerfOptions, PerfSession, machine_
 from benchmarks.summary import summary_table
 from pipelines.data import DataChoice, default_latency, open_data
 from pipelines.errors import DataError, InputError
+from pipelines.plugins import load_plugins
 from pipelines.sources import Source
 from pipelines.sources.latency import parse_latency
 
@@ -97,6 +99,29 @@ def _add_run_options(group: pytest.OptionGroup) -> None:
         action="store_true",
         default=False,
         help="train in mixed float16/float32 (loss-scaled); pays off on GPUs with tensor cores",
+    )
+    group.addoption(
+        "--perf-plugin",
+        action="append",
+        default=[],
+        metavar="FILE_OR_MODULE",
+        help="load your own registrations (pipelines.register, register_transform) from a"
+        " .py file or a module in the current folder; repeat for several",
+    )
+    group.addoption(
+        "--perf-model",
+        default=None,
+        metavar="NAME|MODULE:CALLABLE",
+        help="the model to train: a seed model's name, or your own module:callable returning"
+        " a Keras model (given input_shape and num_classes where it takes them; its compiled"
+        " loss and optimizer are used). Default: the profile's",
+    )
+    group.addoption("--perf-batch-size", type=int, default=None, help="default: the profile's")
+    group.addoption(
+        "--perf-seed",
+        type=int,
+        default=0,
+        help="seed of the model's initial weights, the shuffles and the augmentation",
     )
     group.addoption(
         "--perf-model-threads",
@@ -197,6 +222,9 @@ def perf_options(config: pytest.Config) -> PerfOptions:
     threads = config.getoption("perf_model_threads")
     if threads is not None and threads < 0:
         raise pytest.UsageError(f"--perf-model-threads: must be 0 or more, got {threads}")
+    batch_size = config.getoption("perf_batch_size")
+    if batch_size is not None and batch_size < 1:
+        raise pytest.UsageError(f"--perf-batch-size: must be 1 or more, got {batch_size}")
     plan = profile.passes
     count = config.getoption("perf_passes")
     if count is not None and count < 1:
@@ -215,14 +243,44 @@ def perf_options(config: pytest.Config) -> PerfOptions:
         passes=plan,
         # As asked; the collection hook applies it and keeps the budget in force.
         model_threads=threads,
+        model_spec=config.getoption("perf_model"),
+        batch_size_asked=batch_size,
+        seed=config.getoption("perf_seed", 0),
     )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(Interruption(config), "perf-interruption")
+    # A user's registrations, before anything reads the registry (collection).
+    try:
+        load_plugins(config.getoption("perf_plugin", None) or [])
+    except InputError as error:
+        raise pytest.UsageError(str(error)) from None
+    warn_if_conftest_ignored(config)
     # Fail fast, before collection, on a variant name that does not exist.
     if config.getoption("perf_variants", None):
         selected_variants(config)
+
+
+def warn_if_conftest_ignored(config: pytest.Config) -> None:
+    """A ``conftest.py`` in the current folder that pytest does not load (the folder is
+    outside the tests' root) would be ignored in silence: say so, and what to do."""
+    mine = (Path.cwd() / "conftest.py").resolve()
+    if not mine.is_file():
+        return
+    loaded = {
+        Path(module.__file__).resolve()
+        for module in config.pluginmanager.get_plugins()
+        if getattr(module, "__file__", None)
+    }
+    if mine not in loaded and not mine.parent.is_relative_to(config.rootpath):
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(
+                f"{mine} is not loaded: this folder is outside {config.rootpath}, where"
+                f" pytest looks for conftest files; load it with --perf-plugin {mine}"
+            ),
+            stacklevel=2,
+        )
 
 
 def _benchmarks_selected(items: list[pytest.Item]) -> bool:
@@ -279,6 +337,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             open_data(options.data),
             gates.load_thresholds(config.getoption("perf_thresholds"), pipelines.VARIANTS),
         )
+        # The model must fit the data: one line now, not a failure mid-run.
+        train = state.data[0]
+        models.build_for(options.model, train.image_shape, train.num_classes)
         baseline = config.getoption("perf_baseline")
         if baseline:
             path = storage_files.find_saved_run(baseline, _storage(config))

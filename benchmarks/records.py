@@ -193,6 +193,7 @@ class TrainingRecord:
     fraction_of_ceiling: float | None = None
     speedup_over_1_worker: float | None = None
     pipeline_cpu_s: float | None = None
+    accuracy_below_ceiling: float | None = None
 
     @property
     def train_s(self) -> float:
@@ -229,6 +230,7 @@ class TrainingRecord:
             "fraction_of_ceiling": self.fraction_of_ceiling,
             "speedup_over_1_worker": self.speedup_over_1_worker,
             "pipeline_cpu_s": self.pipeline_cpu_s,
+            "accuracy_below_ceiling": self.accuracy_below_ceiling,
         }
         info.update({key: value for key, value in unpaired.items() if value is not None})
         if self.fraction_of_ceiling:
@@ -432,6 +434,11 @@ class RunRecords:
                 # CPU-only machine's gap to the ceiling comes from. (Service
                 # workers are other processes: their CPU is not in this one's.)
                 record.pipeline_cpu_s = record.cpu_s - ceiling.cpu_s
+            if ceiling:
+                final = record.runs[-1][-1].test_accuracy
+                reference = ceiling.runs[-1][-1].test_accuracy
+                if final is not None and reference is not None:
+                    record.accuracy_below_ceiling = reference - final
             if one_worker and record.service_workers:
                 record.speedup_over_1_worker = one_worker.train_s / record.train_s
         for record in self.records.values():

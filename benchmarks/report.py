@@ -35,6 +35,7 @@ from benchmarks.gates import (
 from benchmarks.storage import find_saved_run, read_run, saved_runs, write_atomic
 from benchmarks.summary import figure_text
 from pipelines.errors import DataError, InputError
+from pipelines.plugins import add_plugin_argument, load_plugins
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_OUTPUT = Path("reports/perf.html")
@@ -290,8 +291,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--run", default="latest", help="saved run to show: id, path or latest")
     parser.add_argument("--thresholds", type=Path, default=DEFAULT_THRESHOLDS)
+    add_plugin_argument(parser)
     args = parser.parse_args(argv)
     try:
+        load_plugins(args.plugin, "--plugin")
         thresholds = load_thresholds(args.thresholds, pipelines.VARIANTS)
         path = write_report(args.output, args.storage, run=args.run, thresholds=thresholds)
     except InputError as error:

@@ -78,6 +78,19 @@ class PerfOptions:
     passes: PassPlan | None = None
     # Threads for the model's ops on a CPU-only machine (None: shared, or a GPU).
     model_threads: int | None = None
+    # The model: a seed model's name or a user's module:callable (None: the profile's).
+    model_spec: str | None = None
+    batch_size_asked: int | None = None
+
+    @property
+    def model(self) -> str:
+        """The model trained: ``--perf-model``, or the profile's."""
+        return self.model_spec or self.profile.model
+
+    @property
+    def batch_size(self) -> int:
+        """Examples per batch: ``--perf-batch-size``, or the profile's."""
+        return self.batch_size_asked or self.profile.batch_size
 
     @property
     def plan(self) -> PassPlan:
@@ -117,24 +130,21 @@ class PerfSession:
     ) -> None:
         """``data``: the (train, test) sources of ``options.data``, opened (`open_data`)."""
         self.options = options
-        profile = options.profile
         self.train_source, self.test_source = data
-        model_options = (
-            {"input_shape": self.train_source.image_shape} if profile.model == "tiny" else {}
-        )
         configure_gpus()  # memory growth, before anything touches a GPU
         # Several GPUs: mirrored across them; one device: plain steps (no strategy overhead).
         strategy = default_strategy()
         self.strategy = strategy if strategy.num_replicas_in_sync > 1 else None
+        shape, classes = self.train_source.image_shape, self.train_source.num_classes
         self.initial = InitialModel(
-            lambda: models.build(profile.model, **model_options), options.seed
+            lambda: models.build_for(options.model, shape, classes), options.seed
         )
         with precision(options.mixed_precision), strategy.scope():
             model = self.initial.fresh()
         self.trainer = Trainer(model, strategy=self.strategy, jit_compile=options.jit_compile)
         # Read once, held in memory: evaluation then costs every variant the same,
         # model time only, and no pipeline is left half-iterated.
-        test_ds = pipelines.build(EVALUATION, self.test_source, batch_size=profile.batch_size)
+        test_ds = pipelines.build(EVALUATION, self.test_source, batch_size=options.batch_size)
         with self.test_source.explain_errors():
             self.test_batches = list(test_ds)
         # What each benchmark measured, and the ratios derived between them.
@@ -155,7 +165,7 @@ class PerfSession:
         dataset = pipelines.build(
             variant,
             self.train_source,
-            batch_size=self.options.profile.batch_size,
+            batch_size=self.options.batch_size,
             seed=self.options.seed,
             service=service,
         )
@@ -216,7 +226,7 @@ class PerfSession:
         shape = self.train_source.image_shape
         batches = [
             {IMAGE: tf.zeros((size, *shape)), LABEL: tf.zeros((size,), tf.int64)}
-            for size in (self.options.profile.batch_size, 1)
+            for size in (self.options.batch_size, 1)
         ]
         self.trainer.fit(batches, 1, test_ds=batches, progress=False)
         self._warm = True
@@ -239,7 +249,7 @@ class PerfSession:
         dataset, stages = pipelines.build_traced(
             variant,
             self.train_source,
-            batch_size=self.options.profile.batch_size,
+            batch_size=self.options.batch_size,
             seed=self.options.seed,
         )
         dataset = own_threads(dataset, self.options.model_threads)
@@ -328,9 +338,10 @@ class PerfSession:
             "dataset": self.options.data.describe(),
             "source": self.train_source.describe(),
             "profile": profile.name,
-            "model": profile.model,
+            "model": self.options.model,
             "epochs": self.options.epochs,
-            "batch_size": profile.batch_size,
+            "batch_size": self.options.batch_size,
+            "seed": self.options.seed,
             "device": device_name(),
             "strategy": strategy_name(self.strategy or tf.distribute.get_strategy()),
             "mixed_precision": self.options.mixed_precision,

@@ -12,10 +12,11 @@ import sys
 
 import pipelines
 from models.trainer import EpochStats, InitialModel, summarize, train_variant
-from models.zoo import MODELS, build
+from models.zoo import MODELS, build_for
 from pipelines.data import DataChoice, open_data
 from pipelines.embedded import EMBEDDED_PROFILES, FORMATS
 from pipelines.errors import InputError
+from pipelines.plugins import add_plugin_argument, load_plugins
 
 HEADER = (
     f"{'epoch':>5} {'wall s':>8} {'examples/s':>11} {'input-bound':>12}"
@@ -38,13 +39,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--variant", default="optimized", help="a registered variant")
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--model", default="tiny", help=f"one of {', '.join(MODELS)}")
+    parser.add_argument(
+        "--model", default="tiny", help=f"one of {', '.join(MODELS)}, or module:callable"
+    )
     parser.add_argument("--data", default="embedded", help="'embedded' or a dataset path")
     parser.add_argument("--profile", default="smoke", choices=sorted(EMBEDDED_PROFILES))
     parser.add_argument("--format", default="tfrecord", choices=FORMATS, help="embedded format")
     parser.add_argument("--latency", default="none", help="none, remote, or open=20ms,read=1ms")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    add_plugin_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -52,11 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     args = parse_args(argv)
     try:
+        load_plugins(args.plugin, "--plugin")
         variant = pipelines.get(args.variant)
         choice = DataChoice(args.data, args.profile, args.format, args.latency)
         train_source, test_source = open_data(choice)
-        options = {"input_shape": train_source.image_shape} if args.model == "tiny" else {}
-        initial = InitialModel(lambda: build(args.model, **options), seed=args.seed)
+        shape, classes = train_source.image_shape, train_source.num_classes
+        initial = InitialModel(lambda: build_for(args.model, shape, classes), seed=args.seed)
         print(f"variant  {variant.name}: {variant.describe()}")
         print(f"data     {train_source.describe()}")
         print(

@@ -101,6 +101,46 @@ def check_fits(model: keras.Model, ds: tf.data.Dataset | Sequence[Record], where
         )
 
 
+class _SummedFunction(keras.losses.Loss):
+    """A loss function (per-example losses) summed over the batch."""
+
+    def __init__(self, function: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> None:
+        super().__init__(reduction="sum", name=getattr(function, "__name__", "loss"))
+        self.function = function
+
+    def call(self, y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+        return self.function(y_true, y_pred)
+
+
+def summed_loss(model: keras.Model) -> keras.losses.Loss:
+    """The loss the model was compiled with (a copy summing over the batch), or sparse
+    categorical cross-entropy on probabilities for a model not compiled.
+
+    A user's model that outputs logits says so in its compiled loss
+    (``from_logits=True``); trained with a loss on probabilities it would
+    learn wrong, with no error.
+    """
+    compiled = getattr(model, "loss", None)
+    if compiled is None:
+        return keras.losses.SparseCategoricalCrossentropy(reduction="sum")
+    if isinstance(compiled, str):
+        compiled = keras.losses.get(compiled)
+    if isinstance(compiled, keras.losses.Loss):
+        config = {**compiled.get_config(), "reduction": "sum"}
+        return type(compiled).from_config(config)
+    if callable(compiled):  # a plain function (y_true, y_pred) -> per-example losses
+        return _SummedFunction(compiled)
+    raise DataError(f"model {model.name!r}", f"cannot train with its compiled loss {compiled!r}")
+
+
+def fresh_optimizer(model: keras.Model, learning_rate: float) -> keras.optimizers.Optimizer:
+    """A new optimizer like the one the model was compiled with, or Adam(``learning_rate``)."""
+    compiled = getattr(model, "optimizer", None)
+    if isinstance(compiled, keras.optimizers.Optimizer):
+        return type(compiled).from_config(compiled.get_config())
+    return keras.optimizers.Adam(learning_rate)
+
+
 class Trainer:
     """Trains one model with a custom loop; call `fit` once per run.
 
@@ -125,9 +165,9 @@ class Trainer:
         self.model = model
         self.strategy = strategy
         self.mixed_precision = model.dtype_policy.name == "mixed_float16"
-        self.loss = keras.losses.SparseCategoricalCrossentropy(reduction="sum")
+        self.loss = summed_loss(model)
         with strategy.scope() if strategy else contextlib.nullcontext():
-            optimizer = keras.optimizers.Adam(learning_rate)
+            optimizer = fresh_optimizer(model, learning_rate)
             if self.mixed_precision:
                 optimizer = keras.mixed_precision.LossScaleOptimizer(optimizer)
             self.optimizer = optimizer

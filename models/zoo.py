@@ -6,12 +6,14 @@ Layer stacks and parameter counts follow the reference course material
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import keras
 from keras import layers
 
 from pipelines.errors import UsageError
+from pipelines.plugins import import_user_module
 
 NUM_CLASSES = 10
 
@@ -146,3 +148,54 @@ def build(name: str, **options: object) -> keras.Model:
     if name not in MODELS:
         raise UsageError(f"model {name!r}", f"unknown model; known models: {', '.join(MODELS)}")
     return MODELS[name](**options)
+
+
+def resolve(spec: str) -> Callable[..., keras.Model]:
+    """The builder ``spec`` names: a seed model's name, or ``module:callable`` (a user's).
+
+    Raises `UsageError` in one line for an unknown name, a module that does
+    not import, or an attribute that is not callable.
+    """
+    if spec in MODELS:
+        return MODELS[spec]
+    if ":" not in spec:
+        raise UsageError(
+            f"model {spec!r}",
+            f"unknown model; known models: {', '.join(MODELS)}, or module:callable",
+        )
+    module_name, _, attribute = spec.partition(":")
+    module = import_user_module(module_name, f"model {spec!r}")
+    builder = getattr(module, attribute, None)
+    if not callable(builder):
+        raise UsageError(f"model {spec!r}", f"{module_name} has no callable {attribute!r}")
+    return builder
+
+
+def build_for(spec: str, input_shape: tuple[int, ...], num_classes: int) -> keras.Model:
+    """Build ``spec`` (`resolve`) for the data: the image shape and class count are passed
+    to the builder where it takes them (``input_shape``, ``num_classes``).
+
+    Raises `UsageError` when the builder fails or returns something else than a
+    Keras model, or a model whose input or output does not fit the data.
+    """
+    builder = resolve(spec)
+    parameters = inspect.signature(builder).parameters
+    offered = {"input_shape": tuple(input_shape), "num_classes": num_classes}
+    takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+    options = {k: v for k, v in offered.items() if takes_all or k in parameters}
+    where = f"model {spec!r}"
+    try:
+        model = builder(**options)
+    except Exception as error:  # a user's builder: one line, not a traceback
+        raise UsageError(where, f"building it failed: {type(error).__name__}: {error}") from None
+    if not isinstance(model, keras.Model):
+        raise UsageError(where, f"returned {type(model).__name__}, not a Keras model")
+    expected = tuple(model.input_shape[1:])
+    if expected != tuple(input_shape):
+        raise UsageError(
+            where, f"takes images of shape {expected}; the data's are {tuple(input_shape)}"
+        )
+    outputs = model.output_shape[-1]
+    if outputs != num_classes:
+        raise UsageError(where, f"has {outputs} outputs; the data has {num_classes} classes")
+    return model

@@ -224,3 +224,28 @@ def test_a_gated_stage_may_slow_by_the_tolerance_and_no_more(tmp_path):
     assert str(failure).endswith("max_stage_slowdown, baseline run 0001)")
     # A stage the baseline did not gate, or a run that was not traced, is not compared.
     assert gates.check_baseline(thresholds, {"optimized": {}}, baseline, "run 0001") == []
+
+
+def test_accuracy_is_judged_against_the_runs_ceiling_by_default():
+    import pipelines
+
+    shipped = gates.load_thresholds(gates.DEFAULT_THRESHOLDS, pipelines.VARIANTS)
+    # Real data a small model learns to 0.3 in three epochs: the ceiling too.
+    assert gates.check_run(shipped, {"naive": {"accuracy_below_ceiling": 0.02}}) == []
+    (failure,) = gates.check_run(shipped, {"naive": {"accuracy_below_ceiling": 0.6}})
+    assert (failure.metric, failure.relation) == ("accuracy_below_ceiling", "<=")
+    assert "[defaults] max_accuracy_below_ceiling" in str(failure)
+
+
+def test_a_variants_accuracy_below_the_ceiling_is_derived_from_the_same_run():
+    from benchmarks.records import RunRecords
+    from models.trainer import EpochStats
+
+    def run(accuracy: float) -> list[EpochStats]:
+        return [EpochStats(1, 1.0, 10, 640, 0.1, 0.9, 1.0, 0.5, test_accuracy=accuracy)]
+
+    records = RunRecords(dict)
+    records.training("c", "ceiling", [run(0.9)], kind="ceiling")
+    records.training("n", "naive", [run(0.7)])
+    records.derive()
+    assert records.metrics["n"]["accuracy_below_ceiling"] == pytest.approx(0.2)
