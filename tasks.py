@@ -72,7 +72,19 @@ def ensure_venv() -> Path:
         subprocess.run([*pip, "install", "-q", "-r", str(REQUIREMENTS)], check=True)
         # Written last: an interrupted install is retried on the next call.
         STAMP.write_text(wanted + "\n")
+    link_repository(python)
     return python
+
+
+def link_repository(python: Path) -> None:
+    """Put the repository on the venv's import path (a ``.pth`` file), so that its
+    interpreter runs ``-m models.train``, ``-m benchmarks.report`` and pytest with
+    ``--perf-plugin`` from a user's own folder."""
+    query = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    done = subprocess.run([str(python), "-c", query], capture_output=True, text=True, check=True)
+    link = Path(done.stdout.strip()) / "tf_data_suite.pth"
+    if not link.exists() or link.read_text().strip() != str(ROOT):
+        link.write_text(f"{ROOT}\n")
 
 
 def job_command(job: str, python: Path, args: list[str]) -> list[str]:

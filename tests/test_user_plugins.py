@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -34,8 +35,11 @@ def user_folder(tmp_path):
 
 
 def run(folder, *command: str) -> subprocess.CompletedProcess[str]:
+    # The suite on the path as `tasks.py` puts it there for its venv (`link_repository`),
+    # whatever environment runs these tests.
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     return subprocess.run(
-        [sys.executable, *command], capture_output=True, text=True, cwd=folder, timeout=600
+        [sys.executable, *command], capture_output=True, text=True, cwd=folder, timeout=600, env=env
     )
 
 
@@ -55,7 +59,7 @@ def test_the_property_tests_check_a_variant_loaded_from_the_users_folder(user_fo
         "lab_plain",
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
-    assert " 1 passed" in done.stdout
+    assert "1 passed" in done.stdout
     # Without it the variant is not there: nothing runs (pytest's exit 5).
     done = run(
         user_folder, "-m", "pytest", contracts, "-q", "-p", "no:cacheprovider", "-k", "lab_plain"
