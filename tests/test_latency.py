@@ -55,19 +55,24 @@ def test_latency_adds_at_least_the_promised_delay(plain):
     )
 
 
+# Each delay is paid (a sleep is never shorter: the whole added time over the
+# count is at least the delay), and paid once (the marginal cost of more
+# shards or records, where fixed costs per pass cancel out, is at most the
+# late-wake limit). A difference of two timings is noisy on a loaded machine
+# (20.6 ms per 30 ms open measured once in CI), so it bounds only from above.
 def test_open_delay_is_paid_once_per_shard():
-    # The marginal cost of 8 more shards: fixed costs per pass cancel out.
     few, many = (added_seconds(Latency(open_s=OPEN_S), 20, shards) for shards in (2, 10))
+    assert many / 10 >= 0.9 * OPEN_S, f"{many / 10 * 1e3:.1f} ms per open in all"
     per_open = (many - few) / 8
-    assert 0.9 <= per_open / OPEN_S <= LATE_WAKE_LIMIT, f"{per_open * 1e3:.1f} ms per open"
+    assert per_open / OPEN_S <= LATE_WAKE_LIMIT, f"{per_open * 1e3:.1f} ms per open"
 
 
 def test_read_delay_is_paid_once_per_record():
-    # The marginal cost of 100 more records: fixed costs per pass cancel out,
-    # and the span is long enough for timer noise to average out.
     few, many = (added_seconds(Latency(read_s=READ_S), records, 1) for records in (20, 120))
+    # 120 records and the read that finds the end.
+    assert many / 121 >= 0.9 * READ_S, f"{many / 121 * 1e3:.2f} ms per record in all"
     per_record = (many - few) / 100
-    assert 0.9 <= per_record / READ_S <= LATE_WAKE_LIMIT, f"{per_record * 1e3:.2f} ms per record"
+    assert per_record / READ_S <= LATE_WAKE_LIMIT, f"{per_record * 1e3:.2f} ms per record"
 
 
 def test_parallel_readers_overlap_their_delays(plain):
