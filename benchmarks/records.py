@@ -186,6 +186,8 @@ class TrainingRecord:
     runs: list[list[EpochStats]]
     service: str | None = None
     service_workers: int | None = None
+    # Whether its contract augments: its accuracy is then judged against `augmented`'s.
+    augments: bool = False
     # Filled in by `RunRecords.derive`: paired within passes (with intervals),
     # or, for benchmarks timed on their own, ratios of medians.
     paired: PairedFigures | None = None
@@ -193,12 +195,20 @@ class TrainingRecord:
     fraction_of_ceiling: float | None = None
     speedup_over_1_worker: float | None = None
     pipeline_cpu_s: float | None = None
-    accuracy_below_ceiling: float | None = None
+    # The final test accuracy of the same run's reference (the ceiling, or `augmented`
+    # for a variant that augments) minus this one's.
+    accuracy_below_reference: float | None = None
+    accuracy_reference: str | None = None
 
     @property
     def train_s(self) -> float:
         """Median over runs of the training time of all epochs."""
         return statistics.median(run_totals(self.runs, "wall_s"))
+
+    def final_accuracy(self) -> float | None:
+        """Mean over runs of the test accuracy after the last epoch (None: not evaluated)."""
+        finals = [run[-1].test_accuracy for run in self.runs]
+        return None if None in finals else statistics.fmean(finals)
 
     @property
     def cpu_s(self) -> float:
@@ -230,7 +240,8 @@ class TrainingRecord:
             "fraction_of_ceiling": self.fraction_of_ceiling,
             "speedup_over_1_worker": self.speedup_over_1_worker,
             "pipeline_cpu_s": self.pipeline_cpu_s,
-            "accuracy_below_ceiling": self.accuracy_below_ceiling,
+            "accuracy_below_reference": self.accuracy_below_reference,
+            "accuracy_reference": self.accuracy_reference,
         }
         info.update({key: value for key, value in unpaired.items() if value is not None})
         if self.fraction_of_ceiling:
@@ -365,10 +376,14 @@ class RunRecords:
         runs: list[list[EpochStats]],
         kind: str = "training",
         service: tuple[str, int | None] | None = None,
+        augments: bool = False,
     ) -> TrainingRecord:
-        """Record a training benchmark (``service``: its dispatcher and worker count)."""
+        """Record a training benchmark (``service``: its dispatcher and worker count;
+        ``augments``: whether the variant's contract augments)."""
         address, workers = service or (None, None)
-        record = TrainingRecord(kind, variant, self.describe(), runs, address, workers)
+        record = TrainingRecord(
+            kind, variant, self.describe(), runs, address, workers, augments=augments
+        )
         self.records[name] = record
         return record
 
@@ -434,16 +449,34 @@ class RunRecords:
                 # CPU-only machine's gap to the ceiling comes from. (Service
                 # workers are other processes: their CPU is not in this one's.)
                 record.pipeline_cpu_s = record.cpu_s - ceiling.cpu_s
-            if ceiling:
-                final = record.runs[-1][-1].test_accuracy
-                reference = ceiling.runs[-1][-1].test_accuracy
-                if final is not None and reference is not None:
-                    record.accuracy_below_ceiling = reference - final
+            self._judge_accuracy(record, ceiling, training.get("augmented"))
             if one_worker and record.service_workers:
                 record.speedup_over_1_worker = one_worker.train_s / record.train_s
         for record in self.records.values():
             if isinstance(record, TimelineRecord):
                 self._analyse(record, training.get(record.variant))
+
+    @staticmethod
+    def _judge_accuracy(
+        record: TrainingRecord, ceiling: TrainingRecord | None, augmented: TrainingRecord | None
+    ) -> None:
+        """Set how far the record's final test accuracy fell below its reference's.
+
+        The reference trains the same model the same way, in the same run: the
+        ceiling for a variant that does not augment, and `augmented` for one
+        that does (random crops and flips slow learning down, more so on small
+        real data; docs/measurements.md, 2026-11-30).
+        `augmented` itself has none (an absolute floor can still be set).
+        """
+        reference = augmented if record.augments else ceiling
+        if reference is None or reference is record:
+            return
+        # The mean over the runs (one per pass): a variant whose order or
+        # augmentation differs run to run ends its few epochs at scattered accuracies.
+        final, wanted = record.final_accuracy(), reference.final_accuracy()
+        if final is not None and wanted is not None:
+            record.accuracy_below_reference = wanted - final
+            record.accuracy_reference = reference.variant
 
     @staticmethod
     def _analyse(record: TimelineRecord, untraced: TrainingRecord | None) -> None:
