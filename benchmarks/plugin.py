@@ -58,11 +58,12 @@ class RunState:
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("perf", "tf.data pipeline benchmarks")
     _add_run_options(group)
+    _add_training_options(group)
     _add_judging_options(group)
 
 
 def _add_run_options(group: pytest.OptionGroup) -> None:
-    """What runs: profile, data, variants, epochs, latency, training settings."""
+    """What runs: profile, data, variants, epochs, latency, corrupt records."""
     group.addoption(
         "--perf-profile",
         default="smoke",
@@ -94,6 +95,18 @@ def _add_run_options(group: pytest.OptionGroup) -> None:
         " on the embedded data, where it shows what each optimization does; none on your own"
         " --perf-data, which is read as it is)",
     )
+    group.addoption(
+        "--skip-corrupt",
+        action="store_true",
+        default=False,
+        help="leave out corrupt records (images that do not decode, cut TFRecords,"
+        " labels out of range) instead of failing; their count is saved with the run",
+    )
+
+
+def _add_training_options(group: pytest.OptionGroup) -> None:
+    """How it trains and is measured: your registrations and model, batch, seed, threads,
+    passes, precision."""
     group.addoption(
         "--perf-mixed-precision",
         action="store_true",
@@ -145,13 +158,6 @@ def _add_run_options(group: pytest.OptionGroup) -> None:
         action="store_true",
         default=False,
         help="compile the train and test steps with XLA (jit_compile)",
-    )
-    group.addoption(
-        "--skip-corrupt",
-        action="store_true",
-        default=False,
-        help="leave out corrupt records (images that do not decode, cut TFRecords,"
-        " labels out of range) instead of failing; their count is saved with the run",
     )
 
 
