@@ -80,9 +80,13 @@ def link_repository(python: Path) -> None:
     """Put the repository on the venv's import path (a ``.pth`` file), so that its
     interpreter runs ``-m models.train``, ``-m benchmarks.report`` and pytest with
     ``--perf-plugin`` from a user's own folder."""
-    query = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
-    done = subprocess.run([str(python), "-c", query], capture_output=True, text=True, check=True)
-    link = Path(done.stdout.strip()) / "tf_data_suite.pth"
+    layouts = [*VENV.glob("lib/python*/site-packages"), VENV / "Lib" / "site-packages"]
+    site = next((folder for folder in layouts if folder.is_dir()), None)
+    if site is None:  # an unknown layout: ask the interpreter (once, then the file exists)
+        query = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+        done = subprocess.run([str(python), "-c", query], capture_output=True, text=True)
+        site = Path(done.stdout.strip())
+    link = site / "tf_data_suite.pth"
     if not link.exists() or link.read_text().strip() != str(ROOT):
         link.write_text(f"{ROOT}\n")
 

@@ -112,7 +112,7 @@ def test_training(benchmark, perf, passes, variant_name):
     skip_if_served(variant_name)
     trial = Trial("training", variant_name)
     report_rounds(benchmark, passes.seconds[trial])
-    augments = pipelines.get(variant_name).contract.augmentation != "none"
+    augments = pipelines.get(variant_name).contract.augments
     perf.records.training(benchmark.name, variant_name, passes.of(trial), augments=augments)
 
 
@@ -151,7 +151,7 @@ def test_data_service(benchmark, perf, service_workers, request):
         for stats in runs:
             perf.check_complete(SERVICE_VARIANT, stats, service_workers or 1, address)
     label = f"{SERVICE_VARIANT} ({service_setup(service_workers)})"
-    augments = pipelines.get(SERVICE_VARIANT).contract.augmentation != "none"
+    augments = pipelines.get(SERVICE_VARIANT).contract.augments
     service = (address, service_workers or None)
     perf.records.training(benchmark.name, label, runs, service=service, augments=augments)
 

@@ -48,9 +48,9 @@ class PassPlan:
     time_limit_s: float
     precision: float = 0.05
 
-    def single(self) -> PassPlan:
-        """One pass and no more (untimed runs: --benchmark-disable)."""
-        return dataclasses.replace(self, min_passes=1, max_passes=1)
+    def exactly(self, count: int) -> PassPlan:
+        """``count`` passes, no more and no fewer (--perf-passes; one when untimed)."""
+        return dataclasses.replace(self, min_passes=count, max_passes=count)
 
 
 @dataclasses.dataclass

@@ -238,7 +238,7 @@ def perf_options(config: pytest.Config) -> PerfOptions:
     if config.getoption("benchmark_disable", False):
         count = 1  # untimed: every benchmark runs once
     if count is not None:
-        plan = dataclasses.replace(plan, min_passes=count, max_passes=count)
+        plan = plan.exactly(count)
     return PerfOptions(
         profile,
         data,
@@ -463,13 +463,10 @@ class Interruption:
         if signal.getsignal(signal.SIGINT) == self._on_sigint:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
-    def _stop_if_pressed(self) -> None:
-        if self.pressed and not self.handled:
-            raise KeyboardInterrupt
-
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_logfinish(self) -> None:
-        self._stop_if_pressed()
+        if self.pressed and not self.handled:
+            raise KeyboardInterrupt
 
     @pytest.hookimpl(hookwrapper=True, tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> Any:
@@ -561,9 +558,7 @@ def measurement_doubts(config: pytest.Config) -> list[Unreliable]:
     if SESSION_KEY not in config.stash or config.getoption("benchmark_disable", False):
         return []
     session = config.stash[SESSION_KEY]
-    if session.passes is None:
-        return []
-    return unreliable(session.passes, session.options.plan.precision)
+    return unreliable(session.records.paired(), session.options.plan.precision)
 
 
 def evaluate_gates(config: pytest.Config) -> list[gates.Failure] | None:

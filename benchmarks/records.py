@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import pipelines
@@ -121,15 +121,22 @@ def pass_figures(passes: Passes) -> dict[Trial, PairedFigures]:
     return figures
 
 
+def judged_ratios(
+    figures: dict[Trial, PairedFigures],
+) -> Iterator[tuple[Trial, str, Estimate]]:
+    """The ratios a run is judged by: of training and traced trials, each but a speedup
+    over the trial's own variant (1 by construction)."""
+    for trial, paired in figures.items():
+        if trial.kind not in {"training", "traced"}:
+            continue
+        for name, estimate in paired.ratios().items():
+            if SPEEDUP_REFERENCES.get(name) != trial.variant:
+                yield trial, name, estimate
+
+
 def pass_estimates(passes: Passes) -> list[Estimate]:
     """The ratios whose intervals decide whether the run needs another pass."""
-    return [
-        estimate
-        for trial, figures in pass_figures(passes).items()
-        if trial.kind in {"training", "traced"}
-        for name, estimate in figures.ratios().items()
-        if SPEEDUP_REFERENCES.get(name) != trial.variant
-    ]
+    return [estimate for _, _, estimate in judged_ratios(pass_figures(passes))]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,21 +160,26 @@ class Unreliable:
         )
 
 
-def unreliable(passes: Passes, precision: float) -> list[Unreliable]:
-    """The measured ratios that cannot be trusted: an interval wider than ``precision``
-    (a fraction), or a fraction of the ceiling whose whole interval lies above 1
-    (faster than the model can train: the measurement is wrong)."""
+def unreliable(figures: dict[Trial, PairedFigures], precision: float) -> list[Unreliable]:
+    """The judged ratios (`judged_ratios`) that cannot be trusted: an interval wider than
+    ``precision`` (a fraction), or a fraction of the ceiling whose whole interval lies
+    above 1 (faster than the model can train: the measurement is wrong)."""
     found = []
-    for trial, figures in pass_figures(passes).items():
-        if trial.kind not in {"training", "traced"}:
-            continue
-        for name, estimate in figures.ratios().items():
-            if SPEEDUP_REFERENCES.get(name) == trial.variant:
-                continue  # over itself: 1 by construction
-            impossible = name == "fraction_of_ceiling" and estimate.excludes(1) and estimate.low > 1
-            if impossible or (estimate.half_width is not None and not estimate.precise(precision)):
-                found.append(Unreliable(trial, name, estimate, impossible, precision))
+    for trial, name, estimate in judged_ratios(figures):
+        impossible = name == "fraction_of_ceiling" and estimate.excludes(1) and estimate.low > 1
+        if impossible or (estimate.half_width is not None and not estimate.precise(precision)):
+            found.append(Unreliable(trial, name, estimate, impossible, precision))
     return found
+
+
+def _as_extra_info(record: Record, figures: dict[str, Any]) -> dict[str, Any]:
+    """A record's ``extra_info``: the run's setting, its kind and variant, ``figures``,
+    and its paired figures with their intervals when it was measured in the passes."""
+    info = {**record.setting, "kind": record.kind, "variant": record.variant, **figures}
+    paired = getattr(record, "paired", None)
+    if paired is not None:
+        info.update(paired.to_extra_info())
+    return info
 
 
 def _median_ratio_minus_one(above: list[float], below: list[float]) -> float:
@@ -218,10 +230,7 @@ class TrainingRecord:
     def to_extra_info(self) -> dict[str, Any]:
         """Medians over runs, per-epoch lists of the last run, and the derived ratios."""
         last = self.runs[-1]
-        info = {
-            **self.setting,
-            "kind": self.kind,
-            "variant": self.variant,
+        figures = {
             "train_s": self.train_s,
             "epoch_s": self.train_s / len(last),
             "epoch_times_s": [s.wall_s for s in last],
@@ -234,7 +243,7 @@ class TrainingRecord:
             "rounds": len(self.runs),
         }
         if self.service is not None:
-            info.update(service=self.service, service_workers=self.service_workers)
+            figures.update(service=self.service, service_workers=self.service_workers)
         unpaired = {
             "speedup_over_naive": self.speedup_over_naive,
             "fraction_of_ceiling": self.fraction_of_ceiling,
@@ -243,12 +252,10 @@ class TrainingRecord:
             "accuracy_below_reference": self.accuracy_below_reference,
             "accuracy_reference": self.accuracy_reference,
         }
-        info.update({key: value for key, value in unpaired.items() if value is not None})
+        figures.update({key: value for key, value in unpaired.items() if value is not None})
         if self.fraction_of_ceiling:
-            info["ceiling_slowdown"] = 1 / self.fraction_of_ceiling
-        if self.paired:
-            info.update(self.paired.to_extra_info())
-        return info
+            figures["ceiling_slowdown"] = 1 / self.fraction_of_ceiling
+        return _as_extra_info(self, figures)
 
 
 @dataclasses.dataclass
@@ -264,19 +271,14 @@ class PipelineRecord:
     def to_extra_info(self) -> dict[str, Any]:
         """Medians over runs, and the paired figures."""
         seconds = statistics.median(run.seconds for run in self.runs)
-        info = {
-            **self.setting,
-            "kind": self.kind,
-            "variant": self.variant,
+        figures = {
             "seconds": seconds,
             "cpu_s": statistics.median(run.cpu_s for run in self.runs),
             "batches": self.runs[-1].batches,
             "elements": self.runs[-1].elements,
             "elements_per_s": self.runs[-1].elements / seconds if seconds else 0.0,
         }
-        if self.paired:
-            info.update(self.paired.to_extra_info())
-        return info
+        return _as_extra_info(self, figures)
 
 
 @dataclasses.dataclass
@@ -294,18 +296,15 @@ class TimelineRecord:
 
     def to_extra_info(self) -> dict[str, Any]:
         """The timeline, and (after `RunRecords.derive`) its analysis and gated figures."""
-        info = {
-            **self.setting,
-            "kind": self.kind,
-            "variant": self.variant,
+        figures = {
             "epoch_times_s": [s.wall_s for s in self.stats],
             "input_bound": input_bound_of(self.stats),
             "fits_in_memory": self.fits_in_memory,
             "timeline": self.timeline,
         }
         if self.bottleneck is not None:
-            info["bottleneck"] = self.bottleneck.to_dict()
-        return {**info, **self.gate_figures}
+            figures["bottleneck"] = self.bottleneck.to_dict()
+        return _as_extra_info(self, {**figures, **self.gate_figures})
 
 
 @dataclasses.dataclass
@@ -332,10 +331,7 @@ class OverheadRecord:
 
     def to_extra_info(self) -> dict[str, Any]:
         """Both sides' times and the overheads; with passes, the paired one and its interval."""
-        info = {
-            **self.setting,
-            "kind": self.kind,
-            "variant": self.variant,
+        figures = {
             "untraced_s": run_totals(self.untraced, "wall_s"),
             "traced_s": run_totals(self.traced, "wall_s"),
             "tracing_overhead": self.overhead("wall_s"),
@@ -345,10 +341,8 @@ class OverheadRecord:
             "tracing_overhead_first_epoch": self.overhead("wall_s", slice(0, 1)),
         }
         if min(map(len, self.untraced + self.traced)) > 1:
-            info["tracing_overhead_later_epochs"] = self.overhead("wall_s", slice(1, None))
-        if self.paired:
-            info.update(self.paired.to_extra_info())
-        return info
+            figures["tracing_overhead_later_epochs"] = self.overhead("wall_s", slice(1, None))
+        return _as_extra_info(self, figures)
 
 
 Record = TrainingRecord | PipelineRecord | TimelineRecord | OverheadRecord
@@ -366,8 +360,16 @@ class RunRecords:
         `benchmarks.session.PerfSession.common_info`)."""
         self.describe = describe
         self.records: dict[str, Record] = {}
-        # The interleaved passes the timed benchmarks read their rounds from.
+        # The interleaved passes the timed benchmarks read their rounds from (set once
+        # they are all made), and their paired figures, derived once.
         self.passes: Passes | None = None
+        self._paired: dict[Trial, PairedFigures] | None = None
+
+    def paired(self) -> dict[Trial, PairedFigures]:
+        """Per trial, its figures paired within the passes (`pass_figures`), computed once."""
+        if self._paired is None and self.passes is not None:
+            self._paired = pass_figures(self.passes)
+        return self._paired or {}
 
     def training(
         self,
@@ -428,7 +430,7 @@ class RunRecords:
         each pass, with intervals; the rest (the tf.data service's runs, timed
         on their own) get ratios of medians.
         """
-        paired = pass_figures(self.passes) if self.passes else {}
+        paired = self.paired()
         for record in self.records.values():
             trial = Trial(
                 "traced" if record.kind == "tracing_overhead" else record.kind, record.variant

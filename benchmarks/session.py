@@ -23,7 +23,7 @@ import models
 import pipelines
 from benchmarks.cores import own_threads
 from benchmarks.passes import Passes, PassPlan, Trial, run_passes
-from benchmarks.records import PipelineEpoch, RunRecords, pass_estimates
+from benchmarks.records import PipelineEpoch, RunRecords, pass_estimates, run_totals
 from models.devices import configure_gpus, default_strategy, precision, strategy_name
 from models.trainer import EpochStats, InitialModel, Trainer
 from pipelines.data import DataChoice
@@ -308,17 +308,16 @@ class PerfSession:
 
     def run_trial(self, trial: Trial, batches: list[dict[str, tf.Tensor]]) -> tuple[Any, float]:
         """Run ``trial`` once on a fresh build: its result and the seconds it timed."""
-        if trial.kind == "ceiling":
-            stats = self.train(batches)
-            return stats, sum(epoch.wall_s for epoch in stats)
         if trial.kind == "pipeline":
             epoch = self.iterate(self.build(trial.variant))
             return epoch, epoch.seconds
-        if trial.kind == "traced":
+        if trial.kind == "ceiling":
+            stats = self.train(batches)
+        elif trial.kind == "traced":
             stats = self.train_traced(trial.variant)[0]
-            return stats, sum(epoch.wall_s for epoch in stats)
-        stats = self.train(self.build(trial.variant))
-        return stats, sum(epoch.wall_s for epoch in stats)
+        else:
+            stats = self.train(self.build(trial.variant))
+        return stats, run_totals([stats], "wall_s")[0]
 
     def iterate(self, dataset: tf.data.Dataset) -> PipelineEpoch:
         """Iterate one epoch without a model; ``cpu_s`` is the process's CPU time (every thread)."""

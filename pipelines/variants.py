@@ -71,6 +71,11 @@ class Contract:
                 f" known: {', '.join(RANDOM_CHOICES)}"
             )
 
+    @property
+    def augments(self) -> bool:
+        """Whether the variant augments (freshly or frozen)."""
+        return self.augmentation != "none"
+
     def total_passes(self, workers: int = 1) -> int:
         """Passes over the data in one epoch, with ``workers`` tf.data service workers."""
         return self.passes * (workers if self.passes_per_worker else 1)

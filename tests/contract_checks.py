@@ -326,7 +326,7 @@ def a_different_seed_gives_a_different_order_and_augmentation(trial: Trial) -> s
     """The build's seed is used: another seed reorders a shuffling variant, and
     re-draws an augmenting one's augmentation (deterministic variants; others vary anyway)."""
     contract = trial.contract
-    shuffles, augments = contract.shuffle != "none", contract.augmentation != "none"
+    shuffles, augments = contract.shuffle != "none", contract.augments
     if not contract.deterministic or not (shuffles or augments):
         return None
     first = trial.epochs[0]
@@ -419,7 +419,7 @@ def each_random_choice_happens_at_its_stated_rate(trial: Trial) -> str | None:
     epochs = trial.epochs if fresh else trial.epochs[:1]
     images = np.concatenate([epoch.flat_images for epoch in epochs])
     measured = read_augmentation(images)
-    named = contract.augmentations if contract.augmentation != "none" else ()
+    named = contract.augmentations if contract.augments else ()
     problems = []
     for name, still in (("crop_top", PAD), ("crop_left", PAD), ("flip", False)):
         moved = int(np.count_nonzero(measured[name] != still))

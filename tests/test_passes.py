@@ -152,7 +152,7 @@ def test_an_impossible_fraction_of_the_ceiling_is_reported_as_unreliable():
     )
     (doubt,) = [
         d
-        for d in unreliable(passes, 0.05)
+        for d in unreliable(pass_figures(passes), 0.05)
         if d.trial.variant == "optimized" and d.metric == "fraction_of_ceiling"
     ]
     assert doubt.impossible and doubt.metric == "fraction_of_ceiling"
@@ -169,7 +169,7 @@ def test_a_wide_interval_is_reported_and_a_precise_one_is_not():
             Trial("training", "optimized"): [1.5, 1.5, 1.5],
         }
     )
-    doubts = unreliable(passes, 0.05)
+    doubts = unreliable(pass_figures(passes), 0.05)
     assert {(d.trial.variant, d.metric) for d in doubts} == {
         ("cache", "speedup_over_naive"),
         ("cache", "fraction_of_ceiling"),
