@@ -112,8 +112,8 @@ def test_training(benchmark, perf, passes, variant_name):
     skip_if_served(variant_name)
     trial = Trial("training", variant_name)
     report_rounds(benchmark, passes.seconds[trial])
-    augments = pipelines.get(variant_name).contract.augments
-    perf.records.training(benchmark.name, variant_name, passes.of(trial), augments=augments)
+    reference = pipelines.get(variant_name).contract.accuracy_reference
+    perf.records.training(benchmark.name, variant_name, passes.of(trial), reference=reference)
 
 
 def test_pipeline(benchmark, perf, passes, variant_name):
@@ -151,9 +151,9 @@ def test_data_service(benchmark, perf, service_workers, request):
         for stats in runs:
             perf.check_complete(SERVICE_VARIANT, stats, service_workers or 1, address)
     label = f"{SERVICE_VARIANT} ({service_setup(service_workers)})"
-    augments = pipelines.get(SERVICE_VARIANT).contract.augments
+    reference = pipelines.get(SERVICE_VARIANT).contract.accuracy_reference
     service = (address, service_workers or None)
-    perf.records.training(benchmark.name, label, runs, service=service, augments=augments)
+    perf.records.training(benchmark.name, label, runs, service=service, reference=reference)
 
 
 def test_timeline(benchmark, perf, variant_name):

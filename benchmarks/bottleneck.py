@@ -19,7 +19,7 @@ from pipelines.variants import Variant
 
 MODERATE = 0.05
 HIGH = 0.20
-INPUT_KINDS = ("open", "read", "generator", "map", "batch")
+INPUT_KINDS = ("open", "read", "generator", "map", "batch", "function")
 
 
 def classify(input_bound: float) -> str:
@@ -153,6 +153,14 @@ def analyze(times: StageTimes) -> Bottleneck:
 def _suggestions(times: StageTimes, limiting: Stage, share: Mapping[str, float]) -> list[str]:
     said: list[str] = []
     percent = f"{share[limiting.name]:.0%}"
+    if any(stage.kind == "function" for stage in times.input_stages()):
+        # Whatever the function does inside (prefetch, cache, parallel calls)
+        # is out of sight: advice about it would be a guess.
+        return [
+            f"{limiting.name} is a pipeline function, timed only from outside (the trainer"
+            f" waits {times.input_bound:.0%} of the time): the analysis cannot see its steps;"
+            " register it as steps (pipelines.steps) to see each"
+        ]
     if limiting.kind in ("open", "read") and not limiting.parallel:
         said.append(
             f"{limiting.name} takes {percent} of input time and runs one file at a time:"

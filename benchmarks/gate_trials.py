@@ -1,21 +1,22 @@
-"""How often the smoke gate cries wolf, and how often it catches a real regression.
+"""How often the gate cries wolf, and how often it catches a real regression.
 
-    python -m benchmarks.gate_trials --runs 10 --out gate-trials
+    python -m benchmarks.gate_trials --mode ci --runs 3 --out gate-trials
 
 First one unchanged run is saved as the baseline (as CI saves one on the main
-branch). Then each trial is one ordinary benchmark run (``pytest
-benchmarks``, the smoke profile) of `naive`, `optimized` and three regressed
-copies of `optimized` (`benchmarks.inject`) registered beside it: its read
-stage 25% slower, its maps without parallelism, its labels wrongly paired.
-Each copy is judged exactly as `optimized` would be had the regression
-landed in it: its metrics go through the thresholds for `optimized` and the
-baseline comparison with the baseline's `optimized`. Measuring all four in
-one run puts them under the same machine load, which is the point of gating
-on ratios within a run.
+branch). Then each trial judges every condition, the unchanged code and each
+injected regression of `optimized` (`benchmarks.inject`), exactly as
+`optimized` is judged: the run's own gates, and the comparison with the
+baseline's passes (`benchmarks.decide`). Two modes:
 
-Counts: an *alarm* on the unchanged code is any failed check of `naive` or
-`optimized`; a *detection* is at least one failed check of a regressed copy.
-Goals: no alarm in ``--runs`` trials, a detection in every one.
+- ``ci``: each condition in its own run, the regression replacing `optimized`,
+  against the baseline saved earlier: what CI does with a pull request (the
+  machine's load may have changed since the baseline);
+- ``beside``: one run per trial, every regressed copy registered beside the
+  unchanged `optimized`, so that all meet the same load.
+
+Counts: an *alarm* is a failed check of the unchanged code; a *detection* a
+failed check of a regressed condition. The table gives each rate with its 95%
+(Wilson) interval.
 """
 
 from __future__ import annotations
@@ -31,16 +32,26 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from scipy import stats
+
 from benchmarks import gates
 from benchmarks.inject import BASE
 from benchmarks.storage import read_run, saved_runs
 from pipelines.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
-INJECTED = ("slow_read", "serial_map", "mislabel")
-GATED = "test_ceiling or test_training or test_timeline"
-# condition -> the variant measured for it
-CONDITIONS = {"unchanged": BASE, **{name: f"{BASE}_{name}" for name in INJECTED}}
+# The realistic regressions the gate must catch (issue: a lost prefetch, a lost
+# cache, sequential reads, a costlier augmentation, an un-vectorized one, labels).
+INJECTED = (
+    "no_prefetch",
+    "no_cache",
+    "sequential_read",
+    "unfused_augment",
+    "unvectorized_augment",
+    "mislabel_some",
+)
+GATED = "test_ceiling or test_training or test_pipeline or test_timeline"
+UNCHANGED = "unchanged"
 
 
 @dataclasses.dataclass
@@ -51,57 +62,86 @@ class Tally:
     runs: int = 0
     checks: Counter[str] = dataclasses.field(default_factory=Counter)
 
-
-def bench_command(storage: Path, thresholds: Path, *extra: str) -> list[str]:
-    """`pytest benchmarks` on the gated benchmarks, smoke profile, storage under ``storage``."""
-    return [
-        sys.executable,
-        "-m",
-        "pytest",
-        "benchmarks",
-        "-q",
-        "-p",
-        "benchmarks.inject",
-        "-k",
-        GATED,
-        "--perf-profile",
-        "smoke",
-        "--perf-thresholds",
-        str(thresholds),
-        f"--benchmark-storage=file://{storage}",
-        *extra,
-    ]
+    def rate(self) -> str:
+        """``flagged/runs`` with its 95% Wilson interval, e.g. ``3/3 [0.44, 1.00]``."""
+        if not self.runs:
+            return "0/0"
+        interval = stats.binomtest(self.flagged, self.runs).proportion_ci(method="wilson")
+        return f"{self.flagged}/{self.runs} [{interval.low:.2f}, {interval.high:.2f}]"
 
 
-def run(command: list[str], inject: str, log: Path) -> int:
+def bench_command(storage: Path, thresholds: Path, passes: int, *extra: str) -> list[str]:
+    """`pytest benchmarks` on the gated benchmarks of `optimized`, storage under ``storage``."""
+    command = [sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "benchmarks.inject"]
+    command += ["-k", GATED, "--perf-profile", "smoke", "--perf-passes", str(passes)]
+    command += ["--perf-thresholds", str(thresholds), f"--benchmark-storage=file://{storage}"]
+    return [*command, *extra]
+
+
+def run(command: list[str], inject: str, log: Path, alongside: bool) -> int:
     """Run one benchmark session, its output to ``log``; its exit code."""
-    env = dict(os.environ, PERF_INJECT=inject, PERF_INJECT_ALONGSIDE="1")
+    env = dict(os.environ, PERF_INJECT=inject, PERF_INJECT_ALONGSIDE="1" if alongside else "")
     with log.open("w") as out:
         return subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
 
 
 def judge(
     thresholds: gates.Thresholds,
-    results: dict[str, dict[str, Any]],
-    baseline: dict[str, dict[str, Any]] | None,
+    metrics: dict[str, Any],
+    baseline: dict[str, dict[str, Any]],
     baseline_name: str,
-) -> dict[str, list[gates.Failure]]:
-    """Per condition, the failed checks of its variant judged as `optimized` would be."""
-    verdicts = {}
-    for condition, variant in CONDITIONS.items():
-        judged = {BASE: results[variant]}
-        if condition == "unchanged" and "naive" in results:
-            judged["naive"] = results["naive"]
-        failures = gates.check_run(thresholds, judged)
-        if baseline is not None:
-            failures += gates.check_baseline(thresholds, judged, baseline, baseline_name)
-        verdicts[condition] = failures
-    return verdicts
+) -> list[gates.Failure]:
+    """The failed checks of ``metrics`` judged as `optimized`'s: its own gates and the baseline."""
+    judged = {BASE: metrics}
+    failures = gates.check_run(thresholds, judged)
+    return failures + gates.check_baseline(thresholds, judged, baseline, baseline_name)
+
+
+def run_trial(
+    args: argparse.Namespace, storage: Path, trial: int
+) -> dict[str, dict[str, Any]] | None:
+    """One trial's metrics per condition (None: a run failed; its log says why)."""
+    found = {}
+    plans = (
+        [(",".join(INJECTED), True, "all")]
+        if args.mode == "beside"
+        else [(condition, False, condition) for condition in (UNCHANGED, *INJECTED)]
+    )
+    for inject, alongside, label in plans:
+        output = args.out / f"trial_{trial:02d}_{label}.json"
+        if not args.judge_only:
+            variants = ",".join([BASE, *(f"{BASE}_{n}" for n in INJECTED)]) if alongside else BASE
+            command = bench_command(
+                storage,
+                args.thresholds,
+                args.passes,
+                "--perf-variants",
+                variants,
+                f"--benchmark-json={output}",
+            )
+            injected = "" if inject == UNCHANGED else inject
+            code = run(command, injected, output.with_suffix(".log"), alongside)
+            if code not in (0, 1) or not output.exists():
+                print(f"error: trial {trial} ({label}) did not run (exit {code}); see its .log")
+                return None
+        if not output.exists():
+            return None
+        infos = (bench.get("extra_info") or {} for bench in read_run(output)["benchmarks"])
+        metrics = gates.metrics_by_variant(infos)
+        if alongside:
+            found[UNCHANGED] = metrics[BASE]
+            found.update({name: metrics[f"{BASE}_{name}"] for name in INJECTED})
+        else:
+            found[label] = metrics[BASE]
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=10, help="trials (default 10)")
+    parser.add_argument("--mode", choices=("ci", "beside"), default="ci")
+    parser.add_argument("--runs", type=int, default=3, help="trials (default 3)")
+    parser.add_argument("--passes", type=int, default=4, help="passes per run (default 4)")
     parser.add_argument("--out", type=Path, default=Path("gate-trials"), help="work folder")
     parser.add_argument("--thresholds", type=Path, default=gates.DEFAULT_THRESHOLDS)
     parser.add_argument(
@@ -117,44 +157,35 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
     storage = args.out / "storage"
-
     if not saved_runs(storage) and not args.judge_only and not save_baseline(args, storage):
         return 2
     baseline_path = saved_runs(storage)[-1]
     baseline = gates.load_saved_metrics(baseline_path)
 
-    tallies = {condition: Tally() for condition in CONDITIONS}
-    variants = ",".join(["naive", *CONDITIONS.values()])
+    tallies = {condition: Tally() for condition in (UNCHANGED, *INJECTED)}
     for trial in range(1, args.runs + 1):
         started = time.monotonic()
-        output = args.out / f"trial_{trial:02d}.json"
-        if args.judge_only:
-            if not output.exists():
+        found = run_trial(args, storage, trial)
+        if found is None:
+            if args.judge_only:
                 break
-        else:
-            command = bench_command(
-                storage, args.thresholds, "--perf-variants", variants, f"--benchmark-json={output}"
-            )
-            code = run(command, ",".join(INJECTED), args.out / f"trial_{trial:02d}.log")
-            if code not in (0, 1) or not output.exists():
-                print(f"error: trial {trial} did not run (exit {code}); see its .log")
-                return 2
-        infos = (bench.get("extra_info") or {} for bench in read_run(output)["benchmarks"])
-        verdicts = judge(thresholds, gates.metrics_by_variant(infos), baseline, baseline_path.name)
-        lines = count_verdicts(verdicts, tallies)
-        print(
-            f"trial {trial} ({time.monotonic() - started:.0f} s): " + "\n".join(lines), flush=True
-        )
-    return summarize(tallies, args.out)
+            return 2
+        lines = []
+        for condition, metrics in found.items():
+            failures = judge(thresholds, metrics, baseline, baseline_path.name)
+            lines += count(condition, failures, tallies[condition])
+        took = time.monotonic() - started
+        print(f"trial {trial} ({took:.0f} s):\n" + "\n".join(lines), flush=True)
+    return summarize(tallies, args)
 
 
 def save_baseline(args: argparse.Namespace, storage: Path) -> bool:
-    """Run naive and optimized once and save the run as the trials' baseline."""
+    """Run `optimized` unchanged once and save the run as the trials' baseline."""
     started = time.monotonic()
     command = bench_command(
-        storage, args.thresholds, "--perf-variants", "naive,optimized", "--benchmark-autosave"
+        storage, args.thresholds, args.passes, "--perf-variants", BASE, "--benchmark-autosave"
     )
-    code = run(command, "", args.out / "baseline.log")
+    code = run(command, "", args.out / "baseline.log", alongside=False)
     print(f"baseline run: exit {code} in {time.monotonic() - started:.0f} s", flush=True)
     if code not in (0, 1):
         print(f"error: the baseline run failed; see {args.out / 'baseline.log'}")
@@ -162,36 +193,33 @@ def save_baseline(args: argparse.Namespace, storage: Path) -> bool:
     return True
 
 
-def count_verdicts(
-    verdicts: dict[str, list[gates.Failure]], tallies: dict[str, Tally]
-) -> list[str]:
-    """Add one trial's verdicts to ``tallies``; its lines for the log."""
-    lines = []
-    for condition, failures in verdicts.items():
-        tally = tallies[condition]
-        tally.runs += 1
-        tally.flagged += bool(failures)
-        tally.checks.update(f.metric for f in failures)
-        lines.append(f"{condition}: {'FLAGGED' if failures else 'pass'}")
-        lines.extend(f"    {failure}" for failure in failures)
-    return lines
+def count(condition: str, failures: list[gates.Failure], tally: Tally) -> list[str]:
+    """Add one verdict to ``tally``; its lines for the log."""
+    tally.runs += 1
+    tally.flagged += bool(failures)
+    tally.checks.update(f.metric for f in failures)
+    return [f"{condition}: {'FLAGGED' if failures else 'pass'}"] + [f"    {f}" for f in failures]
 
 
-def summarize(tallies: dict[str, Tally], out: Path) -> int:
+def summarize(tallies: dict[str, Tally], args: argparse.Namespace) -> int:
     """Print and save the table of trials; 0 when nothing was missed and nothing false."""
     summary = {
         condition: {"runs": t.runs, "flagged": t.flagged, "checks": dict(t.checks)}
         for condition, t in tallies.items()
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    print("\n| condition | runs | flagged | checks that fired |\n| --- | --- | --- | --- |")
+    (args.out / f"summary_{args.mode}.json").write_text(json.dumps(summary, indent=2))
+    print(f"\nmode {args.mode}, {args.passes} passes per run")
+    print("| condition | flagged [95% interval] | checks that fired |\n| --- | --- | --- |")
     for condition, t in tallies.items():
         fired = ", ".join(f"{m} x{n}" for m, n in t.checks.most_common()) or "none"
-        print(f"| {condition} | {t.runs} | {t.flagged} | {fired} |")
-    alarms = tallies["unchanged"].flagged
-    missed = sum(t.runs - t.flagged for c, t in tallies.items() if c != "unchanged")
-    print(f"\nfalse alarms: {alarms}/{tallies['unchanged'].runs}; missed regressions: {missed}")
-    return 0 if alarms == 0 and missed == 0 else 1
+        print(f"| {condition} | {t.rate()} | {fired} |")
+    caught = Tally(
+        sum(t.flagged for c, t in tallies.items() if c != UNCHANGED),
+        sum(t.runs for c, t in tallies.items() if c != UNCHANGED),
+    )
+    print(f"\nfalse alarms: {tallies[UNCHANGED].rate()}; detections: {caught.rate()}")
+    missed = caught.runs - caught.flagged
+    return 0 if tallies[UNCHANGED].flagged == 0 and missed == 0 else 1
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bottleneck import GATE_FIGURES
+from benchmarks.decide import TESTS, Metric, Rule, Verdict, decide
 from benchmarks.storage import read_run
 from pipelines.errors import DataError
 
@@ -41,7 +42,19 @@ LIMITS = {
 TOLERANCES = {
     "max_throughput_drop": "fraction_of_ceiling",
     "max_accuracy_drop": "test_accuracy",
+    # The pipeline's CPU seconds per example, alone (`test_pipeline`): its work,
+    # which the machine's load moves far less than wall time, and which a model
+    # that hides a slower pipeline in its own time does not hide.
+    "max_cpu_increase": "cpu_s_per_example",
 }
+# How each compared metric is decided against the baseline's passes (`benchmarks.decide`).
+COMPARED = {
+    "fraction_of_ceiling": Metric("fraction_of_ceiling"),
+    "test_accuracy": Metric("test_accuracy", absolute=True),
+    "cpu_s_per_example": Metric("cpu_s_per_example", higher_is_better=False),
+}
+# The [statistics] section: which test decides, at what level (defaults below).
+STATISTICS_KEYS = {"test": TESTS, "alpha": (0.0, 0.5)}
 # With a baseline: a gated stage's 10th-percentile span may grow by this fraction (see
 # `benchmarks.bottleneck.stage_gate_figures` for which stages are gated).
 STAGE_TOLERANCE = "max_stage_slowdown"
@@ -64,10 +77,32 @@ class Thresholds:
     path: Path
     defaults: dict[str, Limit]
     variants: dict[str, dict[str, Limit]]
+    # [statistics]: the test ("mann-whitney" or "bootstrap") and level, and where they were set.
+    test: str = "mann-whitney"
+    alpha: float = 0.05
+    statistics_origin: str = "built-in defaults"
+
+    # [base_vs_head]: the tolerances of `benchmarks.ab`, whose runs alternate on one machine.
+    base_vs_head: dict[str, Limit] = dataclasses.field(default_factory=dict)
 
     def limits_for(self, variant: str) -> dict[str, Limit]:
         """The defaults, overridden by the variant's own section."""
         return {**self.defaults, **self.variants.get(variant, {})}
+
+    def paired(self) -> Thresholds:
+        """These thresholds as `benchmarks.ab` applies them: [base_vs_head]'s tolerances over
+        every variant's, the rest unchanged."""
+        variants = {
+            name: {k: v for k, v in limits.items() if k not in self.base_vs_head}
+            for name, limits in self.variants.items()
+        }
+        defaults = {**self.defaults, **self.base_vs_head}
+        return dataclasses.replace(self, defaults=defaults, variants=variants)
+
+    def rule(self, limit: Limit) -> Rule:
+        """How a metric with tolerance ``limit`` is decided against the baseline."""
+        origin = f"{limit.origin}; {self.test} at {self.alpha:g} from {self.statistics_origin}"
+        return Rule(limit.value, self.test, self.alpha, origin)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +115,12 @@ class Failure:
     limit: float
     relation: str
     origin: str
+    # Decided against the baseline's passes: the verdict says it all.
+    verdict: Verdict | None = None
 
     def __str__(self) -> str:
+        if self.verdict is not None:
+            return f"GATE FAILED {self.verdict}"
         return (
             f"GATE FAILED {self.variant}: {self.metric} = {self.value:.4g}, "
             f"limit {self.relation} {self.limit:.4g} (from {self.origin})"
@@ -144,11 +183,21 @@ def load_thresholds(
             out[key] = Limit(key, float(value), f"{where(section, key)} [{section}] {key}")
         return out
 
-    unknown_sections = set(data) - {"defaults", "variants"}
+    unknown_sections = set(data) - {"defaults", "variants", "statistics", "base_vs_head"}
     if unknown_sections:
         section = sorted(unknown_sections)[0]
         raise DataError(
-            where(section), f"unknown section [{section}]; use [defaults] or [variants.NAME]"
+            where(section),
+            f"unknown section [{section}]; use [defaults], [statistics], [base_vs_head]"
+            " or [variants.NAME]",
+        )
+    statistics = _statistics(data.get("statistics", {}), where)
+    paired = limits("base_vs_head", data.get("base_vs_head", {}))
+    if set(paired) - set(TOLERANCES):
+        key = sorted(set(paired) - set(TOLERANCES))[0]
+        raise DataError(
+            where("base_vs_head", key),
+            f"[base_vs_head] holds tolerances only ({', '.join(TOLERANCES)}), not {key}",
         )
     defaults = limits("defaults", data.get("defaults", {}))
     per_variant = {}
@@ -162,7 +211,30 @@ def load_thresholds(
                 f"unknown variant {name!r}; known variants: {', '.join(sorted(known))}",
             )
         per_variant[name] = limits(section, table)
-    return Thresholds(path, defaults, per_variant)
+    return Thresholds(path, defaults, per_variant, **statistics, base_vs_head=paired)
+
+
+def _statistics(table: Mapping[str, object], where: Any) -> dict[str, Any]:
+    """The validated [statistics] section, as `Thresholds` fields."""
+    found: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in STATISTICS_KEYS:
+            raise DataError(
+                where("statistics", key),
+                f"unknown key {key!r} in [statistics]; known: {', '.join(STATISTICS_KEYS)}",
+            )
+        if key == "test" and value not in TESTS:
+            raise DataError(where("statistics", key), f"test must be one of {', '.join(TESTS)}")
+        low, high = STATISTICS_KEYS["alpha"]
+        if key == "alpha" and not (isinstance(value, float) and low < value < high):
+            raise DataError(
+                where("statistics", key),
+                f"alpha must be a number in ({low}, {high}), got {value!r}",
+            )
+        found[key] = value
+    if found:
+        found["statistics_origin"] = where("statistics") + " [statistics]"
+    return found
 
 
 def check_run(thresholds: Thresholds, results: Mapping[str, Mapping[str, Any]]) -> list[Failure]:
@@ -193,6 +265,8 @@ def baseline_floor(key: str, before: float, tolerance: float) -> float:
     """
     if key == "max_throughput_drop":
         return before * (1 - tolerance)
+    if key == "max_cpu_increase":
+        return before * (1 + tolerance)  # a ceiling, not a floor: CPU may only rise this much
     return before - tolerance
 
 
@@ -205,7 +279,8 @@ def below_baseline(
     if limit is None or value is None or not before:
         return None
     floor = baseline_floor(key, before, limit.value)
-    return (floor, limit) if value < floor else None
+    beyond = value > floor if key == "max_cpu_increase" else value < floor
+    return (floor, limit) if beyond else None
 
 
 def check_baseline(
@@ -214,21 +289,82 @@ def check_baseline(
     baseline: Mapping[str, Mapping[str, Any]],
     baseline_name: str,
 ) -> list[Failure]:
-    """Compare throughput and accuracy with a baseline run, within the tolerances."""
-    failures = []
+    """The failed comparisons with a baseline run (see `compare_with_baseline`)."""
+    return compare_with_baseline(thresholds, results, baseline, baseline_name)[0]
+
+
+def compare_with_baseline(
+    thresholds: Thresholds,
+    results: Mapping[str, Mapping[str, Any]],
+    baseline: Mapping[str, Mapping[str, Any]],
+    baseline_name: str,
+) -> tuple[list[Failure], list[Verdict]]:
+    """Compare throughput, accuracy and pipeline CPU with a baseline run: failures and verdicts.
+
+    Where both runs saved their passes' samples, each metric is decided by
+    `benchmarks.decide` (significant and beyond its tolerance); a run saved
+    without samples is compared by its single value against the tolerance.
+    """
+    failures, verdicts = [], []
     for variant, metrics in results.items():
         before = baseline.get(variant)
         if before is None:
             continue
-        for metric in TOLERANCES.values():
-            value = metrics.get(metric)
-            fell = below_baseline(thresholds, variant, metric, value, before.get(metric))
-            if fell:
-                floor, limit = fell
-                origin = f"{limit.origin}, baseline {baseline_name}"
-                failures.append(Failure(variant, metric, value, floor, ">=", origin))
+        limits = thresholds.limits_for(variant)
+        for key, metric in TOLERANCES.items():
+            limit = limits.get(key)
+            then, now = (
+                (before.get("samples") or {}).get(metric),
+                (metrics.get("samples") or {}).get(metric),
+            )
+            if limit is not None and then and now:
+                rule = thresholds.rule(limit)
+                rule = dataclasses.replace(rule, origin=f"{rule.origin}, baseline {baseline_name}")
+                verdict = decide(variant, COMPARED[metric], then, now, rule)
+                verdicts.append(verdict)
+                if verdict.change is None:
+                    # Too few passes to decide by statistics: a change beyond the
+                    # tolerance still fails on the single values, as it would unsampled.
+                    failures += _beyond_tolerance(
+                        thresholds, variant, metric, metrics, before, baseline_name
+                    )
+                    continue
+                if verdict.outcome == "regression":
+                    failures.append(
+                        Failure(
+                            variant,
+                            metric,
+                            verdict.change or 0.0,
+                            limit.value,
+                            "",
+                            rule.origin,
+                            verdict,
+                        )
+                    )
+                continue
+            failures += _beyond_tolerance(
+                thresholds, variant, metric, metrics, before, baseline_name
+            )
         failures += _slower_stages(thresholds, variant, metrics, before, baseline_name)
-    return failures
+    return failures, verdicts
+
+
+def _beyond_tolerance(
+    thresholds: Thresholds,
+    variant: str,
+    metric: str,
+    metrics: Mapping[str, Any],
+    before: Mapping[str, Any],
+    baseline_name: str,
+) -> list[Failure]:
+    """The single-value comparison: a failure when ``metric`` moved beyond its tolerance."""
+    fell = below_baseline(thresholds, variant, metric, metrics.get(metric), before.get(metric))
+    if not fell:
+        return []
+    floor, limit = fell
+    origin = f"{limit.origin}, baseline {baseline_name}"
+    relation = "<=" if metric == "cpu_s_per_example" else ">="
+    return [Failure(variant, metric, metrics[metric], floor, relation, origin)]
 
 
 def _slower_stages(
@@ -261,14 +397,21 @@ def metrics_by_variant(infos: Iterable[Mapping[str, Any]]) -> dict[str, dict[str
     """
     infos = list(infos)
     traced = {info.get("variant"): info for info in infos if info.get("kind") == "timeline"}
-    return {
-        info["variant"]: {
-            **info,
-            **{k: v for k, v in traced.get(info["variant"], {}).items() if k in GATE_FIGURES},
-        }
-        for info in infos
-        if info.get("kind") == "training" and "variant" in info
-    }
+    alone = {info.get("variant"): info for info in infos if info.get("kind") == "pipeline"}
+    merged = {}
+    for info in infos:
+        if info.get("kind") != "training" or "variant" not in info:
+            continue
+        variant = info["variant"]
+        gated = {k: v for k, v in traced.get(variant, {}).items() if k in GATE_FIGURES}
+        pipeline = alone.get(variant, {})
+        if "cpu_s_per_example" in pipeline:
+            gated["cpu_s_per_example"] = pipeline["cpu_s_per_example"]
+        samples = {**(info.get("samples") or {})}
+        if (pipeline.get("samples") or {}).get("cpu_s_per_example"):
+            samples["cpu_s_per_example"] = pipeline["samples"]["cpu_s_per_example"]
+        merged[variant] = {**info, **gated, "samples": samples}
+    return merged
 
 
 def load_saved_metrics(path: Path) -> dict[str, dict[str, Any]]:

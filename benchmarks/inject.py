@@ -7,7 +7,14 @@ lists regressions by name (comma-separated):
   source's read latency more, as if the storage had slowed down);
 - ``serial_map``: every map of `optimized` loses its parallelism;
 - ``mislabel``: images paired with the wrong labels;
-- ``delay``: a fixed delay added after the augmentation (a stalled stage).
+- ``delay``: a fixed delay added after the augmentation (a stalled stage);
+- ``no_prefetch``, ``no_cache``: the prefetch, or the cache, lost;
+- ``sequential_read``: the shards read one at a time instead of interleaved;
+- ``unvectorized_augment``: the augmentation mapped per example, before the batch;
+- ``unfused_augment``: the augmentation as the plain composition of its steps
+  (`pipelines.augment.reference_augmentation`): the same images, more CPU;
+- ``mislabel_some``: one training example in ``MISLABEL_EVERY`` paired with a wrong
+  label (an accuracy regression of a few points, not a collapse).
 
 By default each replaces `optimized` (so the ordinary gates judge it); with
 ``$PERF_INJECT_ALONGSIDE=1`` each is registered beside it instead, as
@@ -26,8 +33,18 @@ import tensorflow as tf
 from tensorflow.python.data.experimental.ops.testing import sleep
 
 import pipelines
-from pipelines.element import ID, LABEL
-from pipelines.steps import BuildContext, Map, Read, Step, register_transform
+from pipelines.augment import draw_params, reference_augmentation
+from pipelines.element import ID, IMAGE, LABEL
+from pipelines.steps import (
+    Batch,
+    BuildContext,
+    Cache,
+    Map,
+    Prefetch,
+    Read,
+    Step,
+    register_transform,
+)
 from pipelines.variants import Variant
 
 BASE = "optimized"
@@ -83,6 +100,33 @@ def _mislabel(ctx: BuildContext, batched: bool):
 
 register_transform("_inject_mislabel", _mislabel)
 MISLABEL = Map(("_inject_mislabel",))
+MISLABEL_EVERY = 6
+
+
+def _mislabel_some(ctx: BuildContext, batched: bool):
+    """Every ``MISLABEL_EVERY``-th example (by id) gets a label shifted by one class."""
+
+    def transform(record, seed):
+        wrong = tf.math.floormod(record[LABEL] + 1, ctx.source.num_classes)
+        chosen = tf.math.floormod(record[ID], MISLABEL_EVERY) == 0
+        return {**record, LABEL: tf.where(chosen, wrong, record[LABEL])}
+
+    return transform
+
+
+def _unfused_augment(ctx: BuildContext, batched: bool):
+    """The augmentation as its plain composition: the same images, more passes over them."""
+
+    def transform(record, seed):
+        images = record[IMAGE]
+        params = draw_params(tf.shape(images)[:-3], seed)
+        return {**record, IMAGE: reference_augmentation(images, params)}
+
+    return transform
+
+
+register_transform("_inject_mislabel_some", _mislabel_some)
+register_transform("_inject_unfused_augment", _unfused_augment)
 
 
 def _augment_index(steps: list[Step]) -> int:
@@ -111,11 +155,38 @@ def _after_augment(step: Step) -> Callable[[list[Step]], list[Step]]:
     return insert
 
 
+def _without(kind: type) -> Callable[[list[Step]], list[Step]]:
+    return lambda steps: [step for step in steps if not isinstance(step, kind)]
+
+
+def _sequential_read(steps: list[Step]) -> list[Step]:
+    return [Read() if isinstance(step, Read) else step for step in steps]
+
+
+def _unvectorized_augment(steps: list[Step]) -> list[Step]:
+    """The augmenting map moved before the last batch: one call per example."""
+    at = _augment_index(steps)
+    batch = max(i for i, step in enumerate(steps[:at]) if isinstance(step, Batch))
+    return [*steps[:batch], steps[at], steps[batch], *steps[batch + 1 : at], *steps[at + 1 :]]
+
+
+def _unfused(steps: list[Step]) -> list[Step]:
+    at = _augment_index(steps)
+    unfused = dataclasses.replace(steps[at], transforms=("_inject_unfused_augment",))
+    return [*steps[:at], unfused, *steps[at + 1 :]]
+
+
 REGRESSIONS: dict[str, Callable[[list[Step]], list[Step]]] = {
     "slow_read": _slow_read,
     "serial_map": _serial_map,
     "mislabel": _after_augment(MISLABEL),
     "delay": _after_augment(Delay(DELAY_S)),
+    "no_prefetch": _without(Prefetch),
+    "no_cache": _without(Cache),
+    "sequential_read": _sequential_read,
+    "unvectorized_augment": _unvectorized_augment,
+    "unfused_augment": _unfused,
+    "mislabel_some": _after_augment(Map(("_inject_mislabel_some",))),
 }
 
 

@@ -34,6 +34,9 @@ class Estimate:
     low: float | None
     high: float | None
     n: int
+    # The per-pass values it summarises: what a later run is compared with
+    # (`benchmarks.decide`), saved with the run.
+    samples: tuple[float, ...] = dataclasses.field(default=(), compare=False)
 
     @property
     def interval_text(self) -> str:
@@ -63,12 +66,14 @@ class Estimate:
     def shifted(self, by: float) -> Estimate:
         """The same estimate plus a constant (ratio - 1 is an overhead)."""
         move = lambda x: None if x is None else x + by  # noqa: E731
-        return Estimate(self.value + by, move(self.low), move(self.high), self.n)
+        samples = tuple(x + by for x in self.samples)
+        return Estimate(self.value + by, move(self.low), move(self.high), self.n, samples)
 
     def inverse(self) -> Estimate:
         """1 / the estimate (a slowdown from a speedup); the interval turns over."""
         flip = lambda x: None if x is None else 1 / x  # noqa: E731
-        return Estimate(1 / self.value, flip(self.high), flip(self.low), self.n)
+        samples = tuple(1 / x for x in self.samples)
+        return Estimate(1 / self.value, flip(self.high), flip(self.low), self.n, samples)
 
     def to_list(self) -> list[float] | None:
         """``[low, high]`` for JSON, or None."""
@@ -83,13 +88,14 @@ def geometric(ratios: Sequence[float], confidence: float = CONFIDENCE) -> Estima
     if not ratios or min(ratios) <= 0:
         raise ValueError(f"ratios must be positive, got {list(ratios)}")
     logs = [math.log(r) for r in ratios]
-    n = len(logs)
+    n, samples = len(logs), tuple(ratios)
     mean = sum(logs) / n
     if n < 2:
-        return Estimate(math.exp(mean), None, None, n)
+        return Estimate(math.exp(mean), None, None, n, samples)
     sd = math.sqrt(sum((x - mean) ** 2 for x in logs) / (n - 1))
     margin = stats.t.ppf((1 + confidence) / 2, n - 1) * sd / math.sqrt(n)
-    return Estimate(math.exp(mean), math.exp(mean - margin), math.exp(mean + margin), n)
+    low, high = math.exp(mean - margin), math.exp(mean + margin)
+    return Estimate(math.exp(mean), low, high, n, samples)
 
 
 def mean(
@@ -102,12 +108,12 @@ def mean(
     n = len(values)
     if not n:
         raise ValueError("no values")
-    average = sum(values) / n
+    average, samples = sum(values) / n, tuple(values)
     if n < 2:
-        return Estimate(average, None, None, n)
+        return Estimate(average, None, None, n, samples)
     margin = stats.t.ppf((1 + confidence) / 2, n - 1) * statistics.stdev(values) / math.sqrt(n)
     low, high = within
-    return Estimate(average, max(low, average - margin), min(high, average + margin), n)
+    return Estimate(average, max(low, average - margin), min(high, average + margin), n, samples)
 
 
 def paired_ratio(above: Sequence[float], below: Sequence[float]) -> Estimate:

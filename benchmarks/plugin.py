@@ -21,14 +21,17 @@ from benchmarks import gates, report
 from benchmarks import storage as storage_files
 from benchmarks.bottleneck import Bottleneck
 from benchmarks.cores import apply_core_budget
+from benchmarks.decide import Verdict
 from benchmarks.records import Unreliable, unreliable
 from benchmarks.session import PERF_PROFILES, PerfOptions, PerfSession, machine_details
 from benchmarks.summary import summary_table
-from pipelines.data import DataChoice, default_latency, open_data
+from pipelines.data import DataChoice, default_latency, open_data, parse_image_size
 from pipelines.errors import DataError, InputError
+from pipelines.functions import FunctionPipeline
 from pipelines.plugins import load_plugins
 from pipelines.sources import Source
 from pipelines.sources.latency import parse_latency
+from pipelines.steps import image_shape_for
 
 SESSION_KEY = pytest.StashKey[PerfSession]()
 STATE_KEY = pytest.StashKey["RunState"]()
@@ -43,6 +46,8 @@ class RunState:
     thresholds: gates.Thresholds
     # --perf-baseline: the saved run's path and its gated metrics.
     baseline: tuple[Path, dict[str, dict[str, Any]]] | None = None
+    # Each compared metric's verdict against the baseline (`benchmarks.decide`).
+    verdicts: list[Verdict] = dataclasses.field(default_factory=list)
     # Bad data stopped the run: nothing is gated, saved or reported.
     abandoned: bool = False
     # The run as pytest-benchmark saves it, once it has been written.
@@ -131,6 +136,14 @@ def _add_training_options(group: pytest.OptionGroup) -> None:
     )
     group.addoption("--perf-batch-size", type=int, default=None, help="default: the profile's")
     group.addoption(
+        "--perf-image-size",
+        default=None,
+        metavar="N|HxW",
+        help="the size of the images the model sees: image folders and TFRecords are resized"
+        " to it, CIFAR images centre-cropped or padded; a pipeline function gets the source's"
+        " images and must yield this size (default: the source's, 32x32)",
+    )
+    group.addoption(
         "--perf-seed",
         type=int,
         default=0,
@@ -214,9 +227,11 @@ def perf_options(config: pytest.Config) -> PerfOptions:
     if epochs < 1:
         raise pytest.UsageError("--perf-epochs: must be at least 1")
     latency = config.getoption("perf_latency") or default_latency(config.getoption("perf_data"))
+    asked_size = config.getoption("perf_image_size")
     try:
         parse_latency(latency)
-    except DataError as error:
+        image_size = parse_image_size(asked_size, "--perf-image-size") if asked_size else None
+    except InputError as error:
         raise pytest.UsageError(str(error)) from None
     data = DataChoice(
         data=config.getoption("perf_data"),
@@ -224,6 +239,7 @@ def perf_options(config: pytest.Config) -> PerfOptions:
         fmt=config.getoption("perf_format"),
         latency=latency,
         skip_corrupt=config.getoption("skip_corrupt"),
+        **({"image_size": image_size} if image_size else {}),
     )
     threads = config.getoption("perf_model_threads")
     if threads is not None and threads < 0:
@@ -252,6 +268,7 @@ def perf_options(config: pytest.Config) -> PerfOptions:
         model_spec=config.getoption("perf_model"),
         batch_size_asked=batch_size,
         seed=config.getoption("perf_seed", 0),
+        image_size=image_size,
     )
 
 
@@ -345,7 +362,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         )
         # The model must fit the data: one line now, not a failure mid-run.
         train = state.data[0]
-        models.build_for(options.model, train.image_shape, train.num_classes)
+        models.build_for(
+            options.model, image_shape_for(train, options.image_size), train.num_classes
+        )
         baseline = config.getoption("perf_baseline")
         if baseline:
             path = storage_files.find_saved_run(baseline, _storage(config))
@@ -356,19 +375,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     skip_what_cannot_run(items, state)
 
 
+def might_not_fit(variant: pipelines.Variant) -> bool:
+    """Whether ``variant`` may fail to build on some data the suite opens: a tf.data service
+    variant (over a source that reads through Python), or a user's pipeline function."""
+    return variant.served or isinstance(variant.steps[0], FunctionPipeline)
+
+
 def skip_what_cannot_run(items: list[pytest.Item], state: RunState) -> None:
     """Skip, with the reason in one line, each benchmark of a variant that cannot run on
-    this data (a tf.data service variant over a source that reads through Python), so
-    that it does not stop the run part way.
+    this data, so that it does not stop the run part way.
 
-    Only served variants are checked: the rest run on any source the suite opens,
-    and building every variant here would cost seconds at every start.
+    Only variants that `might_not_fit` are checked: the rest run on any source
+    the suite opens, and building every variant here would cost seconds at every start.
     """
     unfit = {}
     candidates = {*state.options.variants, SERVICE_VARIANT} & set(pipelines.VARIANTS)
-    for variant in sorted(name for name in candidates if pipelines.get(name).served):
+    for variant in sorted(name for name in candidates if might_not_fit(pipelines.get(name))):
         try:
-            pipelines.check_fits(variant, state.data[0])
+            pipelines.check_fits(variant, state.data[0], state.options.image_size)
         except DataError as error:
             unfit[variant] = str(error)
     for item in items:
@@ -579,7 +603,10 @@ def evaluate_gates(config: pytest.Config) -> list[gates.Failure] | None:
         failures = gates.check_run(state.thresholds, results)
         if state.baseline:
             path, saved = state.baseline
-            failures += gates.check_baseline(state.thresholds, results, saved, str(path))
+            found, state.verdicts = gates.compare_with_baseline(
+                state.thresholds, results, saved, str(path)
+            )
+            failures += found
         state.failures = failures
     return state.failures
 
@@ -665,6 +692,15 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if state.failures is None:
         return
     _write_measurements(terminalreporter, config)
+    if state.verdicts:
+        terminalreporter.section("against the baseline")
+        for verdict in state.verdicts:
+            terminalreporter.write_line(
+                str(verdict),
+                red=verdict.outcome == "regression",
+                yellow=verdict.outcome == "inconclusive",
+                green=verdict.outcome in ("ok", "improvement"),
+            )
     terminalreporter.section("performance gates")
     for failure in state.failures:
         terminalreporter.write_line(str(failure), red=True)

@@ -75,10 +75,11 @@ class PairedFigures:
             figures["ceiling_slowdown"] = self.fraction_of_ceiling.inverse()
         if self.traced_over_untraced is not None:
             figures["tracing_overhead"] = self.traced_over_untraced.shifted(-1)
-        info: dict[str, Any] = {"passes": self.epoch_s.n}
+        info: dict[str, Any] = {"passes": self.epoch_s.n, "samples": {}}
         for name, estimate in figures.items():
             info[name] = estimate.value
             info[f"{name}_ci"] = estimate.to_list()
+            info["samples"][name] = list(estimate.samples)
         return info
 
 
@@ -172,13 +173,17 @@ def unreliable(figures: dict[Trial, PairedFigures], precision: float) -> list[Un
     return found
 
 
-def _as_extra_info(record: Record, figures: dict[str, Any]) -> dict[str, Any]:
+def _as_extra_info(
+    record: Record, figures: dict[str, Any], samples: dict[str, list[float]] | None = None
+) -> dict[str, Any]:
     """A record's ``extra_info``: the run's setting, its kind and variant, ``figures``,
-    and its paired figures with their intervals when it was measured in the passes."""
+    its paired figures with their intervals when it was measured in the passes, and
+    ``samples``: per metric, one value per run (what `benchmarks.decide` compares)."""
     info = {**record.setting, "kind": record.kind, "variant": record.variant, **figures}
     paired = getattr(record, "paired", None)
     if paired is not None:
         info.update(paired.to_extra_info())
+    info["samples"] = {**info.get("samples", {}), **(samples or {})}
     return info
 
 
@@ -198,8 +203,8 @@ class TrainingRecord:
     runs: list[list[EpochStats]]
     service: str | None = None
     service_workers: int | None = None
-    # Whether its contract augments: its accuracy is then judged against `augmented`'s.
-    augments: bool = False
+    # Whose accuracy its own is judged against (`Contract.accuracy_reference`).
+    reference: str | None = "ceiling"
     # Filled in by `RunRecords.derive`: paired within passes (with intervals),
     # or, for benchmarks timed on their own, ratios of medians.
     paired: PairedFigures | None = None
@@ -255,7 +260,15 @@ class TrainingRecord:
         figures.update({key: value for key, value in unpaired.items() if value is not None})
         if self.fraction_of_ceiling:
             figures["ceiling_slowdown"] = 1 / self.fraction_of_ceiling
-        return _as_extra_info(self, figures)
+        samples = {
+            "examples_per_s": [
+                sum(s.examples for s in run) / sum(s.wall_s for s in run) for run in self.runs
+            ],
+        }
+        finals = [run[-1].test_accuracy for run in self.runs]
+        if None not in finals:
+            samples["test_accuracy"] = finals
+        return _as_extra_info(self, figures, samples)
 
 
 @dataclasses.dataclass
@@ -271,14 +284,19 @@ class PipelineRecord:
     def to_extra_info(self) -> dict[str, Any]:
         """Medians over runs, and the paired figures."""
         seconds = statistics.median(run.seconds for run in self.runs)
+        # The CPU the pipeline spends per example: its work, whatever the machine's
+        # load did to its wall time (a pipeline doing more work is caught even
+        # where the model hides it in the training time).
+        per_example = [run.cpu_s / max(run.elements, 1) for run in self.runs]
         figures = {
             "seconds": seconds,
             "cpu_s": statistics.median(run.cpu_s for run in self.runs),
+            "cpu_s_per_example": statistics.median(per_example),
             "batches": self.runs[-1].batches,
             "elements": self.runs[-1].elements,
             "elements_per_s": self.runs[-1].elements / seconds if seconds else 0.0,
         }
-        return _as_extra_info(self, figures)
+        return _as_extra_info(self, figures, {"cpu_s_per_example": per_example})
 
 
 @dataclasses.dataclass
@@ -378,13 +396,13 @@ class RunRecords:
         runs: list[list[EpochStats]],
         kind: str = "training",
         service: tuple[str, int | None] | None = None,
-        augments: bool = False,
+        reference: str | None = "ceiling",
     ) -> TrainingRecord:
         """Record a training benchmark (``service``: its dispatcher and worker count;
-        ``augments``: whether the variant's contract augments)."""
+        ``reference``: the variant its accuracy is judged against, or None)."""
         address, workers = service or (None, None)
         record = TrainingRecord(
-            kind, variant, self.describe(), runs, address, workers, augments=augments
+            kind, variant, self.describe(), runs, address, workers, reference=reference
         )
         self.records[name] = record
         return record
@@ -470,7 +488,7 @@ class RunRecords:
         real data; docs/measurements.md, 2026-11-30).
         `augmented` itself has none (an absolute floor can still be set).
         """
-        reference = augmented if record.augments else ceiling
+        reference = {"ceiling": ceiling, "augmented": augmented}.get(record.reference or "")
         if reference is None or reference is record:
             return
         # The mean over the runs (one per pass): a variant whose order or

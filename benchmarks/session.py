@@ -30,6 +30,7 @@ from pipelines.data import DataChoice
 from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError
 from pipelines.service import LocalService
+from pipelines.steps import image_shape_for
 from pipelines.timeline import Timeline, TimelineRecorder
 from pipelines.variants import EVALUATION
 
@@ -81,6 +82,8 @@ class PerfOptions:
     # The model: a seed model's name or a user's module:callable (None: the profile's).
     model_spec: str | None = None
     batch_size_asked: int | None = None
+    # (height, width) the model sees; None: the source's (`--perf-image-size`).
+    image_size: tuple[int, int] | None = None
 
     @property
     def model(self) -> str:
@@ -135,7 +138,8 @@ class PerfSession:
         # Several GPUs: mirrored across them; one device: plain steps (no strategy overhead).
         strategy = default_strategy()
         self.strategy = strategy if strategy.num_replicas_in_sync > 1 else None
-        shape, classes = self.train_source.image_shape, self.train_source.num_classes
+        self.image_shape = image_shape_for(self.train_source, options.image_size)
+        shape, classes = self.image_shape, self.train_source.num_classes
         self.initial = InitialModel(
             lambda: models.build_for(options.model, shape, classes), options.seed
         )
@@ -144,7 +148,12 @@ class PerfSession:
         self.trainer = Trainer(model, strategy=self.strategy, jit_compile=options.jit_compile)
         # Read once, held in memory: evaluation then costs every variant the same,
         # model time only, and no pipeline is left half-iterated.
-        test_ds = pipelines.build(EVALUATION, self.test_source, batch_size=options.batch_size)
+        test_ds = pipelines.build(
+            EVALUATION,
+            self.test_source,
+            batch_size=options.batch_size,
+            image_size=options.image_size,
+        )
         with self.test_source.explain_errors():
             self.test_batches = list(test_ds)
         # What each benchmark measured, and the ratios derived between them.
@@ -168,6 +177,7 @@ class PerfSession:
             batch_size=self.options.batch_size,
             seed=self.options.seed,
             service=service,
+            image_size=self.options.image_size,
         )
         return dataset if service else own_threads(dataset, self.options.model_threads)
 
@@ -223,7 +233,7 @@ class PerfSession:
         """
         if self._warm:
             return
-        shape = self.train_source.image_shape
+        shape = self.image_shape
         batches = [
             {IMAGE: tf.zeros((size, *shape)), LABEL: tf.zeros((size,), tf.int64)}
             for size in (self.options.batch_size, 1)
@@ -251,6 +261,7 @@ class PerfSession:
             self.train_source,
             batch_size=self.options.batch_size,
             seed=self.options.seed,
+            image_size=self.options.image_size,
         )
         dataset = own_threads(dataset, self.options.model_threads)
         recorder = TimelineRecorder(stages)
@@ -267,7 +278,7 @@ class PerfSession:
 
     def fits_in_memory(self) -> bool:
         """Whether the decoded training data would take under a quarter of physical memory."""
-        decoded = self.train_source.num_examples * 4 * int(np.prod(self.train_source.image_shape))
+        decoded = self.train_source.num_examples * 4 * int(np.prod(self.image_shape))
         try:
             memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (ValueError, OSError, AttributeError):
@@ -340,6 +351,7 @@ class PerfSession:
             "model": self.options.model,
             "epochs": self.options.epochs,
             "batch_size": self.options.batch_size,
+            "image_shape": list(self.image_shape),
             "seed": self.options.seed,
             "device": device_name(),
             "strategy": strategy_name(self.strategy or tf.distribute.get_strategy()),

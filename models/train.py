@@ -8,15 +8,17 @@ python -m models.train --variant augmented --data ~/cifar-10-batches-py --model 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 import pipelines
 from models.trainer import EpochStats, InitialModel, summarize, train_variant
 from models.zoo import MODELS, build_for
-from pipelines.data import DataChoice, open_data
+from pipelines.data import DataChoice, open_data, parse_image_size
 from pipelines.embedded import EMBEDDED_PROFILES, FORMATS
 from pipelines.errors import InputError
 from pipelines.plugins import add_plugin_argument, load_plugins
+from pipelines.steps import image_shape_for
 
 HEADER = (
     f"{'epoch':>5} {'wall s':>8} {'examples/s':>11} {'input-bound':>12}"
@@ -48,6 +50,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--latency", default="none", help="none, remote, or open=20ms,read=1ms")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--image-size", default=None, help="N or HxW the model sees (default: the source's)"
+    )
     add_plugin_argument(parser)
     return parser.parse_args(argv)
 
@@ -58,14 +63,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         load_plugins(args.plugin, "--plugin")
         variant = pipelines.get(args.variant)
+        size = parse_image_size(args.image_size) if args.image_size else None
         choice = DataChoice(args.data, args.profile, args.format, args.latency)
+        if size:
+            choice = dataclasses.replace(choice, image_size=size)
         train_source, test_source = open_data(choice)
-        shape, classes = train_source.image_shape, train_source.num_classes
+        shape, classes = image_shape_for(train_source, size), train_source.num_classes
         initial = InitialModel(lambda: build_for(args.model, shape, classes), seed=args.seed)
         print(f"variant  {variant.name}: {variant.describe()}")
         print(f"data     {train_source.describe()}")
         print(
-            f"model    {args.model}, batch {args.batch_size},"
+            f"model    {args.model} on {'x'.join(map(str, shape))} images, batch {args.batch_size},"
             f" {args.epochs} epochs, seed {args.seed}"
         )
         print(HEADER, flush=True)
@@ -77,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             args.epochs,
             batch_size=args.batch_size,
             seed=args.seed,
+            image_size=size,
             on_epoch=lambda stats: print(format_row(stats), flush=True),
         )
     except InputError as error:

@@ -376,17 +376,19 @@ def train_variant(
     *,
     batch_size: int = 64,
     seed: int = 0,
+    image_size: tuple[int, int] | None = None,
     progress: bool | None = None,
     on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> list[EpochStats]:
     """Train a fresh copy of ``initial`` on ``variant`` over ``train_source`` for ``epochs``.
 
     Test accuracy is measured after every epoch on the same evaluation
-    pipeline for every variant. TensorFlow errors caused by bad files are
-    reported as `DataError` naming the file.
+    pipeline for every variant. ``image_size``: see `pipelines.build`.
+    TensorFlow errors caused by bad files are reported as `DataError` naming the file.
     """
-    train_ds = build(variant, train_source, batch_size=batch_size, seed=seed)
-    test_ds = build(EVALUATION, test_source, batch_size=batch_size, seed=seed)
+    options = {"batch_size": batch_size, "seed": seed, "image_size": image_size}
+    train_ds = build(variant, train_source, **options)
+    test_ds = build(EVALUATION, test_source, **options)
     trainer = Trainer(initial.fresh())
     with train_source.explain_errors(), test_source.explain_errors():
         return trainer.fit(train_ds, epochs, test_ds=test_ds, progress=progress, on_epoch=on_epoch)

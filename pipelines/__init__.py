@@ -4,7 +4,8 @@
   image folder, CIFAR-10 batches, TFRecord shards) and the storage-latency wrapper;
 - `pipelines.steps`: the steps a variant is made of (one class per tf.data transformation);
 - `pipelines.variants`: the seed variants and their contracts (a new variant goes there);
-- `pipelines.registry`: `VARIANTS`, `register`, `build`;
+- `pipelines.registry`: `VARIANTS`, `register`, `pipeline` (a function as a variant), `build`;
+- `pipelines.functions`: pipelines written as plain functions ``f(ds, params)``;
 - `pipelines.tracing`: in-graph span recording (``build_traced``); `pipelines.timeline`
   turns the spans into per-stage timelines;
 - `pipelines.augment`: the augmentations, per example and batched;
@@ -20,12 +21,14 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from pipelines.errors import DataError, InputError, UsageError
+from pipelines.functions import BuildParams, function_variant
 from pipelines.registry import (
     VARIANTS,
     build,
     build_traced,
     check_fits,
     get,
+    pipeline,
     register,
     unregister,
 )
@@ -33,6 +36,7 @@ from pipelines.variants import Contract, Variant
 
 __all__ = [
     "VARIANTS",
+    "BuildParams",
     "Contract",
     "DataError",
     "InputError",
@@ -41,7 +45,9 @@ __all__ = [
     "build",
     "build_traced",
     "check_fits",
+    "function_variant",
     "get",
+    "pipeline",
     "register",
     "unregister",
 ]

@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 
 from pipelines.embedded import FORMATS, ensure_embedded
-from pipelines.errors import DataError
+from pipelines.errors import DataError, UsageError
 from pipelines.sources import Source, open_source, with_latency
 from pipelines.sources.latency import parse_latency
 
@@ -26,6 +26,15 @@ class DataChoice:
         """One line for tables and reports."""
         where = f"embedded {self.profile} ({self.fmt})" if self.data == "embedded" else self.data
         return f"{where}, latency {self.latency}"
+
+
+def parse_image_size(text: str, where: str = "--image-size") -> tuple[int, int]:
+    """``"24"`` or ``"24x32"`` as (height, width); else a `UsageError` naming ``where``."""
+    parts = text.lower().split("x")
+    if len(parts) in (1, 2) and all(part.strip().isdigit() and int(part) > 0 for part in parts):
+        height = int(parts[0])
+        return height, int(parts[-1])
+    raise UsageError(where, f"{text!r} is not an image size (N or HxW, e.g. 24 or 24x32)")
 
 
 def default_latency(data: str) -> str:

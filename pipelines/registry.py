@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import tensorflow as tf
 
 from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError, UsageError
+from pipelines.functions import ElementForm, FunctionPipeline, PipelineFunction, function_variant
 from pipelines.sources.base import Source
 from pipelines.steps import CHECK_ONLY, BuildContext, GeneratorRead, Read, apply_steps
 from pipelines.tracing import Stage, Tracer
-from pipelines.variants import SEED_VARIANTS, Variant
+from pipelines.variants import SEED_VARIANTS, Contract, Variant
 
 VARIANTS: dict[str, Variant] = {}
 
@@ -20,16 +22,51 @@ def register(variant: Variant, *, replace: bool = False) -> Variant:
     """Add ``variant`` to `VARIANTS`; the property tests and benchmarks then cover it.
 
     Raises:
-        ValueError: the name is taken (unless ``replace``) or the first step does not read.
+        ValueError: the name is taken (unless ``replace``), or the first step does not
+            read (a function pipeline does its own reading, and is the only step).
     """
     if variant.name in VARIANTS and not replace:
         raise ValueError(f"a variant named {variant.name!r} is already registered")
-    if not variant.steps or not isinstance(variant.steps[0], GeneratorRead | Read):
+    first = variant.steps[0] if variant.steps else None
+    if isinstance(first, FunctionPipeline) and len(variant.steps) > 1:
+        raise ValueError(f"variant {variant.name!r}: a function pipeline must be its only step")
+    if not isinstance(first, GeneratorRead | Read | FunctionPipeline):
         raise ValueError(
             f"variant {variant.name!r} must start with a read step (Read or GeneratorRead)"
         )
     VARIANTS[variant.name] = variant
     return variant
+
+
+def pipeline(
+    contract: Contract,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    elements: ElementForm = "tuple",
+    benchmarked: bool = True,
+    replace: bool = False,
+) -> Callable[[PipelineFunction], PipelineFunction]:
+    """Register the decorated function ``f(ds, params) -> dataset`` as a variant.
+
+    See `pipelines.functions` for what the function receives and must
+    return; the arguments are `function_variant`'s, and ``replace`` is
+    `register`'s. The function is returned unchanged.
+    """
+
+    def add(function: PipelineFunction) -> PipelineFunction:
+        variant = function_variant(
+            function,
+            contract,
+            name=name,
+            description=description,
+            elements=elements,
+            benchmarked=benchmarked,
+        )
+        register(variant, replace=replace)
+        return function
+
+    return add
 
 
 def unregister(name: str) -> None:
@@ -56,27 +93,34 @@ def build(
     seed: int | None = 0,
     cache_dir: str | None = None,
     service: str | None = None,
+    image_size: tuple[int, int] | None = None,
 ) -> tf.data.Dataset:
     """The `tf.data.Dataset` of ``variant`` over ``source``: batches of elements.
 
     ``service``: the tf.data service dispatcher for variants with a `Distribute` step.
+    ``image_size``: (height, width) of the images yielded; None: the source's
+    (`decode` centre-crops or pads to it; a function pipeline must yield it).
 
     Raises:
         UsageError: the variant is unknown.
         DataError: a step does not fit the source
             (the message names the step).
     """
-    ctx = BuildContext(source, batch_size, shuffle_buffer, seed, cache_dir, service=service)
+    ctx = BuildContext(
+        source, batch_size, shuffle_buffer, seed, cache_dir, image_size, service=service
+    )
     return _build(variant, ctx)
 
 
-def check_fits(variant: str | Variant, source: Source) -> None:
+def check_fits(
+    variant: str | Variant, source: Source, image_size: tuple[int, int] | None = None
+) -> None:
     """Raise `DataError` (naming the step) if ``variant`` cannot run on ``source``.
 
     Builds the pipeline without iterating it; a tf.data service step checks
     what it can without a dispatcher (its workers cannot run Python).
     """
-    _build(variant, BuildContext(source, service=CHECK_ONLY))
+    _build(variant, BuildContext(source, image_size=image_size, service=CHECK_ONLY))
 
 
 def build_traced(
@@ -95,20 +139,23 @@ def build_traced(
 
 def _build(variant: str | Variant, ctx: BuildContext) -> tf.data.Dataset:
     variant = get(variant) if isinstance(variant, str) else variant
-    source = ctx.source
     where = f"variant {variant.name!r}"
     ds = apply_steps(variant.steps, ctx, where)
     spec = ds.element_spec
     image, label = spec.get(IMAGE), spec.get(LABEL)
+    if label is not None and label.shape.rank == 2:
+        raise DataError(
+            where, f"yields labels of shape {label.shape} (one-hot?): yield class indices"
+        )
     if image is None or label is None or label.shape.rank != 1:
         raise DataError(
             where, "must end with batches of {'image', 'label', 'id'} (add a Batch step)"
         )
-    if image.dtype != tf.float32 or tuple(image.shape[1:]) != source.image_shape:
+    if image.dtype != tf.float32 or tuple(image.shape[1:]) != ctx.image_shape:
         raise DataError(
             where,
-            f"yields images {image.dtype.name} {tuple(image.shape[1:])}, the source's are"
-            f" float32 {source.image_shape} (missing decode?)",
+            f"yields images {image.dtype.name} {tuple(image.shape[1:])}, the run's are"
+            f" float32 {ctx.image_shape} (missing decode, or a crop to another size?)",
         )
     # Steps mean what they say. By default tf.data runs a stateless
     # Map(parallel=False) in parallel on its own (map_parallelization), but not

@@ -34,6 +34,12 @@ CHECK_ONLY = "check-only"
 MAX_READERS = 32
 
 
+def image_shape_for(source: Source, image_size: tuple[int, int] | None) -> tuple[int, int, int]:
+    """(height, width, channels) of a run's images: ``image_size`` if given, else the source's."""
+    height, width, channels = source.image_shape
+    return (*image_size, channels) if image_size else (height, width, channels)
+
+
 @dataclasses.dataclass(frozen=True)
 class BuildContext:
     """What steps need besides the dataset: the source and the build options."""
@@ -43,11 +49,18 @@ class BuildContext:
     shuffle_buffer: int = 1024
     seed: int | None = 0
     cache_dir: str | None = None
+    # The (height, width) images reach the model at; None: the source's own.
+    image_size: tuple[int, int] | None = None
     # The tf.data service's dispatcher ("grpc://host:port") for `Distribute`.
     service: str | None = None
     # Where steps hand the work a tracer could observe (`pipelines.tracing`):
     # `UNTRACED` does it as it is, a `Tracer` adds each stage's row to elements.
     observer: Untraced = UNTRACED
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(height, width, channels) of the images the build must yield."""
+        return image_shape_for(self.source, self.image_size)
 
     def shard_reader(self, parallel: bool) -> Callable[[Record], tf.data.Dataset]:
         """The source's ``read_shard``, as the build's observer has it."""
@@ -81,11 +94,35 @@ def register_transform(name: str, factory: TransformFactory) -> None:
     TRANSFORMS[name] = factory
 
 
+def fit_to(image: tf.Tensor, shape: tuple[int, int, int]) -> tf.Tensor:
+    """``image`` (or a batch) centre-cropped or zero-padded to ``shape``'s height and width.
+
+    What the reference lab does to its test images (32x32 CIFAR to 24x24); a
+    no-op when the sizes already agree.
+    """
+    if tuple(image.shape[-3:-1]) == shape[:2]:
+        return image
+    return tf.image.resize_with_crop_or_pad(image, shape[0], shape[1])
+
+
+def decoder(ctx: BuildContext) -> Callable[[Record], Record]:
+    """The source's ``decode``, its images brought to the build's image size (`fit_to`)."""
+    decode, shape = ctx.source.decode, ctx.image_shape
+    if shape == ctx.source.image_shape:
+        return decode
+
+    def decode_and_fit(record: Record) -> Record:
+        decoded = decode(record)
+        return {**decoded, IMAGE: fit_to(decoded[IMAGE], shape)}
+
+    return decode_and_fit
+
+
 def _decode(ctx: BuildContext, batched: bool) -> Transform:
-    decode = ctx.source.decode
+    decode = decoder(ctx)
     if not batched or ctx.source.decode_batchable:
         return lambda record, seed: decode(record)
-    image_spec = tf.TensorSpec(ctx.source.image_shape, tf.float32)
+    image_spec = tf.TensorSpec(ctx.image_shape, tf.float32)
 
     def decode_each(record: Record, seed: tf.Tensor) -> Record:
         # Encoded images (JPEG, PNG) decode one at a time, but a loop inside one

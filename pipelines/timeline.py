@@ -210,7 +210,9 @@ class TimelineRecorder:
         """Keep the spans a training batch carries (nothing if it carries none)."""
         spans = batch.get(SPANS)
         if spans is not None and self.pipeline_stages:
-            self._batches.append(_Batch(epoch, np.asarray(spans), np.asarray(batch[ID])))
+            # A user's pipeline function carries no ids: its spans are not per example.
+            ids = batch[ID] if ID in batch else np.full(len(spans), -1)
+            self._batches.append(_Batch(epoch, np.asarray(spans), np.asarray(ids)))
 
     def train_step(
         self, epoch: int, batch: Record, requested: float, fetched: float, done: float

@@ -36,13 +36,17 @@ import tensorflow as tf
 from tensorflow.python.data.ops import dataset_ops, structured_function
 from tensorflow.python.ops import gen_dataset_ops
 
+from pipelines.element import LABEL
 from pipelines.sources.base import Record
 
 SPANS = "spans"
 NOT_RECORDED = -1.0
 
 # The pipeline's kinds, then the trainer's (recorded in Python by `pipelines.timeline`).
-StageKind = Literal["open", "read", "generator", "map", "batch", "wait", "train", "test"]
+# A "function" stage is a whole pipeline function, timed from outside only.
+StageKind = Literal[
+    "open", "read", "generator", "map", "batch", "function", "wait", "train", "test"
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +219,23 @@ def traced_batch(ds: tf.data.Dataset, size: int, drop_remainder: bool) -> tf.dat
     return stamp_map(batches, close)
 
 
+def traced_output(ds: tf.data.Dataset) -> tf.data.Dataset:
+    """Batches of ``ds``, each with one row: from the batch's request to its arrival.
+
+    All a tracer can see of a pipeline it cannot look into (a user's function):
+    the time each batch took to come, whatever the function did meanwhile.
+    """
+    batches = tf.data.Dataset.zip(requests(), ds)
+
+    def stamp(request: tuple[tf.Tensor, tf.Tensor], batch: Record) -> Record:
+        _, requested = request
+        row = tf.stack([requested, now_after(batch)])
+        rows = tf.broadcast_to(row, tf.stack([tf.shape(batch[LABEL])[0], 2]))
+        return {**batch, SPANS: rows[:, tf.newaxis, :]}
+
+    return stamp_map(batches, stamp)
+
+
 def after_generator(record: Record) -> Record:
     """Append the span of crossing into Python and back: end of the read to now."""
     now = now_after(record)
@@ -243,6 +264,10 @@ class Untraced:
     def batch(self, ds: tf.data.Dataset, size: int, drop_remainder: bool) -> tf.data.Dataset:
         """``ds`` in batches of ``size``."""
         return ds.batch(size, drop_remainder=drop_remainder)
+
+    def function_output(self, ds: tf.data.Dataset, name: str) -> tf.data.Dataset:
+        """The batches a pipeline function (stage ``name``) yields."""
+        return ds
 
 
 UNTRACED = Untraced()
@@ -290,3 +315,7 @@ class Tracer(Untraced):
     def batch(self, ds: tf.data.Dataset, size: int, drop_remainder: bool) -> tf.data.Dataset:
         self.add_stage(Stage("batch", "batch", batched=True))
         return traced_batch(ds, size, drop_remainder)
+
+    def function_output(self, ds: tf.data.Dataset, name: str) -> tf.data.Dataset:
+        self.add_stage(Stage(name, "function", batched=True))
+        return traced_output(ds)

@@ -76,6 +76,16 @@ class Contract:
         """Whether the variant augments (freshly or frozen)."""
         return self.augmentation != "none"
 
+    @property
+    def accuracy_reference(self) -> str | None:
+        """The variant of the same recipe whose accuracy this one's is judged against, in
+        the same run: the ceiling (no augmentation), `augmented` (the suite's own
+        augmentation), or None for an augmentation of its own, which nothing in the
+        run shares (it is judged against its baseline, and any absolute floor)."""
+        if not self.augments:
+            return "ceiling"
+        return "augmented" if self.augmentations == tuple(RANDOM_CHOICES) else None
+
     def total_passes(self, workers: int = 1) -> int:
         """Passes over the data in one epoch, with ``workers`` tf.data service workers."""
         return self.passes * (workers if self.passes_per_worker else 1)

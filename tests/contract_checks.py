@@ -82,12 +82,17 @@ class Epoch:
 
 
 def run_epochs(ds: tf.data.Dataset, epochs: int = EPOCHS) -> list[Epoch]:
-    """Iterate ``ds`` ``epochs`` times (a fresh iterator each), keeping every batch."""
+    """Iterate ``ds`` ``epochs`` times (a fresh iterator each), keeping every batch.
+
+    A pipeline that does not carry ids (a user's function) is followed by the
+    id each tagged image encodes; the pairing check then still holds labels to
+    their images.
+    """
     out = []
     for _ in range(epochs):
         epoch = Epoch([], [], [])
         for batch in ds.as_numpy_iterator():
-            epoch.ids.append(batch["id"])
+            epoch.ids.append(batch["id"] if "id" in batch else decode_ids(batch["image"]))
             epoch.labels.append(batch["label"])
             epoch.images.append(batch["image"])
         out.append(epoch)
@@ -396,13 +401,23 @@ def the_dropped_remainder_is_the_tail_or_fresh_each_epoch(trial: Trial) -> str |
 
 @check("augmentation")
 def augmentation_is_fresh_frozen_or_absent_as_promised(trial: Trial) -> str | None:
-    """Fresh: every image re-augmented next epoch; frozen or none: the same images again."""
+    """Fresh: every image re-augmented next epoch; frozen or none: the same images again.
+
+    An augmentation with a continuous random choice (brightness, contrast) never
+    draws the same image twice, so one repeat is a bug. One that draws only from
+    a few values (a flip, a shift of a few pixels; a user's own, stated as
+    ``augmentations=()``) repeats some images by chance: there, fresh means not
+    every image repeats (a cache after it would replay them all).
+    """
     contract = trial.contract
     first, second = trial.epochs[0].image_of(), trial.epochs[1].image_of()
     common = sorted(set(first) & set(second))
     changed = [i for i in common if not np.allclose(first[i], second[i], atol=1e-6)]
-    if contract.augmentation == "fresh" and len(changed) < len(common):
-        repeated = len(common) - len(changed)
+    continuous = any(
+        RANDOM_CHOICES[name].distribution == "uniform" for name in contract.augmentations
+    )
+    repeated = len(common) - len(changed)
+    if contract.augmentation == "fresh" and repeated and (continuous or not changed):
         return f"{repeated} of {len(common)} images repeated the first epoch's augmentation"
     if contract.augmentation in ("none", "frozen") and changed:
         return f"{len(changed)} of {len(common)} images changed between epochs"
@@ -412,8 +427,12 @@ def augmentation_is_fresh_frozen_or_absent_as_promised(trial: Trial) -> str | No
 @check("augmentation_rates")
 def each_random_choice_happens_at_its_stated_rate(trial: Trial) -> str | None:
     """Each random choice the contract names happens at its stated rate over its stated
-    range (measured from the images); a crop or flip it does not name never happens."""
+    range (measured from the images); a crop or flip it does not name never happens.
+    An augmenting contract that names none (``augmentations=()``) is the user's own:
+    not measured."""
     contract = trial.contract
+    if contract.augments and not contract.augmentations:
+        return None  # an augmentation of the user's own, which they cannot state here
     fresh = contract.augmentation == "fresh"
     # Fresh epochs are independent draws; frozen ones repeat the first.
     epochs = trial.epochs if fresh else trial.epochs[:1]

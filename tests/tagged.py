@@ -61,8 +61,13 @@ def tagged_source(n: int, num_shards: int = 1) -> sources.Source:
 
 
 def decode_ids(images: np.ndarray) -> np.ndarray:
-    """Read the id each image encodes (from its central pixel); works after augmentation."""
-    centre = np.asarray(images, np.float64)[..., CENTRE, CENTRE, :]
+    """Read the id each image encodes (from its central pixel); works after augmentation.
+
+    Every source pixel encodes the id, so a crop to a smaller size (a user's
+    pipeline at another image size) still has it at its centre.
+    """
+    x = np.asarray(images, np.float64)
+    centre = x[..., x.shape[-3] // 2, x.shape[-2] // 2, :]
     ratio = (centre[..., 0] - centre[..., 1]) / (centre[..., 1] - centre[..., 2])
     return np.rint(ratio * STEP).astype(np.int64) - 1
 

@@ -158,6 +158,10 @@ CASES = {
         broken_run("<html>not json</html>", "--perf-baseline", "latest"),
         r"ERROR: {tmp}/storage/\S+/0002_broken\.json: saved run is not valid JSON .*",
     ),
+    "an image size that is not one": Case(
+        lambda tmp: ["--perf-image-size", "24y"],
+        r"ERROR: --perf-image-size: '24y' is not an image size \(N or HxW, e.g. 24 or 24x32\)",
+    ),
     "an unknown variant in --perf-variants": Case(
         lambda tmp: ["--perf-variants", "naive,turbo"],
         r"ERROR: --perf-variants: unknown variant 'turbo'; known variants: .*",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 
 import pytest
 
+import pipelines
 from benchmarks import gates, storage
 from pipelines import DataError
 
@@ -57,7 +59,8 @@ def test_variant_limits_override_the_defaults_and_say_where_they_came_from(tmp_p
         (
             "[limits]\nmin_speedup = 2\n",
             1,
-            "unknown section \\[limits\\]; use \\[defaults\\] or \\[variants.NAME\\]",
+            "unknown section \\[limits\\]; use \\[defaults\\], \\[statistics\\], \\[base_vs_head\\]"
+            " or \\[variants.NAME\\]",
         ),
     ],
 )
@@ -166,6 +169,7 @@ def test_saved_runs_are_found_by_path_id_or_latest(tmp_path):
             "variant": "optimized",
             "fraction_of_ceiling": 0.7,
             "test_accuracy": 0.9,
+            "samples": {},
         }
     }
 
@@ -247,8 +251,9 @@ def test_accuracy_is_set_against_the_ceiling_or_against_augmented_when_it_augmen
     records = RunRecords(dict)
     records.training("c", "ceiling", [run(0.9)], kind="ceiling")
     records.training("n", "naive", [run(0.7)])
-    records.training("a", "augmented", [run(0.5)], augments=True)
-    records.training("o", "optimized", [run(0.45)], augments=True)
+    records.training("a", "augmented", [run(0.5)], reference="augmented")
+    records.training("o", "optimized", [run(0.45)], reference="augmented")
+    records.training("u", "lab_optimized", [run(0.1)], reference=None)
     records.derive()
     metrics = records.metrics
     assert metrics["n"]["accuracy_below_reference"] == pytest.approx(0.2)
@@ -256,3 +261,10 @@ def test_accuracy_is_set_against_the_ceiling_or_against_augmented_when_it_augmen
     assert metrics["o"]["accuracy_below_reference"] == pytest.approx(0.05)
     assert metrics["o"]["accuracy_reference"] == "augmented"
     assert "accuracy_below_reference" not in metrics["a"]  # the reference itself
+    # An augmentation of its own: nothing in the run shares its recipe.
+    assert "accuracy_below_reference" not in metrics["u"]
+    contracts = {name: pipelines.get(name).contract for name in ("naive", "optimized")}
+    assert contracts["naive"].accuracy_reference == "ceiling"
+    assert contracts["optimized"].accuracy_reference == "augmented"
+    own = dataclasses.replace(contracts["optimized"], augmentations=("flip",))
+    assert own.accuracy_reference is None
