@@ -41,13 +41,11 @@ class Metric:
         name: the key in ``extra_info`` and its ``samples``.
         higher_is_better: fraction of the ceiling, accuracy; false for times and CPU.
         absolute: the change is a difference (accuracy), not a ratio.
-        unit: shown after values.
     """
 
     name: str
     higher_is_better: bool = True
     absolute: bool = False
-    unit: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,6 +35,7 @@ from typing import Any
 from scipy import stats
 
 from benchmarks import gates
+from benchmarks.decide import decide
 from benchmarks.inject import BASE
 from benchmarks.storage import read_run, saved_runs
 from pipelines.errors import InputError
@@ -46,7 +47,7 @@ INJECTED = (
     "no_prefetch",
     "no_cache",
     "sequential_read",
-    "unfused_augment",
+    "costly_augment",
     "unvectorized_augment",
     "mislabel_some",
 )
@@ -105,7 +106,7 @@ def run_trial(
     plans = (
         [(",".join(INJECTED), True, "all")]
         if args.mode == "beside"
-        else [(condition, False, condition) for condition in (UNCHANGED, *INJECTED)]
+        else [(condition, False, condition) for condition in args.conditions]
     )
     for inject, alongside, label in plans:
         output = args.out / f"trial_{trial:02d}_{label}.json"
@@ -125,7 +126,7 @@ def run_trial(
                 print(f"error: trial {trial} ({label}) did not run (exit {code}); see its .log")
                 return None
         if not output.exists():
-            return None
+            continue  # judging again: a condition this trial did not run
         infos = (bench.get("extra_info") or {} for bench in read_run(output)["benchmarks"])
         metrics = gates.metrics_by_variant(infos)
         if alongside:
@@ -141,9 +142,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mode", choices=("ci", "beside"), default="ci")
     parser.add_argument("--runs", type=int, default=3, help="trials (default 3)")
+    parser.add_argument(
+        "--start", type=int, default=1, help="number of the first trial (add trials to --out)"
+    )
     parser.add_argument("--passes", type=int, default=4, help="passes per run (default 4)")
     parser.add_argument("--out", type=Path, default=Path("gate-trials"), help="work folder")
     parser.add_argument("--thresholds", type=Path, default=gates.DEFAULT_THRESHOLDS)
+    parser.add_argument(
+        "--conditions",
+        type=lambda text: [c.strip() for c in text.split(",") if c.strip()],
+        default=[UNCHANGED, *INJECTED],
+        help="ci mode: the conditions to run (default: unchanged and every injection)",
+    )
     parser.add_argument(
         "--judge-only",
         action="store_true",
@@ -162,14 +172,18 @@ def main(argv: list[str] | None = None) -> int:
     baseline_path = saved_runs(storage)[-1]
     baseline = gates.load_saved_metrics(baseline_path)
 
+    unknown = set(args.conditions) - {UNCHANGED, *INJECTED}
+    if unknown:
+        print(f"error: --conditions: unknown {sorted(unknown)[0]!r}", file=sys.stderr)
+        return 2
     tallies = {condition: Tally() for condition in (UNCHANGED, *INJECTED)}
-    for trial in range(1, args.runs + 1):
+    for trial in range(args.start, args.start + args.runs):
         started = time.monotonic()
         found = run_trial(args, storage, trial)
         if found is None:
-            if args.judge_only:
-                break
             return 2
+        if not found:
+            break  # judging again: no more trials
         lines = []
         for condition, metrics in found.items():
             failures = judge(thresholds, metrics, baseline, baseline_path.name)
@@ -177,6 +191,78 @@ def main(argv: list[str] | None = None) -> int:
         took = time.monotonic() - started
         print(f"trial {trial} ({took:.0f} s):\n" + "\n".join(lines), flush=True)
     return summarize(tallies, args)
+
+
+SHIFTS = tuple(round(0.02 * k, 2) for k in range(1, 21))  # 2% to 40% slower
+
+
+def smallest_detected(
+    runs: list[list[float]], thresholds: gates.Thresholds, metric: str = "fraction_of_ceiling"
+) -> tuple[float | None, dict[float, float]]:
+    """The smallest throughput drop the gate detects in 9 of 10 comparisons, from unchanged runs.
+
+    Every ordered pair of distinct unchanged runs (one as the baseline, the
+    other as the pull request) is compared with the second's samples scaled
+    down by each shift in `SHIFTS`: the detections include the drift between
+    runs, as CI meets it. Returns the smallest shift detected in 90% of the
+    pairs (None: none is), and the detection rate per shift.
+    """
+    limit = thresholds.limits_for(BASE)[next(k for k, m in gates.TOLERANCES.items() if m == metric)]
+    rule = thresholds.rule(limit)
+    pairs = [(a, b) for i, a in enumerate(runs) for j, b in enumerate(runs) if i != j]
+    rates = {}
+    for shift in SHIFTS:
+        found = [
+            decide(BASE, gates.COMPARED[metric], a, [x * (1 - shift) for x in b], rule).outcome
+            == "regression"
+            for a, b in pairs
+        ]
+        rates[shift] = sum(found) / len(found) if found else 0.0
+    smallest = next((shift for shift in SHIFTS if rates[shift] >= 0.9), None)
+    return smallest, rates
+
+
+AB_ORDER = ((0, 3, 4), (1, 2, 5))  # three rounds as benchmarks.ab runs them: B H, H B, B H
+
+
+def alternated(
+    runs: list[list[float]], thresholds: gates.Thresholds, metric: str = "fraction_of_ceiling"
+) -> dict[float, tuple[int, int]]:
+    """`benchmarks.ab`'s power from unchanged runs: per drop (0 included), detections
+    out of comparisons.
+
+    Every window of six consecutive runs is three rounds of base and head in
+    the order `benchmarks.ab` runs them, each side as the head in turn; the
+    head's samples are scaled down by the drop and decided with the
+    ``[base_vs_head]`` tolerances.
+    """
+    paired = thresholds.paired()
+    limit = paired.limits_for(BASE)[next(k for k, m in gates.TOLERANCES.items() if m == metric)]
+    rule = paired.rule(limit)
+    windows = [runs[i : i + 6] for i in range(len(runs) - 5)]
+    found = {}
+    for shift in (0.0, *SHIFTS[:7]):
+        hits = 0
+        for window in windows:
+            for base, head in (AB_ORDER, AB_ORDER[::-1]):
+                before = [x for i in base for x in window[i]]
+                after = [x * (1 - shift) for i in head for x in window[i]]
+                verdict = decide(BASE, gates.COMPARED[metric], before, after, rule)
+                hits += verdict.outcome == "regression"
+        found[shift] = (hits, 2 * len(windows))
+    return found
+
+
+def unchanged_samples(out: Path, storage: Path, metric: str = "fraction_of_ceiling") -> list:
+    """``metric``'s samples of `optimized` in every unchanged run kept in ``out``."""
+    paths = [*saved_runs(storage), *sorted(out.glob(f"trial_*_{UNCHANGED}.json"))]
+    samples = []
+    for path in paths:
+        infos = (bench.get("extra_info") or {} for bench in read_run(path)["benchmarks"])
+        found = gates.metrics_by_variant(infos).get(BASE, {}).get("samples", {}).get(metric)
+        if found:
+            samples.append(found)
+    return samples
 
 
 def save_baseline(args: argparse.Namespace, storage: Path) -> bool:
@@ -218,6 +304,20 @@ def summarize(tallies: dict[str, Tally], args: argparse.Namespace) -> int:
         sum(t.runs for c, t in tallies.items() if c != UNCHANGED),
     )
     print(f"\nfalse alarms: {tallies[UNCHANGED].rate()}; detections: {caught.rate()}")
+    if args.mode == "ci":
+        runs = unchanged_samples(args.out, args.out / "storage")
+        smallest, rates = smallest_detected(runs, gates.load_thresholds(args.thresholds))
+        shown = ", ".join(f"{shift:.0%}: {rate:.0%}" for shift, rate in rates.items())
+        print(
+            f"smallest drop of optimized's fraction of the ceiling detected in 9 of 10"
+            f" comparisons of {len(runs)} unchanged runs: "
+            + (f"{smallest:.0%}" if smallest is not None else "none up to 40%")
+            + f" (detection rate per drop: {shown})"
+        )
+        if len(runs) >= 6:
+            found = alternated(runs, gates.load_thresholds(args.thresholds))
+            shown = ", ".join(f"{shift:.0%}: {hits}/{n}" for shift, (hits, n) in found.items())
+            print(f"benchmarks.ab, as windows of 6 unchanged runs, flagged per drop: {shown}")
     missed = caught.runs - caught.flagged
     return 0 if tallies[UNCHANGED].flagged == 0 and missed == 0 else 1
 

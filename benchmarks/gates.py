@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from benchmarks import structure
 from benchmarks.bottleneck import GATE_FIGURES
 from benchmarks.decide import TESTS, Metric, Rule, Verdict, decide
 from benchmarks.storage import read_run
@@ -117,10 +118,14 @@ class Failure:
     origin: str
     # Decided against the baseline's passes: the verdict says it all.
     verdict: Verdict | None = None
+    # A failure that is not a number against a limit (a lost optimization step).
+    detail: str | None = None
 
     def __str__(self) -> str:
         if self.verdict is not None:
             return f"GATE FAILED {self.verdict}"
+        if self.detail is not None:
+            return f"GATE FAILED {self.variant}: {self.detail} (from {self.origin})"
         return (
             f"GATE FAILED {self.variant}: {self.metric} = {self.value:.4g}, "
             f"limit {self.relation} {self.limit:.4g} (from {self.origin})"
@@ -167,21 +172,7 @@ def load_thresholds(
         return f"{path}:{_line_of(lines, section, key)}"
 
     def limits(section: str, table: Mapping[str, object]) -> dict[str, Limit]:
-        out = {}
-        for key, value in table.items():
-            if key not in KEYS:
-                raise DataError(
-                    where(section, key),
-                    f"unknown key {key!r} in [{section}]; known: {', '.join(sorted(KEYS))}",
-                )
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise DataError(
-                    where(section, key), f"{key} must be a number, got {type(value).__name__}"
-                )
-            if value < 0:
-                raise DataError(where(section, key), f"{key} must not be negative, got {value}")
-            out[key] = Limit(key, float(value), f"{where(section, key)} [{section}] {key}")
-        return out
+        return _limits(section, table, where)
 
     unknown_sections = set(data) - {"defaults", "variants", "statistics", "base_vs_head"}
     if unknown_sections:
@@ -212,6 +203,25 @@ def load_thresholds(
             )
         per_variant[name] = limits(section, table)
     return Thresholds(path, defaults, per_variant, **statistics, base_vs_head=paired)
+
+
+def _limits(section: str, table: Mapping[str, object], where: Any) -> dict[str, Limit]:
+    """The validated limits of one section; ``where(section, key)`` names a file and line."""
+    out = {}
+    for key, value in table.items():
+        if key not in KEYS:
+            raise DataError(
+                where(section, key),
+                f"unknown key {key!r} in [{section}]; known: {', '.join(sorted(KEYS))}",
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise DataError(
+                where(section, key), f"{key} must be a number, got {type(value).__name__}"
+            )
+        if value < 0:
+            raise DataError(where(section, key), f"{key} must not be negative, got {value}")
+        out[key] = Limit(key, float(value), f"{where(section, key)} [{section}] {key}")
+    return out
 
 
 def _statistics(table: Mapping[str, object], where: Any) -> dict[str, Any]:
@@ -346,7 +356,20 @@ def compare_with_baseline(
                 thresholds, variant, metric, metrics, before, baseline_name
             )
         failures += _slower_stages(thresholds, variant, metrics, before, baseline_name)
+        failures += _lost_steps(variant, metrics, before, baseline_name)
     return failures, verdicts
+
+
+def _lost_steps(
+    variant: str, metrics: Mapping[str, Any], before: Mapping[str, Any], baseline_name: str
+) -> list[Failure]:
+    """A failure when the variant's steps lost an optimization the baseline's had."""
+    then, now = before.get("steps"), metrics.get("steps")
+    gone = structure.lost(then, now) if then and now else []
+    if not gone:
+        return []
+    detail = f"lost {', '.join(gone)}: steps were {then}, now {now}"
+    return [Failure(variant, "steps", 0.0, 0.0, "", f"baseline {baseline_name}", detail=detail)]
 
 
 def _beyond_tolerance(

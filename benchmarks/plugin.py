@@ -68,7 +68,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _add_run_options(group: pytest.OptionGroup) -> None:
-    """What runs: profile, data, variants, epochs, latency, corrupt records."""
+    """What runs: profile, data, variants, epochs, latency, corrupt records,
+    image size."""
+    group.addoption(
+        "--perf-image-size",
+        default=None,
+        metavar="N|HxW",
+        help="the size of the images the model sees: image folders and TFRecords are resized"
+        " to it, CIFAR images centre-cropped or padded; a pipeline function gets the source's"
+        " images and must yield this size (default: the source's, 32x32)",
+    )
     group.addoption(
         "--perf-profile",
         default="smoke",
@@ -135,14 +144,6 @@ def _add_training_options(group: pytest.OptionGroup) -> None:
         " loss and optimizer are used). Default: the profile's",
     )
     group.addoption("--perf-batch-size", type=int, default=None, help="default: the profile's")
-    group.addoption(
-        "--perf-image-size",
-        default=None,
-        metavar="N|HxW",
-        help="the size of the images the model sees: image folders and TFRecords are resized"
-        " to it, CIFAR images centre-cropped or padded; a pipeline function gets the source's"
-        " images and must yield this size (default: the source's, 32x32)",
-    )
     group.addoption(
         "--perf-seed",
         type=int,

@@ -260,6 +260,9 @@ class TrainingRecord:
         figures.update({key: value for key, value in unpaired.items() if value is not None})
         if self.fraction_of_ceiling:
             figures["ceiling_slowdown"] = 1 / self.fraction_of_ceiling
+        if self.variant in pipelines.VARIANTS:
+            # What it is made of: a baseline comparison names a lost optimization.
+            figures["steps"] = pipelines.get(self.variant).describe()
         samples = {
             "examples_per_s": [
                 sum(s.examples for s in run) / sum(s.wall_s for s in run) for run in self.runs

@@ -28,7 +28,7 @@ from benchmarks.gates import (
     DEFAULT_THRESHOLDS,
     Failure,
     Thresholds,
-    below_baseline,
+    compare_with_baseline,
     load_thresholds,
 )
 from benchmarks.storage import find_saved_run, read_run, saved_runs, write_atomic
@@ -137,17 +137,20 @@ def regressions(
 ) -> dict[str, dict[str, list[int]]]:
     """Per metric and variant, the runs (indices) that fell beyond tolerance from the run before.
 
-    The same check as ``--perf-baseline`` (`gates.below_baseline`), run to run.
+    The same comparison as ``--perf-baseline`` (`gates.compare_with_baseline`: by
+    the passes' samples where both runs saved them), run to run.
     """
     out: dict[str, dict[str, list[int]]] = {metric: {} for metric in HISTORY_METRICS}
     if thresholds is None:
         return out
-    for metric in HISTORY_METRICS:
-        for index in range(1, len(views)):
-            for variant, info in views[index].training.items():
-                before = views[index - 1].training.get(variant, {}).get(metric)
-                if below_baseline(thresholds, variant, metric, info.get(metric), before):
-                    out[metric].setdefault(variant, []).append(index)
+    for index in range(1, len(views)):
+        before = views[index - 1]
+        failures, _ = compare_with_baseline(
+            thresholds, views[index].training, before.training, before.label
+        )
+        for failure in failures:
+            if failure.metric in out:
+                out[failure.metric].setdefault(failure.variant, []).append(index)
     return out
 
 

@@ -137,3 +137,64 @@ def test_a_bad_statistics_section_is_one_line_naming_the_line(tmp_path, text, me
     with pytest.raises(DataError) as caught:
         gates.load_thresholds(path)
     assert message in str(caught.value)
+
+
+def test_the_trials_find_the_smallest_drop_detected_nine_times_in_ten():
+    from benchmarks.gate_trials import Tally, smallest_detected
+
+    shipped = gates.load_thresholds()
+    steady = [noisy(0.62, 6, 0.01, seed) for seed in range(4)]
+    smallest, rates = smallest_detected(steady, shipped)
+    # Beyond the 10% tolerance, and found as soon as the drop clears it.
+    assert smallest is not None and 0.1 < smallest <= 0.16
+    assert rates[0.04] == 0.0
+    # Runs that drift 20% apart hide a drop of the same size.
+    drifting = [noisy(0.62 * level, 6, 0.01, 9) for level in (1.0, 0.8, 1.0, 0.8)]
+    assert smallest_detected(drifting, shipped)[0] > 0.2
+    assert Tally(3, 3).rate() == "3/3 [0.44, 1.00]"
+    assert Tally(0, 20).rate() == "0/20 [0.00, 0.16]"
+
+
+@pytest.mark.parametrize(
+    ("regression", "lost"),
+    [
+        ("no_prefetch", ["a prefetch"]),
+        ("no_cache", ["a cache"]),
+        ("sequential_read", ["parallel reads (interleave)"]),
+        ("serial_map", ["a parallel map"]),
+        ("unvectorized_augment", ["a map after the batch (vectorized)"]),
+        ("costly_augment", []),  # more work, no step lost: for the measurements to find
+    ],
+)
+def test_a_lost_optimization_step_fails_against_the_baseline(thresholds, regression, lost):
+    import pipelines
+    from benchmarks import structure
+    from benchmarks.inject import regressed
+
+    optimized = pipelines.get("optimized")
+    steps = regressed(regression, optimized).describe()
+    assert structure.lost(optimized.describe(), steps) == lost
+    failures = gates.check_baseline(
+        thresholds,
+        {"optimized": {"steps": steps}},
+        {"optimized": {"steps": optimized.describe()}},
+        "r",
+    )
+    assert [str(f) for f in failures] == (
+        [
+            f"GATE FAILED optimized: lost {lost[0]}: steps were {optimized.describe()}, now {steps}"
+            " (from baseline r)"
+        ]
+        if lost
+        else []
+    )
+
+
+def test_the_trials_estimate_base_against_head_from_windows_of_unchanged_runs():
+    from benchmarks.gate_trials import alternated
+
+    shipped = gates.load_thresholds()
+    steady = [noisy(0.62, 4, 0.02, seed) for seed in range(8)]
+    found = alternated(steady, shipped)
+    assert found[0.0] == (0, 6)  # three windows, both orientations: no alarm
+    assert found[0.14] == (6, 6)  # twice the 7% tolerance: every one

@@ -46,3 +46,14 @@ def test_a_missing_data_path_is_one_line():
     done = run("--data", "/nonexistent/cifar")
     assert done.returncode == 2
     assert error_line(done) == "error: /nonexistent/cifar: does not exist"
+
+
+def test_the_image_size_reaches_the_model_and_a_bad_one_is_one_line():
+    done = run("--variant", "naive", "--epochs", "1", "--format", "cifar", "--image-size", "24")
+    assert done.returncode == 0, done.stderr
+    assert "on 24x24x3 images" in done.stdout.splitlines()[2]
+    done = run("--image-size", "24x")
+    assert done.returncode == 2
+    assert error_line(done) == (
+        "error: --image-size: '24x' is not an image size (N or HxW, e.g. 24 or 24x32)"
+    )
