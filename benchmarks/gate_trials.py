@@ -199,7 +199,8 @@ SHIFTS = tuple(round(0.02 * k, 2) for k in range(1, 21))  # 2% to 40% slower
 def smallest_detected(
     runs: list[list[float]], thresholds: gates.Thresholds, metric: str = "fraction_of_ceiling"
 ) -> tuple[float | None, dict[float, float]]:
-    """The smallest throughput drop the gate detects in 9 of 10 comparisons, from unchanged runs.
+    """The smallest change for the worse the gate detects in 9 of 10 comparisons, from
+    unchanged runs (for throughput: a drop).
 
     Every ordered pair of distinct unchanged runs (one as the baseline, the
     other as the pull request) is compared with the second's samples scaled
@@ -213,13 +214,19 @@ def smallest_detected(
     rates = {}
     for shift in SHIFTS:
         found = [
-            decide(BASE, gates.COMPARED[metric], a, [x * (1 - shift) for x in b], rule).outcome
+            decide(BASE, gates.COMPARED[metric], a, worse(b, shift, metric), rule).outcome
             == "regression"
             for a, b in pairs
         ]
         rates[shift] = sum(found) / len(found) if found else 0.0
     smallest = next((shift for shift in SHIFTS if rates[shift] >= 0.9), None)
     return smallest, rates
+
+
+def worse(sample: list[float], shift: float, metric: str) -> list[float]:
+    """``sample`` made worse by ``shift``: lower where higher is better, higher otherwise."""
+    factor = 1 - shift if gates.COMPARED[metric].higher_is_better else 1 + shift
+    return [x * factor for x in sample]
 
 
 AB_ORDER = ((0, 3, 4), (1, 2, 5))  # three rounds as benchmarks.ab runs them: B H, H B, B H
@@ -246,7 +253,7 @@ def alternated(
         for window in windows:
             for base, head in (AB_ORDER, AB_ORDER[::-1]):
                 before = [x for i in base for x in window[i]]
-                after = [x * (1 - shift) for i in head for x in window[i]]
+                after = worse([x for i in head for x in window[i]], shift, metric)
                 verdict = decide(BASE, gates.COMPARED[metric], before, after, rule)
                 hits += verdict.outcome == "regression"
         found[shift] = (hits, 2 * len(windows))
