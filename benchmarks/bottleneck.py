@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipelines.steps import Prefetch
+from pipelines.timeline import UNEXPLAINED
 from pipelines.tracing import Stage
 from pipelines.variants import Variant
 
@@ -44,6 +45,8 @@ class StageTimes:
         caches: whether the variant has a cache step.
         prefetches: whether the variant ends with a prefetch (or similar overlap).
         fits_in_memory: whether the decoded data would fit in memory.
+        attribution: per epoch, its wall time in named parts
+            (`pipelines.timeline.Timeline.attribution`); empty for older runs.
     """
 
     stages: tuple[Stage, ...]
@@ -54,6 +57,7 @@ class StageTimes:
     caches: bool = False
     prefetches: bool = False
     fits_in_memory: bool = True
+    attribution: tuple[Mapping[str, float], ...] = ()
 
     @classmethod
     def from_timeline(
@@ -69,6 +73,7 @@ class StageTimes:
             caches=variant.caches,
             prefetches=bool(variant.steps) and isinstance(variant.steps[-1], Prefetch),
             fits_in_memory=fits_in_memory,
+            attribution=tuple(timeline.get("attribution", ())),
         )
 
     def input_stages(self) -> list[Stage]:
@@ -91,17 +96,26 @@ class Bottleneck:
 
     input_bound: float
     classification: str
-    share_of_epoch: dict[str, float]  # busy time / wall time, per stage (parallel stages > 1)
-    share_of_input: dict[str, float]  # busy time / all input stages' busy time
+    # Per stage, the share of the epochs' wall time during which it ran (at most 1).
+    share_of_epoch: dict[str, float]
+    # Per input stage, its share of the input stages' running time: the limiting
+    # stage is the one with the largest share.
+    share_of_input: dict[str, float]
     limiting_stage: str
     suggestions: tuple[str, ...]
+    # Per stage, how many of its calls ran at once on average while it ran.
+    in_flight: dict[str, float] = dataclasses.field(default_factory=dict)
+    # Every second of the epochs, attributed: share per part (sums to 1).
+    time_shares: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def summary(self) -> str:
-        """One line: class, limiting stage, first suggestion."""
+        """One line: class, limiting stage, first suggestion, what was not explained."""
         advice = self.suggestions[0] if self.suggestions else "nothing to suggest"
+        unexplained = self.time_shares.get(UNEXPLAINED)
+        tail = "" if unexplained is None else f"; {unexplained:.0%} of the epochs unexplained"
         return (
             f"{self.classification} ({self.input_bound:.0%} waiting);"
-            f" limited by {self.limiting_stage}; {advice}"
+            f" limited by {self.limiting_stage}; {advice}{tail}"
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -115,9 +129,13 @@ def analyze(times: StageTimes) -> Bottleneck:
     active = times.total("active_s")
     wall = sum(times.epoch_s) or 1.0
     inputs = times.input_stages()
-    input_busy = sum(busy[s.name] for s in inputs) or 1.0
-    share_of_epoch = {name: value / wall for name, value in busy.items()}
-    share_of_input = {s.name: busy[s.name] / input_busy for s in inputs}
+    # Running time, not summed calls: 19 reads in flight for 1 s are 1 s of the
+    # epoch (and "19 in flight"), not 1900% of it.
+    input_active = sum(active[s.name] for s in inputs) or 1.0
+    share_of_epoch = {name: min(1.0, value / wall) for name, value in active.items()}
+    share_of_input = {s.name: active[s.name] / input_active for s in inputs}
+    in_flight = {name: busy[name] / value for name, value in active.items() if value > 0}
+    context = {"in_flight": in_flight, "time_shares": time_shares(times)}
     classification = classify(times.input_bound)
 
     if times.input_bound < MODERATE or not inputs:
@@ -134,11 +152,13 @@ def analyze(times: StageTimes) -> Bottleneck:
             share_of_input,
             limiting,
             tuple(suggestions),
+            **context,
         )
 
-    # The stage the pipeline spent the most wall time in: for a sequential
-    # stage its busy time, for a parallel one the time any of its calls ran.
-    limiting_stage = max(inputs, key=lambda s: active[s.name])
+    # The stage the pipeline spent the most wall time in (the largest share of
+    # input time shown): for a sequential stage its busy time, for a parallel
+    # one the time any of its calls ran.
+    limiting_stage = max(inputs, key=lambda s: share_of_input[s.name])
     suggestions = _suggestions(times, limiting_stage, share_of_input)
     return Bottleneck(
         times.input_bound,
@@ -147,7 +167,18 @@ def analyze(times: StageTimes) -> Bottleneck:
         share_of_input,
         limiting_stage.name,
         tuple(suggestions),
+        **context,
     )
+
+
+def time_shares(times: StageTimes) -> dict[str, float]:
+    """The epochs' wall time attributed (`StageTimes.attribution`), as shares summing to 1."""
+    total: dict[str, float] = {}
+    for parts in times.attribution:
+        for name, seconds in parts.items():
+            total[name] = total.get(name, 0.0) + seconds
+    wall = sum(total.values())
+    return {name: seconds / wall for name, seconds in total.items()} if wall else {}
 
 
 def _suggestions(times: StageTimes, limiting: Stage, share: Mapping[str, float]) -> list[str]:
@@ -200,6 +231,19 @@ def _suggestions(times: StageTimes, limiting: Stage, share: Mapping[str, float])
         said.append(
             f"the trainer waits {times.input_bound:.0%} of the time with nothing overlapping"
             " input and training: prefetch at the end of the pipeline"
+        )
+    if not said:
+        # Every class of input-bound run gets advice: here none of the step-level
+        # fixes applies to the limiting stage.
+        how = ("in parallel" if limiting.parallel else "sequentially") + (
+            ", once per batch" if limiting.batched else ""
+        )
+        has = "a cache and a prefetch" if times.caches else "a prefetch"
+        said.append(
+            f"{limiting.name} takes {percent} of input time and already runs {how}, with"
+            f" {has} in the pipeline: make its work cheaper (move what does not need to"
+            " be fresh before a cache), or give the input pipeline more cores"
+            " (--perf-model-threads sets how many the model keeps)"
         )
     return said
 

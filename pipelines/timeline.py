@@ -29,6 +29,10 @@ WAIT = Stage("wait for input", "wait")
 TRAIN_STEP = Stage("train step", "train")
 TEST_STEP = Stage("test step", "test")
 TRAINER_STAGES = (WAIT, TRAIN_STEP, TEST_STEP)
+# The parts of an epoch that are not a trainer span, named by where they fall.
+ITERATOR_START = "iterator creation"
+EVALUATION_START = "evaluation start"
+UNEXPLAINED = "unexplained"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,6 +127,35 @@ class Timeline:
             peaks[stage.name] = peak
         return peaks
 
+    def attribution(self, epoch: int) -> dict[str, float]:
+        """Every second of ``epoch`` (counted from 1) attributed: seconds per part.
+
+        The trainer's spans do not overlap (it waits for a batch, then steps),
+        so waiting for input, train steps and test steps add up; before the
+        first of them is the iterator's creation, between the last train
+        step and the first test step the test iterator's start, and every
+        other gap (the loop's own Python, an epoch's end) is `UNEXPLAINED`.
+        The parts sum to the epoch's wall time.
+        """
+        start, end = self.epochs[epoch - 1]
+        names = {stage.name for stage in TRAINER_STAGES}
+        spans = sorted(
+            (s for s in self.spans if s.epoch == epoch and s.stage in names),
+            key=lambda s: s.start,
+        )
+        parts = {stage.name: 0.0 for stage in TRAINER_STAGES}
+        parts[ITERATOR_START] = parts[EVALUATION_START] = 0.0
+        for span in spans:
+            parts[span.stage] += span.duration
+        if spans:
+            parts[ITERATOR_START] = max(0.0, spans[0].start - start)
+            tests = [s for s in spans if s.stage == TEST_STEP.name]
+            trained = [s.end for s in spans if s.stage != TEST_STEP.name]
+            if tests and trained:
+                parts[EVALUATION_START] = max(0.0, tests[0].start - max(trained))
+        parts[UNEXPLAINED] = max(0.0, (end - start) - sum(parts.values()))
+        return parts
+
     def epoch_s(self, epoch: int | None = None) -> float:
         """Wall time of one epoch (counted from 1), or of all of them."""
         chosen = self.epochs if epoch is None else [self.epochs[epoch - 1]]
@@ -153,6 +186,7 @@ class Timeline:
             "bars": merged,
             "busy_s": [self.busy_s(epoch) for epoch in range(1, len(self.epochs) + 1)],
             "active_s": [self.active_s(epoch) for epoch in range(1, len(self.epochs) + 1)],
+            "attribution": [self.attribution(epoch) for epoch in range(1, len(self.epochs) + 1)],
             "p10_s": self.p10_s(),
             "span_count": self.span_count(),
             "peak_concurrency": self.peak_concurrency(),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from benchmarks.bottleneck import StageTimes, analyze, classify
@@ -99,3 +101,76 @@ def test_a_model_bound_run_points_at_the_model():
     assert result.limiting_stage == "train step"
     assert result.suggestions[0].startswith("the model limits throughput")
     assert "not input-bound (2% waiting); limited by train step" in result.summary()
+
+
+def test_every_second_of_an_epoch_is_attributed_to_a_named_part():
+    from pipelines.timeline import (
+        EVALUATION_START,
+        ITERATOR_START,
+        TEST_STEP,
+        TRAIN_STEP,
+        UNEXPLAINED,
+        WAIT,
+        Span,
+        Timeline,
+    )
+
+    # Epoch 1 runs 0..10 s: the iterator starts (0.5 s), two waits and steps with a
+    # 0.1 s gap, the test iterator starts (0.4 s), two test steps, 0.2 s to the end.
+    spans = (
+        Span(WAIT.name, 0.5, 1.5, 1),
+        Span(TRAIN_STEP.name, 1.5, 4.0, 1),
+        Span(WAIT.name, 4.1, 5.0, 1),
+        Span(TRAIN_STEP.name, 5.0, 7.5, 1),
+        Span(TEST_STEP.name, 7.9, 8.8, 1),
+        Span(TEST_STEP.name, 8.8, 9.8, 1),
+        Span("read", 0.6, 3.0, 1),  # a pipeline stage: inside the waits, not counted again
+    )
+    timeline = Timeline((Stage("read", "read"), WAIT, TRAIN_STEP, TEST_STEP), ((0.0, 10.0),), spans)
+    parts = timeline.attribution(1)
+    assert parts == pytest.approx(
+        {
+            WAIT.name: 1.9,
+            TRAIN_STEP.name: 5.0,
+            TEST_STEP.name: 1.9,
+            ITERATOR_START: 0.5,
+            EVALUATION_START: 0.4,
+            UNEXPLAINED: 0.3,
+        }
+    )
+    assert sum(parts.values()) == pytest.approx(10.0)
+    shares = analyze(
+        dataclasses.replace(
+            times((READ,), [{"read": 2.4}], 0.19), attribution=(parts,), epoch_s=(10.0,)
+        )
+    ).time_shares
+    assert sum(shares.values()) == pytest.approx(1.0)
+    assert shares[UNEXPLAINED] == pytest.approx(0.03)
+
+
+def test_the_limiting_stage_is_the_largest_share_and_concurrency_is_calls_in_flight():
+    # 19 reads in flight for 2 s: 38 s of summed calls, 2 s of the 10 s epoch.
+    busy = {"open": 0.5, "read": 38.0, "map(decode)": 3.0}
+    active = {"open": 0.5, "read": 2.0, "map(decode)": 3.0}
+    result = analyze(
+        times((OPEN, PARALLEL_READ, DECODE), [busy], 0.3, [active], caches=True, prefetches=True)
+    )
+    assert result.limiting_stage == max(result.share_of_input, key=result.share_of_input.get)
+    assert result.limiting_stage == "map(decode)"
+    assert all(share <= 1.0 for share in result.share_of_epoch.values())
+    assert result.share_of_epoch["read"] == pytest.approx(0.2)
+    assert result.in_flight["read"] == pytest.approx(19.0)
+    assert result.in_flight["map(decode)"] == pytest.approx(1.0)
+
+
+def test_an_input_bound_run_with_every_fix_in_place_still_gets_advice():
+    busy = {"open": 0.1, "read": 0.5, "map(augment)": 6.0}
+    augment = Stage("map(augment)", "map", parallel=True, batched=True)
+    result = analyze(
+        times((OPEN, PARALLEL_READ, augment), [busy], 0.18, caches=True, prefetches=True)
+    )
+    assert result.classification == "moderately input-bound"
+    (advice,) = result.suggestions
+    assert advice.startswith("map(augment) takes 91% of input time and already runs in parallel")
+    assert "make its work cheaper" in advice
+    assert "nothing to suggest" not in result.summary()
