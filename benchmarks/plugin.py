@@ -627,6 +627,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if target:
         current = state.run_json or _run_json(config)
         try:
+            # Beside the report, which links them: Perfetto and chrome://tracing open them.
+            report.write_traces(Path(target), config.stash[SESSION_KEY].records.traces())
             state.report = report.write_report(
                 Path(target), _storage(config), current=current, thresholds=state.thresholds
             )

@@ -314,6 +314,9 @@ class TimelineRecord:
     bottleneck: Bottleneck | None = None
     gate_figures: dict[str, Any] = dataclasses.field(default_factory=dict)
     kind: str = "timeline"
+    # Every span, in the Trace Event Format (`Timeline.chrome_trace`): written
+    # beside the report, not into the saved run, which keeps the compact form.
+    trace: dict[str, Any] | None = None
 
     def to_extra_info(self) -> dict[str, Any]:
         """The timeline, and (after `RunRecords.derive`) its analysis and gated figures."""
@@ -425,8 +428,17 @@ class RunRecords:
     ) -> TimelineRecord:
         """Record a traced run (its bottleneck analysis comes in `derive`)."""
         record = TimelineRecord(variant, self.describe(), stats, timeline.to_dict(), fits_in_memory)
+        record.trace = timeline.chrome_trace()
         self.records[name] = record
         return record
+
+    def traces(self) -> dict[str, dict[str, Any]]:
+        """Per traced variant, its run in the Trace Event Format."""
+        return {
+            record.variant: record.trace
+            for record in self.records.values()
+            if isinstance(record, TimelineRecord) and record.trace is not None
+        }
 
     def tracing_overhead(
         self,

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -163,7 +165,10 @@ def _variants_in_order(views: Sequence[RunView]) -> list[str]:
 
 
 def render(
-    current: RunView, history: Sequence[RunView], thresholds: Thresholds | None = None
+    current: RunView,
+    history: Sequence[RunView],
+    thresholds: Thresholds | None = None,
+    traces: Mapping[str, str] | None = None,
 ) -> str:
     """The report page for ``current``, with the trends over ``history`` (which includes it)."""
     variants = list(current.training)
@@ -196,6 +201,7 @@ def render(
             "figure": figures.gantt(info["timeline"], f"{variant}: traced run"),
             "bottleneck": info.get("bottleneck"),
             "epoch_times_s": info.get("epoch_times_s", []),
+            "trace": (traces or {}).get(variant),
         }
         for variant, info in current.timelines.items()
     ]
@@ -244,6 +250,22 @@ def history_figures(
     return out
 
 
+TRACES = "traces"
+
+
+def trace_name(variant: str) -> str:
+    """The file name of a variant's trace: its name with anything but [A-Za-z0-9_-] as ``_``."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", variant) + ".trace.json"
+
+
+def write_traces(target: Path, traces: Mapping[str, Mapping[str, Any]]) -> None:
+    """Write each traced run's Trace Event Format file into ``traces/`` beside ``target``."""
+    folder = Path(target).parent / TRACES
+    for variant, trace in traces.items():
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / trace_name(variant), json.dumps(trace))
+
+
 def write_report(
     target: Path,
     storage: Path,
@@ -282,7 +304,12 @@ def write_report(
         view = next((v for v in history if v.path == str(chosen)), None)
         if view is None:  # a run file outside storage
             view = RunView.of(read_run(chosen), chosen.stem, chosen)
-    write_atomic(target, render(view, history, thresholds))
+    traces = {
+        variant: f"{TRACES}/{trace_name(variant)}"
+        for variant in view.timelines
+        if (Path(target).parent / TRACES / trace_name(variant)).exists()
+    }
+    write_atomic(target, render(view, history, thresholds, traces))
     return target.resolve()
 
 

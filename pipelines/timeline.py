@@ -156,6 +156,41 @@ class Timeline:
         parts[UNEXPLAINED] = max(0.0, (end - start) - sum(parts.values()))
         return parts
 
+    def chrome_trace(self) -> dict[str, Any]:
+        """The run in the Trace Event Format that Perfetto and chrome://tracing open.
+
+        One process, one track per stage (named, in the stages' order); a
+        stage whose calls overlap gets as many tracks as it had calls in
+        flight ("read #2"), since a track's complete events must nest. Times
+        are microseconds from the first epoch's start; each event says its
+        epoch and how many examples it carried.
+        """
+        events: list[dict[str, Any]] = [
+            {"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "traced run"}}
+        ]
+        for epoch, (start, end) in enumerate(self.epochs, start=1):
+            events.append(_complete(f"epoch {epoch}", "epoch", start, end, 0, {}))
+        events.extend(_track(0, "epochs"))
+        for index, stage in enumerate(self.stages, start=1):
+            lanes: list[float] = []  # each lane's last end
+            for span in sorted(self.spans_of(stage.name), key=lambda s: (s.start, s.end)):
+                lane = next((i for i, last in enumerate(lanes) if last <= span.start), None)
+                if lane is None:
+                    lane = len(lanes)
+                    lanes.append(span.end)
+                    name = stage.name if lane == 0 else f"{stage.name} #{lane + 1}"
+                    events.extend(_track(index * 1000 + lane, name))
+                lanes[lane] = span.end
+                args = {"epoch": span.epoch, "examples": len(span.ids)}
+                events.append(
+                    _complete(
+                        stage.name, stage.kind, span.start, span.end, index * 1000 + lane, args
+                    )
+                )
+            if not lanes:  # a stage with no spans still has its track
+                events.extend(_track(index * 1000, stage.name))
+        return {"traceEvents": events, "displayTimeUnit": "ms"}
+
     def epoch_s(self, epoch: int | None = None) -> float:
         """Wall time of one epoch (counted from 1), or of all of them."""
         chosen = self.epochs if epoch is None else [self.epochs[epoch - 1]]
@@ -192,6 +227,31 @@ class Timeline:
             "peak_concurrency": self.peak_concurrency(),
             "spans": len(self.spans),
         }
+
+
+def _complete(
+    name: str, category: str, start: float, end: float, track: int, args: dict[str, Any]
+) -> dict[str, Any]:
+    """A complete ("X") trace event; times in seconds, written in microseconds."""
+    return {
+        "ph": "X",
+        "name": name,
+        "cat": category,
+        "pid": 1,
+        "tid": track,
+        "ts": round(start * 1e6, 1),
+        "dur": round(max(0.0, end - start) * 1e6, 1),
+        "args": args,
+    }
+
+
+def _track(track: int, name: str) -> list[dict[str, Any]]:
+    """The metadata events that name a track and keep it in the stages' order."""
+    meta = {"ph": "M", "pid": 1, "tid": track}
+    return [
+        {**meta, "name": "thread_name", "args": {"name": name}},
+        {**meta, "name": "thread_sort_index", "args": {"sort_index": track}},
+    ]
 
 
 def merge_intervals(

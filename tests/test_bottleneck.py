@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import pytest
 
 from benchmarks.bottleneck import StageTimes, analyze, classify
+from pipelines.timeline import TEST_STEP as TEST
 from pipelines.timeline import TRAINER_STAGES
 from pipelines.tracing import Stage
 
@@ -174,3 +176,37 @@ def test_an_input_bound_run_with_every_fix_in_place_still_gets_advice():
     assert advice.startswith("map(augment) takes 91% of input time and already runs in parallel")
     assert "make its work cheaper" in advice
     assert "nothing to suggest" not in result.summary()
+
+
+def test_a_run_becomes_a_trace_event_file_with_a_track_per_stage_and_lane():
+    import json
+
+    from pipelines.timeline import TRAIN_STEP, WAIT, Span, Timeline
+
+    read = Stage("read", "read", parallel=True)
+    spans = (
+        Span("read", 0.0, 2.0, 1, (0,)),
+        Span("read", 0.5, 1.0, 1, (1,)),  # in flight with the first: a second lane
+        Span("read", 1.5, 3.0, 1, (2,)),  # the second lane is free again
+        Span(WAIT.name, 0.0, 1.0, 1),
+        Span(TRAIN_STEP.name, 1.0, 3.5, 1),
+    )
+    timeline = Timeline((read, WAIT, TRAIN_STEP, TEST), ((0.0, 4.0),), spans)
+    trace = json.loads(json.dumps(timeline.chrome_trace()))
+    events = trace["traceEvents"]
+    names = {e["tid"]: e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    assert sorted(names.values()) == sorted(
+        ["epochs", "read", "read #2", "wait for input", "train step", "test step"]
+    )
+    complete = [e for e in events if e["ph"] == "X" and e["cat"] != "epoch"]
+    assert len(complete) == len(spans)
+    assert {e["name"] for e in complete} == {"read", WAIT.name, TRAIN_STEP.name}
+    # Every span kept, in microseconds; no track holds two overlapping events.
+    assert sorted((e["ts"], e["dur"]) for e in complete if e["name"] == "read") == [
+        (0.0, 2e6),
+        (0.5e6, 0.5e6),
+        (1.5e6, 1.5e6),
+    ]
+    for track in {e["tid"] for e in complete}:
+        on_it = sorted((e["ts"], e["ts"] + e["dur"]) for e in complete if e["tid"] == track)
+        assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(on_it))

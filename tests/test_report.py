@@ -38,6 +38,18 @@ def bench_run(tmp_path_factory) -> Path:
     return tmp_path
 
 
+def test_each_traced_run_is_a_trace_file_the_report_links(bench_run):
+    trace = json.loads((bench_run / "traces" / "optimized.trace.json").read_text())
+    events = trace["traceEvents"]
+    tracks = {e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    assert {"open", "read", "map(augment)", "wait for input", "train step"} <= tracks
+    stages = {e["name"] for e in events if e["ph"] == "X"}
+    assert {"read", "map(augment)", "train step", "epoch 1"} <= stages
+    page = (bench_run / "run.html").read_text()
+    assert 'href="traces/optimized.trace.json"' in page
+    assert 'href="traces/cache.trace.json"' in page
+
+
 def storage_of(tmp_path: Path) -> Path:
     return tmp_path / "storage"
 
