@@ -43,7 +43,9 @@ class PageCheck:
 
 def check_page(path: Path, browser: str, timeout: float = 60.0) -> PageCheck:
     """Load ``path`` in headless ``browser``; collect console errors and image loads."""
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes can outlive the killed browser for a moment and
+    # still write to the profile: its removal must not fail the check.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         process = subprocess.Popen(
             [
                 browser,
