@@ -47,6 +47,16 @@ class Metric:
     higher_is_better: bool = True
     absolute: bool = False
 
+    def limit(self, before: float, tolerance: float) -> float:
+        """The worst value allowed against ``before``: a floor where higher is better, a
+        ceiling otherwise; ``tolerance`` a fraction of it, or an amount if absolute."""
+        moved = tolerance if self.absolute else before * tolerance
+        return before - moved if self.higher_is_better else before + moved
+
+    def beyond(self, value: float, limit: float) -> bool:
+        """Whether ``value`` is worse than ``limit``."""
+        return value < limit if self.higher_is_better else value > limit
+
 
 @dataclasses.dataclass(frozen=True)
 class Rule:

@@ -165,6 +165,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    unknown = set(args.conditions) - {UNCHANGED, *INJECTED}
+    if unknown:
+        print(f"error: --conditions: unknown {sorted(unknown)[0]!r}", file=sys.stderr)
+        return 2
     args.out.mkdir(parents=True, exist_ok=True)
     storage = args.out / "storage"
     if not saved_runs(storage) and not args.judge_only and not save_baseline(args, storage):
@@ -172,10 +176,6 @@ def main(argv: list[str] | None = None) -> int:
     baseline_path = saved_runs(storage)[-1]
     baseline = gates.load_saved_metrics(baseline_path)
 
-    unknown = set(args.conditions) - {UNCHANGED, *INJECTED}
-    if unknown:
-        print(f"error: --conditions: unknown {sorted(unknown)[0]!r}", file=sys.stderr)
-        return 2
     tallies = {condition: Tally() for condition in (UNCHANGED, *INJECTED)}
     for trial in range(args.start, args.start + args.runs):
         started = time.monotonic()
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             lines += count(condition, failures, tallies[condition])
         took = time.monotonic() - started
         print(f"trial {trial} ({took:.0f} s):\n" + "\n".join(lines), flush=True)
-    return summarize(tallies, args)
+    return summarize(tallies, args, thresholds)
 
 
 SHIFTS = tuple(round(0.02 * k, 2) for k in range(1, 21))  # 2% to 40% slower
@@ -208,7 +208,7 @@ def smallest_detected(
     runs, as CI meets it. Returns the smallest shift detected in 90% of the
     pairs (None: none is), and the detection rate per shift.
     """
-    limit = thresholds.limits_for(BASE)[next(k for k, m in gates.TOLERANCES.items() if m == metric)]
+    limit = thresholds.limits_for(BASE)[gates.TOLERANCE_OF[metric]]
     rule = thresholds.rule(limit)
     pairs = [(a, b) for i, a in enumerate(runs) for j, b in enumerate(runs) if i != j]
     rates = {}
@@ -244,7 +244,7 @@ def alternated(
     ``[base_vs_head]`` tolerances.
     """
     paired = thresholds.paired()
-    limit = paired.limits_for(BASE)[next(k for k, m in gates.TOLERANCES.items() if m == metric)]
+    limit = paired.limits_for(BASE)[gates.TOLERANCE_OF[metric]]
     rule = paired.rule(limit)
     windows = [runs[i : i + 6] for i in range(len(runs) - 5)]
     found = {}
@@ -294,7 +294,9 @@ def count(condition: str, failures: list[gates.Failure], tally: Tally) -> list[s
     return [f"{condition}: {'FLAGGED' if failures else 'pass'}"] + [f"    {f}" for f in failures]
 
 
-def summarize(tallies: dict[str, Tally], args: argparse.Namespace) -> int:
+def summarize(
+    tallies: dict[str, Tally], args: argparse.Namespace, thresholds: gates.Thresholds
+) -> int:
     """Print and save the table of trials; 0 when nothing was missed and nothing false."""
     summary = {
         condition: {"runs": t.runs, "flagged": t.flagged, "checks": dict(t.checks)}
@@ -313,7 +315,7 @@ def summarize(tallies: dict[str, Tally], args: argparse.Namespace) -> int:
     print(f"\nfalse alarms: {tallies[UNCHANGED].rate()}; detections: {caught.rate()}")
     if args.mode == "ci":
         runs = unchanged_samples(args.out, args.out / "storage")
-        smallest, rates = smallest_detected(runs, gates.load_thresholds(args.thresholds))
+        smallest, rates = smallest_detected(runs, thresholds)
         shown = ", ".join(f"{shift:.0%}: {rate:.0%}" for shift, rate in rates.items())
         print(
             f"smallest drop of optimized's fraction of the ceiling detected in 9 of 10"
@@ -322,7 +324,7 @@ def summarize(tallies: dict[str, Tally], args: argparse.Namespace) -> int:
             + f" (detection rate per drop: {shown})"
         )
         if len(runs) >= 6:
-            found = alternated(runs, gates.load_thresholds(args.thresholds))
+            found = alternated(runs, thresholds)
             shown = ", ".join(f"{shift:.0%}: {hits}/{n}" for shift, (hits, n) in found.items())
             print(f"benchmarks.ab, as windows of 6 unchanged runs, flagged per drop: {shown}")
     missed = caught.runs - caught.flagged

@@ -48,6 +48,8 @@ TOLERANCES = {
     # that hides a slower pipeline in its own time does not hide.
     "max_cpu_increase": "cpu_s_per_example",
 }
+# Metric -> its tolerance's key.
+TOLERANCE_OF = {metric: key for key, metric in TOLERANCES.items()}
 # How each compared metric is decided against the baseline's passes (`benchmarks.decide`).
 COMPARED = {
     "fraction_of_ceiling": Metric("fraction_of_ceiling"),
@@ -268,29 +270,16 @@ def check_run(thresholds: Thresholds, results: Mapping[str, Mapping[str, Any]]) 
     return failures
 
 
-def baseline_floor(key: str, before: float, tolerance: float) -> float:
-    """The lowest value a metric may take against ``before`` under tolerance ``key``.
-
-    Throughput may drop by a fraction of the baseline; accuracy by an absolute amount.
-    """
-    if key == "max_throughput_drop":
-        return before * (1 - tolerance)
-    if key == "max_cpu_increase":
-        return before * (1 + tolerance)  # a ceiling, not a floor: CPU may only rise this much
-    return before - tolerance
-
-
 def below_baseline(
     thresholds: Thresholds, variant: str, metric: str, value: float | None, before: float | None
 ) -> tuple[float, Limit] | None:
-    """(floor, limit) when ``value`` fell beyond the tolerance for ``metric`` from ``before``."""
-    key = next(k for k, m in TOLERANCES.items() if m == metric)
-    limit = thresholds.limits_for(variant).get(key)
+    """(limit value, limit) when ``value`` moved beyond the tolerance for ``metric`` from
+    ``before``: the throughput and accuracy floors, the CPU ceiling (`Metric.limit`)."""
+    limit = thresholds.limits_for(variant).get(TOLERANCE_OF[metric])
     if limit is None or value is None or not before:
         return None
-    floor = baseline_floor(key, before, limit.value)
-    beyond = value > floor if key == "max_cpu_increase" else value < floor
-    return (floor, limit) if beyond else None
+    worst = COMPARED[metric].limit(before, limit.value)
+    return (worst, limit) if COMPARED[metric].beyond(value, worst) else None
 
 
 def check_baseline(
@@ -323,38 +312,26 @@ def compare_with_baseline(
         limits = thresholds.limits_for(variant)
         for key, metric in TOLERANCES.items():
             limit = limits.get(key)
-            then, now = (
-                (before.get("samples") or {}).get(metric),
-                (metrics.get("samples") or {}).get(metric),
-            )
-            if limit is not None and then and now:
+            if limit is None:
+                continue
+            then = (before.get("samples") or {}).get(metric)
+            now = (metrics.get("samples") or {}).get(metric)
+            verdict = None
+            if then and now:
                 rule = thresholds.rule(limit)
                 rule = dataclasses.replace(rule, origin=f"{rule.origin}, baseline {baseline_name}")
                 verdict = decide(variant, COMPARED[metric], then, now, rule)
                 verdicts.append(verdict)
-                if verdict.change is None:
-                    # Too few passes to decide by statistics: a change beyond the
-                    # tolerance still fails on the single values, as it would unsampled.
-                    failures += _beyond_tolerance(
-                        thresholds, variant, metric, metrics, before, baseline_name
-                    )
-                    continue
-                if verdict.outcome == "regression":
-                    failures.append(
-                        Failure(
-                            variant,
-                            metric,
-                            verdict.change or 0.0,
-                            limit.value,
-                            "",
-                            rule.origin,
-                            verdict,
-                        )
-                    )
-                continue
-            failures += _beyond_tolerance(
-                thresholds, variant, metric, metrics, before, baseline_name
-            )
+            if verdict is None or verdict.change is None:
+                # No samples, or too few passes to decide by statistics: a change
+                # beyond the tolerance still fails on the single values.
+                failures += _beyond_tolerance(
+                    thresholds, variant, metric, metrics, before, baseline_name
+                )
+            elif verdict.outcome == "regression":
+                failures.append(
+                    Failure(variant, metric, verdict.change, limit.value, "", rule.origin, verdict)
+                )
         failures += _slower_stages(thresholds, variant, metrics, before, baseline_name)
         failures += _lost_steps(variant, metrics, before, baseline_name)
     return failures, verdicts
@@ -384,10 +361,10 @@ def _beyond_tolerance(
     fell = below_baseline(thresholds, variant, metric, metrics.get(metric), before.get(metric))
     if not fell:
         return []
-    floor, limit = fell
+    worst, limit = fell
     origin = f"{limit.origin}, baseline {baseline_name}"
-    relation = "<=" if metric == "cpu_s_per_example" else ">="
-    return [Failure(variant, metric, metrics[metric], floor, relation, origin)]
+    relation = ">=" if COMPARED[metric].higher_is_better else "<="
+    return [Failure(variant, metric, metrics[metric], worst, relation, origin)]
 
 
 def _slower_stages(

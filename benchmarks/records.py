@@ -212,20 +212,23 @@ class TrainingRecord:
     fraction_of_ceiling: float | None = None
     speedup_over_1_worker: float | None = None
     pipeline_cpu_s: float | None = None
-    # The final test accuracy of the same run's reference (the ceiling, or `augmented`
-    # for a variant that augments) minus this one's.
+    # The final test accuracy of the same run's reference (``reference``) minus this one's.
     accuracy_below_reference: float | None = None
-    accuracy_reference: str | None = None
 
     @property
     def train_s(self) -> float:
         """Median over runs of the training time of all epochs."""
         return statistics.median(run_totals(self.runs, "wall_s"))
 
+    def final_accuracies(self) -> list[float] | None:
+        """Per run, the test accuracy after the last epoch (None: not evaluated)."""
+        finals = [run[-1].test_accuracy for run in self.runs]
+        return None if None in finals else finals
+
     def final_accuracy(self) -> float | None:
         """Mean over runs of the test accuracy after the last epoch (None: not evaluated)."""
-        finals = [run[-1].test_accuracy for run in self.runs]
-        return None if None in finals else statistics.fmean(finals)
+        finals = self.final_accuracies()
+        return None if finals is None else statistics.fmean(finals)
 
     @property
     def cpu_s(self) -> float:
@@ -255,7 +258,10 @@ class TrainingRecord:
             "speedup_over_1_worker": self.speedup_over_1_worker,
             "pipeline_cpu_s": self.pipeline_cpu_s,
             "accuracy_below_reference": self.accuracy_below_reference,
-            "accuracy_reference": self.accuracy_reference,
+            # The variant judged against, where it was (the same run's ceiling or augmented).
+            "accuracy_reference": (
+                self.reference if self.accuracy_below_reference is not None else None
+            ),
         }
         figures.update({key: value for key, value in unpaired.items() if value is not None})
         if self.fraction_of_ceiling:
@@ -268,8 +274,8 @@ class TrainingRecord:
                 sum(s.examples for s in run) / sum(s.wall_s for s in run) for run in self.runs
             ],
         }
-        finals = [run[-1].test_accuracy for run in self.runs]
-        if None not in finals:
+        finals = self.final_accuracies()
+        if finals is not None:
             samples["test_accuracy"] = finals
         return _as_extra_info(self, figures, samples)
 
@@ -511,7 +517,6 @@ class RunRecords:
         final, wanted = record.final_accuracy(), reference.final_accuracy()
         if final is not None and wanted is not None:
             record.accuracy_below_reference = wanted - final
-            record.accuracy_reference = reference.variant
 
     @staticmethod
     def _analyse(record: TimelineRecord, untraced: TrainingRecord | None) -> None:

@@ -261,8 +261,9 @@ def trace_name(variant: str) -> str:
 def write_traces(target: Path, traces: Mapping[str, Mapping[str, Any]]) -> None:
     """Write each traced run's Trace Event Format file into ``traces/`` beside ``target``."""
     folder = Path(target).parent / TRACES
-    for variant, trace in traces.items():
+    if traces:
         folder.mkdir(parents=True, exist_ok=True)
+    for variant, trace in traces.items():
         write_atomic(folder / trace_name(variant), json.dumps(trace))
 
 

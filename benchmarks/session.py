@@ -96,6 +96,11 @@ class PerfOptions:
         return self.batch_size_asked or self.profile.batch_size
 
     @property
+    def build_options(self) -> dict[str, Any]:
+        """What every build of the run gets (`pipelines.build`'s keywords)."""
+        return {"batch_size": self.batch_size, "seed": self.seed, "image_size": self.image_size}
+
+    @property
     def plan(self) -> PassPlan:
         """How many interleaved passes this run makes."""
         return self.passes or self.profile.passes
@@ -148,12 +153,7 @@ class PerfSession:
         self.trainer = Trainer(model, strategy=self.strategy, jit_compile=options.jit_compile)
         # Read once, held in memory: evaluation then costs every variant the same,
         # model time only, and no pipeline is left half-iterated.
-        test_ds = pipelines.build(
-            EVALUATION,
-            self.test_source,
-            batch_size=options.batch_size,
-            image_size=options.image_size,
-        )
+        test_ds = pipelines.build(EVALUATION, self.test_source, **options.build_options)
         with self.test_source.explain_errors():
             self.test_batches = list(test_ds)
         # What each benchmark measured, and the ratios derived between them.
@@ -172,12 +172,7 @@ class PerfSession:
         ``service``: the tf.data service dispatcher, for variants that distribute.
         """
         dataset = pipelines.build(
-            variant,
-            self.train_source,
-            batch_size=self.options.batch_size,
-            seed=self.options.seed,
-            service=service,
-            image_size=self.options.image_size,
+            variant, self.train_source, service=service, **self.options.build_options
         )
         return dataset if service else own_threads(dataset, self.options.model_threads)
 
@@ -257,11 +252,7 @@ class PerfSession:
         ``epochs``: default the run's.
         """
         dataset, stages = pipelines.build_traced(
-            variant,
-            self.train_source,
-            batch_size=self.options.batch_size,
-            seed=self.options.seed,
-            image_size=self.options.image_size,
+            variant, self.train_source, **self.options.build_options
         )
         dataset = own_threads(dataset, self.options.model_threads)
         recorder = TimelineRecorder(stages)
