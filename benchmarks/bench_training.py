@@ -18,9 +18,11 @@ from collections.abc import Iterable
 import pytest
 
 import pipelines
+from benchmarks import report as report_names
 from benchmarks.passes import Passes, Trial
 from benchmarks.plugin import SERVICE_VARIANT, perf_session, service_setup
 from benchmarks.records import CEILING
+from benchmarks.verify import verify
 from pipelines.service import LocalService
 
 # Traced runs: one epoch shows every stage; a second shows what a cache stops
@@ -169,7 +171,32 @@ def test_timeline(benchmark, perf, variant_name):
         warmup_rounds=0,
     )
     stats, timeline = results[-1]
-    perf.records.timeline(benchmark.name, variant_name, stats, timeline, perf.fits_in_memory())
+    record = perf.records.timeline(
+        benchmark.name, variant_name, stats, timeline, perf.fits_in_memory()
+    )
+    if perf.options.profile_dir is not None:
+        folder = perf.options.profile_dir / report_names.file_stem(variant_name)
+        record.profile = str(perf.profile_epoch(variant_name, folder))
+
+
+@pytest.fixture(scope="session")
+def verification(perf):
+    """--perf-verify-suggestions: the selected variants' suggestions, each applied to a copy,
+    checked against the contract and timed, all in one set of interleaved passes."""
+    variants = [name for name in perf.options.variants if not pipelines.get(name).served]
+    return verify(perf, variants)
+
+
+def test_suggestions(benchmark, perf, verification, variant_name):
+    """The variant's suggested changes, verified: its rounds are the best copy's epochs."""
+    skip_if_served(variant_name)
+    outcomes, passes = verification
+    outcome = outcomes[variant_name]
+    if not outcome.best_seconds:
+        pytest.skip(f"{variant_name}: {outcome.verdict}")
+    report_rounds(benchmark, outcome.best_seconds)
+    verified = [v.to_dict() for v in outcome.verified]
+    perf.records.suggestions(benchmark.name, variant_name, verified, outcome.verdict, passes)
 
 
 def test_tracing_overhead(benchmark, perf, passes):

@@ -20,7 +20,12 @@ from pipelines.variants import Variant
 
 MODERATE = 0.05
 HIGH = 0.20
+# Besides the limiting stage, a stage taking at least this share of input time
+# gets its advice too.
+SECONDARY_SHARE = 0.2
 INPUT_KINDS = ("open", "read", "generator", "map", "batch", "function")
+# The stages that read the files: what a cache after decoding spares later epochs.
+STORAGE_KINDS = ("open", "read", "generator")
 
 
 def classify(input_bound: float) -> str:
@@ -107,6 +112,9 @@ class Bottleneck:
     in_flight: dict[str, float] = dataclasses.field(default_factory=dict)
     # Every second of the epochs, attributed: share per part (sums to 1).
     time_shares: dict[str, float] = dataclasses.field(default_factory=dict)
+    # The changes the suggestions name, as `pipelines.fixes.Fix` keys, in the
+    # suggestions' order: what --perf-verify-suggestions applies and times.
+    fixes: tuple[str, ...] = ()
 
     def summary(self) -> str:
         """One line: class, limiting stage, first suggestion, what was not explained."""
@@ -159,15 +167,17 @@ def analyze(times: StageTimes) -> Bottleneck:
     # input time shown): for a sequential stage its busy time, for a parallel
     # one the time any of its calls ran.
     limiting_stage = max(inputs, key=lambda s: share_of_input[s.name])
-    suggestions = _suggestions(times, limiting_stage, share_of_input)
+    said = _suggestions(times, limiting_stage, share_of_input)
+    fixes = dict.fromkeys(key for _, keys in said for key in keys)
     return Bottleneck(
         times.input_bound,
         classification,
         share_of_epoch,
         share_of_input,
         limiting_stage.name,
-        tuple(suggestions),
+        tuple(text for text, _ in said),
         **context,
+        fixes=tuple(fixes),
     )
 
 
@@ -181,56 +191,52 @@ def time_shares(times: StageTimes) -> dict[str, float]:
     return {name: seconds / wall for name, seconds in total.items()} if wall else {}
 
 
-def _suggestions(times: StageTimes, limiting: Stage, share: Mapping[str, float]) -> list[str]:
-    said: list[str] = []
+def _suggestions(
+    times: StageTimes, limiting: Stage, share: Mapping[str, float]
+) -> list[tuple[str, tuple[str, ...]]]:
+    """Each piece of advice, with the keys of the changes (`pipelines.fixes.Fix`) it names."""
+    said: list[tuple[str, tuple[str, ...]]] = []
     percent = f"{share[limiting.name]:.0%}"
     if any(stage.kind == "function" for stage in times.input_stages()):
         # Whatever the function does inside (prefetch, cache, parallel calls)
         # is out of sight: advice about it would be a guess.
         return [
-            f"{limiting.name} is a pipeline function, timed only from outside (the trainer"
-            f" waits {times.input_bound:.0%} of the time): the analysis cannot see its steps;"
-            " register it as steps (pipelines.steps) to see each"
+            (
+                f"{limiting.name} is a pipeline function, timed only from outside (the trainer"
+                f" waits {times.input_bound:.0%} of the time): the analysis cannot see its"
+                " steps; register it as steps (pipelines.steps) to see each",
+                (),
+            )
         ]
-    if limiting.kind in ("open", "read") and not limiting.parallel:
-        said.append(
-            f"{limiting.name} takes {percent} of input time and runs one file at a time:"
-            " read shards in parallel (interleave with num_parallel_calls)"
-        )
-    elif limiting.kind == "generator":
-        said.append(
-            f"records cross into Python one at a time through a generator ({percent} of"
-            " input time): read the files with tf.data (TFRecordDataset, interleave)"
-        )
-    elif limiting.kind == "map" and not limiting.parallel:
-        said.append(
-            f"{limiting.name} takes {percent} of input time and runs sequentially:"
-            " parallelize it (num_parallel_calls=AUTOTUNE) or vectorize it (batch before the map)"
-        )
-    elif limiting.kind == "map" and not limiting.batched:
-        said.append(
-            f"{limiting.name} takes {percent} of input time, one example per call:"
-            " vectorize it (batch before the map)"
-        )
-    elif limiting.kind in ("open", "read"):
-        said.append(
-            f"{limiting.name} takes {percent} of input time even in parallel: read more files"
-            " at once, or use larger files"
-        )
+    said.extend(_stage_advice(limiting, percent))
+    # Removing the limiting stage leaves the next to limit: a stage that takes a
+    # large share too gets its advice now, where a change can be made to it.
+    for stage in times.input_stages():
+        if stage is not limiting and share[stage.name] >= SECONDARY_SHARE:
+            named = {key for _, keys in said for key in keys}
+            advice = _stage_advice(stage, f"{share[stage.name]:.0%}")
+            said.extend(a for a in advice if set(a[1]) - named)
     if len(times.busy_s) > 0 and not times.caches:
         first = times.busy_s[0]
         inputs = times.input_stages()
         first_input = sum(first.get(s.name, 0.0) for s in inputs) or 1.0
-        storage = sum(first.get(s.name, 0.0) for s in inputs if s.kind in ("open", "read"))
+        # A generator reads the files too (through Python): a cache spares it as well.
+        storage = sum(first.get(s.name, 0.0) for s in inputs if s.kind in STORAGE_KINDS)
         if storage / first_input >= 0.5 and times.fits_in_memory:
             said.append(
-                f"open/read take {storage / first_input:.0%} of the first epoch's input time"
-                " and the data fits in memory: cache it after decoding"
+                (
+                    f"reading the files takes {storage / first_input:.0%} of the first epoch's"
+                    " input time and the data fits in memory: cache it after decoding",
+                    ("cache",),
+                )
             )
     if not times.prefetches:
         said.append(
-            f"the trainer waits {times.input_bound:.0%} of the time with nothing overlapping"
-            " input and training: prefetch at the end of the pipeline"
+            (
+                f"the trainer waits {times.input_bound:.0%} of the time with nothing"
+                " overlapping input and training: prefetch at the end of the pipeline",
+                ("prefetch",),
+            )
         )
     if not said:
         # Every class of input-bound run gets advice: here none of the step-level
@@ -240,12 +246,61 @@ def _suggestions(times: StageTimes, limiting: Stage, share: Mapping[str, float])
         )
         has = "a cache and a prefetch" if times.caches else "a prefetch"
         said.append(
-            f"{limiting.name} takes {percent} of input time and already runs {how}, with"
-            f" {has} in the pipeline: make its work cheaper (move what does not need to"
-            " be fresh before a cache), or give the input pipeline more cores"
-            " (--perf-model-threads sets how many the model keeps)"
+            (
+                f"{limiting.name} takes {percent} of input time and already runs {how}, with"
+                f" {has} in the pipeline: make its work cheaper (move what does not need to"
+                " be fresh before a cache), or give the input pipeline more cores"
+                " (--perf-model-threads sets how many the model keeps)",
+                (),
+            )
         )
     return said
+
+
+def _stage_advice(stage: Stage, percent: str) -> list[tuple[str, tuple[str, ...]]]:
+    """What to change about one input stage taking ``percent`` of input time."""
+    if stage.kind in ("open", "read") and not stage.parallel:
+        return [
+            (
+                f"{stage.name} takes {percent} of input time and runs one file at a time:"
+                " read shards in parallel (interleave with num_parallel_calls)",
+                ("parallel_read",),
+            )
+        ]
+    if stage.kind == "generator":
+        return [
+            (
+                f"records cross into Python one at a time through a generator ({percent} of"
+                " input time): read the files with tf.data (TFRecordDataset, interleave)",
+                ("tf_data_read", "parallel_read"),
+            )
+        ]
+    if stage.kind == "map" and not stage.parallel:
+        return [
+            (
+                f"{stage.name} takes {percent} of input time and runs sequentially:"
+                " parallelize it (num_parallel_calls=AUTOTUNE) or vectorize it (batch before"
+                " the map)",
+                (f"parallelize:{stage.name}", f"vectorize:{stage.name}"),
+            )
+        ]
+    if stage.kind == "map" and not stage.batched:
+        return [
+            (
+                f"{stage.name} takes {percent} of input time, one example per call:"
+                " vectorize it (batch before the map)",
+                (f"vectorize:{stage.name}",),
+            )
+        ]
+    if stage.kind in ("open", "read"):
+        return [
+            (
+                f"{stage.name} takes {percent} of input time even in parallel: read more"
+                " files at once, or use larger files",
+                (),
+            )
+        ]
+    return []
 
 
 # A stage's typical cost is gated against a baseline only when the stage takes

@@ -195,6 +195,21 @@ def _add_judging_options(group: pytest.OptionGroup) -> None:
         " (1 and 2 worker processes started on localhost)",
     )
     group.addoption(
+        "--perf-verify-suggestions",
+        action="store_true",
+        default=False,
+        help="apply each change the bottleneck analysis suggests to a copy of the variant,"
+        " check the copy against the variant's contract, and time it in the same run"
+        " (adds a set of interleaved passes: minutes)",
+    )
+    group.addoption(
+        "--perf-profiler",
+        action="store_true",
+        default=False,
+        help="also capture one epoch of each traced variant with the TensorFlow profiler"
+        " (for xprof or TensorBoard), beside the report in profiles/",
+    )
+    group.addoption(
         "--perf-baseline",
         default=None,
         help="compare throughput and accuracy with a saved run: its id, path, or 'latest'",
@@ -270,7 +285,15 @@ def perf_options(config: pytest.Config) -> PerfOptions:
         batch_size_asked=batch_size,
         seed=config.getoption("perf_seed", 0),
         image_size=image_size,
+        profile_dir=profile_dir(config) if config.getoption("perf_profiler") else None,
     )
+
+
+def profile_dir(config: pytest.Config) -> Path:
+    """Where the TensorFlow profiler's captures go: ``profiles/`` beside the report (or
+    under ``reports/`` when no report is asked for), one folder per variant."""
+    report_path = config.getoption("perf_report")
+    return (Path(report_path).parent if report_path else Path("reports")) / report.PROFILES
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -341,6 +364,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     A bad one is a one-line usage error (exit 4) before anything is timed or
     saved: the data is opened (and validated) here, not by the first benchmark.
     """
+    if not config.getoption("perf_verify_suggestions"):
+        unasked = [i for i in items if getattr(i, "originalname", None) == "test_suggestions"]
+        if unasked:
+            config.hook.pytest_deselected(items=unasked)
+            items[:] = [item for item in items if item not in unasked]
     if not _benchmarks_selected(items):
         return
     options = perf_options(config)
@@ -715,6 +743,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.section("bottlenecks")
         for variant, analysis in bottlenecks.items():
             terminalreporter.write_line(f"{variant}: {Bottleneck(**analysis).summary()}")
+    verified = config.stash[SESSION_KEY].records.verified_suggestions()
+    if verified:
+        terminalreporter.section("verified suggestions (each change applied to a copy)")
+        for variant, info in verified.items():
+            terminalreporter.write_line(f"{variant}: {info['verdict']}")
+            for line in info["verified_suggestions"]:
+                terminalreporter.write_line(f"    {line['line']}")
     if state.report:
         terminalreporter.write_line(f"performance report: {state.report}", bold=True)
     if state.report_error:

@@ -323,10 +323,13 @@ class TimelineRecord:
     # Every span, in the Trace Event Format (`Timeline.chrome_trace`): written
     # beside the report, not into the saved run, which keeps the compact form.
     trace: dict[str, Any] | None = None
+    # The TensorFlow profiler's capture of one epoch (--perf-profiler): its folder.
+    profile: str | None = None
 
     def to_extra_info(self) -> dict[str, Any]:
         """The timeline, and (after `RunRecords.derive`) its analysis and gated figures."""
         figures = {
+            "profile": self.profile,
             "epoch_times_s": [s.wall_s for s in self.stats],
             "input_bound": input_bound_of(self.stats),
             "fits_in_memory": self.fits_in_memory,
@@ -375,7 +378,24 @@ class OverheadRecord:
         return _as_extra_info(self, figures)
 
 
-Record = TrainingRecord | PipelineRecord | TimelineRecord | OverheadRecord
+@dataclasses.dataclass
+class SuggestionsRecord:
+    """A variant's suggestions, each applied to a copy, checked and timed (`benchmarks.verify`)."""
+
+    variant: str
+    setting: dict[str, Any]
+    verified: list[dict[str, Any]]  # `benchmarks.verify.Verified.to_dict`, one per change
+    verdict: str
+    passes: int
+    kind: str = "suggestions"
+
+    def to_extra_info(self) -> dict[str, Any]:
+        """The verified suggestions and the verdict."""
+        figures = {"verified_suggestions": self.verified, "verdict": self.verdict}
+        return _as_extra_info(self, {**figures, "verification_passes": self.passes})
+
+
+Record = TrainingRecord | PipelineRecord | TimelineRecord | OverheadRecord | SuggestionsRecord
 
 
 class RunRecords:
@@ -438,6 +458,46 @@ class RunRecords:
         self.records[name] = record
         return record
 
+    def suggestions(
+        self, name: str, variant: str, verified: list[dict[str, Any]], verdict: str, passes: int
+    ) -> SuggestionsRecord:
+        """Record a variant's verified suggestions."""
+        record = SuggestionsRecord(variant, self.describe(), verified, verdict, passes)
+        self.records[name] = record
+        return record
+
+    def analysis(self, variant: str) -> Bottleneck | None:
+        """The bottleneck analysis of ``variant``'s traced run (None: it was not traced),
+        available before `derive`, from the records so far."""
+        record = next(
+            (
+                r
+                for r in self.records.values()
+                if isinstance(r, TimelineRecord) and r.variant == variant
+            ),
+            None,
+        )
+        if record is None:
+            return None
+        untraced = next(
+            (
+                r
+                for r in self.records.values()
+                if isinstance(r, TrainingRecord) and r.kind == "training" and r.variant == variant
+            ),
+            None,
+        )
+        self._analyse(record, untraced)
+        return record.bottleneck
+
+    def verified_suggestions(self) -> dict[str, dict[str, Any]]:
+        """Per variant whose suggestions were verified, its record's ``extra_info``."""
+        return {
+            r.variant: r.to_extra_info()
+            for r in self.records.values()
+            if isinstance(r, SuggestionsRecord)
+        }
+
     def traces(self) -> dict[str, dict[str, Any]]:
         """Per traced variant, its run in the Trace Event Format."""
         return {
@@ -474,7 +534,7 @@ class RunRecords:
             trial = Trial(
                 "traced" if record.kind == "tracing_overhead" else record.kind, record.variant
             )
-            if not isinstance(record, TimelineRecord):
+            if isinstance(record, TrainingRecord | PipelineRecord | OverheadRecord):
                 record.paired = paired.get(trial)
         training = {r.variant: r for r in self.records.values() if isinstance(r, TrainingRecord)}
         ceiling = training.pop("ceiling", None)

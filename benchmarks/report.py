@@ -43,7 +43,14 @@ DEFAULT_OUTPUT = Path("reports/perf.html")
 DEFAULT_STORAGE = Path(".benchmarks")
 # The trained variants' metrics a baseline comparison checks (the pipeline's CPU is
 # a figure of another benchmark, shown in its table).
-HISTORY_METRICS = ("fraction_of_ceiling", "test_accuracy")
+# The trends shown across saved runs: each with its name and unit, on an axis
+# from zero (ratios and throughput) or over the whole range (accuracy).
+HISTORY_METRICS = {
+    "examples_per_s": figures.Axis("training throughput", "examples/s"),
+    "fraction_of_ceiling": figures.Axis("fraction of the ceiling", "x the ceiling's throughput"),
+    "speedup_over_naive": figures.Axis("speedup over naive", "x naive's throughput"),
+    "test_accuracy": figures.Axis("final test accuracy", "fraction correct", 0.0, 1.0),
+}
 
 
 class NoRuns(DataError):
@@ -65,6 +72,8 @@ class RunView:
     timelines: dict[str, dict[str, Any]]
     overhead: dict[str, Any] | None
     gates: dict[str, Any] | None
+    # --perf-verify-suggestions: per variant, its verified suggestions and verdict.
+    suggestions: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     # How the run measured: interleaved passes, their orders, the doubts about them.
     passes: dict[str, Any] | None = None
 
@@ -89,6 +98,7 @@ class RunView:
             timelines=by_kind.get("timeline", {}),
             overhead=next(iter(overhead.values()), None),
             gates=run.get("perf_gates"),
+            suggestions=by_kind.get("suggestions", {}),
             passes=run.get("perf_passes"),
         )
 
@@ -169,8 +179,12 @@ def render(
     history: Sequence[RunView],
     thresholds: Thresholds | None = None,
     traces: Mapping[str, str] | None = None,
+    profiles: Mapping[str, str] | None = None,
 ) -> str:
-    """The report page for ``current``, with the trends over ``history`` (which includes it)."""
+    """The report page for ``current``, with the trends over ``history`` (which includes it).
+
+    ``traces``, ``profiles``: per variant, the relative link to its trace file and
+    to its TensorFlow profiler capture, where they lie beside the report."""
     variants = list(current.training)
     rows = []
     for variant in variants:
@@ -202,6 +216,15 @@ def render(
             "bottleneck": info.get("bottleneck"),
             "epoch_times_s": info.get("epoch_times_s", []),
             "trace": (traces or {}).get(variant),
+            "profile": (profiles or {}).get(variant),
+            "steps": (
+                figures.step_times(
+                    info["timeline"]["steps"], f"{variant}: each train step, input and compute"
+                )
+                if info["timeline"].get("steps")
+                else None
+            ),
+            "input_share": _input_share(info["timeline"].get("steps") or []),
         }
         for variant, info in current.timelines.items()
     ]
@@ -221,6 +244,7 @@ def render(
         accuracy=accuracy,
         timelines=timelines,
         overhead=current.overhead,
+        suggestions=current.suggestions,
         history=history_figures(history, thresholds),
         runs=len(history),
         moderate=MODERATE,
@@ -238,24 +262,43 @@ def history_figures(
     order = _variants_in_order(history)
     labels = [f"{view.label} {view.datetime[:16]}" for view in history]
     out = []
-    for metric in HISTORY_METRICS:
+    for metric, axis in HISTORY_METRICS.items():
         series = {v: [view.training.get(v, {}).get(metric) for view in history] for v in order}
+        if not any(value is not None for values in series.values() for value in values):
+            continue
+        bounds = {
+            v: [view.training.get(v, {}).get(f"{metric}_ci") for view in history] for v in order
+        }
         out.append(
             {
-                "metric": metric,
-                "figure": figures.history(labels, series, marks[metric], metric),
+                "metric": axis.title,
+                "figure": figures.history(labels, series, marks[metric], axis, bounds),
                 "marked": {v: [history[i].label for i in idx] for v, idx in marks[metric].items()},
             }
         )
     return out
 
 
+def _input_share(steps: Sequence[Sequence[float]]) -> float | None:
+    """Of the train steps' time, the share spent waiting for input (None: no steps)."""
+    waiting = sum(wait for _, wait, _ in steps)
+    total = waiting + sum(step for _, _, step in steps)
+    return waiting / total if total else None
+
+
 TRACES = "traces"
+# The TensorFlow profiler's captures (--perf-profiler), one folder per variant.
+PROFILES = "profiles"
+
+
+def file_stem(variant: str) -> str:
+    """A variant's name as a file name: anything but [A-Za-z0-9_-] as ``_``."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", variant)
 
 
 def trace_name(variant: str) -> str:
-    """The file name of a variant's trace: its name with anything but [A-Za-z0-9_-] as ``_``."""
-    return re.sub(r"[^A-Za-z0-9_-]", "_", variant) + ".trace.json"
+    """The file name of a variant's trace."""
+    return file_stem(variant) + ".trace.json"
 
 
 def write_traces(target: Path, traces: Mapping[str, Mapping[str, Any]]) -> None:
@@ -305,12 +348,18 @@ def write_report(
         view = next((v for v in history if v.path == str(chosen)), None)
         if view is None:  # a run file outside storage
             view = RunView.of(read_run(chosen), chosen.stem, chosen)
+    beside = Path(target).parent
     traces = {
         variant: f"{TRACES}/{trace_name(variant)}"
         for variant in view.timelines
-        if (Path(target).parent / TRACES / trace_name(variant)).exists()
+        if (beside / TRACES / trace_name(variant)).exists()
     }
-    write_atomic(target, render(view, history, thresholds, traces))
+    profiles = {
+        variant: f"{PROFILES}/{file_stem(variant)}/"
+        for variant in view.timelines
+        if (beside / PROFILES / file_stem(variant)).is_dir()
+    }
+    write_atomic(target, render(view, history, thresholds, traces, profiles))
     return target.resolve()
 
 

@@ -13,7 +13,8 @@ import os
 import random
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -84,6 +85,8 @@ class PerfOptions:
     batch_size_asked: int | None = None
     # (height, width) the model sees; None: the source's (`--perf-image-size`).
     image_size: tuple[int, int] | None = None
+    # Where the TensorFlow profiler's captures go (`--perf-profiler`); None: none made.
+    profile_dir: Path | None = None
 
     @property
     def model(self) -> str:
@@ -267,6 +270,24 @@ class PerfSession:
             )
         return stats, recorder.timeline()
 
+    def profile_epoch(self, variant: str, logdir: Path) -> Path:
+        """One epoch of training through ``variant`` under the TensorFlow profiler.
+
+        The capture (``logdir/plugins/profile/<time>/<host>.xplane.pb``) opens in
+        xprof or TensorBoard's profile plugin: the trainer marks each step, so its
+        input-pipeline page splits step time into input and compute.
+        """
+        dataset = self.build(variant)
+        self.trainer.reset(self.initial)
+        logdir.mkdir(parents=True, exist_ok=True)
+        tf.profiler.experimental.start(str(logdir))
+        try:
+            with self.train_source.explain_errors():
+                self.trainer.fit(dataset, 1, test_ds=self.test_batches, progress=False)
+        finally:
+            tf.profiler.experimental.stop()
+        return logdir
+
     def fits_in_memory(self) -> bool:
         """Whether the decoded training data would take under a quarter of physical memory."""
         decoded = self.train_source.num_examples * 4 * int(np.prod(self.image_shape))
@@ -295,18 +316,23 @@ class PerfSession:
         its rounds from them.
         """
         if self.passes is None:
-            self.warm_up()
-            batches = self.in_memory_batches() if any(t.kind == "ceiling" for t in trials) else []
-            self.passes = run_passes(
-                trials,
-                lambda trial: self.run_trial(trial, batches),
-                self.options.plan,
-                # A new order every run, recorded with it (the data's seed stays fixed).
-                seed=random.SystemRandom().randrange(2**32),
-                estimates=pass_estimates,
-            )
+            self.passes = self.interleave(trials, self.options.plan)
             self.records.passes = self.passes
         return self.passes
+
+    def interleave(self, trials: Iterable[Trial], plan: PassPlan) -> Passes:
+        """Run ``trials`` in randomized interleaved passes as ``plan`` says (not kept)."""
+        trials = list(trials)
+        self.warm_up()
+        batches = self.in_memory_batches() if any(t.kind == "ceiling" for t in trials) else []
+        return run_passes(
+            trials,
+            lambda trial: self.run_trial(trial, batches),
+            plan,
+            # A new order every run, recorded with it (the data's seed stays fixed).
+            seed=random.SystemRandom().randrange(2**32),
+            estimates=pass_estimates,
+        )
 
     def run_trial(self, trial: Trial, batches: list[dict[str, tf.Tensor]]) -> tuple[Any, float]:
         """Run ``trial`` once on a fresh build: its result and the seconds it timed."""

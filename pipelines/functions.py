@@ -13,7 +13,7 @@ interleave over the files) starts from ``params.shards`` and
 ``params.read_shard`` instead of ``ds``.
 
 No ``id`` is needed: the property tests follow each example through the
-function by the index its tagged image encodes (``tests/tagged.py``). The
+function by the index its tagged image encodes (``pipelines/checks/tagged.py``). The
 tracing cannot see inside a function: it times each batch the function
 yields, as one stage, and the analysis gives no advice about the steps within.
 """

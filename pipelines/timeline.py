@@ -196,6 +196,17 @@ class Timeline:
         chosen = self.epochs if epoch is None else [self.epochs[epoch - 1]]
         return sum(end - start for start, end in chosen)
 
+    def step_times(self) -> list[list[float]]:
+        """Per train step, in order: ``[epoch, waiting for input (s), the step (s)]``, the
+        TF Profiler's step-time graph split into input and compute."""
+        rows = []
+        for epoch in range(1, len(self.epochs) + 1):
+            waits = sorted(self.spans_of(WAIT.name, epoch), key=lambda s: s.start)
+            steps = sorted(self.spans_of(TRAIN_STEP.name, epoch), key=lambda s: s.start)
+            for wait, step in zip(waits, steps, strict=False):
+                rows.append([epoch, round(wait.duration, 6), round(step.duration, 6)])
+        return rows
+
     def to_dict(self, bars: int = 800) -> dict[str, Any]:
         """A compact JSON-able form for saved runs: merged bars per stage and epoch, busy times.
 
@@ -222,6 +233,7 @@ class Timeline:
             "busy_s": [self.busy_s(epoch) for epoch in range(1, len(self.epochs) + 1)],
             "active_s": [self.active_s(epoch) for epoch in range(1, len(self.epochs) + 1)],
             "attribution": [self.attribution(epoch) for epoch in range(1, len(self.epochs) + 1)],
+            "steps": self.step_times(),
             "p10_s": self.p10_s(),
             "span_count": self.span_count(),
             "peak_concurrency": self.peak_concurrency(),

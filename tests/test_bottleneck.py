@@ -79,8 +79,8 @@ def test_open_and_read_dominating_the_first_epoch_suggest_a_cache_when_data_fits
     stages = (OPEN, PARALLEL_READ, PARALLEL_DECODE)
     fits = analyze(times(stages, [first, later], 0.3, prefetches=True, fits_in_memory=True))
     assert any(
-        s.startswith("open/read take 88% of the first epoch's input time and the data fits")
-        and s.endswith("cache it after decoding")
+        s.startswith("reading the files takes 88% of the first epoch's input time and the")
+        and s.endswith("the data fits in memory: cache it after decoding")
         for s in fits.suggestions
     ), fits.suggestions
     too_big = analyze(times(stages, [first, later], 0.3, prefetches=True, fits_in_memory=False))
@@ -210,3 +210,28 @@ def test_a_run_becomes_a_trace_event_file_with_a_track_per_stage_and_lane():
     for track in {e["tid"] for e in complete}:
         on_it = sorted((e["ts"], e["ts"] + e["dur"]) for e in complete if e["tid"] == track)
         assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(on_it))
+
+
+def test_a_second_stage_with_a_large_share_gets_its_advice_too():
+    # Reading limits; decoding, sequential, takes a third: removing the first
+    # bottleneck would leave it to limit, so it is named now.
+    busy = {"open": 0.1, "read": 5.0, "map(decode)": 3.0, "batch": 0.5}
+    facts = {"prefetches": True, "caches": True}
+    result = analyze(times((OPEN, READ, DECODE, BATCH), [busy], 0.6, **facts))
+    assert result.limiting_stage == "read"
+    assert result.fixes == ("parallel_read", "parallelize:map(decode)", "vectorize:map(decode)")
+    assert result.suggestions[1].startswith("map(decode) takes 35% of input time")
+    # Under a fifth of input time: not named.
+    busy["map(decode)"] = 1.0
+    result = analyze(times((OPEN, READ, DECODE, BATCH), [busy], 0.6, **facts))
+    assert result.fixes == ("parallel_read",)
+
+
+def test_each_suggestion_names_the_changes_it_would_make():
+    busy = {"generator": 7.0, "map(decode)": 1.0, "batch": 0.5}
+    stages = (Stage("generator", "generator"), DECODE, BATCH)
+    result = analyze(times(stages, [busy], 0.8))
+    # The generator reads the files: a cache after decoding spares it later epochs.
+    assert result.fixes == ("tf_data_read", "parallel_read", "cache", "prefetch")
+    function = analyze(times((Stage("function(f)", "function", batched=True),), [{}], 0.8))
+    assert function.fixes == ()

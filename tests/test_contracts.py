@@ -12,7 +12,7 @@ from hypothesis import Phase, example, given, settings
 from hypothesis import strategies as st
 
 import pipelines
-from contract_checks import check_variant
+from pipelines.checks.contract import check_variant
 from strategies import counts_and_batch_sizes, seeds
 
 # Each example builds a pipeline and runs it four to seven times: fewer examples

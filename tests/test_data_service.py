@@ -19,9 +19,9 @@ import pipelines
 from benchmarks.session import DIED_WORKER_EXIT, PerfSession
 from models.trainer import EpochStats
 from pipelines import DataError, sources
+from pipelines.checks.tagged import tagged_source
 from pipelines.service import LocalService, _listening, port_is_free
 from pipelines.synthetic import CLASS_NAMES, make_examples
-from tagged import tagged_source
 
 
 def test_a_local_service_serves_then_releases_its_ports_and_notices_a_dead_worker():

@@ -15,13 +15,13 @@ from bench_runner import ROOT
 
 import pipelines
 from benchmarks.bottleneck import StageTimes, analyze
-from contract_checks import ContractViolation, check_variant
 from pipelines import BuildParams, Contract
+from pipelines.checks.contract import ContractViolation, check_variant
+from pipelines.checks.tagged import decode_ids, tagged_source
 from pipelines.functions import function_variant
 from pipelines.plugins import load_plugin
 from pipelines.steps import fit_to
 from pipelines.timeline import TimelineRecorder
-from tagged import decode_ids, tagged_source
 
 LAB = ROOT / "examples" / "lab"
 

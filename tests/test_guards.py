@@ -1,7 +1,7 @@
 """Guarding the guards: deliberately broken variants are caught by the contract checks.
 
 Each broken variant is caught by the property it breaks, and by no check
-before it: every property in `contract_checks.CHECKS` has at least one here.
+before it: every property in `pipelines.checks.contract.CHECKS` has at least one here.
 The broken variants live here, never in `pipelines.VARIANTS`.
 """
 
@@ -12,8 +12,8 @@ import dataclasses
 import pytest
 import tensorflow as tf
 
-from contract_checks import CHECKS, ContractViolation, check_variant
 from pipelines import Contract, Variant, augment
+from pipelines.checks.contract import CHECKS, ContractViolation, check_variant
 from pipelines.element import ID, IMAGE, LABEL
 from pipelines.steps import (
     Batch,

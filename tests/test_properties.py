@@ -15,8 +15,9 @@ import tensorflow as tf
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chance import FALSE_FAILURE_RATE, choice_p_value, overlap_p_value
 from pipelines.augment import RANDOM_CHOICES
+from pipelines.checks.chance import FALSE_FAILURE_RATE, choice_p_value, overlap_p_value
+from pipelines.checks.tagged import decode_ids, read_augmentation, tagged_source
 from pipelines.element import ID
 from pipelines.steps import (
     Batch,
@@ -31,7 +32,6 @@ from pipelines.steps import (
 )
 from pipelines.variants import DECODE
 from strategies import counts_and_batch_sizes, seeds
-from tagged import decode_ids, read_augmentation, tagged_source
 
 sizes = st.integers(1, 60)
 batches = st.integers(1, 12)

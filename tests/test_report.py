@@ -18,16 +18,21 @@ from benchmarks.cores import default_model_threads
 from benchmarks.gates import load_thresholds
 from pipelines import DataError
 
-TRACED = "test_training or test_ceiling or test_timeline or test_tracing_overhead"
+TRACED = (
+    "test_training or test_ceiling or test_timeline or test_tracing_overhead or test_suggestions"
+)
 
 
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory) -> Path:
-    """A real benchmark run of cache and optimized, traced too, saved and reported."""
+    """A real benchmark run of cache and optimized, traced, profiled and its suggestions
+    verified, saved and reported."""
     tmp_path = tmp_path_factory.mktemp("report")
     done = run_benchmarks(
         tmp_path,
         "--benchmark-autosave",
+        "--perf-verify-suggestions",
+        "--perf-profiler",
         "--perf-report",
         str(tmp_path / "run.html"),
         select=TRACED,
@@ -48,6 +53,68 @@ def test_each_traced_run_is_a_trace_file_the_report_links(bench_run):
     page = (bench_run / "run.html").read_text()
     assert 'href="traces/optimized.trace.json"' in page
     assert 'href="traces/cache.trace.json"' in page
+
+
+def test_a_trace_file_keeps_the_rules_a_trace_viewer_loads_it_by(bench_run):
+    # What Perfetto's and chrome://tracing's JSON importers need: every event
+    # with its phase, pid, tid and a numeric time; complete events with a
+    # duration; slices on one track nested, never partly overlapping (an
+    # importer drops those). Every stage of the traced run has its track.
+    # (Perfetto's own trace processor is a binary its Python package downloads
+    # on first use; nothing is downloaded here.)
+    trace = json.loads((bench_run / "traces" / "optimized.trace.json").read_text())
+    saved = json.loads(next(storage_of(bench_run).glob("*/0001_*.json")).read_text())
+    (timeline,) = [
+        b["extra_info"]["timeline"]
+        for b in saved["benchmarks"]
+        if b["extra_info"]["kind"] == "timeline" and b["extra_info"]["variant"] == "optimized"
+    ]
+    events = trace["traceEvents"]
+    for event in events:
+        assert {"ph", "pid", "tid", "name"} <= set(event), event
+        assert event["ph"] in {"X", "M", "i", "I", "C"}, event
+        if event["ph"] == "X":
+            assert isinstance(event["ts"], int | float) and event["dur"] >= 0, event
+    tracks = {e["args"]["name"].split(" #")[0] for e in events if e["name"] == "thread_name"}
+    assert {stage["name"] for stage in timeline["stages"]} <= tracks
+    complete = [e for e in events if e["ph"] == "X"]
+    for track in {(e["pid"], e["tid"]) for e in complete}:
+        slices = sorted(
+            (e["ts"], e["ts"] + e["dur"]) for e in complete if (e["pid"], e["tid"]) == track
+        )
+        open_ends: list[float] = []
+        for start, end in slices:
+            while open_ends and open_ends[-1] <= start:
+                open_ends.pop()
+            assert not open_ends or end <= open_ends[-1], (track, start, end)
+            open_ends.append(end)
+
+
+def test_each_suggestion_is_verified_and_reported(bench_run):
+    saved = json.loads(next(storage_of(bench_run).glob("*/0001_*.json")).read_text())
+    verified = {
+        b["extra_info"]["variant"]: b["extra_info"]
+        for b in saved["benchmarks"]
+        if b["extra_info"]["kind"] == "suggestions"
+    }
+    assert "cache" in verified, saved["benchmarks"]
+    page = (bench_run / "run.html").read_text()
+    for info in verified.values():
+        assert info["verdict"] in page
+        for line in info["verified_suggestions"]:
+            if line["contract"] == "contract kept":
+                # Timed in the run's two passes, paired, with an interval.
+                assert line["speedup"]["n"] == 2 and len(line["speedup"]["ci"]) == 2
+            else:
+                assert line["speedup"] is None
+            assert line["label"] in page
+
+
+def test_each_traced_variant_has_a_profiler_capture_the_report_links(bench_run):
+    for variant in ("cache", "optimized"):
+        captures = list((bench_run / "profiles" / variant).glob("plugins/profile/*/*.xplane.pb"))
+        assert len(captures) == 1 and captures[0].stat().st_size > 0
+        assert f'href="profiles/{variant}/"' in (bench_run / "run.html").read_text()
 
 
 def storage_of(tmp_path: Path) -> Path:
@@ -93,14 +160,17 @@ def test_the_report_of_a_run_has_every_part(bench_run):
         'id="accuracy"',
         'id="bottlenecks"',
         'id="history"',
+        'id="suggestions"',
         "timeline of optimized",
+        "input and compute per train step of optimized",
         "timeline of cache",
         "Tracing overhead",
         "One run so far",
         "2 randomized interleaved passes",
     ):
         assert part in page, part
-    assert page.count("data:image/png;base64,") == 4  # throughput, accuracy, two timelines
+    # Throughput, accuracy, and per traced variant its timeline and its steps.
+    assert page.count("data:image/png;base64,") == 6
     assert "http://" not in page and "https://" not in page  # nothing to fetch
 
 
@@ -142,8 +212,12 @@ def test_history_across_runs_marks_a_regression(bench_run, tmp_path):
     target = report.write_report(tmp_path / "history.html", storage, thresholds=thresholds)
     page = target.read_text()
     assert "2 runs." in page
-    assert "cache: fraction_of_ceiling regressed in run 0002" in page
-    assert page.count("data:image/png;base64,") == 6  # plus one trend per metric
+    assert "cache: fraction of the ceiling regressed in run 0002" in page
+    # Plus a trend per metric the runs have: examples/s, fraction of the ceiling,
+    # accuracy (no naive in these runs: no speedup over it).
+    assert page.count("data:image/png;base64,") == 9
+    for axis in ("training throughput", "fraction of the ceiling", "final test accuracy"):
+        assert f'alt="{axis} across runs"' in page
 
 
 def test_no_saved_runs_is_one_line(tmp_path):
@@ -200,6 +274,6 @@ def test_the_report_renders_in_a_real_browser(bench_run, tmp_path):
     )
     page = check_page(target, find_chromium())
     assert page.errors == []
-    assert page.images == 6 and page.images_loaded == 6
+    assert page.images == 9 and page.images_loaded == 9
     assert page.title.startswith("tf.data performance report")
     assert "Timelines and bottlenecks" in page.text

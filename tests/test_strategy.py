@@ -10,7 +10,7 @@ import models
 import pipelines
 from models.devices import configure_gpus, default_strategy, precision, strategy_name
 from models.trainer import InitialModel, Trainer
-from tagged import tagged_source
+from pipelines.checks.tagged import tagged_source
 
 EPOCHS = 2
 

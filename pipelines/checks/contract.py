@@ -28,7 +28,9 @@ import numpy as np
 import tensorflow as tf
 
 import pipelines
-from chance import (
+from pipelines import Contract, Variant
+from pipelines.augment import PAD, RANDOM_CHOICES
+from pipelines.checks.chance import (
     FALSE_FAILURE_RATE,
     choice_p_value,
     log_permutations,
@@ -36,10 +38,8 @@ from chance import (
     same_order_p_value,
     smallest_choice_p_value,
 )
-from pipelines import Contract, Variant
-from pipelines.augment import PAD, RANDOM_CHOICES
+from pipelines.checks.tagged import decode_ids, label_of, read_augmentation, tagged_source
 from pipelines.sources.base import Source
-from tagged import decode_ids, label_of, read_augmentation, tagged_source
 
 # Three epochs: a repeated order or a repeated dropped remainder is then
 # unlikely enough by chance (squared) to be called a bug at small sizes.

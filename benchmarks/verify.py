@@ -1,0 +1,275 @@
+"""Suggestions proven by measurement (``--perf-verify-suggestions``).
+
+For each variant the bottleneck analysis gave advice for, every change it
+names (`pipelines.fixes`) is applied to a copy of the variant, alone, and
+all of them together. Each copy is checked against the variant's own
+contract (`pipelines.checks.contract`, on a tagged source) and, where it
+keeps it, trained in the same randomized interleaved passes as the variant
+itself and `optimized`: its speedup is paired within each pass, with its
+95% interval, and so is the share of the gap to `optimized` it closes.
+
+The TF profiler's input-pipeline page suggests; this step measures what
+the suggestion buys on this machine, the way Plumber (Kuchnik et al., MLSys
+2022) tunes by measuring rather than by rule.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import pipelines
+from benchmarks.intervals import Estimate, mean, paired_ratio
+from benchmarks.passes import Passes, Trial
+from pipelines.checks.contract import ContractViolation, check_variant
+from pipelines.errors import InputError
+from pipelines.fixes import Fix, applied
+from pipelines.variants import Variant
+
+# The reference a variant's gap is measured to.
+TARGET = "optimized"
+# How far to the target a change must bring a variant to count as enough.
+HALFWAY = 0.5
+# The contract check of a copy: one size where every promise is checkable far
+# beyond chance (60 examples, a remainder of 4, two shards), one seed.
+CHECK_SIZE = {"n": 60, "batch_size": 7, "num_shards": 2, "seed": 1}
+TOGETHER = "all of them together"
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A variant with some suggested changes applied, and whether it can be timed."""
+
+    variant: str
+    fixes: tuple[Fix, ...]
+    copy: Variant | None
+    # Why it is not timed: the change does not apply, or the copy broke the contract.
+    problem: str | None = None
+
+    @property
+    def label(self) -> str:
+        """What was changed, in words."""
+        if len(self.fixes) > 1:
+            return TOGETHER
+        return self.fixes[0].label
+
+    @property
+    def trial(self) -> Trial | None:
+        """Its training trial, where it is timed."""
+        return None if self.copy is None or self.problem else Trial("training", self.copy.name)
+
+
+def candidates(variant: Variant, fix_keys: Sequence[str]) -> list[Candidate]:
+    """Each change alone."""
+    out = []
+    for fix in (Fix.parse(key) for key in fix_keys):
+        copy = applied(variant, [fix])
+        problem = None if copy else f"does not apply to {variant.describe()}"
+        out.append(Candidate(variant.name, (fix,), copy, problem))
+    return out
+
+
+def together(variant: Variant, singles: Sequence[Candidate]) -> list[Candidate]:
+    """All the changes that kept the contract alone, applied together (where there are two
+    or more): removing one bottleneck leaves the next to limit, so the changes' gains
+    multiply only when made together.
+
+    Two changes may be alternatives for one stage (parallelize or vectorize it):
+    together, each stage gets the first.
+    """
+    chosen: dict[str, Fix] = {}
+    for single in singles:
+        if single.trial is not None:
+            chosen.setdefault(single.fixes[0].stage or single.fixes[0].kind, single.fixes[0])
+    if len(chosen) < 2:
+        return []
+    fixes = tuple(chosen.values())
+    return [Candidate(variant.name, fixes, applied(variant, fixes))]
+
+
+def check_contract(candidate: Candidate, check: Callable[..., None] = check_variant) -> Candidate:
+    """``candidate`` with ``problem`` set where its copy breaks the variant's contract."""
+    if candidate.copy is None or candidate.problem:
+        return candidate
+    try:
+        check(candidate.copy, **CHECK_SIZE)
+    except ContractViolation as violation:
+        return dataclasses.replace(candidate, problem=f"breaks the contract: {violation.prop}")
+    except (InputError, ValueError, TypeError) as error:
+        return dataclasses.replace(candidate, problem=f"does not build: {error}")
+    return candidate
+
+
+@dataclasses.dataclass(frozen=True)
+class Verified:
+    """What one candidate measured: its speedup over the variant, and the share of the
+    gap to `TARGET` it closed (None where the target was not timed or not faster)."""
+
+    label: str
+    fixes: tuple[str, ...]
+    contract: str
+    speedup: Estimate | None = None
+    gap_closed: Estimate | None = None
+
+    def line(self) -> str:
+        """E.g. ``parallelize map(decode): 1.42x [1.35, 1.49], contract kept``."""
+        if self.speedup is None:
+            return f"{self.label}: not timed, {self.contract}"
+        gap = (
+            ""
+            if self.gap_closed is None
+            else f", {self.gap_closed.value:.0%} of the way to {TARGET}"
+        )
+        speedup = f"{self.speedup.value:.2f}x {self.speedup.interval_text}"
+        return f"{self.label}: {speedup}{gap}, {self.contract}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able, for extra_info and the report."""
+
+        def estimate(e: Estimate | None) -> dict[str, Any] | None:
+            return None if e is None else {"value": e.value, "ci": e.to_list(), "n": e.n}
+
+        return {
+            "label": self.label,
+            "fixes": list(self.fixes),
+            "contract": self.contract,
+            "speedup": estimate(self.speedup),
+            "gap_closed": estimate(self.gap_closed),
+            "line": self.line(),
+        }
+
+
+def gap_closed(
+    before: Sequence[float], after: Sequence[float], target: Sequence[float]
+) -> Estimate | None:
+    """Per pass, how much of the throughput gap between ``before`` and ``target`` the
+    change closed (times per pass, paired; 1: as fast as the target), summarised with its
+    interval; None where the target is not faster than ``before`` in every pass."""
+    shares = []
+    for b, a, t in zip(before, after, target, strict=True):
+        if t >= b:
+            return None
+        shares.append((1 / a - 1 / b) / (1 / t - 1 / b))
+    return mean(shares)
+
+
+def judge(candidates_: Iterable[Candidate], passes: Passes | None, variant: str) -> list[Verified]:
+    """Each candidate's figures from ``passes`` (which timed the variant, `TARGET` and the
+    candidates that kept the contract; None where none was timed)."""
+    seconds = passes.seconds if passes else {}
+    before = seconds.get(Trial("training", variant), [])
+    target = seconds.get(Trial("training", TARGET)) if variant != TARGET else None
+    out = []
+    for candidate in candidates_:
+        keys = tuple(fix.key for fix in candidate.fixes)
+        trial = candidate.trial
+        if trial is None or trial not in seconds or not before:
+            out.append(Verified(candidate.label, keys, candidate.problem or "not timed"))
+            continue
+        after = seconds[trial]
+        out.append(
+            Verified(
+                candidate.label,
+                keys,
+                "contract kept",
+                paired_ratio(before, after),
+                gap_closed(before, after, target) if target else None,
+            )
+        )
+    return out
+
+
+def verdict(variant: str, verified: Sequence[Verified], analysis: Any) -> str:
+    """One line: which change brings the variant halfway to `TARGET`, or why none does."""
+    if variant == TARGET:
+        return f"{variant} is the reference the others are measured against"
+    if analysis is None or not analysis.fixes:
+        reason = (
+            "it is not input-bound: the model limits it"
+            if analysis is not None and analysis.input_bound < 0.05
+            else "no suggested change can be applied automatically"
+        )
+        return f"nothing to verify: {reason}"
+    timed = [v for v in verified if v.speedup is not None]
+    if not timed:
+        return "no suggested change kept the contract: " + "; ".join(v.line() for v in verified)
+    singles = [v for v in timed if v.label != TOGETHER]
+    best = max(singles or timed, key=lambda v: v.speedup.value)
+    if best.gap_closed is None:
+        return f"best: {best.line()} ({TARGET} was not timed faster, so no gap to close)"
+    if best.gap_closed.value >= HALFWAY:
+        return f"halfway reached by one change: {best.line()}"
+    why = (
+        f"no single change closes half the gap to {TARGET} ({best.gap_closed.value:.0%} at"
+        f" best, {best.label}): the time is spread over several stages, and removing one"
+        " leaves the next to limit"
+    )
+    together = next((v for v in timed if v.label == TOGETHER), None)
+    if together is None or together.gap_closed is None:
+        return why
+    if together.gap_closed.value >= HALFWAY:
+        return f"halfway reached only with {TOGETHER} ({together.line()}); {why}"
+    return (
+        f"not halfway, even with {TOGETHER} ({together.gap_closed.value:.0%}): {why}, and"
+        f" {TARGET} does more than these changes (e.g. work moved before its cache)"
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """A variant's verified suggestions and the verdict on them."""
+
+    verified: list[Verified]
+    verdict: str
+    # The seconds of the best timed copy, one per pass (what its benchmark reports).
+    best_seconds: list[float]
+
+
+def verify(
+    session: Any,
+    variants: Sequence[str],
+    check: Callable[..., None] = check_variant,
+) -> tuple[dict[str, Outcome], int]:
+    """Verify the suggestions of each of ``variants`` in one set of interleaved passes.
+
+    ``session``: the run's `benchmarks.session.PerfSession`; its records must
+    hold the variants' traced runs. Returns per variant its `Outcome`, and
+    how many passes timed them. The copies are registered only while timed.
+    """
+    analyses = {name: session.records.analysis(name) for name in variants}
+    groups: dict[str, list[Candidate]] = {}
+    for name, analysis in analyses.items():
+        if analysis is None or not analysis.fixes or name == TARGET:
+            groups[name] = []
+            continue
+        variant = pipelines.get(name)
+        singles = [check_contract(c, check) for c in candidates(variant, analysis.fixes)]
+        groups[name] = singles + [check_contract(c, check) for c in together(variant, singles)]
+    timed = [c for group in groups.values() for c in group if c.trial is not None]
+    passes = None
+    if timed:
+        trials = {c.trial for c in timed} | {Trial("training", c.variant) for c in timed}
+        if TARGET in pipelines.VARIANTS:
+            trials.add(Trial("training", TARGET))
+        for candidate in timed:
+            pipelines.register(candidate.copy, replace=True)
+        try:
+            plan = session.options.plan
+            passes = session.interleave(trials, plan.exactly(plan.min_passes))
+        finally:
+            for candidate in timed:
+                pipelines.unregister(candidate.copy.name)
+    outcomes = {}
+    for name, group in groups.items():
+        verified = judge(group, passes, name)
+        best = max(
+            (c for c in group if passes and c.trial in passes.seconds),
+            key=lambda c: (
+                paired_ratio(passes.seconds[Trial("training", name)], passes.seconds[c.trial]).value
+            ),
+            default=None,
+        )
+        seconds = passes.seconds[best.trial] if best and passes else []
+        outcomes[name] = Outcome(verified, verdict(name, verified, analyses[name]), seconds)
+    return outcomes, passes.count if passes else 0

@@ -1,0 +1,216 @@
+"""--perf-verify-suggestions: each suggested change applied to a copy, checked, timed in passes."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import pytest
+
+import pipelines
+from benchmarks.bottleneck import Bottleneck, StageTimes, analyze
+from benchmarks.intervals import Estimate
+from benchmarks.passes import PassPlan, Trial, run_passes
+from benchmarks.verify import (
+    TOGETHER,
+    Candidate,
+    Verified,
+    candidates,
+    check_contract,
+    gap_closed,
+    together,
+    verdict,
+    verify,
+)
+from pipelines.checks.tagged import tagged_source
+from pipelines.fixes import Fix
+from pipelines.steps import Batch, Map, Read, Shuffle
+from pipelines.timeline import TRAINER_STAGES
+from pipelines.tracing import Stage
+
+AUGMENTED = pipelines.get("augmented")
+
+
+def test_each_change_alone_then_together_with_one_alternative_per_stage():
+    keys = ["parallelize:map(augment)", "vectorize:map(augment)", "cache", "prefetch"]
+    singles = candidates(AUGMENTED, keys)
+    assert [c.label for c in singles] == [
+        "parallelize map(augment)",
+        "vectorize map(augment)",
+        "cache after decoding",
+        "prefetch at the end",
+    ]
+    (combined,) = together(AUGMENTED, singles)
+    assert combined.label == TOGETHER
+    # Parallelize or vectorize: the same stage, so together takes the first.
+    assert [fix.key for fix in combined.fixes] == ["parallelize:map(augment)", "cache", "prefetch"]
+
+
+def test_together_leaves_out_a_change_that_broke_the_contract():
+    naive = pipelines.get("naive")
+    singles = [check_contract(c) for c in candidates(naive, ["parallel_read", "prefetch", "cache"])]
+    assert singles[0].problem == "breaks the contract: order"
+    (combined,) = together(naive, singles)
+    assert [fix.key for fix in combined.fixes] == ["prefetch", "cache"]
+
+
+def test_a_change_that_does_not_apply_is_not_timed_and_says_why():
+    (found,) = candidates(pipelines.get("prefetch"), ["prefetch"])
+    assert found.trial is None
+    assert found.problem.startswith("does not apply to read -> map(decode")
+
+
+def test_a_copy_that_breaks_the_contract_is_not_timed():
+    (found,) = candidates(pipelines.get("naive"), ["parallel_read"])
+    checked = check_contract(found)
+    assert checked.problem == "breaks the contract: order"
+    assert checked.trial is None
+
+
+def test_a_copy_that_keeps_the_contract_is_timed():
+    (found,) = candidates(AUGMENTED, ["cache"])
+    assert check_contract(found).trial == Trial("training", "augmented+cache")
+
+
+@pytest.mark.parametrize(
+    ("after", "expected"),
+    [(2.0, 0.0), (1.5, 1 / 3), (1.0, 1.0), (0.8, 1.5)],
+)
+def test_the_gap_closed_is_measured_in_throughput(after, expected):
+    # 2 s before, 1 s for the target: throughput 0.5 -> 1 per second.
+    closed = gap_closed([2.0, 2.0], [after, after], [1.0, 1.0])
+    assert closed.value == pytest.approx(expected)
+
+
+def test_no_gap_when_the_target_is_not_faster():
+    assert gap_closed([1.0, 1.0], [0.9, 0.9], [1.0, 1.2]) is None
+
+
+def _verified(label: str, speedup: float, closed: float | None) -> Verified:
+    gap = None if closed is None else Estimate(closed, closed - 0.1, closed + 0.1, 3)
+    return Verified(
+        label, (label,), "contract kept", Estimate(speedup, speedup - 0.1, speedup + 0.1, 3), gap
+    )
+
+
+ANALYSED = SimpleNamespace(fixes=("cache",), input_bound=0.5)
+
+
+def test_the_verdict_names_the_change_that_brings_it_halfway():
+    found = [_verified("prefetch at the end", 1.1, 0.1), _verified("cache after decoding", 2, 0.6)]
+    line = verdict("augmented", found, ANALYSED)
+    assert line.startswith("halfway reached by one change: cache after decoding: 2.00x")
+    assert "60% of the way to optimized" in line
+
+
+def test_the_verdict_says_why_when_no_change_is_enough():
+    found = [
+        _verified("prefetch at the end", 1.1, 0.1),
+        _verified("cache after decoding", 1.5, 0.3),
+        _verified(TOGETHER, 2.5, 0.8),
+    ]
+    line = verdict("augmented", found, ANALYSED)
+    assert line.startswith(f"halfway reached only with {TOGETHER} ({TOGETHER}: 2.50x")
+    assert "no single change closes half the gap to optimized (30% at best" in line
+    found[-1] = _verified(TOGETHER, 1.6, 0.4)
+    line = verdict("augmented", found, ANALYSED)
+    assert line.startswith(f"not halfway, even with {TOGETHER} (40%): no single change")
+
+
+def test_the_verdict_without_suggestions_says_the_model_limits():
+    line = verdict("prefetch", [], SimpleNamespace(fixes=(), input_bound=0.01))
+    assert line == "nothing to verify: it is not input-bound: the model limits it"
+
+
+class _Session:
+    """What `verify` needs of a run: its records' analyses, its plan, and passes that
+    really build and iterate each trial's variant (the pipeline alone, on a tagged source)."""
+
+    def __init__(self, analyses: dict[str, Bottleneck]) -> None:
+        self.records = SimpleNamespace(analysis=analyses.get)
+        self.options = SimpleNamespace(plan=PassPlan(3, 3, 1e9))
+        self.source = tagged_source(60, num_shards=2)
+        self.planned: set[Trial] = set()
+
+    def interleave(self, trials, plan):
+        self.planned = set(trials)
+        return run_passes(trials, self._epoch, plan, seed=0)
+
+    def _epoch(self, trial: Trial):
+        dataset = pipelines.build(trial.variant, self.source, batch_size=8, seed=0)
+        started = time.perf_counter()
+        count = sum(1 for _ in dataset)
+        return count, time.perf_counter() - started
+
+
+@pytest.fixture
+def small_variant():
+    variant = pipelines.Variant(
+        "small_sequential",
+        (Read(), Map(("decode",)), Shuffle(), Batch()),
+        pipelines.Contract(shuffle="elements"),
+        benchmarked=False,
+    )
+    pipelines.register(variant)
+    yield variant
+    pipelines.unregister(variant.name)
+
+
+def test_a_small_variant_gets_its_suggestions_verified(small_variant):
+    stages = (Stage("read", "read"), Stage("map(decode)", "map"), Stage("batch", "batch", True))
+    busy = {"read": 1.0, "map(decode)": 6.0, "batch": 0.1, "train step": 3.0}
+    analysis = analyze(
+        StageTimes((*stages, *TRAINER_STAGES), (busy,), (busy,), (10.0,), input_bound=0.6)
+    )
+    assert analysis.fixes == ("parallelize:map(decode)", "vectorize:map(decode)", "prefetch")
+    session = _Session({small_variant.name: analysis})
+    outcomes, passes = verify(session, [small_variant.name])
+    outcome = outcomes[small_variant.name]
+    assert passes == 3
+    # The variant, each copy and the reference were timed in the same passes.
+    copies = {f"{small_variant.name}+{key}" for key in analysis.fixes}
+    together = f"{small_variant.name}+parallelize:map(decode)+prefetch"
+    assert {t.variant for t in session.planned} == {
+        small_variant.name,
+        "optimized",
+        *copies,
+        together,
+    }
+    assert [v.label for v in outcome.verified] == [
+        "parallelize map(decode)",
+        "vectorize map(decode)",
+        "prefetch at the end",
+        TOGETHER,
+    ]
+    for verified in outcome.verified:
+        assert verified.contract == "contract kept"
+        assert verified.speedup.n == 3 and len(verified.speedup.samples) == 3
+        assert verified.speedup.low <= verified.speedup.value <= verified.speedup.high
+    assert len(outcome.best_seconds) == 3
+    # The copies were registered only while they were timed.
+    assert not copies & set(pipelines.VARIANTS)
+
+
+def test_a_broken_copy_is_reported_and_nothing_is_timed(small_variant):
+    unshuffled = pipelines.Variant(
+        "small_in_order", (Read(), Map(("decode",)), Batch()), pipelines.Contract()
+    )
+    pipelines.register(unshuffled)
+    try:
+        analysis = SimpleNamespace(fixes=("parallel_read",), input_bound=0.5)
+        session = _Session({unshuffled.name: analysis})
+        outcomes, passes = verify(session, [unshuffled.name])
+    finally:
+        pipelines.unregister(unshuffled.name)
+    outcome = outcomes[unshuffled.name]
+    assert passes == 0 and not session.planned
+    assert outcome.verified[0].line() == (
+        "read shards in parallel: not timed, breaks the contract: order"
+    )
+    assert outcome.verdict.startswith("no suggested change kept the contract")
+
+
+def test_a_candidate_label_is_its_fix_or_together():
+    fix = Fix.parse("prefetch")
+    assert Candidate("augmented", (fix,), None).label == "prefetch at the end"
+    assert Candidate("augmented", (fix, Fix.parse("cache")), None).label == TOGETHER
