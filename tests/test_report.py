@@ -71,10 +71,15 @@ def test_a_trace_file_keeps_the_rules_a_trace_viewer_loads_it_by(bench_run):
     ]
     events = trace["traceEvents"]
     for event in events:
-        assert {"ph", "pid", "tid", "name"} <= set(event), event
+        assert {"ph", "pid", "name"} <= set(event), event
         assert event["ph"] in {"X", "M", "i", "I", "C"}, event
         if event["ph"] == "X":
+            assert "tid" in event, event
             assert isinstance(event["ts"], int | float) and event["dur"] >= 0, event
+        elif event["ph"] == "M":
+            # Metadata: a process's or a thread's (a track's) name.
+            assert event["name"] in {"process_name", "thread_name", "thread_sort_index"}, event
+            assert "tid" in event or event["name"] == "process_name", event
     tracks = {e["args"]["name"].split(" #")[0] for e in events if e["name"] == "thread_name"}
     assert {stage["name"] for stage in timeline["stages"]} <= tracks
     complete = [e for e in events if e["ph"] == "X"]

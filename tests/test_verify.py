@@ -117,9 +117,16 @@ def test_the_verdict_says_why_when_no_change_is_enough():
     assert line.startswith(f"not halfway, even with {TOGETHER} (40%): no single change")
 
 
-def test_the_verdict_without_suggestions_says_the_model_limits():
+def test_the_verdict_without_suggestions_says_why():
     line = verdict("prefetch", [], SimpleNamespace(fixes=(), input_bound=0.01))
     assert line == "nothing to verify: it is not input-bound: the model limits it"
+    function = SimpleNamespace(fixes=(), input_bound=0.5, suggestions=("function(f) is ...",))
+    line = verdict("mine", [], function)
+    assert (
+        line
+        == "nothing to verify: the advice names no change the suite can make (function(f) is ...)"
+    )
+    assert verdict("mine", [], None).endswith("not traced in this run (test_timeline deselected)")
 
 
 class _Session:
