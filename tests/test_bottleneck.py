@@ -212,6 +212,21 @@ def test_a_run_becomes_a_trace_event_file_with_a_track_per_stage_and_lane():
         assert all(end <= next_start for (_, end), (next_start, _) in itertools.pairwise(on_it))
 
 
+def test_a_span_ending_where_the_next_begins_does_not_overlap_it_once_rounded():
+    from pipelines.timeline import Span, Timeline
+
+    read = Stage("read", "read")
+    # Rounded to 0.1 us apart, 0.06 -> 0.1 and a duration of 10.08 -> 10.1 would
+    # end at 10.2, past the next span's start (10.14 -> 10.1).
+    spans = (Span("read", 0.06e-6, 10.14e-6, 1, (0,)), Span("read", 10.14e-6, 20e-6, 1, (1,)))
+    timeline = Timeline((read, TEST), ((0.0, 1e-4),), spans)
+    first, second = [
+        e for e in timeline.chrome_trace()["traceEvents"] if e["ph"] == "X" and e["cat"] == "read"
+    ]
+    assert first["tid"] == second["tid"]  # one lane: they do not overlap
+    assert first["ts"] + first["dur"] <= second["ts"] + 1e-9
+
+
 def test_a_second_stage_with_a_large_share_gets_its_advice_too():
     # Reading limits; decoding, sequential, takes a third: removing the first
     # bottleneck would leave it to limit, so it is named now.
