@@ -115,15 +115,19 @@ class Verified:
 
     def line(self) -> str:
         """E.g. ``parallelize map(decode): 1.42x [1.35, 1.49], contract kept``."""
+        return f"{self.label}: {self.figures()}"
+
+    def figures(self) -> str:
+        """What it measured: speedup, share of the gap, contract (or why it was not timed)."""
         if self.speedup is None:
-            return f"{self.label}: not timed, {self.contract}"
+            return f"not timed, {self.contract}"
         gap = (
             ""
             if self.gap_closed is None
             else f", {self.gap_closed.value:.0%} of the way to {TARGET}"
         )
         speedup = f"{self.speedup.value:.2f}x {self.speedup.interval_text}"
-        return f"{self.label}: {speedup}{gap}, {self.contract}"
+        return f"{speedup}{gap}, {self.contract}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able, for extra_info and the report."""
@@ -210,7 +214,7 @@ def verdict(variant: str, verified: Sequence[Verified], analysis: Any) -> str:
     if together is None or together.gap_closed is None:
         return why
     if together.gap_closed.value >= HALFWAY:
-        return f"halfway reached only with {TOGETHER} ({together.line()}); {why}"
+        return f"halfway reached only with {TOGETHER} ({together.figures()}); {why}"
     return (
         f"not halfway, even with {TOGETHER} ({together.gap_closed.value:.0%}): {why}; the"
         " rest of the gap is in stages the analysis named no change for"

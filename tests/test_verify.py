@@ -110,7 +110,7 @@ def test_the_verdict_says_why_when_no_change_is_enough():
         _verified(TOGETHER, 2.5, 0.8),
     ]
     line = verdict("augmented", found, ANALYSED)
-    assert line.startswith(f"halfway reached only with {TOGETHER} ({TOGETHER}: 2.50x")
+    assert line.startswith(f"halfway reached only with {TOGETHER} (2.50x [2.4, 2.6], 80% of")
     assert "no single change closes half the gap to optimized (30% at best" in line
     found[-1] = _verified(TOGETHER, 1.6, 0.4)
     line = verdict("augmented", found, ANALYSED)
