@@ -171,12 +171,7 @@ def test_timeline(benchmark, perf, variant_name):
         warmup_rounds=0,
     )
     stats, timeline = results[-1]
-    record = perf.records.timeline(
-        benchmark.name, variant_name, stats, timeline, perf.fits_in_memory()
-    )
-    if perf.options.profile_dir is not None:
-        folder = perf.options.profile_dir / report_names.file_stem(variant_name)
-        record.profile = str(perf.profile_epoch(variant_name, folder))
+    perf.records.timeline(benchmark.name, variant_name, stats, timeline, perf.fits_in_memory())
 
 
 @pytest.fixture(scope="session")
@@ -205,3 +200,15 @@ def test_tracing_overhead(benchmark, perf, passes):
     traced, untraced = Trial("traced", variant), Trial("training", variant)
     report_rounds(benchmark, passes.seconds[traced])
     perf.records.tracing_overhead(benchmark.name, variant, passes.of(untraced), passes.of(traced))
+
+
+def test_profile(benchmark, perf, variant_name):
+    """--perf-profiler: one epoch of the variant under the TensorFlow profiler, for xprof or
+    TensorBoard. Last of the run, so that no measured or traced run shares the process
+    with a profiler session before it (one left a traced run's evaluation 0.25 s late)."""
+    skip_if_served(variant_name)
+    folder = perf.options.profile_dir / report_names.file_stem(variant_name)
+    benchmark.pedantic(
+        lambda: perf.profile_epoch(variant_name, folder), rounds=1, iterations=1, warmup_rounds=0
+    )
+    perf.records.profile(variant_name, str(folder))

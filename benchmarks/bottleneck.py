@@ -13,6 +13,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from pipelines.fixes import spared_by_cache
 from pipelines.steps import Prefetch
 from pipelines.timeline import UNEXPLAINED
 from pipelines.tracing import Stage
@@ -24,8 +25,6 @@ HIGH = 0.20
 # gets its advice too.
 SECONDARY_SHARE = 0.2
 INPUT_KINDS = ("open", "read", "generator", "map", "batch", "function")
-# The stages that read the files: what a cache after decoding spares later epochs.
-STORAGE_KINDS = ("open", "read", "generator")
 
 
 def classify(input_bound: float) -> str:
@@ -62,6 +61,9 @@ class StageTimes:
     caches: bool = False
     prefetches: bool = False
     fits_in_memory: bool = True
+    # The stages whose work is the same every epoch and a cache after decoding would
+    # spare (`pipelines.fixes.spared_by_cache`); by default the ones that read.
+    cacheable: frozenset[str] = frozenset({"open", "read", "generator"})
     attribution: tuple[Mapping[str, float], ...] = ()
 
     @classmethod
@@ -76,6 +78,7 @@ class StageTimes:
             epoch_s=tuple(end - start for start, end in timeline["epochs"]),
             input_bound=input_bound,
             caches=variant.caches,
+            cacheable=spared_by_cache(variant.steps),
             prefetches=bool(variant.steps) and isinstance(variant.steps[-1], Prefetch),
             fits_in_memory=fits_in_memory,
             attribution=tuple(timeline.get("attribution", ())),
@@ -220,13 +223,16 @@ def _suggestions(
         first = times.busy_s[0]
         inputs = times.input_stages()
         first_input = sum(first.get(s.name, 0.0) for s in inputs) or 1.0
-        # A generator reads the files too (through Python): a cache spares it as well.
-        storage = sum(first.get(s.name, 0.0) for s in inputs if s.kind in STORAGE_KINDS)
-        if storage / first_input >= 0.5 and times.fits_in_memory:
+        # Reading (a generator reads too) and deterministic decoding: the same work
+        # every epoch, which a cache does once.
+        spared = [s.name for s in inputs if s.name in times.cacheable and first.get(s.name)]
+        share_spared = sum(first[name] for name in spared) / first_input
+        if share_spared >= SECONDARY_SHARE and times.fits_in_memory:
             said.append(
                 (
-                    f"reading the files takes {storage / first_input:.0%} of the first epoch's"
-                    " input time and the data fits in memory: cache it after decoding",
+                    f"{', '.join(spared)} take {share_spared:.0%} of the first epoch's input"
+                    " time, the same work every epoch, and the data fits in memory: cache"
+                    " it after decoding",
                     ("cache",),
                 )
             )

@@ -364,11 +364,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     A bad one is a one-line usage error (exit 4) before anything is timed or
     saved: the data is opened (and validated) here, not by the first benchmark.
     """
-    if not config.getoption("perf_verify_suggestions"):
-        unasked = [i for i in items if getattr(i, "originalname", None) == "test_suggestions"]
-        if unasked:
-            config.hook.pytest_deselected(items=unasked)
-            items[:] = [item for item in items if item not in unasked]
+    asked = {
+        "test_suggestions": config.getoption("perf_verify_suggestions"),
+        "test_profile": config.getoption("perf_profiler"),
+    }
+    unasked = [i for i in items if asked.get(getattr(i, "originalname", None)) is False]
+    if unasked:
+        config.hook.pytest_deselected(items=unasked)
+        items[:] = [item for item in items if item not in unasked]
     if not _benchmarks_selected(items):
         return
     options = perf_options(config)

@@ -466,10 +466,15 @@ class RunRecords:
         self.records[name] = record
         return record
 
-    def analysis(self, variant: str) -> Bottleneck | None:
-        """The bottleneck analysis of ``variant``'s traced run (None: it was not traced),
-        available before `derive`, from the records so far."""
-        record = next(
+    def profile(self, variant: str, folder: str) -> None:
+        """Note where ``variant``'s TensorFlow profiler capture lies, on its traced run."""
+        record = self.timeline_of(variant)
+        if record is not None:
+            record.profile = folder
+
+    def timeline_of(self, variant: str) -> TimelineRecord | None:
+        """The traced run of ``variant`` (None: it was not traced)."""
+        return next(
             (
                 r
                 for r in self.records.values()
@@ -477,6 +482,11 @@ class RunRecords:
             ),
             None,
         )
+
+    def analysis(self, variant: str) -> Bottleneck | None:
+        """The bottleneck analysis of ``variant``'s traced run (None: it was not traced),
+        available before `derive`, from the records so far."""
+        record = self.timeline_of(variant)
         if record is None:
             return None
         untraced = next(

@@ -74,18 +74,11 @@ def candidates(variant: Variant, fix_keys: Sequence[str]) -> list[Candidate]:
 def together(variant: Variant, singles: Sequence[Candidate]) -> list[Candidate]:
     """All the changes that kept the contract alone, applied together (where there are two
     or more): removing one bottleneck leaves the next to limit, so the changes' gains
-    multiply only when made together.
-
-    Two changes may be alternatives for one stage (parallelize or vectorize it):
-    together, each stage gets the first.
-    """
-    chosen: dict[str, Fix] = {}
-    for single in singles:
-        if single.trial is not None:
-            chosen.setdefault(single.fixes[0].stage or single.fixes[0].kind, single.fixes[0])
-    if len(chosen) < 2:
+    multiply only when made together. A map both parallelized and vectorized runs
+    per batch on parallel calls, as in `optimized`."""
+    fixes = tuple(single.fixes[0] for single in singles if single.trial is not None)
+    if len(fixes) < 2:
         return []
-    fixes = tuple(chosen.values())
     return [Candidate(variant.name, fixes, applied(variant, fixes))]
 
 

@@ -140,12 +140,10 @@ def _vectorized(steps: tuple[Step, ...], index: int) -> tuple[Step, ...] | None:
     return (*steps[:index], Batch(), step, Unbatch(), *steps[index + 1 :])
 
 
-def _cached(steps: tuple[Step, ...]) -> tuple[Step, ...] | None:
-    """A cache after the read and the deterministic maps, before anything random or
-    per epoch (a shuffle, an augmentation, a repeat): later epochs replay the decoded
-    examples, and what was fresh stays fresh."""
-    if any(isinstance(step, Cache) for step in steps):
-        return None
+def cache_position(steps: Sequence[Step]) -> int:
+    """Where a cache goes: after the read and the deterministic maps, before anything
+    random or per epoch (a shuffle, an augmentation, a repeat), so later epochs replay
+    the decoded examples and what was fresh stays fresh."""
     position = 1
     while position < len(steps):
         step = steps[position]
@@ -155,6 +153,25 @@ def _cached(steps: tuple[Step, ...]) -> tuple[Step, ...] | None:
         if not (deterministic_map or isinstance(step, Batch | Unbatch)):
             break
         position += 1
+    return position
+
+
+def spared_by_cache(steps: Sequence[Step]) -> frozenset[str]:
+    """The stages whose work a cache at `cache_position` spares every later epoch: the
+    read (its open, read and generator stages) and the maps before it."""
+    if not steps or not isinstance(steps[0], Read | GeneratorRead):
+        return frozenset()  # a function pipeline: its steps are out of sight
+    before = steps[1 : cache_position(steps)]
+    return frozenset(
+        {"open", "read", "generator"} | {map_stage(s) for s in before if isinstance(s, Map)}
+    )
+
+
+def _cached(steps: tuple[Step, ...]) -> tuple[Step, ...] | None:
+    """A cache at `cache_position`, where the steps have none."""
+    if any(isinstance(step, Cache) for step in steps):
+        return None
+    position = cache_position(steps)
     return (*steps[:position], Cache(), *steps[position:])
 
 

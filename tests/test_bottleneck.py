@@ -79,7 +79,7 @@ def test_open_and_read_dominating_the_first_epoch_suggest_a_cache_when_data_fits
     stages = (OPEN, PARALLEL_READ, PARALLEL_DECODE)
     fits = analyze(times(stages, [first, later], 0.3, prefetches=True, fits_in_memory=True))
     assert any(
-        s.startswith("reading the files takes 88% of the first epoch's input time and the")
+        s.startswith("open, read take 88% of the first epoch's input time, the same work")
         and s.endswith("the data fits in memory: cache it after decoding")
         for s in fits.suggestions
     ), fits.suggestions
@@ -250,3 +250,18 @@ def test_each_suggestion_names_the_changes_it_would_make():
     assert result.fixes == ("tf_data_read", "parallel_read", "cache", "prefetch")
     function = analyze(times((Stage("function(f)", "function", batched=True),), [{}], 0.8))
     assert function.fixes == ()
+
+
+def test_decoding_before_the_first_random_step_counts_for_the_cache_advice():
+    augment = Stage("map(augment)", "map")
+    first = {"read": 1.0, "map(decode)": 3.0, "map(augment)": 4.0}
+    stages = (READ, DECODE, augment)
+    spared = frozenset({"open", "read", "map(decode)"})
+    result = analyze(times(stages, [first, first], 0.5, prefetches=True, cacheable=spared))
+    assert result.suggestions[-1].startswith(
+        "read, map(decode) take 50% of the first epoch's input time, the same work every epoch"
+    )
+    assert "cache" in result.fixes
+    # Reading alone is an eighth: not worth a cache.
+    result = analyze(times(stages, [first, first], 0.5, prefetches=True))
+    assert "cache" not in result.fixes

@@ -114,3 +114,13 @@ def test_a_cache_after_a_random_step_would_freeze_it_so_it_goes_before():
     )
     steps = applied(variant, [Fix.parse("cache")]).steps
     assert steps == (Read(), Cache(), Map(("decode", "augment")), Batch())
+
+
+def test_a_cache_spares_the_read_and_the_deterministic_maps_before_it():
+    from pipelines.fixes import spared_by_cache
+
+    assert spared_by_cache(AUGMENTED.steps) == {"open", "read", "generator", "map(decode)"}
+    naive = pipelines.get("naive").steps
+    assert spared_by_cache(naive) == {"open", "read", "generator", "map(decode+standardize)"}
+    function = pipelines.function_variant(lambda ds, params: ds, pipelines.Contract())
+    assert spared_by_cache(function.steps) == frozenset()

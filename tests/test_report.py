@@ -21,6 +21,7 @@ from pipelines import DataError
 NANOSECOND_US = 1e-3
 TRACED = (
     "test_training or test_ceiling or test_timeline or test_tracing_overhead or test_suggestions"
+    " or test_profile"
 )
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 import time
 from types import SimpleNamespace
 
 import pytest
+from bench_runner import ROOT, suite_command
 
 import pipelines
 from benchmarks.bottleneck import Bottleneck, StageTimes, analyze
@@ -24,14 +26,14 @@ from benchmarks.verify import (
 )
 from pipelines.checks.tagged import tagged_source
 from pipelines.fixes import Fix
-from pipelines.steps import Batch, Map, Read, Shuffle
+from pipelines.steps import Batch, Map, Prefetch, Read, Shuffle
 from pipelines.timeline import TRAINER_STAGES
 from pipelines.tracing import Stage
 
 AUGMENTED = pipelines.get("augmented")
 
 
-def test_each_change_alone_then_together_with_one_alternative_per_stage():
+def test_each_change_alone_then_all_together():
     keys = ["parallelize:map(augment)", "vectorize:map(augment)", "cache", "prefetch"]
     singles = candidates(AUGMENTED, keys)
     assert [c.label for c in singles] == [
@@ -42,8 +44,9 @@ def test_each_change_alone_then_together_with_one_alternative_per_stage():
     ]
     (combined,) = together(AUGMENTED, singles)
     assert combined.label == TOGETHER
-    # Parallelize or vectorize: the same stage, so together takes the first.
-    assert [fix.key for fix in combined.fixes] == ["parallelize:map(augment)", "cache", "prefetch"]
+    assert [fix.key for fix in combined.fixes] == keys
+    # Parallelized and vectorized: per batch, on parallel calls, as optimized does it.
+    assert combined.copy.steps[-2:] == (Map(("augment",), parallel=True), Prefetch())
 
 
 def test_together_leaves_out_a_change_that_broke_the_contract():
@@ -176,7 +179,7 @@ def test_a_small_variant_gets_its_suggestions_verified(small_variant):
     assert passes == 3
     # The variant, each copy and the reference were timed in the same passes.
     copies = {f"{small_variant.name}+{key}" for key in analysis.fixes}
-    together = f"{small_variant.name}+parallelize:map(decode)+prefetch"
+    together = f"{small_variant.name}+{'+'.join(analysis.fixes)}"
     assert {t.variant for t in session.planned} == {
         small_variant.name,
         "optimized",
@@ -221,3 +224,20 @@ def test_a_candidate_label_is_its_fix_or_together():
     fix = Fix.parse("prefetch")
     assert Candidate("augmented", (fix,), None).label == "prefetch at the end"
     assert Candidate("augmented", (fix, Fix.parse("cache")), None).label == TOGETHER
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ((), set()),
+        (("--perf-verify-suggestions",), {"test_suggestions[cache]"}),
+        (("--perf-profiler",), {"test_profile[cache]"}),
+    ],
+)
+def test_verification_and_profiling_run_only_when_asked(flags, expected):
+    command = suite_command("--collect-only", "--perf-variants", "cache", *flags)
+    done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    collected = {line.split("::")[-1] for line in done.stdout.splitlines() if "::" in line}
+    assert "test_timeline[cache]" in collected
+    assert {c for c in collected if c.startswith(("test_suggestions", "test_profile"))} == expected
