@@ -204,11 +204,11 @@ def test_tracing_overhead(benchmark, perf, passes):
 
 def test_profile(benchmark, perf, variant_name):
     """--perf-profiler: one epoch of the variant under the TensorFlow profiler, for xprof or
-    TensorBoard. Last of the run, so that no measured or traced run shares the process
-    with a profiler session before it (one left a traced run's evaluation 0.25 s late)."""
+    TensorBoard. Last of the run, so that no measured or traced run follows a profiler
+    session in the same process (whatever the profiler leaves behind cannot reach them)."""
     skip_if_served(variant_name)
     folder = perf.options.profile_dir / report_names.file_stem(variant_name)
     benchmark.pedantic(
         lambda: perf.profile_epoch(variant_name, folder), rounds=1, iterations=1, warmup_rounds=0
     )
-    perf.records.profile(variant_name, str(folder))
+    perf.records.profile(benchmark.name, variant_name, str(folder))

@@ -395,7 +395,28 @@ class SuggestionsRecord:
         return _as_extra_info(self, {**figures, "verification_passes": self.passes})
 
 
-Record = TrainingRecord | PipelineRecord | TimelineRecord | OverheadRecord | SuggestionsRecord
+@dataclasses.dataclass
+class ProfileRecord:
+    """An epoch captured by the TensorFlow profiler (--perf-profiler): where it lies."""
+
+    variant: str
+    setting: dict[str, Any]
+    folder: str
+    kind: str = "profile"
+
+    def to_extra_info(self) -> dict[str, Any]:
+        """The capture's folder."""
+        return _as_extra_info(self, {"profile": self.folder})
+
+
+Record = (
+    TrainingRecord
+    | PipelineRecord
+    | TimelineRecord
+    | OverheadRecord
+    | SuggestionsRecord
+    | ProfileRecord
+)
 
 
 class RunRecords:
@@ -466,11 +487,13 @@ class RunRecords:
         self.records[name] = record
         return record
 
-    def profile(self, variant: str, folder: str) -> None:
-        """Note where ``variant``'s TensorFlow profiler capture lies, on its traced run."""
-        record = self.timeline_of(variant)
-        if record is not None:
-            record.profile = folder
+    def profile(self, name: str, variant: str, folder: str) -> ProfileRecord:
+        """Record ``variant``'s TensorFlow profiler capture, noted on its traced run too."""
+        self.records[name] = record = ProfileRecord(variant, self.describe(), folder)
+        traced = self.timeline_of(variant)
+        if traced is not None:
+            traced.profile = folder
+        return record
 
     def timeline_of(self, variant: str) -> TimelineRecord | None:
         """The traced run of ``variant`` (None: it was not traced)."""

@@ -118,6 +118,12 @@ def test_each_suggestion_is_verified_and_reported(bench_run):
             assert line["label"] in page
 
 
+def test_every_saved_benchmark_says_what_it_is(bench_run):
+    saved = json.loads(next(storage_of(bench_run).glob("*/0001_*.json")).read_text())
+    kinds = {(b["extra_info"]["kind"], b["extra_info"]["variant"]) for b in saved["benchmarks"]}
+    assert {("profile", "cache"), ("profile", "optimized"), ("suggestions", "cache")} <= kinds
+
+
 def test_each_traced_variant_has_a_profiler_capture_the_report_links(bench_run):
     for variant in ("cache", "optimized"):
         captures = list((bench_run / "profiles" / variant).glob("plugins/profile/*/*.xplane.pb"))
