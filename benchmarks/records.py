@@ -323,13 +323,10 @@ class TimelineRecord:
     # Every span, in the Trace Event Format (`Timeline.chrome_trace`): written
     # beside the report, not into the saved run, which keeps the compact form.
     trace: dict[str, Any] | None = None
-    # The TensorFlow profiler's capture of one epoch (--perf-profiler): its folder.
-    profile: str | None = None
 
     def to_extra_info(self) -> dict[str, Any]:
         """The timeline, and (after `RunRecords.derive`) its analysis and gated figures."""
         figures = {
-            "profile": self.profile,
             "epoch_times_s": [s.wall_s for s in self.stats],
             "input_bound": input_bound_of(self.stats),
             "fits_in_memory": self.fits_in_memory,
@@ -488,11 +485,8 @@ class RunRecords:
         return record
 
     def profile(self, name: str, variant: str, folder: str) -> ProfileRecord:
-        """Record ``variant``'s TensorFlow profiler capture, noted on its traced run too."""
+        """Record where ``variant``'s TensorFlow profiler capture lies."""
         self.records[name] = record = ProfileRecord(variant, self.describe(), folder)
-        traced = self.timeline_of(variant)
-        if traced is not None:
-            traced.profile = folder
         return record
 
     def timeline_of(self, variant: str) -> TimelineRecord | None:
