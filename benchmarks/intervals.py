@@ -70,10 +70,14 @@ class Estimate:
         return Estimate(self.value + by, move(self.low), move(self.high), self.n, samples)
 
     def inverse(self) -> Estimate:
-        """1 / the estimate (a slowdown from a speedup); the interval turns over."""
-        flip = lambda x: None if x is None else 1 / x  # noqa: E731
-        samples = tuple(1 / x for x in self.samples)
-        return Estimate(1 / self.value, flip(self.high), flip(self.low), self.n, samples)
+        """1 / the estimate (a slowdown from a speedup); the interval turns over. Defined for
+        a positive value; an interval reaching 0 or below has no upper bound inverted."""
+        if self.value <= 0:
+            raise ValueError(f"no inverse of a non-positive estimate: {self}")
+        low = None if self.high is None else 1 / self.high
+        high = None if self.low is None else (1 / self.low if self.low > 0 else math.inf)
+        samples = tuple(1 / x if x else math.inf for x in self.samples)
+        return Estimate(1 / self.value, low, high, self.n, samples)
 
     def to_list(self) -> list[float] | None:
         """``[low, high]`` for JSON, or None."""

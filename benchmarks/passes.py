@@ -9,6 +9,12 @@ each variant's pipeline alone, a traced training run) runs once, in an order
 shuffled anew for each pass from a recorded seed. Ratios are then paired
 within a pass (`benchmarks.intervals`), and the run adds passes while a
 ratio's interval is wider than the precision asked for, up to a time limit.
+
+Each pass is an independent replicate: it has a seed of its own (model
+initialisation, shuffles, augmentation), drawn from the run's seed, and every
+trial of the pass uses it, so that ratios stay paired within the pass while a
+sample over passes is a sample of replicates (with one seed for all, a
+deterministic pipeline would give the same accuracy in every pass).
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from benchmarks.intervals import Estimate
@@ -62,6 +68,8 @@ class Passes:
     orders: list[list[Trial]] = dataclasses.field(default_factory=list)
     results: dict[Trial, list[Any]] = dataclasses.field(default_factory=dict)
     seconds: dict[Trial, list[float]] = dataclasses.field(default_factory=dict)
+    # Each pass's own seed (`pass_seeds`), in pass order.
+    pass_seeds: list[int] = dataclasses.field(default_factory=list)
     elapsed_s: float = 0.0
     # Why the run stopped adding passes: "precise", "time limit", "max passes", or
     # "as asked" (a fixed count: --perf-passes, or one pass when untimed).
@@ -83,40 +91,85 @@ class Passes:
             "passes": self.count,
             "stopped": self.stopped,
             "elapsed_s": self.elapsed_s,
+            "pass_seeds": self.pass_seeds,
             "orders": [[str(trial) for trial in order] for order in self.orders],
         }
 
 
+def pass_seeds(run_seed: int) -> Iterator[int]:
+    """The seeds of a run's passes, one after another, drawn from the run's seed: the same
+    run seed gives the same replicates, each pass its own."""
+    rng = random.Random(run_seed)
+    while True:
+        yield rng.randrange(2**31)
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    """Where the passes are, as a trial starts (for a progress line)."""
+
+    pass_number: int  # 1-based
+    max_passes: int
+    trial: Trial
+    position: int  # 1-based, within the pass
+    trials: int
+    elapsed_s: float
+    # At most this long left, from the passes so far (None during the first pass).
+    remaining_s: float | None
+
+
 def run_passes(
     trials: Iterable[Trial],
-    run_one: Callable[[Trial], tuple[Any, float]],
+    run_one: Callable[[Trial, int], tuple[Any, float]],
     plan: PassPlan,
     seed: int,
     estimates: Callable[[Passes], Iterable[Estimate]] = lambda passes: (),
     clock: Callable[[], float] = time.perf_counter,
+    run_seed: int = 0,
+    progress: Callable[[Progress], None] = lambda progress: None,
 ) -> Passes:
     """Run ``trials`` in passes, each in a fresh random order, as ``plan`` says.
 
-    ``run_one(trial)`` runs a trial once and returns its result and the seconds
-    it timed (a fresh build is made first, untimed). ``estimates(passes)``:
-    the ratios whose intervals decide whether another pass is needed (every
-    one must be within the plan's precision).
+    ``run_one(trial, pass_seed)`` runs a trial once with its pass's seed and
+    returns its result and the seconds it timed (a fresh build is made first,
+    untimed). ``seed``: the orders' seed. ``run_seed``: what the passes' own
+    seeds are drawn from (`pass_seeds`). ``estimates(passes)``: the ratios
+    whose intervals decide whether another pass is needed (every one must be
+    within the plan's precision). ``progress`` hears of every trial as it starts.
     """
     ordered = tuple(sorted(set(trials)))
     passes = Passes(ordered, seed)
     passes.results = {trial: [] for trial in ordered}
     passes.seconds = {trial: [] for trial in ordered}
     rng = random.Random(seed)
+    seeds = pass_seeds(run_seed)
     started = clock()
     while True:
         order = list(ordered)
         rng.shuffle(order)
+        pass_seed = next(seeds)
         pass_started = clock()
-        for trial in order:
-            result, seconds = run_one(trial)
+        remaining = _remaining(passes, plan, pass_started - started)
+        for position, trial in enumerate(order, start=1):
+            now = clock() - started
+            progress(
+                Progress(
+                    passes.count + 1,
+                    plan.max_passes,
+                    trial,
+                    position,
+                    len(order),
+                    now,
+                    None
+                    if remaining is None
+                    else max(remaining - (now - (pass_started - started)), 0.0),
+                )
+            )
+            result, seconds = run_one(trial, pass_seed)
             passes.results[trial].append(result)
             passes.seconds[trial].append(seconds)
         passes.orders.append(order)
+        passes.pass_seeds.append(pass_seed)
         passes.elapsed_s = clock() - started
         if passes.count < plan.min_passes:
             continue
@@ -130,3 +183,12 @@ def run_passes(
             passes.stopped = "time limit"
             break
     return passes
+
+
+def _remaining(passes: Passes, plan: PassPlan, elapsed_s: float) -> float | None:
+    """At most how long the passes still take, from the mean pass so far (None: no pass yet)."""
+    if not passes.count:
+        return None
+    per_pass = elapsed_s / passes.count
+    left = plan.max_passes - passes.count
+    return min(left * per_pass, max(plan.time_limit_s - elapsed_s, 0.0) + per_pass)

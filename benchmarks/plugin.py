@@ -6,9 +6,11 @@ run anything beside them. Loaded from the root ``conftest.py``.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any, NoReturn
@@ -22,9 +24,10 @@ from benchmarks import storage as storage_files
 from benchmarks.bottleneck import Bottleneck
 from benchmarks.cores import apply_core_budget
 from benchmarks.decide import Verdict
+from benchmarks.progress import ProgressLine
 from benchmarks.records import Unreliable, unreliable
 from benchmarks.session import PERF_PROFILES, PerfOptions, PerfSession, machine_details
-from benchmarks.summary import summary_table
+from benchmarks.summary import STARTUP_COLUMNS, STEADY_COLUMNS, summary_table
 from pipelines.data import DataChoice, default_latency, open_data, parse_image_size
 from pipelines.errors import DataError, InputError
 from pipelines.functions import FunctionPipeline
@@ -367,6 +370,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     asked = {
         "test_suggestions": config.getoption("perf_verify_suggestions"),
         "test_profile": config.getoption("perf_profiler"),
+        # The tf.data service is timed when its variant is selected, not always; an
+        # untimed run (the test job) runs every benchmark once, so none can rot.
+        "test_data_service": SERVICE_VARIANT in selected_variants(config)
+        or config.getoption("benchmark_disable", False),
     }
     unasked = [i for i in items if asked.get(getattr(i, "originalname", None)) is False]
     if unasked:
@@ -567,10 +574,27 @@ def perf_session(config: pytest.Config) -> PerfSession:
             capture = config.pluginmanager.getplugin("capturemanager")
             if capture is not None:
                 session.release_output = lambda: capture.suspend_global_capture(in_=True)
+            if not config.getoption("benchmark_disable", False):
+                session.progress = progress_line(capture)
             config.stash[SESSION_KEY] = session
         except DataError as error:
             stop_run(config, error)
     return config.stash[SESSION_KEY]
+
+
+def progress_line(capture: Any) -> ProgressLine:
+    """The passes' progress on the real standard error, past pytest's output capture: in
+    place on a terminal, a line per pass in a log."""
+    uncaptured = capture.global_and_fixture_disabled if capture else contextlib.nullcontext
+
+    def write(text: str) -> None:
+        with uncaptured():
+            sys.stderr.write(text)
+            sys.stderr.flush()
+
+    with uncaptured():
+        terminal = sys.stderr.isatty()
+    return ProgressLine(write, terminal)
 
 
 def pytest_benchmark_update_machine_info(
@@ -699,8 +723,16 @@ def _write_measurements(terminalreporter: Any, config: pytest.Config) -> None:
         f"measurements: {passes.count} interleaved passes ({passes.stopped}),"
         f" 95% intervals; model threads: {session.options.model_threads or 'not limited'}"
     )
-    for line in summary_table(session.records.metrics.values()):
-        terminalreporter.write_line(line)
+    metrics = list(session.records.metrics.values())
+    for title, columns in (
+        ("steady state", STEADY_COLUMNS),
+        ("start-up and full epochs", STARTUP_COLUMNS),
+    ):
+        lines = summary_table(metrics, columns)
+        if lines:
+            terminalreporter.write_line(f"{title}:", bold=True)
+        for line in lines:
+            terminalreporter.write_line(line)
     for doubt in measurement_doubts(config):
         terminalreporter.write_line(str(doubt), red=doubt.impossible, yellow=not doubt.impossible)
 

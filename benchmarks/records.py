@@ -9,6 +9,7 @@ runs' bottleneck analysis) are filled in at the end, by `RunRecords.derive`.
 from __future__ import annotations
 
 import dataclasses
+import math
 import statistics
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
@@ -18,6 +19,7 @@ from benchmarks.bottleneck import Bottleneck, StageTimes, analyze, stage_gate_fi
 from benchmarks.gates import metrics_by_variant
 from benchmarks.intervals import Estimate, geometric, mean, paired_ratio
 from benchmarks.passes import Passes, Trial
+from benchmarks.phases import first_batch_s, first_epoch_extra_s, steady_epochs, steady_rate
 from models.trainer import EpochStats, input_bound_of
 from pipelines.timeline import Timeline
 
@@ -44,9 +46,25 @@ CEILING = Trial("ceiling", "ceiling")
 SPEEDUP_REFERENCES = {"speedup_over_naive": "naive", "speedup_over_augmented": "augmented"}
 
 
+# The ratios a run is judged by, and whose intervals decide whether it needs another
+# pass: steady state (what a change to the pipeline's throughput moves), and what
+# tracing costs there. The full-epoch ratios are reported beside them.
+JUDGED = (
+    "steady_speedup_over_naive",
+    "steady_speedup_over_augmented",
+    "steady_fraction_of_ceiling",
+    "steady_traced_over_untraced",
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class PairedFigures:
-    """One trial's figures over the run's passes, its ratios paired within each pass."""
+    """One trial's figures over the run's passes, its ratios paired within each pass.
+
+    Full epochs (``epoch_s`` and the ratios without a prefix: the lab's measure),
+    steady state (``steady_*``: examples/s once warm) and start-up
+    (``first_batch_s``, ``first_epoch_extra_s``), as `benchmarks.phases` reads a run.
+    """
 
     epoch_s: Estimate
     # Share of training time spent waiting for input (training runs only).
@@ -55,32 +73,57 @@ class PairedFigures:
     speedup_over_augmented: Estimate | None = None
     fraction_of_ceiling: Estimate | None = None
     traced_over_untraced: Estimate | None = None
+    steady_examples_per_s: Estimate | None = None
+    steady_input_bound: Estimate | None = None
+    first_batch_s: Estimate | None = None
+    first_epoch_extra_s: Estimate | None = None
+    steady_speedup_over_naive: Estimate | None = None
+    steady_speedup_over_augmented: Estimate | None = None
+    steady_fraction_of_ceiling: Estimate | None = None
+    steady_traced_over_untraced: Estimate | None = None
 
     def ratios(self) -> dict[str, Estimate]:
-        """The ratios measured (by name), without the epoch time."""
-        named = {
-            "speedup_over_naive": self.speedup_over_naive,
-            "speedup_over_augmented": self.speedup_over_augmented,
-            "fraction_of_ceiling": self.fraction_of_ceiling,
-            "traced_over_untraced": self.traced_over_untraced,
-        }
-        return {name: value for name, value in named.items() if value is not None}
+        """The ratios measured (by name): full-epoch and steady-state."""
+        names = (
+            "speedup_over_naive",
+            "speedup_over_augmented",
+            "fraction_of_ceiling",
+            "traced_over_untraced",
+            *JUDGED,
+        )
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
+
+    def figures(self) -> dict[str, Estimate]:
+        """Every figure by its saved name, the derived ones (slowdowns, overheads) included."""
+        figures: dict[str, Estimate] = {"epoch_s": self.epoch_s, **self.ratios()}
+        singles = ("input_bound", "steady_examples_per_s", "steady_input_bound", "first_batch_s")
+        for name in singles:
+            if getattr(self, name) is not None:
+                figures[name] = getattr(self, name)
+        if self.first_epoch_extra_s is not None:
+            figures["first_epoch_extra_s"] = self.first_epoch_extra_s
+        for prefix in ("", "steady_"):
+            fraction = figures.get(f"{prefix}fraction_of_ceiling")
+            if fraction is not None:
+                figures[f"{prefix}ceiling_slowdown"] = fraction.inverse()
+            traced = figures.get(f"{prefix}traced_over_untraced")
+            if traced is not None:
+                figures[f"{prefix}tracing_overhead"] = traced.shifted(-1)
+        return figures
 
     def to_extra_info(self) -> dict[str, Any]:
         """Each figure as ``name`` (its value) and ``name_ci`` (its 95% interval, or None)."""
-        figures: dict[str, Estimate] = {"epoch_s": self.epoch_s, **self.ratios()}
-        if self.input_bound is not None:
-            figures["input_bound"] = self.input_bound
-        if self.fraction_of_ceiling is not None:
-            figures["ceiling_slowdown"] = self.fraction_of_ceiling.inverse()
-        if self.traced_over_untraced is not None:
-            figures["tracing_overhead"] = self.traced_over_untraced.shifted(-1)
         info: dict[str, Any] = {"passes": self.epoch_s.n, "samples": {}}
-        for name, estimate in figures.items():
+        for name, estimate in self.figures().items():
             info[name] = estimate.value
             info[f"{name}_ci"] = estimate.to_list()
             info["samples"][name] = list(estimate.samples)
         return info
+
+
+def _epochs_of(result: Any) -> list[EpochStats] | None:
+    """A trial's result as a training run (None: a pipeline iterated alone)."""
+    return result if isinstance(result, list) else None
 
 
 def pass_figures(passes: Passes) -> dict[Trial, PairedFigures]:
@@ -89,49 +132,61 @@ def pass_figures(passes: Passes) -> dict[Trial, PairedFigures]:
     Speedups are over ``naive`` and ``augmented`` of the same kind (training or
     pipeline alone; `SPEEDUP_REFERENCES`), fractions of the ceiling are the
     ceiling's time over the trial's, and a traced run is set against the
-    untraced training of its variant.
+    untraced training of its variant; each for full epochs and, for training
+    runs, for steady state as well (`benchmarks.phases`).
     """
     seconds = passes.seconds
-    figures = {}
-    for trial, times in seconds.items():
-        first = passes.results[trial][0]
-        epochs = len(first) if isinstance(first, list) else 1
-        untraced = seconds.get(Trial("training", trial.variant))
-        speedups = {}
-        for name, reference in SPEEDUP_REFERENCES.items():
-            over = seconds.get(Trial(trial.kind, reference))
-            if over and trial.kind != "traced":
-                speedups[name] = paired_ratio(over, times)
-        figures[trial] = PairedFigures(
-            epoch_s=geometric([t / epochs for t in times]),
-            input_bound=(
-                mean([input_bound_of(run) for run in passes.results[trial]], within=(0, 1))
-                if isinstance(first, list)
-                else None
-            ),
-            **speedups,
-            fraction_of_ceiling=(
-                paired_ratio(seconds[CEILING], times)
-                if CEILING in seconds and trial.kind == "training"
-                else None
-            ),
-            traced_over_untraced=(
-                paired_ratio(times, untraced) if untraced and trial.kind == "traced" else None
-            ),
-        )
-    return figures
+    rates = {
+        trial: [steady_rate(run) for run in results]
+        for trial, results in passes.results.items()
+        if results and _epochs_of(results[0]) is not None
+    }
+    return {trial: _trial_figures(passes, trial, rates) for trial in seconds}
+
+
+def _trial_figures(passes: Passes, trial: Trial, rates: dict[Trial, list[float]]) -> PairedFigures:
+    """`pass_figures` of one trial (``rates``: each training run's steady examples/s)."""
+    seconds, times = passes.seconds, passes.seconds[trial]
+    runs = passes.results[trial]
+    epochs = len(runs[0]) if _epochs_of(runs[0]) is not None else 1
+    untraced = Trial("training", trial.variant)
+    figures: dict[str, Estimate] = {"epoch_s": geometric([t / epochs for t in times])}
+    for name, reference in SPEEDUP_REFERENCES.items():
+        over = Trial(trial.kind, reference)
+        if over in seconds and trial.kind != "traced":
+            figures[name] = paired_ratio(seconds[over], times)
+            if trial in rates and over in rates:
+                figures[f"steady_{name}"] = paired_ratio(rates[trial], rates[over])
+    if CEILING in seconds and trial.kind == "training":
+        figures["fraction_of_ceiling"] = paired_ratio(seconds[CEILING], times)
+        figures["steady_fraction_of_ceiling"] = paired_ratio(rates[trial], rates[CEILING])
+    if trial.kind == "traced" and untraced in seconds:
+        figures["traced_over_untraced"] = paired_ratio(times, seconds[untraced])
+        figures["steady_traced_over_untraced"] = paired_ratio(rates[untraced], rates[trial])
+    if trial in rates:
+        positive = (0.0, math.inf)
+        figures["input_bound"] = mean([input_bound_of(run) for run in runs], within=(0, 1))
+        figures["steady_examples_per_s"] = geometric(rates[trial])
+        steady_waits = [input_bound_of(steady_epochs(run)) for run in runs]
+        figures["steady_input_bound"] = mean(steady_waits, within=(0, 1))
+        figures["first_batch_s"] = mean([first_batch_s(run) for run in runs], within=positive)
+        if epochs > 1:
+            extra = [first_epoch_extra_s(run) for run in runs]
+            figures["first_epoch_extra_s"] = mean(extra, within=positive)
+    return PairedFigures(**figures)
 
 
 def judged_ratios(
     figures: dict[Trial, PairedFigures],
 ) -> Iterator[tuple[Trial, str, Estimate]]:
-    """The ratios a run is judged by: of training and traced trials, each but a speedup
-    over the trial's own variant (1 by construction)."""
+    """The ratios a run is judged by (`JUDGED`: steady state), of training and traced
+    trials, each but a speedup over the trial's own variant (1 by construction)."""
     for trial, paired in figures.items():
         if trial.kind not in {"training", "traced"}:
             continue
         for name, estimate in paired.ratios().items():
-            if SPEEDUP_REFERENCES.get(name) != trial.variant:
+            reference = SPEEDUP_REFERENCES.get(name.removeprefix("steady_"))
+            if name in JUDGED and reference != trial.variant:
                 yield trial, name, estimate
 
 
@@ -163,13 +218,17 @@ class Unreliable:
 
 def unreliable(figures: dict[Trial, PairedFigures], precision: float) -> list[Unreliable]:
     """The judged ratios (`judged_ratios`) that cannot be trusted: an interval wider than
-    ``precision`` (a fraction), or a fraction of the ceiling whose whole interval lies
-    above 1 (faster than the model can train: the measurement is wrong)."""
+    ``precision`` (a fraction); and a full-epoch fraction of the ceiling whose whole
+    interval lies above 1 (faster than the model can train, start-up and all: the
+    measurement is wrong)."""
     found = []
     for trial, name, estimate in judged_ratios(figures):
-        impossible = name == "fraction_of_ceiling" and estimate.excludes(1) and estimate.low > 1
-        if impossible or (estimate.half_width is not None and not estimate.precise(precision)):
-            found.append(Unreliable(trial, name, estimate, impossible, precision))
+        if estimate.half_width is not None and not estimate.precise(precision):
+            found.append(Unreliable(trial, name, estimate, False, precision))
+    for trial, paired in figures.items():
+        fraction = paired.fraction_of_ceiling
+        if fraction is not None and fraction.low is not None and fraction.low > 1:
+            found.append(Unreliable(trial, "fraction_of_ceiling", fraction, True, precision))
     return found
 
 

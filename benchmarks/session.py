@@ -24,6 +24,7 @@ import models
 import pipelines
 from benchmarks.cores import own_threads
 from benchmarks.passes import Passes, PassPlan, Trial, run_passes
+from benchmarks.progress import ProgressLine
 from benchmarks.records import PipelineEpoch, RunRecords, pass_estimates, run_totals
 from models.devices import configure_gpus, default_strategy, precision, strategy_name
 from models.trainer import EpochStats, InitialModel, Trainer
@@ -166,17 +167,24 @@ class PerfSession:
         self.release_output: Callable[[], None] = lambda: None
         self._warm = False
         self.passes: Passes | None = None
+        # Where the passes say how far they are (`benchmarks.progress`); the plugin
+        # points it at the terminal for timed runs.
+        self.progress: ProgressLine = ProgressLine(lambda text: None, terminal=False)
 
     # -- setup and runs -------------------------------------------------------------
 
-    def build(self, variant: str, service: str | None = None) -> tf.data.Dataset:
+    def build(
+        self, variant: str, service: str | None = None, seed: int | None = None
+    ) -> tf.data.Dataset:
         """A fresh dataset of ``variant`` (a new build: no cache survives from a previous round).
 
         ``service``: the tf.data service dispatcher, for variants that distribute.
+        ``seed``: its shuffles' and augmentation's (default: the run's).
         """
-        dataset = pipelines.build(
-            variant, self.train_source, service=service, **self.options.build_options
-        )
+        options = self.options.build_options
+        if seed is not None:
+            options = {**options, "seed": seed}
+        dataset = pipelines.build(variant, self.train_source, service=service, **options)
         return dataset if service else own_threads(dataset, self.options.model_threads)
 
     @contextlib.contextmanager
@@ -239,27 +247,29 @@ class PerfSession:
         self.trainer.fit(batches, 1, test_ds=batches, progress=False)
         self._warm = True
 
-    def train(self, dataset: Any) -> list[EpochStats]:
-        """Train the session's model from its initial weights on ``dataset`` for the epochs."""
-        self.trainer.reset(self.initial)
+    def train(self, dataset: Any, seed: int | None = None) -> list[EpochStats]:
+        """Train the session's model from its initial weights (those ``seed`` draws, when
+        given) on ``dataset`` for the epochs."""
+        self.trainer.reset(self.initial, seed)
         with self.train_source.explain_errors():
             return self.trainer.fit(
                 dataset, self.options.epochs, test_ds=self.test_batches, progress=False
             )
 
     def train_traced(
-        self, variant: str, epochs: int | None = None
+        self, variant: str, epochs: int | None = None, seed: int | None = None
     ) -> tuple[list[EpochStats], Timeline]:
         """`train` through a traced build of ``variant``: the run and its timeline.
 
-        ``epochs``: default the run's.
+        ``epochs``: default the run's. ``seed``: as for `train` and `build`.
         """
-        dataset, stages = pipelines.build_traced(
-            variant, self.train_source, **self.options.build_options
-        )
+        options = self.options.build_options
+        if seed is not None:
+            options = {**options, "seed": seed}
+        dataset, stages = pipelines.build_traced(variant, self.train_source, **options)
         dataset = own_threads(dataset, self.options.model_threads)
         recorder = TimelineRecorder(stages)
-        self.trainer.reset(self.initial)
+        self.trainer.reset(self.initial, seed)
         with self.train_source.explain_errors():
             stats = self.trainer.fit(
                 dataset,
@@ -325,26 +335,35 @@ class PerfSession:
         trials = list(trials)
         self.warm_up()
         batches = self.in_memory_batches() if any(t.kind == "ceiling" for t in trials) else []
-        return run_passes(
-            trials,
-            lambda trial: self.run_trial(trial, batches),
-            plan,
-            # A new order every run, recorded with it (the data's seed stays fixed).
-            seed=random.SystemRandom().randrange(2**32),
-            estimates=pass_estimates,
-        )
+        try:
+            return run_passes(
+                trials,
+                lambda trial, seed: self.run_trial(trial, batches, seed),
+                plan,
+                # A new order every run, recorded with it; the passes' seeds (model,
+                # shuffles, augmentation) are drawn from the run's seed (--perf-seed).
+                seed=random.SystemRandom().randrange(2**32),
+                estimates=pass_estimates,
+                run_seed=self.options.seed,
+                progress=self.progress,
+            )
+        finally:
+            self.progress.done()
 
-    def run_trial(self, trial: Trial, batches: list[dict[str, tf.Tensor]]) -> tuple[Any, float]:
-        """Run ``trial`` once on a fresh build: its result and the seconds it timed."""
+    def run_trial(
+        self, trial: Trial, batches: list[dict[str, tf.Tensor]], seed: int | None = None
+    ) -> tuple[Any, float]:
+        """Run ``trial`` once on a fresh build (with its pass's ``seed``): its result and
+        the seconds it timed."""
         if trial.kind == "pipeline":
-            epoch = self.iterate(self.build(trial.variant))
+            epoch = self.iterate(self.build(trial.variant, seed=seed))
             return epoch, epoch.seconds
         if trial.kind == "ceiling":
-            stats = self.train(batches)
+            stats = self.train(batches, seed)
         elif trial.kind == "traced":
-            stats = self.train_traced(trial.variant)[0]
+            stats = self.train_traced(trial.variant, seed=seed)[0]
         else:
-            stats = self.train(self.build(trial.variant))
+            stats = self.train(self.build(trial.variant, seed=seed), seed)
         return stats, run_totals([stats], "wall_s")[0]
 
     def iterate(self, dataset: tf.data.Dataset) -> PipelineEpoch:

@@ -48,6 +48,12 @@ class EpochStats:
     # and the input pipeline's together. On a CPU-only machine the model uses
     # every core, so what a pipeline adds here shows up as wall time.
     cpu_s: float = 0.0
+    # The epoch's start-up: the wait for its first batch (the iterator's creation
+    # included: opening files, filling a shuffle buffer), and its first step and
+    # that step's examples. `benchmarks.phases` separates start-up from steady state.
+    first_batch_s: float = 0.0
+    first_step_s: float = 0.0
+    first_examples: int = 0
 
     @property
     def examples_per_s(self) -> float:
@@ -72,6 +78,8 @@ class InitialModel:
 
     Every variant trained from one `InitialModel` starts from identical
     weights (and a new optimizer), so differences come from the pipeline.
+    `weights_for` gives the initial weights another seed draws (an independent
+    replicate: `benchmarks.passes` gives each pass its own seed).
     """
 
     def __init__(self, build: Callable[[], keras.Model], seed: int = 0) -> None:
@@ -79,6 +87,8 @@ class InitialModel:
         self.seed = seed
         keras.utils.set_random_seed(seed)
         self.weights = build().get_weights()
+        # The last other seed asked for, and its weights (a pass asks for one seed at a time).
+        self._other: tuple[int, list[np.ndarray]] | None = None
 
     def fresh(self) -> keras.Model:
         """A new model with the saved initial weights; also resets the random seeds."""
@@ -86,6 +96,16 @@ class InitialModel:
         model = self._build()
         model.set_weights(self.weights)
         return model
+
+    def weights_for(self, seed: int) -> list[np.ndarray]:
+        """The initial weights the model's build draws with ``seed`` (the saved ones for
+        this model's own seed)."""
+        if seed == self.seed:
+            return self.weights
+        if self._other is None or self._other[0] != seed:
+            keras.utils.set_random_seed(seed)
+            self._other = (seed, self._build().get_weights())
+        return self._other[1]
 
 
 def check_fits(model: keras.Model, ds: tf.data.Dataset | Sequence[Record], where: str) -> None:
@@ -202,14 +222,16 @@ class Trainer:
             ds = functools.reduce(tf.data.Dataset.concatenate, datasets)
         return self.strategy.experimental_distribute_dataset(ds)
 
-    def reset(self, initial: InitialModel) -> None:
-        """Start over from ``initial``'s weights with a fresh optimizer state and seeds.
+    def reset(self, initial: InitialModel, seed: int | None = None) -> None:
+        """Start over from ``initial``'s weights (those ``seed`` draws, when given) with a
+        fresh optimizer state and seeds.
 
         Cheaper than a new `Trainer`: the traced steps are kept, so a run
         after the first pays no tracing.
         """
-        keras.utils.set_random_seed(initial.seed)
-        self.model.set_weights(initial.weights)
+        seed = initial.seed if seed is None else seed
+        keras.utils.set_random_seed(seed)
+        self.model.set_weights(initial.weights_for(seed))
         for variable, value in zip(self.optimizer.variables, self._optimizer_start, strict=True):
             variable.assign(value)
 
@@ -251,13 +273,16 @@ class Trainer:
         wait = step = 0.0
         steps = examples = correct = 0
         loss_sum = 0.0
-        iterator = iter(self._distributed(ds))
+        first: tuple[float, float, int] | None = None
         # tqdm's disable=None: shown on a terminal, silent in CI logs and pipes.
         disable = None if progress is None else not progress
         bar = tqdm(desc=f"epoch {epoch}", unit="batch", disable=disable, leave=False)
         started, cpu_started = time.perf_counter(), time.process_time()
+        # Inside the timed span: creating the iterator is part of the wait for the
+        # first batch (a tf.data iterator starts its threads and opens files here).
+        iterator = iter(self._distributed(ds))
         while True:
-            before = time.perf_counter()
+            before = started if steps == 0 else time.perf_counter()
             # A step marker for the TensorFlow profiler (--perf-profiler): its
             # input-pipeline page splits each marked step into input and compute.
             # Nothing is recorded while no profile is being captured.
@@ -275,6 +300,8 @@ class Trainer:
             done = time.perf_counter()
             wait += fetched - before
             step += done - fetched
+            if first is None:
+                first = (fetched - before, done - fetched, examples)
             if recorder is not None:
                 recorder.train_step(epoch, batch, before, fetched, done)
             steps += 1
@@ -294,6 +321,9 @@ class Trainer:
             step_s=step,
             train_loss=loss_sum / examples,
             train_accuracy=correct / examples,
+            first_batch_s=first[0],
+            first_step_s=first[1],
+            first_examples=first[2],
         )
 
     def evaluate(

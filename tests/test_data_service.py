@@ -99,6 +99,7 @@ def test_a_worker_killed_mid_run_stops_the_benchmark_with_one_line_and_saves_not
     storage, report = tmp_path / "storage", tmp_path / "report.html"
     command = suite_command()
     command += ["-k", "test_data_service and 2_workers", "--perf-data", str(small_records)]
+    command += ["--perf-variants", "distributed"]
     command += ["--perf-epochs", "300"]
     command += ["--benchmark-autosave", f"--benchmark-storage=file://{storage}"]
     command += ["--perf-report", str(report)]
@@ -131,6 +132,7 @@ def test_the_benchmark_records_workers_and_speedup(tmp_path, small_records):
     thresholds.write_text("[defaults]\nmin_test_accuracy = 0\n")  # 96 examples learn little
     command = suite_command()
     command += ["-k", "test_data_service", "--perf-epochs", "1", "--perf-latency", "none"]
+    command += ["--perf-variants", "distributed"]
     command += ["--perf-thresholds", str(thresholds), "--perf-data", str(small_records)]
     command += [f"--benchmark-json={output}", f"--benchmark-storage=file://{tmp_path}"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -153,8 +155,9 @@ def test_on_data_its_workers_cannot_read_the_service_benchmark_is_skipped_at_col
     sources.write_cifar_folder(tmp_path / "cifar", data, data, CLASS_NAMES)
     thresholds = tmp_path / "thresholds.toml"
     thresholds.write_text("[defaults]\nmin_test_accuracy = 0\n")
-    command = suite_command("-rs", "-k", "test_data_service or test_training", "--perf-epochs", "1")
-    command += ["--perf-variants", "naive", "--perf-data", str(tmp_path / "cifar")]
+    selected = "test_data_service or (test_training and naive)"
+    command = suite_command("-rs", "-k", selected, "--perf-epochs", "1")
+    command += ["--perf-variants", "naive,distributed", "--perf-data", str(tmp_path / "cifar")]
     command += ["--perf-thresholds", str(thresholds), f"--benchmark-storage=file://{tmp_path}"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     output = done.stdout + done.stderr
@@ -168,3 +171,18 @@ def test_on_data_its_workers_cannot_read_the_service_benchmark_is_skipped_at_col
     )
     assert len(skipped) == 1, output[-3000:]
     assert "1 passed, 2 skipped" in output
+
+
+def test_the_service_is_timed_only_when_its_variant_is_selected(tmp_path, small_records):
+    command = suite_command("--collect-only", "--perf-data", str(small_records))
+    unasked = subprocess.run(
+        [*command, "--perf-variants", "naive"], cwd=ROOT, capture_output=True, text=True
+    )
+    asked = subprocess.run(
+        [*command, "--perf-variants", "naive,distributed"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert "test_data_service" not in unasked.stdout and "test_training[naive]" in unasked.stdout
+    assert asked.stdout.count("test_data_service[") == 2, asked.stdout[-2000:]

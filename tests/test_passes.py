@@ -11,15 +11,17 @@ from scipy import stats
 from benchmarks.intervals import Estimate, geometric, mean, paired_ratio
 from benchmarks.passes import Passes, PassPlan, Trial, run_passes
 from benchmarks.records import CEILING, pass_estimates, pass_figures, unreliable
-from benchmarks.summary import summary_table
+from benchmarks.summary import STARTUP_COLUMNS, STEADY_COLUMNS, summary_table
 from models.trainer import EpochStats
 
 TRIALS = [CEILING] + [Trial("training", v) for v in ("naive", "cache", "prefetch", "optimized")]
 
 
-def recording(calls: list[Trial], seconds: float = 1.0):
-    def run_one(trial: Trial) -> tuple[str, float]:
+def recording(calls: list[Trial], seconds: float = 1.0, seeds: list[int] | None = None):
+    def run_one(trial: Trial, seed: int) -> tuple[str, float]:
         calls.append(trial)
+        if seeds is not None:
+            seeds.append(seed)
         return f"result {len(calls)}", seconds
 
     return run_one
@@ -45,6 +47,25 @@ def test_each_pass_runs_every_trial_once_in_a_shuffled_recorded_order():
     # Results are kept per trial in pass order.
     first = calls.index(TRIALS[2])
     assert passes.of(TRIALS[2])[0] == f"result {first + 1}"
+
+
+def test_each_pass_is_a_replicate_with_its_own_seed_shared_by_its_trials():
+    calls: list[Trial] = []
+    seeds: list[int] = []
+    passes = run_passes(
+        TRIALS, recording(calls, seeds=seeds), PassPlan(5, 5, math.inf), seed=3, run_seed=7
+    )
+    per_pass = [seeds[k * len(TRIALS) : (k + 1) * len(TRIALS)] for k in range(5)]
+    # Every trial of a pass gets that pass's seed: comparisons stay paired.
+    assert all(len(set(group)) == 1 for group in per_pass)
+    assert [group[0] for group in per_pass] == passes.pass_seeds
+    # Each pass its own seed, drawn from the run's seed: the same run seed repeats them.
+    assert len(set(passes.pass_seeds)) == 5
+    assert passes.to_dict()["pass_seeds"] == passes.pass_seeds
+    again = run_passes(TRIALS, recording([]), PassPlan(5, 5, math.inf), seed=4, run_seed=7)
+    other = run_passes(TRIALS, recording([]), PassPlan(5, 5, math.inf), seed=3, run_seed=8)
+    assert again.pass_seeds == passes.pass_seeds
+    assert not set(other.pass_seeds) & set(passes.pass_seeds)
 
 
 def constant(value: float):
@@ -170,9 +191,10 @@ def test_a_wide_interval_is_reported_and_a_precise_one_is_not():
         }
     )
     doubts = unreliable(pass_figures(passes), 0.05)
+    # Judged in steady state (the full-epoch ratios are reported, not judged).
     assert {(d.trial.variant, d.metric) for d in doubts} == {
-        ("cache", "speedup_over_naive"),
-        ("cache", "fraction_of_ceiling"),
+        ("cache", "steady_speedup_over_naive"),
+        ("cache", "steady_fraction_of_ceiling"),
     }
     assert all(not d.impossible for d in doubts)
     assert "wider than +-5% after 3 passes" in str(doubts[0])
@@ -192,8 +214,11 @@ def test_the_summary_table_shows_each_figure_with_its_interval():
     infos = []
     for trial, figures in pass_figures(passes).items():
         infos.append({"kind": trial.kind, "variant": trial.variant, **figures.to_extra_info()})
-    lines = summary_table(infos)
-    assert lines[0].split()[:3] == ["variant", "epoch", "s"]
+    lines = summary_table(infos, STARTUP_COLUMNS)
+    assert lines[0].split()[:4] == ["variant", "first", "batch", "s"]
     (cache,) = [line for line in lines if line.startswith("cache")]
     speedup = pass_figures(passes)[Trial("training", "cache")].speedup_over_naive
     assert f"{speedup.value:.2f}x [{speedup.low:.2f}, {speedup.high:.2f}]" in cache
+    (cache,) = [line for line in summary_table(infos, STEADY_COLUMNS) if line.startswith("cache")]
+    steady = pass_figures(passes)[Trial("training", "cache")].steady_speedup_over_naive
+    assert f"{steady.value:.2f}x [{steady.low:.2f}, {steady.high:.2f}]" in cache

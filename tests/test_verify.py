@@ -146,8 +146,8 @@ class _Session:
         self.planned = set(trials)
         return run_passes(trials, self._epoch, plan, seed=0)
 
-    def _epoch(self, trial: Trial):
-        dataset = pipelines.build(trial.variant, self.source, batch_size=8, seed=0)
+    def _epoch(self, trial: Trial, seed: int):
+        dataset = pipelines.build(trial.variant, self.source, batch_size=8, seed=seed)
         started = time.perf_counter()
         count = sum(1 for _ in dataset)
         return count, time.perf_counter() - started

@@ -22,13 +22,22 @@ FALSE_FAILURE_RATE = 1e-6
 RANGE_TOLERANCE = 1e-3
 
 
+# A chi-square test is trusted where every cell expects at least this many values.
+MIN_EXPECTED = 5
+# Uniform choices are cut into this many equal bins for the independence test.
+UNIFORM_BINS = 4
+
+
 def choice_p_value(choice: RandomChoice, values: np.ndarray) -> tuple[float, str]:
     """The p-value of ``values`` under ``choice``'s stated distribution, and what was seen.
 
     Bernoulli: an exact two-sided binomial test of the rate. Uniform and
-    integers: 0 if any value lies outside the stated range, else a
-    Kolmogorov-Smirnov test against the stated distribution (conservative for
-    integers, so it fails no more often than stated).
+    integers: 0 if any value lies outside the stated range. Integers: a
+    chi-square goodness-of-fit test over every level (a level never drawn, or
+    drawn at the wrong share, fails it), or where the sample is too small for
+    that a Kolmogorov-Smirnov test (conservative for integers). Uniform: a
+    Kolmogorov-Smirnov test, and both ends of the range reached (the chance that
+    no value came as close to an end as the closest did), Bonferroni-combined.
     """
     values = np.asarray(values)
     count = len(values)
@@ -43,15 +52,57 @@ def choice_p_value(choice: RandomChoice, values: np.ndarray) -> tuple[float, str
     if values.min() < low - slack or values.max() > high + slack:
         return 0.0, seen + " (outside the range)"
     if choice.distribution == "integers":
+        levels = np.arange(low, high + 1)
+        counts = np.array([np.count_nonzero(np.round(values) == level) for level in levels])
+        if count / len(levels) >= MIN_EXPECTED:
+            p = float(stats.chisquare(counts).pvalue)
+            shares = ", ".join(
+                f"{int(level)}: {n}" for level, n in zip(levels, counts, strict=True)
+            )
+            return p, f"{seen}, per level {shares}"
         # Both distribution functions step only at the levels, so the largest
         # distance between them is at one of the levels.
-        levels = np.arange(low, high + 1)
         empirical = np.searchsorted(np.sort(values), levels + 0.5) / count
         distance = np.abs(empirical - (levels - low + 1) / len(levels)).max()
         p = float(stats.kstwo.sf(distance, count))
-    else:
-        p = stats.kstest(values, stats.uniform(loc=low, scale=high - low).cdf).pvalue
+        return p, seen + f", {len(np.unique(values))} distinct"
+    ks = stats.kstest(values, stats.uniform(loc=low, scale=high - low).cdf).pvalue
+    # No value within g of an end: probability (1 - g / width) ** count.
+    width = high - low
+    gaps = [max(values.min() - low, 0.0), max(high - values.max(), 0.0)]
+    ends = [(1 - min(gap / width, 1.0)) ** count for gap in gaps]
+    p = min(1.0, 3 * min(ks, *ends))
     return p, seen + f", {len(np.unique(np.round(values, 4)))} distinct"
+
+
+def _categories(choice: RandomChoice, values: np.ndarray) -> np.ndarray:
+    """Each value's category for a contingency table: its level, its truth, or its bin."""
+    values = np.asarray(values)
+    if choice.distribution == "bernoulli":
+        return values.astype(bool).astype(int)
+    if choice.distribution == "integers":
+        return np.clip(np.round(values).astype(int) - int(choice.low), 0, None)
+    position = (values.astype(np.float64) - choice.low) / (choice.high - choice.low)
+    return np.clip((position * UNIFORM_BINS).astype(int), 0, UNIFORM_BINS - 1)
+
+
+def independence_p_value(
+    first: RandomChoice, first_values: np.ndarray, second: RandomChoice, second_values: np.ndarray
+) -> float | None:
+    """The p-value of a chi-square test that two choices, drawn for the same images, are
+    independent (one must not predict the other: two choices read from one random
+    stream would). None: too few images for every cell of the table to expect
+    `MIN_EXPECTED` values."""
+    a, b = _categories(first, first_values), _categories(second, second_values)
+    table = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(table, (a, b), 1)
+    table = table[table.sum(axis=1) > 0][:, table.sum(axis=0) > 0]
+    if min(table.shape) < 2:
+        return None
+    expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
+    if expected.min() < MIN_EXPECTED:
+        return None
+    return float(stats.chi2_contingency(table, correction=False).pvalue)
 
 
 def smallest_choice_p_value(choice: RandomChoice, count: int) -> float:

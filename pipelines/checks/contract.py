@@ -33,6 +33,7 @@ from pipelines.augment import PAD, RANDOM_CHOICES
 from pipelines.checks.chance import (
     FALSE_FAILURE_RATE,
     choice_p_value,
+    independence_p_value,
     log_permutations,
     overlap_p_value,
     same_order_p_value,
@@ -451,7 +452,25 @@ def each_random_choice_happens_at_its_stated_rate(trial: Trial) -> str | None:
         p, seen = choice_p_value(choice, measured[name])
         if conclusive(p):
             problems.append(f"{name}: {seen} (p={p:.1e} by chance)")
+    problems += dependent_choices(named, measured)
     return "; ".join(problems) or None
+
+
+def dependent_choices(named: tuple[str, ...], measured: dict[str, np.ndarray]) -> list[str]:
+    """A line for each pair of named random choices that one predicts the other (drawn
+    from one random stream, say): a chi-square test per pair, Bonferroni over the pairs."""
+    pairs = list(itertools.combinations(named, 2))
+    problems = []
+    for first, second in pairs:
+        p = independence_p_value(
+            RANDOM_CHOICES[first], measured[first], RANDOM_CHOICES[second], measured[second]
+        )
+        if p is not None and conclusive(min(1.0, p * len(pairs))):
+            problems.append(
+                f"{first} and {second} are not independent (p={p:.1e} by chance,"
+                f" over {len(measured[first])} images)"
+            )
+    return problems
 
 
 def split_passes(flat: np.ndarray, n: int, passes: int) -> list[np.ndarray]:
