@@ -149,22 +149,11 @@ def run_passes(
         rng.shuffle(order)
         pass_seed = next(seeds)
         pass_started = clock()
-        remaining = _remaining(passes, plan, pass_started - started)
         for position, trial in enumerate(order, start=1):
-            now = clock() - started
-            progress(
-                Progress(
-                    passes.count + 1,
-                    plan.max_passes,
-                    trial,
-                    position,
-                    len(order),
-                    now,
-                    None
-                    if remaining is None
-                    else max(remaining - (now - (pass_started - started)), 0.0),
-                )
-            )
+            now = clock()
+            left = _remaining(passes, plan, pass_started - started, now - pass_started)
+            at = (passes.count + 1, plan.max_passes, trial, position, len(order))
+            progress(Progress(*at, now - started, left))
             result, seconds = run_one(trial, pass_seed)
             passes.results[trial].append(result)
             passes.seconds[trial].append(seconds)
@@ -185,10 +174,14 @@ def run_passes(
     return passes
 
 
-def _remaining(passes: Passes, plan: PassPlan, elapsed_s: float) -> float | None:
-    """At most how long the passes still take, from the mean pass so far (None: no pass yet)."""
+def _remaining(
+    passes: Passes, plan: PassPlan, before_pass_s: float, into_pass_s: float
+) -> float | None:
+    """At most how long the passes still take, ``into_pass_s`` into a pass that began
+    ``before_pass_s`` after the first, from the mean pass so far (None: no pass made yet)."""
     if not passes.count:
         return None
-    per_pass = elapsed_s / passes.count
+    per_pass = before_pass_s / passes.count
     left = plan.max_passes - passes.count
-    return min(left * per_pass, max(plan.time_limit_s - elapsed_s, 0.0) + per_pass)
+    at_most = min(left * per_pass, max(plan.time_limit_s - before_pass_s, 0.0) + per_pass)
+    return max(at_most - into_pass_s, 0.0)

@@ -32,7 +32,7 @@ def steady_span(run: Sequence[EpochStats]) -> tuple[int, float]:
     """(examples, seconds) of the run's steady state: every epoch after the first, or, with
     one epoch, its steps after the first (the first wait and step left out)."""
     if len(run) > 1:
-        later = run[1:]
+        later = steady_epochs(run)
         return sum(e.examples for e in later), sum(e.wall_s for e in later)
     only = run[0]
     examples = only.examples - only.first_examples

@@ -96,12 +96,16 @@ class PairedFigures:
     def figures(self) -> dict[str, Estimate]:
         """Every figure by its saved name, the derived ones (slowdowns, overheads) included."""
         figures: dict[str, Estimate] = {"epoch_s": self.epoch_s, **self.ratios()}
-        singles = ("input_bound", "steady_examples_per_s", "steady_input_bound", "first_batch_s")
-        for name in singles:
-            if getattr(self, name) is not None:
-                figures[name] = getattr(self, name)
-        if self.first_epoch_extra_s is not None:
-            figures["first_epoch_extra_s"] = self.first_epoch_extra_s
+        singles = (
+            "input_bound",
+            "steady_examples_per_s",
+            "steady_input_bound",
+            "first_batch_s",
+            "first_epoch_extra_s",
+        )
+        figures.update(
+            {name: getattr(self, name) for name in singles if getattr(self, name) is not None}
+        )
         for prefix in ("", "steady_"):
             fraction = figures.get(f"{prefix}fraction_of_ceiling")
             if fraction is not None:

@@ -181,11 +181,14 @@ class PerfSession:
         ``service``: the tf.data service dispatcher, for variants that distribute.
         ``seed``: its shuffles' and augmentation's (default: the run's).
         """
-        options = self.options.build_options
-        if seed is not None:
-            options = {**options, "seed": seed}
+        options = self._build_options(seed)
         dataset = pipelines.build(variant, self.train_source, service=service, **options)
         return dataset if service else own_threads(dataset, self.options.model_threads)
+
+    def _build_options(self, seed: int | None) -> dict[str, Any]:
+        """The run's build options, with ``seed`` in place of the run's seed when given."""
+        options = self.options.build_options
+        return options if seed is None else {**options, "seed": seed}
 
     @contextlib.contextmanager
     def served(self, service: LocalService | None) -> Iterator[None]:
@@ -263,9 +266,7 @@ class PerfSession:
 
         ``epochs``: default the run's. ``seed``: as for `train` and `build`.
         """
-        options = self.options.build_options
-        if seed is not None:
-            options = {**options, "seed": seed}
+        options = self._build_options(seed)
         dataset, stages = pipelines.build_traced(variant, self.train_source, **options)
         dataset = own_threads(dataset, self.options.model_threads)
         recorder = TimelineRecorder(stages)

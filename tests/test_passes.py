@@ -6,13 +6,13 @@ import math
 import statistics
 
 import pytest
+from constructed import constructed_passes
 from scipy import stats
 
 from benchmarks.intervals import Estimate, geometric, mean, paired_ratio
 from benchmarks.passes import Passes, PassPlan, Trial, run_passes
 from benchmarks.records import CEILING, pass_estimates, pass_figures, unreliable
 from benchmarks.summary import STARTUP_COLUMNS, STEADY_COLUMNS, summary_table
-from models.trainer import EpochStats
 
 TRIALS = [CEILING] + [Trial("training", v) for v in ("naive", "cache", "prefetch", "optimized")]
 
@@ -94,38 +94,10 @@ def test_passes_stop_at_the_time_limit_and_at_the_most_passes():
     assert capped.count == 4 and capped.stopped == "max passes"
 
 
-def epochs(seconds: float, waits: float = 0.0, count: int = 2) -> list[EpochStats]:
-    """A training run of ``count`` epochs taking ``seconds`` in all."""
-    per = seconds / count
-    return [
-        EpochStats(
-            epoch=number,
-            wall_s=per,
-            steps=10,
-            examples=640,
-            input_wait_s=waits / count,
-            step_s=per - waits / count,
-            train_loss=1.0,
-            train_accuracy=0.5,
-            test_accuracy=0.5,
-            cpu_s=per,
-        )
-        for number in range(count)
-    ]
-
-
-def constructed(seconds: dict[Trial, list[float]]) -> Passes:
-    passes = Passes(tuple(seconds), seed=0)
-    passes.seconds = seconds
-    passes.results = {t: [epochs(s, waits=s / 4) for s in times] for t, times in seconds.items()}
-    passes.orders = [list(seconds)] * len(next(iter(seconds.values())))
-    return passes
-
-
 def test_ratios_are_paired_within_a_pass_so_a_drifting_machine_cancels_out():
     # The machine slows down 1x, 2x, 4x over the passes; cache is always twice as fast.
     drift = [1.0, 2.0, 4.0]
-    passes = constructed(
+    passes = constructed_passes(
         {
             CEILING: [1.0 * d for d in drift],
             Trial("training", "naive"): [8.0 * d for d in drift],
@@ -164,7 +136,7 @@ def test_an_interval_is_the_t_interval_of_the_log_ratios():
 
 
 def test_an_impossible_fraction_of_the_ceiling_is_reported_as_unreliable():
-    passes = constructed(
+    passes = constructed_passes(
         {
             CEILING: [1.20, 1.26, 1.31],
             Trial("training", "naive"): [4.0, 4.1, 3.9],
@@ -182,7 +154,7 @@ def test_an_impossible_fraction_of_the_ceiling_is_reported_as_unreliable():
 
 
 def test_a_wide_interval_is_reported_and_a_precise_one_is_not():
-    passes = constructed(
+    passes = constructed_passes(
         {
             CEILING: [1.0, 1.0, 1.0],
             Trial("training", "naive"): [4.0, 4.0, 4.0],
@@ -204,7 +176,7 @@ def test_a_wide_interval_is_reported_and_a_precise_one_is_not():
 
 
 def test_the_summary_table_shows_each_figure_with_its_interval():
-    passes = constructed(
+    passes = constructed_passes(
         {
             CEILING: [1.0, 1.1, 1.0],
             Trial("training", "naive"): [4.0, 4.4, 4.0],

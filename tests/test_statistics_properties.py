@@ -16,15 +16,15 @@ import statistics
 
 import numpy as np
 import pytest
+from constructed import constructed_passes
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
 from benchmarks.decide import Metric, Rule, decide, smallest_p
 from benchmarks.intervals import Estimate, geometric, mean, paired_ratio
-from benchmarks.passes import Passes, Trial
+from benchmarks.passes import Trial
 from benchmarks.records import CEILING, pass_figures
-from models.trainer import EpochStats
 
 loads = st.lists(st.floats(0.2, 5.0), min_size=2, max_size=12)
 ratios = st.floats(0.2, 5.0)
@@ -50,36 +50,6 @@ def test_a_paired_ratio_recovers_the_true_ratio_under_any_per_pass_load(load, ra
         assert estimate.to_list() == pytest.approx([ratio, ratio], rel=1e-9)
 
 
-def run_of(seconds: float, epochs: int = 2) -> list[EpochStats]:
-    """A training run of equal epochs taking ``seconds`` in all."""
-    per = seconds / epochs
-    return [
-        EpochStats(
-            epoch=number,
-            wall_s=per,
-            steps=10,
-            examples=640,
-            input_wait_s=per / 4,
-            step_s=per * 3 / 4,
-            train_loss=1.0,
-            train_accuracy=0.5,
-            test_accuracy=0.5,
-            first_batch_s=per / 10,
-            first_step_s=per / 20,
-            first_examples=64,
-        )
-        for number in range(1, epochs + 1)
-    ]
-
-
-def passes_of(seconds: dict[Trial, list[float]]) -> Passes:
-    passes = Passes(tuple(seconds), seed=0)
-    passes.seconds = seconds
-    passes.results = {trial: [run_of(s) for s in times] for trial, times in seconds.items()}
-    passes.orders = [list(seconds)] * len(next(iter(seconds.values())))
-    return passes
-
-
 NAIVE, CACHE = Trial("training", "naive"), Trial("training", "cache")
 
 
@@ -88,7 +58,9 @@ def test_the_run_s_ratios_are_paired_pass_by_pass_under_any_load(load, speedup, 
     naive = [4.0 * factor for factor in load]
     cache = [n / speedup for n in naive]
     ceiling = [c * of_ceiling for c in cache]
-    figures = pass_figures(passes_of({CEILING: ceiling, NAIVE: naive, CACHE: cache}))[CACHE]
+    figures = pass_figures(constructed_passes({CEILING: ceiling, NAIVE: naive, CACHE: cache}))[
+        CACHE
+    ]
     for full, steady, expected in (
         (figures.speedup_over_naive, figures.steady_speedup_over_naive, speedup),
         (figures.fraction_of_ceiling, figures.steady_fraction_of_ceiling, of_ceiling),
@@ -126,7 +98,7 @@ def test_every_estimate_operation_keeps_its_interval_in_order(samples, by):
 @settings(max_examples=60)
 def test_every_figure_written_to_a_saved_run_is_an_ordered_interval(load, naive, cache):
     n = len(load)
-    passes = passes_of(
+    passes = constructed_passes(
         {
             CEILING: [0.3 * f for f in load],
             NAIVE: [4.0 * f * noise for f, noise in zip(load, naive[:n], strict=True)],
@@ -170,20 +142,19 @@ def expected_outcome(metric: Metric, before: list[float], after: list[float], ru
     return "ok"
 
 
-@given(
-    before=samples,
-    after=samples,
-    shift=st.floats(0.5, 2.0),
-    higher_is_better=st.booleans(),
-)
-@settings(max_examples=150)
-def test_decisions_agree_with_their_definition_on_shifted_samples(
-    before, after, shift, higher_is_better
-):
+def assert_decided_as_defined(before, after, shift, higher_is_better):
     metric = THROUGHPUT if higher_is_better else CPU
     moved = [value * shift for value in after]
     verdict = decide("v", metric, before, moved, RULE)
     assert verdict.outcome == expected_outcome(metric, before, moved, RULE)
+
+
+@given(before=samples, after=samples, shift=st.floats(0.5, 2.0), higher_is_better=st.booleans())
+@settings(max_examples=150)
+def test_decisions_agree_with_their_definition_on_shifted_samples(
+    before, after, shift, higher_is_better
+):
+    assert_decided_as_defined(before, after, shift, higher_is_better)
 
 
 tight = st.lists(st.floats(0.99, 1.01), min_size=4, max_size=10)
@@ -195,10 +166,7 @@ def test_decisions_agree_with_their_definition_near_the_tolerance(
     before, after, shift, higher_is_better
 ):
     # Tight samples: small changes are significant, so the tolerance decides.
-    metric = THROUGHPUT if higher_is_better else CPU
-    moved = [value * shift for value in after]
-    verdict = decide("v", metric, before, moved, RULE)
-    assert verdict.outcome == expected_outcome(metric, before, moved, RULE)
+    assert_decided_as_defined(before, after, shift, higher_is_better)
 
 
 @given(before=samples, after=samples, scale=st.floats(0.01, 100.0))
