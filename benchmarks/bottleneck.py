@@ -219,23 +219,9 @@ def _suggestions(
             named = {key for _, keys in said for key in keys}
             advice = _stage_advice(stage, f"{share[stage.name]:.0%}")
             said.extend(a for a in advice if set(a[1]) - named)
-    if len(times.busy_s) > 0 and not times.caches:
-        first = times.busy_s[0]
-        inputs = times.input_stages()
-        first_input = sum(first.get(s.name, 0.0) for s in inputs) or 1.0
-        # Reading (a generator reads too) and deterministic decoding: the same work
-        # every epoch, which a cache does once.
-        spared = [s.name for s in inputs if s.name in times.cacheable and first.get(s.name)]
-        share_spared = sum(first[name] for name in spared) / first_input
-        if share_spared >= SECONDARY_SHARE and times.fits_in_memory:
-            said.append(
-                (
-                    f"{', '.join(spared)} take {share_spared:.0%} of the first epoch's input"
-                    " time, the same work every epoch, and the data fits in memory: cache"
-                    " it after decoding",
-                    ("cache",),
-                )
-            )
+    cache = _cache_advice(times)
+    if cache:
+        said.append(cache)
     if not times.prefetches:
         said.append(
             (
@@ -261,6 +247,27 @@ def _suggestions(
             )
         )
     return said
+
+
+def _cache_advice(times: StageTimes) -> tuple[str, tuple[str, ...]] | None:
+    """Advice to cache, where reading (a generator reads too) and deterministic decoding
+    take a large share of the first epoch's input time, the same work every epoch, which
+    a cache does once (None: no cache to advise)."""
+    if not times.busy_s or times.caches or not times.fits_in_memory:
+        return None
+    first = times.busy_s[0]
+    inputs = times.input_stages()
+    first_input = sum(first.get(s.name, 0.0) for s in inputs) or 1.0
+    spared = [s.name for s in inputs if s.name in times.cacheable and first.get(s.name)]
+    share_spared = sum(first[name] for name in spared) / first_input
+    if share_spared < SECONDARY_SHARE:
+        return None
+    return (
+        f"{', '.join(spared)} take {share_spared:.0%} of the first epoch's input"
+        " time, the same work every epoch, and the data fits in memory: cache"
+        " it after decoding",
+        ("cache",),
+    )
 
 
 def _stage_advice(stage: Stage, percent: str) -> list[tuple[str, tuple[str, ...]]]:

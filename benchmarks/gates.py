@@ -38,6 +38,7 @@ LIMITS = {
     # Steady state and start-up, each its own line (`benchmarks.phases`).
     "max_steady_ceiling_slowdown": ("steady_ceiling_slowdown", "max"),
     "max_first_batch_s": ("first_batch_s", "max"),
+    "max_epoch_start_s": ("epoch_start_s", "max"),
 }
 # Tolerances for the comparison with a baseline run (fractions and absolute accuracy).
 # Throughput is compared as the fraction of the ceiling (the variant's

@@ -24,6 +24,7 @@ from benchmarks import storage as storage_files
 from benchmarks.bottleneck import Bottleneck
 from benchmarks.cores import apply_core_budget
 from benchmarks.decide import Verdict
+from benchmarks.effects import no_gain_lines
 from benchmarks.progress import ProgressLine
 from benchmarks.records import Unreliable, unreliable
 from benchmarks.session import PERF_PROFILES, PerfOptions, PerfSession, machine_details
@@ -71,8 +72,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def _add_run_options(group: pytest.OptionGroup) -> None:
-    """What runs: profile, data, variants, epochs, latency, corrupt records,
-    image size."""
+    """What runs: profile, data, variants, epochs, pipelines alone, latency, corrupt
+    records, image size."""
     group.addoption(
         "--perf-image-size",
         default=None,
@@ -104,6 +105,13 @@ def _add_run_options(group: pytest.OptionGroup) -> None:
     )
     group.addoption(
         "--perf-epochs", type=int, default=None, help="epochs per run (default: the profile's)"
+    )
+    group.addoption(
+        "--perf-alone",
+        action="store_true",
+        default=False,
+        help="also time each pipeline alone, with no model (test_pipeline: how fast it can"
+        " feed, and its CPU per example); adds about a quarter to every pass",
     )
     group.addoption(
         "--perf-latency",
@@ -370,6 +378,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     asked = {
         "test_suggestions": config.getoption("perf_verify_suggestions"),
         "test_profile": config.getoption("perf_profiler"),
+        # Each pipeline alone: asked for, or untimed. Out of the default passes, whose
+        # time goes to the training trials' precision (docs/measurements.md, 2026-12-03).
+        "test_pipeline": config.getoption("perf_alone")
+        or config.getoption("benchmark_disable", False),
         # The tf.data service is timed when its variant is selected, not always; an
         # untimed run (the test job) runs every benchmark once, so none can rot.
         "test_data_service": SERVICE_VARIANT in selected_variants(config)
@@ -733,6 +745,9 @@ def _write_measurements(terminalreporter: Any, config: pytest.Config) -> None:
             terminalreporter.write_line(f"{title}:", bold=True)
         for line in lines:
             terminalreporter.write_line(line)
+    trained = {info["variant"]: info for info in metrics if info["kind"] == "training"}
+    for line in no_gain_lines(trained, pipelines.VARIANTS, session.options.plan.precision):
+        terminalreporter.write_line(line, yellow=True)
     for doubt in measurement_doubts(config):
         terminalreporter.write_line(str(doubt), red=doubt.impossible, yellow=not doubt.impossible)
 

@@ -19,7 +19,13 @@ from benchmarks.bottleneck import Bottleneck, StageTimes, analyze, stage_gate_fi
 from benchmarks.gates import metrics_by_variant
 from benchmarks.intervals import Estimate, geometric, mean, paired_ratio
 from benchmarks.passes import Passes, Trial
-from benchmarks.phases import first_batch_s, first_epoch_extra_s, steady_epochs, steady_rate
+from benchmarks.phases import (
+    epoch_start_s,
+    first_batch_s,
+    first_epoch_extra_s,
+    steady_epochs,
+    steady_rate,
+)
 from models.trainer import EpochStats, input_bound_of
 from pipelines.timeline import Timeline
 
@@ -63,7 +69,8 @@ class PairedFigures:
 
     Full epochs (``epoch_s`` and the ratios without a prefix: the lab's measure),
     steady state (``steady_*``: examples/s once warm) and start-up
-    (``first_batch_s``, ``first_epoch_extra_s``), as `benchmarks.phases` reads a run.
+    (``first_batch_s``, ``first_epoch_extra_s``, ``epoch_start_s``), as
+    `benchmarks.phases` reads a run.
     """
 
     epoch_s: Estimate
@@ -77,6 +84,7 @@ class PairedFigures:
     steady_input_bound: Estimate | None = None
     first_batch_s: Estimate | None = None
     first_epoch_extra_s: Estimate | None = None
+    epoch_start_s: Estimate | None = None
     steady_speedup_over_naive: Estimate | None = None
     steady_speedup_over_augmented: Estimate | None = None
     steady_fraction_of_ceiling: Estimate | None = None
@@ -102,6 +110,7 @@ class PairedFigures:
             "steady_input_bound",
             "first_batch_s",
             "first_epoch_extra_s",
+            "epoch_start_s",
         )
         figures.update(
             {name: getattr(self, name) for name in singles if getattr(self, name) is not None}
@@ -177,6 +186,8 @@ def _trial_figures(passes: Passes, trial: Trial, rates: dict[Trial, list[float]]
         if epochs > 1:
             extra = [first_epoch_extra_s(run) for run in runs]
             figures["first_epoch_extra_s"] = mean(extra, within=positive)
+            starts = [epoch_start_s(run) for run in runs]
+            figures["epoch_start_s"] = mean(starts, within=positive)
     return PairedFigures(**figures)
 
 

@@ -191,41 +191,21 @@ def render(
         info = current.training[variant]
         verdict, lines = current.verdict(variant)
         rows.append({"variant": variant, "info": info, "verdict": verdict, "lines": lines})
-    throughput = (
-        figures.throughput_bars(
+    throughput = accuracy = None
+    if variants:
+        training = [current.training[v] for v in variants]
+        throughput = figures.throughput_bars(
             variants,
-            [current.training[v]["examples_per_s"] for v in variants],
-            [current.training[v].get("speedup_over_naive") for v in variants],
+            [info["examples_per_s"] for info in training],
+            [info.get("speedup_over_naive") for info in training],
             current.ceiling["examples_per_s"] if current.ceiling else None,
-            [current.training[v].get("speedup_over_naive_ci") for v in variants],
+            [info.get("speedup_over_naive_ci") for info in training],
         )
-        if variants
-        else None
-    )
-    accuracy = (
-        figures.accuracy_curves(
-            {v: current.training[v]["test_accuracy_per_epoch"] for v in variants}
+        accuracy = figures.accuracy_curves(
+            {v: info["test_accuracy_per_epoch"] for v, info in zip(variants, training, strict=True)}
         )
-        if variants
-        else None
-    )
     timelines = [
-        {
-            "variant": variant,
-            "figure": figures.gantt(info["timeline"], f"{variant}: traced run"),
-            "bottleneck": info.get("bottleneck"),
-            "epoch_times_s": info.get("epoch_times_s", []),
-            "trace": (traces or {}).get(variant),
-            "profile": (profiles or {}).get(variant),
-            "steps": (
-                figures.step_times(
-                    info["timeline"]["steps"], f"{variant}: each train step, input and compute"
-                )
-                if info["timeline"].get("steps")
-                else None
-            ),
-            "input_share": _input_share(info["timeline"].get("steps") or []),
-        }
+        _timeline_view(variant, info, (traces or {}).get(variant), (profiles or {}).get(variant))
         for variant, info in current.timelines.items()
     ]
     environment = jinja2.Environment(
@@ -250,6 +230,25 @@ def render(
         moderate=MODERATE,
         high=HIGH,
     )
+
+
+def _timeline_view(
+    variant: str, info: Mapping[str, Any], trace: str | None, profile: str | None
+) -> dict[str, Any]:
+    """What the report shows of one traced run: its Gantt chart, step chart and analysis."""
+    timeline = info["timeline"]
+    steps = timeline.get("steps") or []
+    title = f"{variant}: each train step, input and compute"
+    return {
+        "variant": variant,
+        "figure": figures.gantt(timeline, f"{variant}: traced run"),
+        "bottleneck": info.get("bottleneck"),
+        "epoch_times_s": info.get("epoch_times_s", []),
+        "trace": trace,
+        "profile": profile,
+        "steps": figures.step_times(steps, title) if steps else None,
+        "input_share": _input_share(steps),
+    }
 
 
 def history_figures(

@@ -161,6 +161,48 @@ def fresh_optimizer(model: keras.Model, learning_rate: float) -> keras.optimizer
     return keras.optimizers.Adam(learning_rate)
 
 
+@dataclasses.dataclass
+class _EpochTally:
+    """What an epoch's steps add up to, as `Trainer.train_epoch` times them."""
+
+    wait: float = 0.0
+    step: float = 0.0
+    steps: int = 0
+    examples: int = 0
+    correct: int = 0
+    loss_sum: float = 0.0
+    # The first step's (wait, step seconds, examples): start-up apart (`benchmarks.phases`).
+    first: tuple[float, float, int] = (0.0, 0.0, 0)
+
+    def add(self, wait: float, step: float, loss_sum: float, correct: int, count: int) -> None:
+        """One step: its wait for the batch, its synchronised step, and its results."""
+        self.wait += wait
+        self.step += step
+        self.loss_sum += loss_sum
+        self.correct += correct
+        self.examples += count
+        if not self.steps:
+            self.first = (wait, step, self.examples)
+        self.steps += 1
+
+    def stats(self, epoch: int, wall: float, cpu: float) -> EpochStats:
+        """The epoch's `EpochStats` (at least one example was tallied)."""
+        return EpochStats(
+            epoch=epoch,
+            wall_s=wall,
+            cpu_s=cpu,
+            steps=self.steps,
+            examples=self.examples,
+            input_wait_s=self.wait,
+            step_s=self.step,
+            train_loss=self.loss_sum / self.examples,
+            train_accuracy=self.correct / self.examples,
+            first_batch_s=self.first[0],
+            first_step_s=self.first[1],
+            first_examples=self.first[2],
+        )
+
+
 class Trainer:
     """Trains one model with a custom loop; call `fit` once per run.
 
@@ -270,10 +312,7 @@ class Trainer:
         """
         if recorder is not None and self.strategy is not None:
             raise ValueError("timelines are recorded without a distribution strategy")
-        wait = step = 0.0
-        steps = examples = correct = 0
-        loss_sum = 0.0
-        first: tuple[float, float, int] | None = None
+        tally = _EpochTally()
         # tqdm's disable=None: shown on a terminal, silent in CI logs and pipes.
         disable = None if progress is None else not progress
         bar = tqdm(desc=f"epoch {epoch}", unit="batch", disable=disable, leave=False)
@@ -282,11 +321,11 @@ class Trainer:
         # first batch (a tf.data iterator starts its threads and opens files here).
         iterator = iter(self._distributed(ds))
         while True:
-            before = started if steps == 0 else time.perf_counter()
+            before = started if tally.steps == 0 else time.perf_counter()
             # A step marker for the TensorFlow profiler (--perf-profiler): its
             # input-pipeline page splits each marked step into input and compute.
             # Nothing is recorded while no profile is being captured.
-            with tf.profiler.experimental.Trace("train", step_num=steps, _r=1):
+            with tf.profiler.experimental.Trace("train", step_num=tally.steps, _r=1):
                 try:
                     batch = next(iterator)
                 except StopIteration:
@@ -294,37 +333,18 @@ class Trainer:
                 fetched = time.perf_counter()
                 total, right, count = self._train_step(batch[IMAGE], batch[LABEL])
                 # Fetching the results waits for the device: the step's real cost.
-                loss_sum += float(total.numpy())
-                correct += int(right.numpy())
-                examples += int(count.numpy())
+                results = (float(total.numpy()), int(right.numpy()), int(count.numpy()))
             done = time.perf_counter()
-            wait += fetched - before
-            step += done - fetched
-            if first is None:
-                first = (fetched - before, done - fetched, examples)
+            tally.add(fetched - before, done - fetched, *results)
             if recorder is not None:
                 recorder.train_step(epoch, batch, before, fetched, done)
-            steps += 1
             bar.update()
         wall = time.perf_counter() - started
         cpu = time.process_time() - cpu_started
         bar.close()
-        if examples == 0:
+        if tally.examples == 0:
             raise DataError(f"epoch {epoch}", "the training dataset yielded no batches")
-        return EpochStats(
-            epoch=epoch,
-            wall_s=wall,
-            cpu_s=cpu,
-            steps=steps,
-            examples=examples,
-            input_wait_s=wait,
-            step_s=step,
-            train_loss=loss_sum / examples,
-            train_accuracy=correct / examples,
-            first_batch_s=first[0],
-            first_step_s=first[1],
-            first_examples=first[2],
-        )
+        return tally.stats(epoch, wall, cpu)
 
     def evaluate(
         self,

@@ -201,8 +201,8 @@ def test_what_the_labs_cache_does_is_caught_if_the_contract_denies_it(lab, chang
 
 
 def test_the_lab_example_benchmarks_from_its_own_folder(tmp_path):
-    """The README's walk-through, shortened: the lab's functions and logits CNN on 24x24 crops
-    of the embedded CIFAR batches, run from the example's folder."""
+    """docs/your-pipeline.md's walk-through, shortened: the lab's functions and logits CNN
+    on 24x24 crops of the embedded CIFAR batches, run from the example's folder."""
     storage = tmp_path / "run.json"
     command = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-q"]
     command += ["-p", "no:cacheprovider", "-k", "test_training or test_ceiling or test_timeline"]

@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.passes import Progress, Trial
-from benchmarks.phases import first_batch_s, first_epoch_extra_s, steady_epochs, steady_rate
+from benchmarks.phases import (
+    epoch_start_s,
+    first_batch_s,
+    first_epoch_extra_s,
+    steady_epochs,
+    steady_rate,
+)
 from benchmarks.progress import ProgressLine, progress_text
 from models.trainer import EpochStats
 
@@ -28,10 +34,11 @@ def epoch(number: int, wall: float, first_batch: float = 0.0, examples: int = 64
 
 def test_steady_state_leaves_out_the_first_epoch_and_start_up_is_what_it_cost_beyond():
     # A cache fills in epoch 1 (3 s, 1 s of it waiting for the first batch), later
-    # epochs take 1 s each for 640 examples.
+    # epochs take 1 s each for 640 examples (0.01 s of it their first batch's wait).
     run = [epoch(1, 3.0, first_batch=1.0), epoch(2, 1.0, 0.01), epoch(3, 1.0, 0.01)]
     assert steady_rate(run) == pytest.approx(640.0)
     assert first_batch_s(run) == pytest.approx(1.0)
+    assert epoch_start_s(run) == pytest.approx(0.01)
     assert first_epoch_extra_s(run) == pytest.approx(2.0)
     assert list(steady_epochs(run)) == run[1:]
     # A slower start-up moves start-up only; a slower steady state moves the rate.
@@ -41,6 +48,19 @@ def test_steady_state_leaves_out_the_first_epoch_and_start_up_is_what_it_cost_be
     slow_steady = [run[0], epoch(2, 2.0, 0.01), epoch(3, 2.0, 0.01)]
     assert steady_rate(slow_steady) == pytest.approx(320.0)
     assert first_batch_s(slow_steady) == first_batch_s(run)
+
+
+def test_each_later_epochs_start_is_shown_apart_and_stays_in_the_steady_rate():
+    # A shuffle buffer refilled at every epoch's start: 0.5 s before the first batch,
+    # whose reads the rest of the epoch then does not make (each epoch still 1 s).
+    run = [epoch(1, 3.0, first_batch=1.0), epoch(2, 1.0, 0.01), epoch(3, 1.0, 0.01)]
+    refilled = [run[0], epoch(2, 1.0, 0.5), epoch(3, 1.0, 0.5)]
+    assert steady_rate(refilled) == pytest.approx(steady_rate(run))
+    assert epoch_start_s(refilled) == pytest.approx(0.5)
+    # A start that costs time on top moves both.
+    slower = [run[0], epoch(2, 1.5, 0.5), epoch(3, 1.5, 0.5)]
+    assert steady_rate(slower) == pytest.approx(640 / 1.5)
+    assert epoch_start_s(run[:1]) == 0.0
 
 
 def test_with_one_epoch_the_steady_state_is_its_steps_after_the_first():

@@ -1,0 +1,41 @@
+"""The codebase's own rules that no linter checks: functions a reader can hold at once."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("pipelines", "models", "benchmarks", "tests", "examples")
+# The longest function (docstring included) the style allows.
+MAX_FUNCTION_LINES = 60
+
+
+def long_functions(root: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
+    """``path:line name (N lines)`` for every function under ``root``'s packages over ``limit``."""
+    found = []
+    files = [root / "tasks.py", root / "conftest.py"]
+    for package in PACKAGES:
+        files.extend(sorted((root / package).rglob("*.py")))
+    for path in files:
+        if not path.exists():
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > limit:
+                    where = path.relative_to(root)
+                    found.append(f"{where}:{node.lineno} {node.name} ({lines} lines)")
+    return found
+
+
+def test_no_function_is_longer_than_the_style_allows():
+    assert long_functions(ROOT) == []
+
+
+def test_the_check_finds_a_long_function(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "long.py").write_text(f"def long():\n{body}\n")
+    expected = f"pipelines/long.py:1 long ({MAX_FUNCTION_LINES + 1} lines)"
+    assert long_functions(tmp_path) == [expected]
