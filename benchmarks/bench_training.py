@@ -19,6 +19,7 @@ import pytest
 
 import pipelines
 from benchmarks import report as report_names
+from benchmarks.bench_adapter import report_rounds
 from benchmarks.passes import Passes, Trial
 from benchmarks.plugin import SERVICE_VARIANT, perf_session, service_setup
 from benchmarks.records import CEILING
@@ -71,30 +72,6 @@ def passes(perf, request: pytest.FixtureRequest) -> Passes:
     The first benchmark to ask runs them all; each then reports its own rounds.
     """
     return perf.measure(planned_trials(request.session.items, perf))
-
-
-class PassClock:
-    """Replays the passes' timings to pytest-benchmark: its timer, read twice a round."""
-
-    __name__ = "interleaved_passes"
-
-    def __init__(self, seconds: list[float]) -> None:
-        self.readings = iter([reading for spent in seconds for reading in (0.0, spent)])
-
-    def __call__(self) -> float:
-        return next(self.readings)
-
-
-def report_rounds(benchmark, seconds: list[float]) -> None:
-    """Hand pytest-benchmark one round per pass, as the passes timed it.
-
-    Its own tables, ``--benchmark-compare``, histograms and JSON then show
-    the interleaved measurements, one benchmark per variant as before.
-    (``_timer`` is pytest-benchmark's, pinned at 5.3.1: its one way in for
-    timings taken elsewhere.)
-    """
-    benchmark._timer = PassClock(seconds)
-    benchmark.pedantic(lambda: None, rounds=len(seconds), iterations=1, warmup_rounds=0)
 
 
 def skip_if_served(variant_name: str) -> None:

@@ -191,3 +191,59 @@ def decide(
     if -worse_by > rule.tolerance and significant_better:
         return found("improvement")
     return found("ok")
+
+
+def decide_paired(
+    variant: str,
+    metric: Metric,
+    baseline: Sequence[float],
+    current: Sequence[float],
+    rule: Rule,
+) -> Verdict:
+    """`decide` for base and head measured in the same passes: ``baseline[i]`` and
+    ``current[i]`` come from pass ``i``, so the machine's drift between passes cancels.
+
+    The change is the geometric mean of the per-pass ratios (the mean difference for
+    an absolute metric), with its t interval at the rule's level on each side; the test
+    is a one-sided paired t-test on the log ratios (or differences). The outcome
+    follows `decide`'s rule: a regression is beyond the tolerance and significant.
+    """
+    before, after = [float(x) for x in baseline], [float(x) for x in current]
+    if len(before) != len(after):
+        raise ValueError(f"paired samples need one value per pass: {len(before)}, {len(after)}")
+    rule = dataclasses.replace(rule, test="paired t")
+    verdict = functools.partial(Verdict, variant, metric, baseline=before, current=after, rule=rule)
+    if len(before) < 2:
+        return verdict("inconclusive", reason="one pass: no interval (make more: --perf-passes)")
+    if not metric.absolute and min(before + after) <= 0:
+        return verdict("inconclusive", reason="a value of 0 or below has no ratio")
+    moved = [
+        a - b if metric.absolute else math.log(a / b) for b, a in zip(before, after, strict=True)
+    ]
+    n, mean = len(moved), statistics.fmean(moved)
+    spread = statistics.stdev(moved) / math.sqrt(n)
+    margin = stats.t.ppf(1 - rule.alpha, n - 1) * spread
+    back = (lambda x: x) if metric.absolute else math.exp
+    change, interval = back(mean), (back(mean - margin), back(mean + margin))
+    # Positive: head worse than base.
+    worse = -mean if metric.higher_is_better else mean
+    p_worse = _p_above_zero(worse, spread, n)
+    p_better = 1.0 - p_worse
+    worse_by = _worse_by(change, metric)
+    p = p_worse if worse_by > 0 else p_better
+    found = functools.partial(verdict, change=change, interval=interval, p_value=p)
+    if worse_by > rule.tolerance and p_worse < rule.alpha:
+        return found("regression")
+    if worse_by > rule.tolerance:
+        return found("inconclusive", reason="worse beyond the tolerance, but not significantly")
+    if -worse_by > rule.tolerance and p_better < rule.alpha:
+        return found("improvement")
+    return found("ok")
+
+
+def _p_above_zero(mean: float, spread: float, n: int) -> float:
+    """One-sided t-test p-value that a mean of ``n`` paired values (standard error
+    ``spread``) is not above 0; with no spread at all, 0 or 1."""
+    if spread <= 0:
+        return 0.0 if mean > 0 else 1.0
+    return float(stats.t.sf(mean / spread, n - 1))

@@ -1,8 +1,9 @@
 """Why an optimization shows no steady-state gain: what the run's own figures allow.
 
 A bare "1.05x [0.76, 1.45]" does not tell a user whether the change does
-nothing here or whether the run could not tell. For every variant measured
-against a reference (``augmented`` for the single optimizations) whose
+nothing here or whether the run could not tell. For every variant that
+augments, measured against ``augmented`` (the single optimizations, and a
+user's augmenting variants), whose
 steady-state interval does not lie above 1, one line says which of three it is:
 
 - **nothing to gain**: the reference waits for input so little of its steady
@@ -21,6 +22,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from typing import Any
+
+from scipy import stats
 
 from pipelines.steps import Prefetch
 from pipelines.variants import Variant
@@ -58,13 +61,17 @@ def per_batch_ms(info: Mapping[str, Any], batch_size: int) -> tuple[float, float
 
 
 def passes_needed(interval: list[float], value: float, passes: int, precision: float) -> int:
-    """About how many passes would bring the interval's half-width within ``precision``
-    (the width shrinks with the square root of the passes)."""
+    """About how many passes would bring the interval's half-width within ``precision``:
+    the per-pass spread the interval implies, and Student's t at each larger count."""
     low, high = interval
     half = max(math.log(high / value), math.log(value / low)) if low > 0 else math.inf
-    if not math.isfinite(half):
+    if not math.isfinite(half) or passes < 2:
         return passes * 4
-    return max(passes + 1, math.ceil(passes * (half / math.log1p(precision)) ** 2))
+    spread = half * math.sqrt(passes) / stats.t.ppf(0.975, passes - 1)
+    needed = passes + 1
+    while stats.t.ppf(0.975, needed - 1) * spread / math.sqrt(needed) > math.log1p(precision):
+        needed += 1
+    return needed
 
 
 def no_gain_line(
@@ -92,7 +99,7 @@ def no_gain_line(
             )
         else:
             why = f"{reference_name} waits for input only {share:.0%} of its steady time"
-        return f"{shown}: no effect possible on this machine: {why}; at most {bound:.2f}x"
+        return f"{shown}: no effect possible on this machine: {why}; at most about {bound:.2f}x"
     low, high = interval
     if high / value > 1 + precision or value / low > 1 + precision:
         passes = int(info.get("passes") or 1)
@@ -100,11 +107,11 @@ def no_gain_line(
         return (
             f"{shown}: not told apart from no change: the interval is wider than"
             f" +-{precision:.0%} after {passes} passes (about {needed} would do: --perf-passes);"
-            f" up to {bound:.2f}x was possible"
+            f" up to about {bound:.2f}x was possible"
         )
     return (
         f"{shown}: no effect: {reference_name} waits for input {share:.0%} of its steady time"
-        f" (up to {bound:.2f}x possible), but not in what this change speeds up: see"
+        f" (up to about {bound:.2f}x possible), but not in what this change speeds up: see"
         f" {reference_name}'s timeline"
     )
 
@@ -124,6 +131,8 @@ def no_gain_lines(
     lines = []
     for name, info in metrics.items():
         if name == reference_name or info.get("kind") != "training" or name not in variants:
+            continue
+        if not variants[name].contract.augments:  # not an optimization of the reference
             continue
         overlap_only = adds_only_overlap(variants[name], base)
         line = no_gain_line(name, info, reference_name, reference, overlap_only, precision)

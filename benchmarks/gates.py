@@ -19,7 +19,7 @@ from typing import Any
 
 from benchmarks import structure
 from benchmarks.bottleneck import GATE_FIGURES
-from benchmarks.decide import TESTS, Metric, Rule, Verdict, decide
+from benchmarks.decide import TESTS, Metric, Rule, Verdict, decide, decide_paired
 from benchmarks.storage import read_run
 from pipelines.errors import DataError
 
@@ -344,6 +344,40 @@ def compare_with_baseline(
                 )
         failures += _slower_stages(thresholds, variant, metrics, before, baseline_name)
         failures += _lost_steps(variant, metrics, before, baseline_name)
+    return failures, verdicts
+
+
+def compare_pairs(
+    thresholds: Thresholds,
+    results: Mapping[str, Mapping[str, Any]],
+    pairs: Mapping[str, str],
+) -> tuple[list[Failure], list[Verdict]]:
+    """Each head variant against its base measured in the same passes (``pairs``: head
+    name -> base name, `pipelines.versions`): failures and verdicts.
+
+    Decided pass by pass (`benchmarks.decide.decide_paired`) with the tolerances of
+    ``[base_vs_head]`` over the rest (`Thresholds.paired`): no drift between runs enters.
+    """
+    paired = thresholds.paired()
+    failures, verdicts = [], []
+    for head, base in pairs.items():
+        now, then = results.get(head), results.get(base)
+        if now is None or then is None:
+            continue
+        for key, limit in paired.limits_for(head).items():
+            metric = TOLERANCES.get(key)
+            before = (then.get("samples") or {}).get(metric)
+            after = (now.get("samples") or {}).get(metric)
+            if not metric or not before or not after or len(before) != len(after):
+                continue
+            origin = f"{limit.origin}, base {base} in the same passes"
+            rule = Rule(limit.value, "paired t", paired.alpha, origin)
+            verdict = decide_paired(head, COMPARED[metric], before, after, rule)
+            verdicts.append(verdict)
+            if verdict.outcome == "regression":
+                failures.append(
+                    Failure(head, metric, verdict.change, limit.value, "", rule.origin, verdict)
+                )
     return failures, verdicts
 
 

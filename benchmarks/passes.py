@@ -127,6 +127,7 @@ def run_passes(
     clock: Callable[[], float] = time.perf_counter,
     run_seed: int = 0,
     progress: Callable[[Progress], None] = lambda progress: None,
+    together: Iterable[tuple[Trial, ...]] = (),
 ) -> Passes:
     """Run ``trials`` in passes, each in a fresh random order, as ``plan`` says.
 
@@ -136,6 +137,9 @@ def run_passes(
     seeds are drawn from (`pass_seeds`). ``estimates(passes)``: the ratios
     whose intervals decide whether another pass is needed (every one must be
     within the plan's precision). ``progress`` hears of every trial as it starts.
+    ``together``: groups of trials run one right after the other in every pass (in a
+    random order within the group), such as a variant and its base version: the
+    less time between two measurements, the less of the machine's drift between them.
     """
     ordered = tuple(sorted(set(trials)))
     passes = Passes(ordered, seed)
@@ -144,9 +148,9 @@ def run_passes(
     rng = random.Random(seed)
     seeds = pass_seeds(run_seed)
     started = clock()
+    groups = _units(ordered, together)
     while True:
-        order = list(ordered)
-        rng.shuffle(order)
+        order = pass_order(groups, rng)
         pass_seed = next(seeds)
         pass_started = clock()
         for position, trial in enumerate(order, start=1):
@@ -172,6 +176,24 @@ def run_passes(
             passes.stopped = "time limit"
             break
     return passes
+
+
+def _units(ordered: tuple[Trial, ...], together: Iterable[tuple[Trial, ...]]) -> list[list[Trial]]:
+    """The trials as the units a pass shuffles: each group of ``together`` whose trials
+    are all planned, and every other trial alone."""
+    planned = set(ordered)
+    groups = [list(group) for group in together if set(group) <= planned]
+    grouped = {trial for group in groups for trial in group}
+    return groups + [[trial] for trial in ordered if trial not in grouped]
+
+
+def pass_order(units: list[list[Trial]], rng: random.Random) -> list[Trial]:
+    """One pass's order: the units shuffled, and the trials within each unit."""
+    units = [list(unit) for unit in units]
+    rng.shuffle(units)
+    for unit in units:
+        rng.shuffle(unit)
+    return [trial for unit in units for trial in unit]
 
 
 def _remaining(

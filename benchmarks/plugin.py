@@ -19,7 +19,7 @@ import pytest
 
 import models
 import pipelines
-from benchmarks import gates, report
+from benchmarks import bench_adapter, gates, report
 from benchmarks import storage as storage_files
 from benchmarks.bottleneck import Bottleneck
 from benchmarks.cores import apply_core_budget
@@ -30,15 +30,20 @@ from benchmarks.records import Unreliable, unreliable
 from benchmarks.session import PERF_PROFILES, PerfOptions, PerfSession, machine_details
 from benchmarks.summary import STARTUP_COLUMNS, STEADY_COLUMNS, summary_table
 from pipelines.data import DataChoice, default_latency, open_data, parse_image_size
-from pipelines.errors import DataError, InputError
+from pipelines.errors import DataError, InputError, UsageError
 from pipelines.functions import FunctionPipeline
 from pipelines.plugins import load_plugins
 from pipelines.sources import Source
 from pipelines.sources.latency import parse_latency
 from pipelines.steps import image_shape_for
+from pipelines.versions import load_base
 
 SESSION_KEY = pytest.StashKey[PerfSession]()
 STATE_KEY = pytest.StashKey["RunState"]()
+# --perf-against: each current variant's name -> its base version's (`pipelines.versions`).
+PAIRS_KEY = pytest.StashKey[dict[str, str]]()
+# --perf-against: passes allowed within the profile's time limit.
+AGAINST_MAX_PASSES = 60
 
 
 @dataclasses.dataclass
@@ -52,6 +57,8 @@ class RunState:
     baseline: tuple[Path, dict[str, dict[str, Any]]] | None = None
     # Each compared metric's verdict against the baseline (`benchmarks.decide`).
     verdicts: list[Verdict] = dataclasses.field(default_factory=list)
+    # --perf-against: each metric's verdict, head against base in the same passes.
+    pair_verdicts: list[Verdict] = dataclasses.field(default_factory=list)
     # Bad data stopped the run: nothing is gated, saved or reported.
     abandoned: bool = False
     # The run as pytest-benchmark saves it, once it has been written.
@@ -221,6 +228,15 @@ def _add_judging_options(group: pytest.OptionGroup) -> None:
         " (for xprof or TensorBoard), beside the report in profiles/",
     )
     group.addoption(
+        "--perf-against",
+        default=None,
+        metavar="REF|FOLDER",
+        help="also load your --perf-plugin files as they are at this git ref (of the"
+        " repository holding them) or in this folder, as variants NAME@REF, time them in"
+        " the same passes as the current ones, and gate each current variant on its base,"
+        " pass by pass ([base_vs_head] tolerances)",
+    )
+    group.addoption(
         "--perf-baseline",
         default=None,
         help="compare throughput and accuracy with a saved run: its id, path, or 'latest'",
@@ -244,6 +260,9 @@ def selected_variants(config: pytest.Config) -> list[str]:
             f"--perf-variants: unknown variant {unknown[0]!r};"
             f" known variants: {', '.join(pipelines.VARIANTS)}"
         )
+    # --perf-against: each selected variant's base version beside it.
+    pairs = config.stash.get(PAIRS_KEY, {})
+    names += [pairs[name] for name in names if name in pairs and pairs[name] not in names]
     return sorted(names, key=lambda name: name != "naive")
 
 
@@ -275,6 +294,10 @@ def perf_options(config: pytest.Config) -> PerfOptions:
     if batch_size is not None and batch_size < 1:
         raise pytest.UsageError(f"--perf-batch-size: must be 1 or more, got {batch_size}")
     plan = profile.passes
+    if config.stash.get(PAIRS_KEY, {}):
+        # Head against base: a pass is short (few trials) and a pair's per-pass spread
+        # was 10% here (docs/measurements.md, 2026-12-03), so the time limit decides.
+        plan = dataclasses.replace(plan, max_passes=AGAINST_MAX_PASSES)
     count = config.getoption("perf_passes")
     if count is not None and count < 1:
         raise pytest.UsageError(f"--perf-passes: must be 1 or more, got {count}")
@@ -297,6 +320,7 @@ def perf_options(config: pytest.Config) -> PerfOptions:
         seed=config.getoption("perf_seed", 0),
         image_size=image_size,
         profile_dir=profile_dir(config) if config.getoption("perf_profiler") else None,
+        pairs=tuple(config.stash.get(PAIRS_KEY, {}).items()),
     )
 
 
@@ -308,16 +332,35 @@ def profile_dir(config: pytest.Config) -> Path:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    bench_adapter.check_version()
     config.pluginmanager.register(Interruption(config), "perf-interruption")
     # A user's registrations, before anything reads the registry (collection).
+    plugins = config.getoption("perf_plugin", None) or []
     try:
-        load_plugins(config.getoption("perf_plugin", None) or [])
+        load_plugins(plugins)
+        config.stash[PAIRS_KEY] = base_versions(plugins, config.getoption("perf_against", None))
     except InputError as error:
         raise pytest.UsageError(str(error)) from None
     warn_if_conftest_ignored(config)
     # Fail fast, before collection, on a variant name that does not exist.
     if config.getoption("perf_variants", None):
         selected_variants(config)
+
+
+def base_versions(plugins: list[str], against: str | None) -> dict[str, str]:
+    """--perf-against: load the plugin files' base versions; current name -> base name for
+    each variant both versions register (empty without the option)."""
+    if not against:
+        return {}
+    if not any(spec.endswith(".py") for spec in plugins):
+        raise UsageError("--perf-against", "needs --perf-plugin FILE.py: the files to take at it")
+    pairs = load_base(plugins, against)
+    pairs = {head: base for head, base in pairs.items() if head in pipelines.VARIANTS}
+    if not pairs:
+        raise UsageError(
+            f"--perf-against {against}", "the plugin files there register no current variant"
+        )
+    return pairs
 
 
 def warn_if_conftest_ignored(config: pytest.Config) -> None:
@@ -456,9 +499,7 @@ def skip_what_cannot_run(items: list[pytest.Item], state: RunState) -> None:
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    bench_session = getattr(session.config, "_benchmarksession", None)
-    if bench_session is not None:
-        storage_files.save_atomically(bench_session)
+    bench_adapter.save_atomically(session.config)
 
 
 @pytest.hookimpl(wrapper=True)
@@ -484,13 +525,7 @@ def stop_run(config: pytest.Config, error: DataError) -> NoReturn:
 
 def abandon(config: pytest.Config, interrupted: bool = False) -> None:
     """Nothing of this run is saved, gated or reported (bad data, or Ctrl-C)."""
-    bench_session = getattr(config, "_benchmarksession", None)
-    if bench_session is not None:
-        storage_files.abandon_saving(bench_session)
-        # An interrupted round has no timings, which pytest-benchmark's table cannot show.
-        bench_session.benchmarks = [
-            bench for bench in bench_session.benchmarks if getattr(bench.stats, "data", None)
-        ]
+    bench_adapter.abandon(config)
     if STATE_KEY in config.stash:
         config.stash[STATE_KEY].abandoned = True
         config.stash[STATE_KEY].interrupted = interrupted
@@ -675,6 +710,10 @@ def evaluate_gates(config: pytest.Config) -> list[gates.Failure] | None:
                 state.thresholds, results, saved, str(path)
             )
             failures += found
+        pairs = config.stash.get(PAIRS_KEY, {})
+        if pairs:
+            found, state.pair_verdicts = gates.compare_pairs(state.thresholds, results, pairs)
+            failures += found
         state.failures = failures
     return state.failures
 
@@ -707,18 +746,14 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def _run_json(config: pytest.Config) -> dict[str, Any]:
     """This run as pytest-benchmark would save it (for a report when nothing was saved)."""
-    bench_session = config._benchmarksession
-    output = config.hook.pytest_benchmark_generate_json(
-        config=config,
-        benchmarks=bench_session.benchmarks,
-        include_data=False,
-        machine_info=bench_session.get_machine_info(),
-        commit_info=config.hook.pytest_benchmark_generate_commit_info(config=config),
-    )
-    config.hook.pytest_benchmark_update_json(
-        config=config, benchmarks=bench_session.benchmarks, output_json=output
-    )
-    return output
+    benchmarks = bench_adapter.bench_session(config).benchmarks
+
+    def update(output: dict[str, Any]) -> None:
+        config.hook.pytest_benchmark_update_json(
+            config=config, benchmarks=benchmarks, output_json=output
+        )
+
+    return bench_adapter.run_json(config, update)
 
 
 # How many of the records --skip-corrupt left out the terminal lists (the count is always shown).
@@ -752,6 +787,20 @@ def _write_measurements(terminalreporter: Any, config: pytest.Config) -> None:
         terminalreporter.write_line(str(doubt), red=doubt.impossible, yellow=not doubt.impossible)
 
 
+def _write_verdicts(terminalreporter: Any, title: str, verdicts: list[Verdict]) -> None:
+    """A section of verdict lines, coloured by outcome (none when there are none)."""
+    if not verdicts:
+        return
+    terminalreporter.section(title)
+    for verdict in verdicts:
+        terminalreporter.write_line(
+            str(verdict),
+            red=verdict.outcome == "regression",
+            yellow=verdict.outcome == "inconclusive",
+            green=verdict.outcome in ("ok", "improvement"),
+        )
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """Print the records --skip-corrupt left out, then the gates' verdicts (a line per failure)."""
     state = config.stash.get(STATE_KEY, None)
@@ -773,15 +822,9 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if state.failures is None:
         return
     _write_measurements(terminalreporter, config)
-    if state.verdicts:
-        terminalreporter.section("against the baseline")
-        for verdict in state.verdicts:
-            terminalreporter.write_line(
-                str(verdict),
-                red=verdict.outcome == "regression",
-                yellow=verdict.outcome == "inconclusive",
-                green=verdict.outcome in ("ok", "improvement"),
-            )
+    _write_verdicts(terminalreporter, "against the baseline", state.verdicts)
+    title = "head against base, pass by pass (--perf-against)"
+    _write_verdicts(terminalreporter, title, state.pair_verdicts)
     terminalreporter.section("performance gates")
     for failure in state.failures:
         terminalreporter.write_line(str(failure), red=True)

@@ -88,6 +88,8 @@ class PerfOptions:
     image_size: tuple[int, int] | None = None
     # Where the TensorFlow profiler's captures go (`--perf-profiler`); None: none made.
     profile_dir: Path | None = None
+    # --perf-against: (current variant, its base version) pairs, run side by side.
+    pairs: tuple[tuple[str, str], ...] = ()
 
     @property
     def model(self) -> str:
@@ -347,6 +349,11 @@ class PerfSession:
                 estimates=pass_estimates,
                 run_seed=self.options.seed,
                 progress=self.progress,
+                together=[
+                    (Trial(kind, head), Trial(kind, base))
+                    for head, base in self.options.pairs
+                    for kind in ("training", "pipeline")
+                ],
             )
         finally:
             self.progress.done()

@@ -3,10 +3,11 @@
 pytest-benchmark saves each run as ``<storage>/<machine>/NNNN_<commit>_<time>.json``.
 Its own writer opens the final name and writes into it, and picks NNNN by
 listing the folder, so a run killed mid-write leaves a torn file and two runs
-finishing together can pick the same number. `save_atomically` replaces
-that writer for a session: the file is written under a temporary name,
-synced, then linked to its final name, which fails rather than overwrite
-when another run took the number first (the next number is tried). The
+finishing together can pick the same number.
+`benchmarks.bench_adapter.save_atomically` replaces that writer for a session:
+the file is written under a temporary name, synced, then linked to its final
+name, which fails rather than overwrite when another run took the number
+first (the next number is tried). The
 report and ``--benchmark-json`` go through `write_atomic`.
 """
 
@@ -121,31 +122,6 @@ def write_new_run(folder: Path, suffix: str, text: str) -> Path:
                 number += 1
     finally:
         Path(temporary).unlink(missing_ok=True)
-
-
-def save_atomically(bench_session: Any) -> None:
-    """Make a pytest-benchmark session write its saved run and its JSON atomically."""
-    storage = bench_session.storage
-    if hasattr(storage, "get") and hasattr(storage, "save"):  # file storage (not Elasticsearch)
-
-        def save(output_json: dict[str, Any], name: str) -> None:
-            folder = storage.get("x").parent  # the machine folder pytest-benchmark would use
-            path = write_new_run(folder, name, dumps(output_json))
-            storage.logger.info(f"Saved benchmark data in: {path}")
-
-        storage.save = save
-
-    def save_json(output_json: dict[str, Any]) -> None:
-        write_atomic(Path(bench_session.json), dumps(output_json))
-        bench_session.logger.info(f"Wrote benchmark data in: {bench_session.json}", purple=True)
-
-    bench_session.save_json = save_json
-
-
-def abandon_saving(bench_session: Any) -> None:
-    """Make sure this pytest-benchmark session saves nothing (the run went wrong)."""
-    bench_session.save = bench_session.autosave = False
-    bench_session.json = None
 
 
 def dumps(output_json: dict[str, Any]) -> str:

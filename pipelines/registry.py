@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import tensorflow as tf
@@ -16,6 +17,20 @@ from pipelines.tracing import Stage, Tracer
 from pipelines.variants import SEED_VARIANTS, Contract, Variant
 
 VARIANTS: dict[str, Variant] = {}
+# While a base version of a user's registrations loads (`pipelines.versions`): how a
+# name it registers is renamed (None: registered as written).
+_renaming: Callable[[Variant], Variant] | None = None
+
+
+@contextlib.contextmanager
+def renaming(rename: Callable[[Variant], Variant]) -> Iterator[None]:
+    """Within the block, every variant registered goes through ``rename`` first."""
+    global _renaming
+    _renaming = rename
+    try:
+        yield
+    finally:
+        _renaming = None
 
 
 def register(variant: Variant, *, replace: bool = False) -> Variant:
@@ -25,6 +40,8 @@ def register(variant: Variant, *, replace: bool = False) -> Variant:
         ValueError: the name is taken (unless ``replace``), or the first step does not
             read (a function pipeline does its own reading, and is the only step).
     """
+    if _renaming is not None:
+        variant = _renaming(variant)
     if variant.name in VARIANTS and not replace:
         raise ValueError(f"a variant named {variant.name!r} is already registered")
     first = variant.steps[0] if variant.steps else None

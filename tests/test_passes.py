@@ -49,6 +49,25 @@ def test_each_pass_runs_every_trial_once_in_a_shuffled_recorded_order():
     assert passes.of(TRIALS[2])[0] == f"result {first + 1}"
 
 
+def test_a_variant_and_its_base_run_side_by_side_in_every_pass():
+    head, base = Trial("training", "mine"), Trial("training", "mine@main")
+    trials = [*TRIALS, head, base]
+    passes = run_passes(
+        trials, recording([]), PassPlan(12, 12, math.inf), seed=5, together=[(head, base)]
+    )
+    for order in passes.orders:
+        assert sorted(order) == sorted(trials)
+        assert abs(order.index(head) - order.index(base)) == 1
+    # Still shuffled: where the pair runs, and which of the two goes first.
+    assert len({order.index(head) for order in passes.orders}) > 2
+    assert {order.index(head) < order.index(base) for order in passes.orders} == {True, False}
+    # A group whose trials are not all planned is ignored.
+    alone = run_passes(
+        TRIALS, recording([]), PassPlan(2, 2, math.inf), seed=5, together=[(head, base)]
+    )
+    assert all(sorted(order) == sorted(TRIALS) for order in alone.orders)
+
+
 def test_each_pass_is_a_replicate_with_its_own_seed_shared_by_its_trials():
     calls: list[Trial] = []
     seeds: list[int] = []

@@ -8,9 +8,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from bench_runner import ROOT, fingerprint, suite_command
 
 from benchmarks import storage
+from benchmarks.bench_adapter import check_version
 
 # Stops a writer after its data is written and before it is renamed into place.
 KILL_POINT = """
@@ -112,3 +114,12 @@ def test_compare_and_histogram_work_as_pytest_benchmark_documents(tmp_path):
     assert "Traceback" not in output
     assert "Comparing against benchmarks from: " in output
     assert (tmp_path / "histogram.svg").stat().st_size > 0
+
+
+def test_another_pytest_benchmark_release_is_one_line_naming_the_adapter():
+    check_version("5.3.1")
+    with pytest.raises(pytest.UsageError) as caught:
+        check_version("6.0.0")
+    said = str(caught.value)
+    assert "pytest-benchmark 6.0.0" in said and "benchmarks/bench_adapter.py" in said
+    assert "\n" not in said
