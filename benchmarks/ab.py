@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_ARGS = (
     "-k",
     "test_ceiling or test_training or test_pipeline",
+    "--perf-alone",
     "--perf-variants",
     "naive,optimized",
 )

@@ -74,7 +74,9 @@ class Tally:
 def bench_command(storage: Path, thresholds: Path, passes: int, *extra: str) -> list[str]:
     """`pytest benchmarks` on the gated benchmarks of `optimized`, storage under ``storage``."""
     command = [sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "benchmarks.inject"]
-    command += ["-k", GATED, "--perf-profile", "smoke", "--perf-passes", str(passes)]
+    # Each pipeline alone too (--perf-alone): its CPU per example is among what is judged.
+    command += ["-k", GATED, "--perf-alone", "--perf-profile", "smoke"]
+    command += ["--perf-passes", str(passes)]
     command += ["--perf-thresholds", str(thresholds), f"--benchmark-storage=file://{storage}"]
     return [*command, *extra]
 

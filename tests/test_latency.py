@@ -106,9 +106,11 @@ def test_an_unknown_latency_is_a_one_line_error():
 
 
 class Options:
-    """A stand-in for pytest's config: ``getoption`` from a dict of option values."""
+    """A stand-in for pytest's config: ``getoption`` from a dict of option values, and an
+    empty stash."""
 
     def __init__(self, **values):
+        self.stash = pytest.Stash()
         self.values = {
             "perf_profile": "smoke",
             "perf_epochs": None,
