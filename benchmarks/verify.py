@@ -178,6 +178,12 @@ def judge(candidates_: Iterable[Candidate], passes: Passes | None, variant: str)
     return out
 
 
+def shown_faster(verified: Verified) -> bool:
+    """Whether the copy's speedup interval lies wholly above 1x: only then does it help."""
+    low = verified.speedup.low if verified.speedup is not None else None
+    return low is not None and low > 1.0
+
+
 def verdict(variant: str, verified: Sequence[Verified], analysis: Any) -> str:
     """One line: which change brings the variant halfway to `TARGET`, or why none does."""
     if variant == TARGET:
@@ -197,6 +203,11 @@ def verdict(variant: str, verified: Sequence[Verified], analysis: Any) -> str:
     if best.gap_closed is None:
         return f"best: {best.line()} ({TARGET} was not timed faster, so no gap to close)"
     if best.gap_closed.value >= HALFWAY:
+        if not shown_faster(best):
+            return (
+                f"not shown: {best.line()} cannot be told from no change (its interval"
+                " includes 1x); more passes (--perf-passes) would tell"
+            )
         return f"halfway reached by one change: {best.line()}"
     why = (
         f"no single change closes half the gap to {TARGET} ({best.gap_closed.value:.0%} at"
@@ -206,7 +217,7 @@ def verdict(variant: str, verified: Sequence[Verified], analysis: Any) -> str:
     together = next((v for v in timed if v.label == TOGETHER), None)
     if together is None or together.gap_closed is None:
         return why
-    if together.gap_closed.value >= HALFWAY:
+    if together.gap_closed.value >= HALFWAY and shown_faster(together):
         return f"halfway reached only with {TOGETHER} ({together.figures()}); {why}"
     return (
         f"not halfway, even with {TOGETHER} ({together.gap_closed.value:.0%}): {why}; the"

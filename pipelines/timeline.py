@@ -77,16 +77,26 @@ class Timeline:
         return busy
 
     def active_s(self, epoch: int | None = None) -> dict[str, float]:
-        """Per stage, the wall time during which at least one of its spans ran."""
-        return {
-            stage.name: sum(
-                end - start
-                for start, end in merge_intervals(
-                    (s.start, s.end) for s in self.spans_of(stage.name, epoch)
-                )
-            )
+        """Per stage, its own wall time: while at least one of its spans ran.
+
+        A batch's span runs from its request (`pipelines.tracing.traced_batch`), so
+        it also covers the wait for upstream work, a shuffle buffer filling from
+        slow reads for one; while a stage before it ran, the time is that stage's,
+        not the batch's, so a batch counts only what no earlier stage accounts for
+        (its self time). Other stages' spans hold their own work only.
+        """
+        merged = {
+            stage.name: merge_intervals((s.start, s.end) for s in self.spans_of(stage.name, epoch))
             for stage in self.stages
         }
+        active = {}
+        for index, stage in enumerate(self.stages):
+            own = merged[stage.name]
+            if stage.kind == "batch":
+                earlier = [span for before in self.stages[:index] for span in merged[before.name]]
+                own = subtract_intervals(own, merge_intervals(earlier))
+            active[stage.name] = sum(end - start for start, end in own)
+        return active
 
     def p10_s(self) -> dict[str, float]:
         """Per stage with spans, the 10th percentile of span durations over all epochs.
@@ -283,6 +293,26 @@ def merge_intervals(
         else:
             merged.append((start, end))
     return merged
+
+
+def subtract_intervals(
+    intervals: Sequence[tuple[float, float]], taken: Sequence[tuple[float, float]]
+) -> list[tuple[float, float]]:
+    """The parts of ``intervals`` outside every interval of ``taken`` (both merged and sorted,
+    as `merge_intervals` returns them)."""
+    left: list[tuple[float, float]] = []
+    for start, end in intervals:
+        for cut_start, cut_end in taken:
+            if cut_end <= start or cut_start >= end:
+                continue
+            if cut_start > start:
+                left.append((start, cut_start))
+            start = max(start, cut_end)
+            if start >= end:
+                break
+        if start < end:
+            left.append((start, end))
+    return left
 
 
 @dataclasses.dataclass

@@ -265,3 +265,34 @@ def test_decoding_before_the_first_random_step_counts_for_the_cache_advice():
     # Reading alone is an eighth: not worth a cache.
     result = analyze(times(stages, [first, first], 0.5, prefetches=True))
     assert "cache" not in result.fixes
+
+
+def test_a_batch_waiting_on_a_slow_read_is_not_the_limiting_stage():
+    from pipelines.timeline import Span, Timeline
+
+    # Many small files: 60 opens of 0.08 s and reads of 0.02 s, one at a time, while a
+    # batch (behind a shuffle buffer that fills from them) waits from its request at
+    # 0 s to 6.1 s; the batching itself takes the last 0.1 s.
+    spans = []
+    for k in range(60):
+        spans.append(Span("open", 0.1 * k, 0.1 * k + 0.08, 1))
+        spans.append(Span("read", 0.1 * k + 0.08, 0.1 * k + 0.1, 1))
+    spans.append(Span("batch", 0.0, 6.1, 1))
+    stages = (OPEN, READ, BATCH, *TRAINER_STAGES)
+    timeline = Timeline(stages, ((0.0, 6.2),), tuple(spans))
+    active = timeline.active_s(1)
+    # The batch's own time is what no earlier stage accounts for: 0.1 s, not 6.1 s.
+    assert active["batch"] == pytest.approx(0.1)
+    assert active["open"] == pytest.approx(4.8) and active["read"] == pytest.approx(1.2)
+    result = analyze(times((OPEN, READ, BATCH), [timeline.busy_s(1)], 0.9, [active]))
+    assert result.limiting_stage == "open"
+    assert result.share_of_input["batch"] < 0.02
+
+
+def test_subtracting_intervals_keeps_only_what_no_other_covers():
+    from pipelines.timeline import subtract_intervals
+
+    assert subtract_intervals([(0, 10)], [(1, 2), (4, 5)]) == [(0, 1), (2, 4), (5, 10)]
+    assert subtract_intervals([(0, 1), (3, 4)], [(0.5, 3.5)]) == [(0, 0.5), (3.5, 4)]
+    assert subtract_intervals([(0, 1)], [(0, 1)]) == []
+    assert subtract_intervals([(0, 1)], []) == [(0, 1)]

@@ -89,11 +89,10 @@ def test_no_gap_when_the_target_is_not_faster():
     assert gap_closed([1.0, 1.0], [0.9, 0.9], [1.0, 1.2]) is None
 
 
-def _verified(label: str, speedup: float, closed: float | None) -> Verified:
+def _verified(label: str, speedup: float, closed: float | None, spread: float = 0.1) -> Verified:
     gap = None if closed is None else Estimate(closed, closed - 0.1, closed + 0.1, 3)
-    return Verified(
-        label, (label,), "contract kept", Estimate(speedup, speedup - 0.1, speedup + 0.1, 3), gap
-    )
+    interval = Estimate(speedup, speedup - spread, speedup + spread, 3)
+    return Verified(label, (label,), "contract kept", interval, gap)
 
 
 ANALYSED = SimpleNamespace(fixes=("cache",), input_bound=0.5)
@@ -104,6 +103,14 @@ def test_the_verdict_names_the_change_that_brings_it_halfway():
     line = verdict("augmented", found, ANALYSED)
     assert line.startswith("halfway reached by one change: cache after decoding: 2.00x")
     assert "60% of the way to optimized" in line
+
+
+def test_the_verdict_claims_no_help_that_cannot_be_told_from_no_change():
+    # 1.39x [0.95, 1.83]: most of the way to optimized, but it may be no change at all.
+    found = [_verified("vectorize map(sharpen)", 1.39, 1.28, spread=0.44)]
+    line = verdict("mine", found, ANALYSED)
+    assert line.startswith("not shown: vectorize map(sharpen): 1.39x")
+    assert "cannot be told from no change" in line and "halfway reached" not in line
 
 
 def test_the_verdict_says_why_when_no_change_is_enough():
