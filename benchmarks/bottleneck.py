@@ -305,7 +305,19 @@ def _stage_advice(stage: Stage, percent: str) -> list[tuple[str, tuple[str, ...]
                 (f"vectorize:{stage.name}",),
             )
         ]
-    if stage.kind in ("open", "read"):
+    if stage.kind == "open":
+        # Opening includes making each file's reader (`traced_shard_reader`): with many
+        # small files, that per-file cost is the bottleneck, not the bytes.
+        return [
+            (
+                f"{stage.name} takes {percent} of input time even in parallel: each file"
+                " costs a reader before its first byte (many small files): pack them into"
+                " fewer, larger files (TFRecord shards), read more files at once, or cache"
+                " after decoding so that later epochs open none",
+                (),
+            )
+        ]
+    if stage.kind == "read":
         return [
             (
                 f"{stage.name} takes {percent} of input time even in parallel: read more"

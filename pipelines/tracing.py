@@ -176,18 +176,26 @@ def traced_shard_reader(
     Each span runs from the request for a record to its arrival: a stamp
     dataset zipped in front of the records is asked first, so its
     timestamp is taken when the request comes in, before the read starts.
-    The first record's span is the shard's "open" (opening a file and its
-    first read are one wait on real storage) and it has no read row; later
-    records have a read row and no open row.
+    The first record's span is the shard's "open", from the moment its reader
+    is being made (opening a file, the reader's own setup and its first read
+    are one wait) and it has no read row; later records have a read row and
+    no open row.
     """
 
     def read(shard: Record) -> tf.data.Dataset:
+        # Taken when the shard's reader is being made (the interleave or flat_map calls
+        # this per shard): a reader per file costs tf.data a dataset and its
+        # iterator, before any record is asked for. That is part of opening the
+        # file (with many small files, most of it), so the open row starts here.
+        opened = tf.timestamp()
         # The request's number tells the shard's first record (no enumerate step).
-        records = tf.data.Dataset.zip(requests(), read_shard(shard))
+        with tf.control_dependencies([opened]):  # the reader is made after the stamp
+            records = tf.data.Dataset.zip(requests(), read_shard(shard))
 
         def stamp(request: tuple[tf.Tensor, tf.Tensor], record: Record) -> Record:
             index, requested = request
-            span = tf.stack([requested, now_after(record)])
+            start = tf.where(index == 0, tf.minimum(opened, requested), requested)
+            span = tf.stack([start, now_after(record)])
             missing = tf.constant([NOT_RECORDED, NOT_RECORDED], tf.float64)
             rows = tf.where(index == 0, tf.stack([span, missing]), tf.stack([missing, span]))
             return {**record, SPANS: rows}

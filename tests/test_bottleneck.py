@@ -296,3 +296,12 @@ def test_subtracting_intervals_keeps_only_what_no_other_covers():
     assert subtract_intervals([(0, 1), (3, 4)], [(0.5, 3.5)]) == [(0, 0.5), (3.5, 4)]
     assert subtract_intervals([(0, 1)], [(0, 1)]) == []
     assert subtract_intervals([(0, 1)], []) == [(0, 1)]
+
+
+def test_parallel_opens_that_dominate_are_named_as_the_small_files_bottleneck():
+    parallel_open = Stage("open", "open", parallel=True)
+    busy = {"open": 6.0, "read": 0.5, "batch": 0.1}
+    result = analyze(times((parallel_open, PARALLEL_READ, BATCH), [busy], 0.6))
+    assert result.limiting_stage == "open"
+    assert "many small files" in result.suggestions[0]
+    assert "larger files (TFRecord shards)" in result.suggestions[0]

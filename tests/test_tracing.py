@@ -105,6 +105,22 @@ def test_every_example_gets_its_stages_in_order(slow_source):
     assert (reads[:, 1] - reads[:, 0] >= READ_S * 0.9).all()  # the read latency is in the span
 
 
+def test_a_shards_open_includes_making_its_reader(slow_source):
+    # Many small files: tf.data makes a reader per file before asking it for a record.
+    # A reader that takes 30 ms to make: its shard's open row holds those 30 ms.
+    def slow_to_make(shard):
+        made = tf.numpy_function(lambda: np.int64(time.sleep(0.03) or 0), [], tf.int64)
+        return slow_source.read_shard(shard).skip(made)
+
+    source = dataclasses.replace(slow_source, read_shard=slow_to_make)
+    dataset, stages = pipelines.build_traced("naive", source, batch_size=BATCH)
+    spans = np.concatenate([b[SPANS].numpy() for b in dataset])
+    opens = spans[:, [s.name for s in stages].index("open")]
+    opens = opens[opens[:, 0] > 0]
+    assert len(opens) == SHARDS
+    assert (opens[:, 1] - opens[:, 0] >= 0.03 + 0.01 * 0.9).all()
+
+
 @dataclasses.dataclass(frozen=True)
 class Dawdle:
     """An untraced step that holds every example a while (as a filling shuffle buffer would)."""
