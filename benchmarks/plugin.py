@@ -703,14 +703,17 @@ def evaluate_gates(config: pytest.Config) -> list[gates.Failure] | None:
         session = config.stash[SESSION_KEY]
         session.records.derive()
         results = session.records.gate_metrics()
-        failures = gates.check_run(state.thresholds, results)
+        pairs = config.stash.get(PAIRS_KEY, {})
+        # A base version (--perf-against) is judged only as what the head is compared with.
+        bases = set(pairs.values())
+        current = {name: metrics for name, metrics in results.items() if name not in bases}
+        failures = gates.check_run(state.thresholds, current)
         if state.baseline:
             path, saved = state.baseline
             found, state.verdicts = gates.compare_with_baseline(
                 state.thresholds, results, saved, str(path)
             )
             failures += found
-        pairs = config.stash.get(PAIRS_KEY, {})
         if pairs:
             found, state.pair_verdicts = gates.compare_pairs(state.thresholds, results, pairs)
             failures += found

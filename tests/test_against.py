@@ -215,6 +215,8 @@ def test_a_run_times_head_and_base_in_the_same_passes_and_judges_each_pair(proje
     section = done.stdout.split("head against base, pass by pass (--perf-against)")[1]
     assert f": {name} steady_fraction_of_ceiling: baseline" in section
     assert "paired t" in section and f"base {name}@HEAD in the same passes" in section
+    # The base is what the head is compared with, not gated on its own.
+    assert f"GATE FAILED {name}@HEAD" not in done.stdout
     # Base and head ran in every pass, so their saved samples pair one to one.
     (saved,) = storage.rglob("*.json")
     runs = {
