@@ -30,6 +30,8 @@ from benchmarks.intervals import Estimate
 # What a trial times: training through a variant, the ceiling (the same model
 # on batches in memory), the pipeline alone, or training through a traced build.
 KINDS = ("ceiling", "training", "pipeline", "traced")
+# The interval a ratio should be within (a fraction either side) before passes stop.
+PRECISION = 0.05
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -52,7 +54,7 @@ class PassPlan:
     min_passes: int
     max_passes: int
     time_limit_s: float
-    precision: float = 0.05
+    precision: float = PRECISION
 
     def exactly(self, count: int) -> PassPlan:
         """``count`` passes, no more and no fewer (--perf-passes; one when untimed)."""

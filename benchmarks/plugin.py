@@ -28,7 +28,12 @@ from benchmarks.effects import no_gain_lines
 from benchmarks.progress import ProgressLine
 from benchmarks.records import Unreliable, unreliable
 from benchmarks.session import PERF_PROFILES, PerfOptions, PerfSession, machine_details
-from benchmarks.summary import STARTUP_COLUMNS, STEADY_COLUMNS, summary_table
+from benchmarks.summary import (
+    FULL_EPOCH_COLUMNS,
+    STARTUP_COLUMNS,
+    STEADY_COLUMNS,
+    summary_table,
+)
 from pipelines.data import DataChoice, default_latency, open_data, parse_image_size
 from pipelines.errors import DataError, InputError, UsageError
 from pipelines.functions import FunctionPipeline
@@ -776,7 +781,7 @@ def _write_measurements(terminalreporter: Any, config: pytest.Config) -> None:
     metrics = list(session.records.metrics.values())
     for title, columns in (
         ("steady state", STEADY_COLUMNS),
-        ("start-up and full epochs", STARTUP_COLUMNS),
+        ("start-up and full epochs", STARTUP_COLUMNS + FULL_EPOCH_COLUMNS),
     ):
         lines = summary_table(metrics, columns)
         if lines:

@@ -26,6 +26,7 @@ import jinja2
 import pipelines
 from benchmarks import figures
 from benchmarks.bottleneck import HIGH, MODERATE
+from benchmarks.effects import no_gain_lines
 from benchmarks.gates import (
     DEFAULT_THRESHOLDS,
     Failure,
@@ -33,8 +34,9 @@ from benchmarks.gates import (
     compare_with_baseline,
     load_thresholds,
 )
+from benchmarks.passes import PRECISION
 from benchmarks.storage import find_saved_run, read_run, saved_runs, write_atomic
-from benchmarks.summary import figure_text
+from benchmarks.summary import STARTUP_COLUMNS, STEADY_COLUMNS, figure_text
 from pipelines.errors import DataError, InputError
 from pipelines.plugins import add_plugin_argument, load_plugins
 
@@ -223,6 +225,7 @@ def render(
         throughput=throughput,
         accuracy=accuracy,
         timelines=timelines,
+        **_phase_view(current),
         overhead=current.overhead,
         suggestions=current.suggestions,
         history=history_figures(history, thresholds),
@@ -230,6 +233,19 @@ def render(
         moderate=MODERATE,
         high=HIGH,
     )
+
+
+# The report's steady-state and start-up table (the table of variants has the full epochs).
+PHASE_COLUMNS = STEADY_COLUMNS + STARTUP_COLUMNS
+
+
+def _phase_view(current: RunView) -> dict[str, Any]:
+    """The template's steady-state and start-up table (`benchmarks.phases`): its rows (the
+    ceiling, then each variant), its columns, and a line per variant without a steady gain."""
+    phases = [("ceiling", current.ceiling)] if current.ceiling else []
+    phases += current.training.items()
+    no_gain = no_gain_lines(current.training, pipelines.VARIANTS, PRECISION)
+    return {"phases": phases, "phase_columns": PHASE_COLUMNS, "no_gain": no_gain}
 
 
 def _timeline_view(

@@ -18,11 +18,13 @@ STARTUP_COLUMNS = (
     ("first_batch_s", "first batch s", "{:.3f}"),
     ("first_epoch_extra_s", "first epoch extra s", "{:.3f}"),
     ("epoch_start_s", "epoch start s", "{:.3f}"),
+)
+FULL_EPOCH_COLUMNS = (
     ("epoch_s", "full epoch s", "{:.3f}"),
     ("speedup_over_naive", "over naive", "{:.2f}x"),
     ("fraction_of_ceiling", "of the ceiling", "{:.2f}"),
 )
-COLUMNS = STEADY_COLUMNS + STARTUP_COLUMNS
+COLUMNS = STEADY_COLUMNS + STARTUP_COLUMNS + FULL_EPOCH_COLUMNS
 
 
 def figure_text(info: dict[str, Any], key: str, form: str, missing: str = "-") -> str:

@@ -170,6 +170,9 @@ def test_the_report_of_a_run_has_every_part(bench_run):
     for part in (
         'id="summary"',
         'id="variants"',
+        'id="phases"',
+        "epoch start s",
+        "steady examples/s",
         'id="throughput"',
         'id="accuracy"',
         'id="bottlenecks"',
