@@ -1,6 +1,6 @@
 """Check a variant against its own contract, on a tagged source.
 
-`check_variant` runs `EPOCHS` epochs of a variant (a `Trial`) and hands them
+`check_variant` runs `EPOCHS` epochs of a variant (a `ContractRun`) and hands them
 to every check in `CHECKS`, in order. A check guards one property: it
 returns ``None`` when the property holds (or does not apply to the
 contract), and a one-line detail when it is broken, which `check_variant`
@@ -101,7 +101,7 @@ def run_epochs(ds: tf.data.Dataset, epochs: int = EPOCHS) -> list[Epoch]:
 
 
 @dataclasses.dataclass
-class Trial:
+class ContractRun:
     """A variant run for `EPOCHS` epochs on a tagged source: what every check reads."""
 
     variant: Variant
@@ -156,7 +156,7 @@ class Trial:
         return self.passes * log_permutations(self.n)
 
 
-Check = Callable[[Trial], str | None]
+Check = Callable[[ContractRun], str | None]
 CHECKS: list[tuple[str, Check]] = []
 
 
@@ -175,198 +175,198 @@ def conclusive(p_value: float) -> bool:
 
 
 @check("shape")
-def images_have_the_sources_shape(trial: Trial) -> str | None:
+def images_have_the_sources_shape(run: ContractRun) -> str | None:
     """Batches of float32 images of the source's size."""
-    spec = trial.spec
-    if spec.dtype != tf.float32 or tuple(spec.shape[1:]) != trial.source.image_shape:
-        return f"element spec {spec}, expected float32 {trial.source.image_shape}"
+    spec = run.spec
+    if spec.dtype != tf.float32 or tuple(spec.shape[1:]) != run.source.image_shape:
+        return f"element spec {spec}, expected float32 {run.source.image_shape}"
     return None
 
 
 @check("drop_remainder")
-def a_dropped_remainder_leaves_only_full_batches(trial: Trial) -> str | None:
+def a_dropped_remainder_leaves_only_full_batches(run: ContractRun) -> str | None:
     """Dropping the remainder makes every batch full and the batch dimension static;
     keeping it leaves the dimension unknown."""
-    static, b = trial.spec.shape[0], trial.batch_size
-    if trial.contract.drop_remainder and static != b:
+    static, b = run.spec.shape[0], run.batch_size
+    if run.contract.drop_remainder and static != b:
         return f"static batch dimension {static}, expected {b}"
-    if not trial.contract.drop_remainder and static is not None:
+    if not run.contract.drop_remainder and static is not None:
         return f"static batch dimension {static}, expected None"
-    for number, epoch in enumerate(trial.epochs, start=1):
+    for number, epoch in enumerate(run.epochs, start=1):
         sizes = [len(ids) for ids in epoch.ids]
-        if trial.contract.drop_remainder and any(size != b for size in sizes):
-            return f"{trial.where(number)}: batch sizes {sizes}"
+        if run.contract.drop_remainder and any(size != b for size in sizes):
+            return f"{run.where(number)}: batch sizes {sizes}"
     return None
 
 
 @check("pairing")
-def every_image_keeps_its_label_and_id(trial: Trial) -> str | None:
+def every_image_keeps_its_label_and_id(run: ContractRun) -> str | None:
     """Each label, and each image, still belongs to the example its id names."""
-    for number, epoch in enumerate(trial.epochs, start=1):
+    for number, epoch in enumerate(run.epochs, start=1):
         for ids, labels, images in zip(epoch.ids, epoch.labels, epoch.images, strict=True):
             if not np.array_equal(labels, label_of(ids)):
-                return f"{trial.where(number)}: labels {labels.tolist()} for ids {ids.tolist()}"
+                return f"{run.where(number)}: labels {labels.tolist()} for ids {ids.tolist()}"
             if not np.array_equal(decode_ids(images), ids):
                 shown = decode_ids(images).tolist()
-                return f"{trial.where(number)}: images of ids {shown} for ids {ids.tolist()}"
+                return f"{run.where(number)}: images of ids {shown} for ids {ids.tolist()}"
     return None
 
 
 @check("multiset")
-def each_epoch_holds_every_example_as_often_as_promised(trial: Trial) -> str | None:
+def each_epoch_holds_every_example_as_often_as_promised(run: ContractRun) -> str | None:
     """Each id ``passes`` times per epoch, less exactly the dropped remainder."""
-    for number, epoch in enumerate(trial.epochs, start=1):
+    for number, epoch in enumerate(run.epochs, start=1):
         flat = epoch.flat_ids
         counts = Counter(flat.tolist())
-        if set(counts) - set(range(trial.n)) or any(c > trial.passes for c in counts.values()):
-            return f"{trial.where(number)}: ids outside the source or seen too often"
-        dropped, expected = trial.passes * trial.n - len(flat), trial.expected_drop()
+        if set(counts) - set(range(run.n)) or any(c > run.passes for c in counts.values()):
+            return f"{run.where(number)}: ids outside the source or seen too often"
+        dropped, expected = run.passes * run.n - len(flat), run.expected_drop()
         if dropped != expected:
-            return f"{trial.where(number)}: {dropped} examples missing, expected {expected}"
+            return f"{run.where(number)}: {dropped} examples missing, expected {expected}"
     return None
 
 
 @check("epoch_boundaries")
-def each_epoch_has_the_promised_number_of_batches(trial: Trial) -> str | None:
+def each_epoch_has_the_promised_number_of_batches(run: ContractRun) -> str | None:
     """A clean boundary closes each pass with its own short batch; otherwise passes run on."""
-    contract, n, b, passes = trial.contract, trial.n, trial.batch_size, trial.passes
+    contract, n, b, passes = run.contract, run.n, run.batch_size, run.passes
     per = (lambda total: total // b) if contract.drop_remainder else (lambda t: math.ceil(t / b))
     want = passes * per(n) if contract.clean_epoch_boundaries else per(passes * n)
-    for number, epoch in enumerate(trial.epochs, start=1):
+    for number, epoch in enumerate(run.epochs, start=1):
         if len(epoch.ids) != want:
-            return f"{trial.where(number)}: {len(epoch.ids)} batches, expected {want}"
+            return f"{run.where(number)}: {len(epoch.ids)} batches, expected {want}"
     return None
 
 
 @check("epoch_boundaries")
-def no_batch_holds_two_passes_where_boundaries_are_clean(trial: Trial) -> str | None:
+def no_batch_holds_two_passes_where_boundaries_are_clean(run: ContractRun) -> str | None:
     """With clean boundaries, a batch never mixes examples of two passes."""
-    if trial.passes == 1 or not trial.contract.clean_epoch_boundaries:
+    if run.passes == 1 or not run.contract.clean_epoch_boundaries:
         return None
-    n, b = trial.n, trial.batch_size
-    per_pass = n - (n % b if trial.contract.drop_remainder else 0)
-    for number, epoch in enumerate(trial.epochs, start=1):
+    n, b = run.n, run.batch_size
+    per_pass = n - (n % b if run.contract.drop_remainder else 0)
+    for number, epoch in enumerate(run.epochs, start=1):
         # Walk the batches, closing a pass when all of its ids have been seen.
         seen: set[int] = set()
         for ids in epoch.ids:
             if len(seen) == per_pass:
                 seen = set()
             if seen & set(ids.tolist()) or len(seen | set(ids.tolist())) > per_pass:
-                return f"{trial.where(number)}: a batch holds examples of two passes"
+                return f"{run.where(number)}: a batch holds examples of two passes"
             seen |= set(ids.tolist())
     return None
 
 
 @check("epoch_boundaries")
-def each_pass_ends_before_the_next_begins(trial: Trial) -> str | None:
+def each_pass_ends_before_the_next_begins(run: ContractRun) -> str | None:
     """Unless passes mix, pass k is complete before pass k + 1 starts."""
-    contract = trial.contract
-    if trial.passes == 1 or contract.mixes_passes or contract.drop_remainder:
+    contract = run.contract
+    if run.passes == 1 or contract.mixes_passes or contract.drop_remainder:
         return None
-    for number, epoch in enumerate(trial.epochs, start=1):
-        for k, chunk in enumerate(split_passes(epoch.flat_ids, trial.n, trial.passes)):
-            if sorted(chunk.tolist()) != list(range(trial.n)):
-                return f"{trial.where(number)}: pass {k + 1} is not complete before the next"
+    for number, epoch in enumerate(run.epochs, start=1):
+        for k, chunk in enumerate(split_passes(epoch.flat_ids, run.n, run.passes)):
+            if sorted(chunk.tolist()) != list(range(run.n)):
+                return f"{run.where(number)}: pass {k + 1} is not complete before the next"
     return None
 
 
 @check("order")
-def unshuffled_deterministic_variants_keep_source_order(trial: Trial) -> str | None:
+def unshuffled_deterministic_variants_keep_source_order(run: ContractRun) -> str | None:
     """No shuffle and no unordered parallelism: each pass in source order."""
-    if trial.contract.shuffle != "none" or not trial.contract.deterministic:
+    if run.contract.shuffle != "none" or not run.contract.deterministic:
         return None
-    for number, epoch in enumerate(trial.epochs, start=1):
-        for chunk in split_passes(epoch.flat_ids, trial.n, trial.passes):
+    for number, epoch in enumerate(run.epochs, start=1):
+        for chunk in split_passes(epoch.flat_ids, run.n, run.passes):
             if not np.all(np.diff(chunk) > 0):
-                return f"{trial.where(number)}: ids out of source order: {chunk.tolist()}"
+                return f"{run.where(number)}: ids out of source order: {chunk.tolist()}"
     return None
 
 
 @check("shuffle")
-def shuffled_batches_are_the_unshuffled_batches(trial: Trial) -> str | None:
+def shuffled_batches_are_the_unshuffled_batches(run: ContractRun) -> str | None:
     """Batch-then-shuffle moves whole batches: each a contiguous run of ids, all present."""
-    if trial.contract.shuffle != "batches":
+    if run.contract.shuffle != "batches":
         return None
-    n, b = trial.n, trial.batch_size
-    reference = [tuple(range(s, min(s + b, n))) for s in range(0, n, b)] * trial.passes
-    if trial.contract.drop_remainder:
+    n, b = run.n, run.batch_size
+    reference = [tuple(range(s, min(s + b, n))) for s in range(0, n, b)] * run.passes
+    if run.contract.drop_remainder:
         reference = [batch for batch in reference if len(batch) == b]
-    for number, epoch in enumerate(trial.epochs, start=1):
+    for number, epoch in enumerate(run.epochs, start=1):
         unshuffled = sorted(tuple(ids.tolist()) for ids in epoch.ids)
         runs = all(is_contiguous_run(ids) for ids in epoch.ids)
         if not runs or unshuffled != sorted(reference):
             batches = [ids.tolist() for ids in epoch.ids]
-            return f"{trial.where(number)}: batches are not the unshuffled batches: {batches}"
+            return f"{run.where(number)}: batches are not the unshuffled batches: {batches}"
     return None
 
 
 @check("shuffle")
-def shuffled_elements_mix_across_batches(trial: Trial) -> str | None:
+def shuffled_elements_mix_across_batches(run: ContractRun) -> str | None:
     """Shuffle-then-batch mixes examples: with n >= 2b and b >= 3, some batch is not a run."""
-    n, b = trial.n, trial.batch_size
-    if trial.contract.shuffle != "elements" or n < 2 * b or b < 3:
+    n, b = run.n, run.batch_size
+    if run.contract.shuffle != "elements" or n < 2 * b or b < 3:
         return None
-    for number, epoch in enumerate(trial.epochs, start=1):
+    for number, epoch in enumerate(run.epochs, start=1):
         if all(is_contiguous_run(ids) for ids in epoch.ids):
             batches = [ids.tolist() for ids in epoch.ids]
-            return f"{trial.where(number)}: no batch mixes elements: {batches}"
+            return f"{run.where(number)}: no batch mixes elements: {batches}"
     return None
 
 
 @check("deterministic")
-def the_same_seed_gives_the_same_order_and_images(trial: Trial) -> str | None:
+def the_same_seed_gives_the_same_order_and_images(run: ContractRun) -> str | None:
     """A deterministic variant built twice with one seed yields one order and the
     same augmented images."""
-    if not trial.contract.deterministic:
+    if not run.contract.deterministic:
         return None
-    again, first = run_epochs(trial.build(trial.seed), 1)[0], trial.epochs[0]
+    again, first = run_epochs(run.build(run.seed), 1)[0], run.epochs[0]
     if not np.array_equal(again.flat_ids, first.flat_ids):
-        return f"two builds with seed {trial.seed} gave different orders"
+        return f"two builds with seed {run.seed} gave different orders"
     if not np.allclose(again.flat_images, first.flat_images, atol=1e-6):
-        return f"two builds with seed {trial.seed} gave different images"
+        return f"two builds with seed {run.seed} gave different images"
     return None
 
 
 @check("seed")
-def a_different_seed_gives_a_different_order_and_augmentation(trial: Trial) -> str | None:
+def a_different_seed_gives_a_different_order_and_augmentation(run: ContractRun) -> str | None:
     """The build's seed is used: another seed reorders a shuffling variant, and
     re-draws an augmenting one's augmentation (deterministic variants; others vary anyway)."""
-    contract = trial.contract
+    contract = run.contract
     shuffles, augments = contract.shuffle != "none", contract.augments
     if not contract.deterministic or not (shuffles or augments):
         return None
-    first = trial.epochs[0]
+    first = run.epochs[0]
     # Enough other seeds that a shared order is less likely than the false-failure rate.
-    log_orders = trial.log_orders()
+    log_orders = run.log_orders()
     tries = math.ceil(-math.log(FALSE_FAILURE_RATE) / log_orders) if log_orders > 0 else 0
     order_conclusive = shuffles and 0 < tries <= MAX_OTHER_SEEDS
     if not (order_conclusive or augments):
         return None
     same_order = same_images = True
     for k in range(1, (tries if order_conclusive else 1) + 1):
-        other = run_epochs(trial.build(trial.seed + k), 1)[0]
+        other = run_epochs(run.build(run.seed + k), 1)[0]
         same_order = same_order and np.array_equal(other.flat_ids, first.flat_ids)
         if k == 1 and augments:
             mine, theirs = first.image_of(), other.image_of()
             common = sorted(set(mine) & set(theirs))
             same_images = all(np.allclose(mine[i], theirs[i], atol=1e-6) for i in common)
     if order_conclusive and same_order:
-        return f"seeds {trial.seed} to {trial.seed + tries} all gave the same order"
+        return f"seeds {run.seed} to {run.seed + tries} all gave the same order"
     if augments and same_images:
-        return f"seeds {trial.seed} and {trial.seed + 1} gave the same augmented images"
+        return f"seeds {run.seed} and {run.seed + 1} gave the same augmented images"
     return None
 
 
 @check("reshuffles")
-def each_epoch_is_shuffled_anew_or_repeats_as_promised(trial: Trial) -> str | None:
+def each_epoch_is_shuffled_anew_or_repeats_as_promised(run: ContractRun) -> str | None:
     """Where the contract shuffles: a new order every epoch if it reshuffles, else the same."""
-    contract = trial.contract
+    contract = run.contract
     if contract.shuffle == "none":
         return None
-    orders = [epoch.flat_ids for epoch in trial.epochs]
+    orders = [epoch.flat_ids for epoch in run.epochs]
     same = all(np.array_equal(orders[0], order) for order in orders[1:])
     if contract.reshuffles:
-        p = same_order_p_value(trial.log_orders(), len(orders) - 1)
+        p = same_order_p_value(run.log_orders(), len(orders) - 1)
         if same and conclusive(p):
             return f"all {len(orders)} epochs came in the same order (p={p:.1e} by chance)"
     elif contract.deterministic and not same:
@@ -375,19 +375,19 @@ def each_epoch_is_shuffled_anew_or_repeats_as_promised(trial: Trial) -> str | No
 
 
 @check("remainder")
-def the_dropped_remainder_is_the_tail_or_fresh_each_epoch(trial: Trial) -> str | None:
+def the_dropped_remainder_is_the_tail_or_fresh_each_epoch(run: ContractRun) -> str | None:
     """No example is left out for good: in source order the remainder is the last
     examples; with reshuffling, each epoch drops its own random ones."""
-    contract, n = trial.contract, trial.n
-    dropped_count = trial.expected_drop()
-    if dropped_count == 0 or trial.passes != 1:
+    contract, n = run.contract, run.n
+    dropped_count = run.expected_drop()
+    if dropped_count == 0 or run.passes != 1:
         return None
-    dropped = [set(range(n)) - set(epoch.flat_ids.tolist()) for epoch in trial.epochs]
+    dropped = [set(range(n)) - set(epoch.flat_ids.tolist()) for epoch in run.epochs]
     if contract.shuffle == "none" and contract.deterministic:
         tail = set(range(n - dropped_count, n))
         for number, missing in enumerate(dropped, start=1):
             if missing != tail:
-                return f"{trial.where(number)}: dropped ids {sorted(missing)}, not the last ones"
+                return f"{run.where(number)}: dropped ids {sorted(missing)}, not the last ones"
     if contract.shuffle == "elements" and contract.reshuffles:
         overlaps = [len(a & b) for a, b in itertools.pairwise(dropped)]
         p = overlap_p_value(n, dropped_count, overlaps)
@@ -401,7 +401,7 @@ def the_dropped_remainder_is_the_tail_or_fresh_each_epoch(trial: Trial) -> str |
 
 
 @check("augmentation")
-def augmentation_is_fresh_frozen_or_absent_as_promised(trial: Trial) -> str | None:
+def augmentation_is_fresh_frozen_or_absent_as_promised(run: ContractRun) -> str | None:
     """Fresh: every image re-augmented next epoch; frozen or none: the same images again.
 
     An augmentation with a continuous random choice (brightness, contrast) never
@@ -410,8 +410,8 @@ def augmentation_is_fresh_frozen_or_absent_as_promised(trial: Trial) -> str | No
     ``augmentations=()``) repeats some images by chance: there, fresh means not
     every image repeats (a cache after it would replay them all).
     """
-    contract = trial.contract
-    first, second = trial.epochs[0].image_of(), trial.epochs[1].image_of()
+    contract = run.contract
+    first, second = run.epochs[0].image_of(), run.epochs[1].image_of()
     common = sorted(set(first) & set(second))
     changed = [i for i in common if not np.allclose(first[i], second[i], atol=1e-6)]
     continuous = any(
@@ -426,17 +426,17 @@ def augmentation_is_fresh_frozen_or_absent_as_promised(trial: Trial) -> str | No
 
 
 @check("augmentation_rates")
-def each_random_choice_happens_at_its_stated_rate(trial: Trial) -> str | None:
+def each_random_choice_happens_at_its_stated_rate(run: ContractRun) -> str | None:
     """Each random choice the contract names happens at its stated rate over its stated
     range (measured from the images); a crop or flip it does not name never happens.
     An augmenting contract that names none (``augmentations=()``) is the user's own:
     not measured."""
-    contract = trial.contract
+    contract = run.contract
     if contract.augments and not contract.augmentations:
         return None  # an augmentation of the user's own, which they cannot state here
     fresh = contract.augmentation == "fresh"
     # Fresh epochs are independent draws; frozen ones repeat the first.
-    epochs = trial.epochs if fresh else trial.epochs[:1]
+    epochs = run.epochs if fresh else run.epochs[:1]
     images = np.concatenate([epoch.flat_images for epoch in epochs])
     measured = read_augmentation(images)
     named = contract.augmentations if contract.augments else ()
@@ -501,10 +501,10 @@ def check_variant(
         ContractViolation: the first check that fails, naming its property.
     """
     source = tagged_source(n, num_shards)
-    trial = Trial(variant, source, n, batch_size, num_shards, seed, service, workers, None, [])
-    ds = trial.build(seed)
-    trial.spec, trial.epochs = ds.element_spec["image"], run_epochs(ds)
+    run = ContractRun(variant, source, n, batch_size, num_shards, seed, service, workers, None, [])
+    ds = run.build(seed)
+    run.spec, run.epochs = ds.element_spec["image"], run_epochs(ds)
     for prop, guard in CHECKS:
-        detail = guard(trial)
+        detail = guard(run)
         if detail is not None:
             raise ContractViolation(variant, prop, detail)
