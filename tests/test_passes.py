@@ -12,7 +12,7 @@ from scipy import stats
 from benchmarks.intervals import Estimate, geometric, mean, paired_ratio
 from benchmarks.passes import Passes, PassPlan, Trial, run_passes
 from benchmarks.records import CEILING, pass_estimates, pass_figures, unreliable
-from benchmarks.summary import STARTUP_COLUMNS, STEADY_COLUMNS, summary_table
+from benchmarks.summary import FULL_EPOCH_COLUMNS, STARTUP_COLUMNS, STEADY_COLUMNS, summary_table
 
 TRIALS = [CEILING] + [Trial("training", v) for v in ("naive", "cache", "prefetch", "optimized")]
 
@@ -205,7 +205,7 @@ def test_the_summary_table_shows_each_figure_with_its_interval():
     infos = []
     for trial, figures in pass_figures(passes).items():
         infos.append({"kind": trial.kind, "variant": trial.variant, **figures.to_extra_info()})
-    lines = summary_table(infos, STARTUP_COLUMNS)
+    lines = summary_table(infos, STARTUP_COLUMNS + FULL_EPOCH_COLUMNS)
     assert lines[0].split()[:4] == ["variant", "first", "batch", "s"]
     (cache,) = [line for line in lines if line.startswith("cache")]
     speedup = pass_figures(passes)[Trial("training", "cache")].speedup_over_naive
