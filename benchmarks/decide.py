@@ -22,7 +22,7 @@ import dataclasses
 import functools
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import numpy as np
@@ -184,13 +184,7 @@ def decide(
         significant_worse, significant_better = min(sides) > 0, max(sides) < 0
         p = None
     found = functools.partial(verdict, change=change, interval=interval, p_value=p)
-    if worse_by > rule.tolerance and significant_worse:
-        return found("regression")
-    if worse_by > rule.tolerance:
-        return found("inconclusive", reason="worse beyond the tolerance, but not significantly")
-    if -worse_by > rule.tolerance and significant_better:
-        return found("improvement")
-    return found("ok")
+    return _outcome(found, worse_by, rule.tolerance, significant_worse, significant_better)
 
 
 def decide_paired(
@@ -232,11 +226,23 @@ def decide_paired(
     worse_by = _worse_by(change, metric)
     p = p_worse if worse_by > 0 else p_better
     found = functools.partial(verdict, change=change, interval=interval, p_value=p)
-    if worse_by > rule.tolerance and p_worse < rule.alpha:
+    return _outcome(found, worse_by, rule.tolerance, p_worse < rule.alpha, p_better < rule.alpha)
+
+
+def _outcome(
+    found: Callable[..., Verdict],
+    worse_by: float,
+    tolerance: float,
+    significant_worse: bool,
+    significant_better: bool,
+) -> Verdict:
+    """The rule both decisions share: a regression is worse beyond the tolerance and
+    significant; beyond it but not significant is inconclusive."""
+    if worse_by > tolerance and significant_worse:
         return found("regression")
-    if worse_by > rule.tolerance:
+    if worse_by > tolerance:
         return found("inconclusive", reason="worse beyond the tolerance, but not significantly")
-    if -worse_by > rule.tolerance and p_better < rule.alpha:
+    if -worse_by > tolerance and significant_better:
         return found("improvement")
     return found("ok")
 
