@@ -45,8 +45,14 @@ def import_user_module(name: str, where: str) -> ModuleType:
     return _import(where, name, lambda: importlib.import_module(name))
 
 
-def _from_file(path: Path) -> ModuleType:
-    name = f"perf_plugin_{path.stem}"
+def import_file(path: Path, module_name: str, where: str, shown: str) -> ModuleType:
+    """Import the file ``path`` as module ``module_name`` (once); a failure of any kind
+    is a `UsageError` in one line naming ``where`` and ``shown``."""
+    return _import(where, shown, lambda: _from_file(path, module_name))
+
+
+def _from_file(path: Path, name: str | None = None) -> ModuleType:
+    name = name or f"perf_plugin_{path.stem}"
     if name in sys.modules:
         return sys.modules[name]
     spec = importlib.util.spec_from_file_location(name, path)

@@ -17,16 +17,15 @@ from the current folder (they are already imported under their names).
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import re
 import subprocess
-import sys
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from pipelines import registry, steps
 from pipelines.errors import UsageError
+from pipelines.plugins import import_file
 from pipelines.variants import Variant
 
 OPTION = "--perf-against"
@@ -99,7 +98,9 @@ def load_base(plugins: Iterable[str], against: str) -> dict[str, str]:
             copy.write_text(base_source(plugin, against))
             before = dict(steps.TRANSFORMS)
             with registry.renaming(rename):
-                _load_copy(copy, f"perf_plugin_{plugin.stem}@{label}", f"{OPTION} {against}")
+                module_name = f"perf_plugin_{plugin.stem}@{label}"
+                shown = f"{plugin.name} at the base"
+                import_file(copy, module_name, f"{OPTION} {against}", shown)
             for name, factory in list(steps.TRANSFORMS.items()):
                 if name in before and before[name] is not factory:
                     # The base redefined a current transform: both stay, each its own.
@@ -120,17 +121,3 @@ def _renamed_maps(step: object, renamed: dict[str, str]) -> object:
         names = tuple(renamed.get(name, name) for name in step.transforms)
         return dataclasses.replace(step, transforms=names)
     return step
-
-
-def _load_copy(path: Path, module_name: str, where: str) -> None:
-    """Import ``path`` as ``module_name``; any failure is one `UsageError` line."""
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except Exception as error:  # the user's base code: any failure is one line
-        del sys.modules[module_name]
-        raise UsageError(
-            where, f"importing {path.name} at the base failed: {type(error).__name__}: {error}"
-        ) from None
