@@ -299,17 +299,19 @@ def subtract_intervals(
     intervals: Sequence[tuple[float, float]], taken: Sequence[tuple[float, float]]
 ) -> list[tuple[float, float]]:
     """The parts of ``intervals`` outside every interval of ``taken`` (both merged and sorted,
-    as `merge_intervals` returns them)."""
+    as `merge_intervals` returns them): one walk through both."""
     left: list[tuple[float, float]] = []
+    first = 0  # the first interval of ``taken`` that may still reach the current one
     for start, end in intervals:
-        for cut_start, cut_end in taken:
-            if cut_end <= start or cut_start >= end:
-                continue
+        while first < len(taken) and taken[first][1] <= start:
+            first += 1
+        cut = first
+        while cut < len(taken) and taken[cut][0] < end and start < end:
+            cut_start, cut_end = taken[cut]
             if cut_start > start:
                 left.append((start, cut_start))
             start = max(start, cut_end)
-            if start >= end:
-                break
+            cut += 1
         if start < end:
             left.append((start, end))
     return left
