@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import structure
+from benchmarks.alternation import ALTERNATED
 from benchmarks.bottleneck import GATE_FIGURES
 from benchmarks.decide import TESTS, Metric, Rule, Verdict, decide, decide_paired
 from benchmarks.storage import read_run
@@ -65,7 +66,12 @@ COMPARED = {
     "first_batch_s": Metric("first_batch_s", higher_is_better=False),
     "test_accuracy": Metric("test_accuracy", absolute=True),
     "cpu_s_per_example": Metric("cpu_s_per_example", higher_is_better=False),
+    ALTERNATED: Metric(ALTERNATED),
 }
+# Head against base (--perf-against): where both sides have these samples, the metric
+# is decided from them instead: steady state from the epochs alternated round by round,
+# six times as many pairs as passes and seconds apart (`benchmarks.alternation`).
+PAIRED_FROM = {"steady_fraction_of_ceiling": ALTERNATED}
 # The [statistics] section: which test decides, at what level (defaults below).
 STATISTICS_KEYS = {"test": TESTS, "alpha": (0.0, 0.5)}
 # With a baseline: a gated stage's 10th-percentile span may grow by this fraction (see
@@ -366,11 +372,14 @@ def compare_pairs(
             continue
         for key, limit in paired.limits_for(head).items():
             metric = TOLERANCES.get(key)
-            before = (then.get("samples") or {}).get(metric)
-            after = (now.get("samples") or {}).get(metric)
+            finer = PAIRED_FROM.get(metric)
+            if finer and _samples(then, finer) and _samples(now, finer):
+                metric = finer
+            before, after = _samples(then, metric), _samples(now, metric)
             if not metric or not before or not after or len(before) != len(after):
                 continue
-            origin = f"{limit.origin}, base {base} in the same passes"
+            paired_by = "round by round" if metric == ALTERNATED else "in the same passes"
+            origin = f"{limit.origin}, base {base} {paired_by}"
             rule = Rule(limit.value, "paired t", paired.alpha, origin)
             verdict = decide_paired(head, COMPARED[metric], before, after, rule)
             verdicts.append(verdict)
@@ -379,6 +388,11 @@ def compare_pairs(
                     Failure(head, metric, verdict.change, limit.value, "", rule.origin, verdict)
                 )
     return failures, verdicts
+
+
+def _samples(metrics: Mapping[str, Any], metric: str | None) -> list[float] | None:
+    """``metric``'s per-pass (or per-round) samples in a variant's gated metrics."""
+    return (metrics.get("samples") or {}).get(metric) if metric else None
 
 
 def _lost_steps(

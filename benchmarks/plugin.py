@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import re
 import signal
 import sys
@@ -21,6 +22,7 @@ import models
 import pipelines
 from benchmarks import bench_adapter, gates, report
 from benchmarks import storage as storage_files
+from benchmarks.alternation import UNTIMED, AlternationPlan
 from benchmarks.bottleneck import Bottleneck
 from benchmarks.cores import apply_core_budget
 from benchmarks.decide import Verdict
@@ -239,7 +241,16 @@ def _add_judging_options(group: pytest.OptionGroup) -> None:
         help="also load your --perf-plugin files as they are at this git ref (of the"
         " repository holding them) or in this folder, as variants NAME@REF, time them in"
         " the same passes as the current ones, and gate each current variant on its base,"
-        " pass by pass ([base_vs_head] tolerances)",
+        " pass by pass, and its steady state epoch by epoch ([base_vs_head] tolerances)",
+    )
+    group.addoption(
+        "--perf-epoch-pairs",
+        type=int,
+        default=None,
+        metavar="N",
+        help="--perf-against: exactly N rounds of a head's and its base's steady epochs"
+        " in alternation (default: until the ratio is within about 1.2%%, 10 to 80 rounds,"
+        " at most 150 s a pair)",
     )
     group.addoption(
         "--perf-baseline",
@@ -301,8 +312,11 @@ def perf_options(config: pytest.Config) -> PerfOptions:
     plan = profile.passes
     if config.stash.get(PAIRS_KEY, {}):
         # Head against base: a pass is short (few trials) and a pair's per-pass spread
-        # was 10% here (docs/measurements.md, 2026-12-03), so the time limit decides.
-        plan = dataclasses.replace(plan, max_passes=AGAINST_MAX_PASSES)
+        # was 10% here (docs/measurements.md, 2026-12-03), so the time limit decides;
+        # half the profile's, as steady state is decided from the alternated epochs after.
+        plan = dataclasses.replace(
+            plan, max_passes=AGAINST_MAX_PASSES, time_limit_s=plan.time_limit_s / 2
+        )
     count = config.getoption("perf_passes")
     if count is not None and count < 1:
         raise pytest.UsageError(f"--perf-passes: must be 1 or more, got {count}")
@@ -326,7 +340,20 @@ def perf_options(config: pytest.Config) -> PerfOptions:
         image_size=image_size,
         profile_dir=profile_dir(config) if config.getoption("perf_profiler") else None,
         pairs=tuple(config.stash.get(PAIRS_KEY, {}).items()),
+        alternation=alternation_plan(config),
     )
+
+
+def alternation_plan(config: pytest.Config) -> AlternationPlan:
+    """How many rounds of alternated epochs a head and its base get (--perf-epoch-pairs)."""
+    count = config.getoption("perf_epoch_pairs")
+    if count is not None and count < 2:
+        raise pytest.UsageError(f"--perf-epoch-pairs: must be 2 or more, got {count}")
+    if config.getoption("benchmark_disable", False):
+        return UNTIMED
+    if count is not None:
+        return AlternationPlan(count, count, math.inf)
+    return AlternationPlan()
 
 
 def profile_dir(config: pytest.Config) -> Path:
@@ -831,8 +858,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     _write_measurements(terminalreporter, config)
     _write_verdicts(terminalreporter, "against the baseline", state.verdicts)
-    title = "head against base, pass by pass (--perf-against)"
+    title = "head against base, in the same passes and epoch by epoch (--perf-against)"
     _write_verdicts(terminalreporter, title, state.pair_verdicts)
+    session = config.stash.get(SESSION_KEY, None)
+    for alternation in session.records.alternations.values() if session else ():
+        terminalreporter.write_line(str(alternation))
     terminalreporter.section("performance gates")
     for failure in state.failures:
         terminalreporter.write_line(str(failure), red=True)

@@ -46,13 +46,18 @@ class ProgressLine:
     def __call__(self, progress: Progress) -> None:
         text = progress_text(progress)
         if self.terminal:
-            self.write(self._lead + "\r" + text.ljust(self._width))
-            self._width = len(text)
+            self.note(text)
         elif progress.position == 1:
             self.write(self._lead + text + "\n")
-        else:
-            return
-        self._lead = ""
+            self._lead = ""
+
+    def note(self, text: str) -> None:
+        """Any other progress (``text``, one line): in place on a terminal, else not shown
+        (a log hears only of passes)."""
+        if self.terminal:
+            self.write(self._lead + "\r" + text.ljust(self._width))
+            self._width = len(text)
+            self._lead = ""
 
     def done(self) -> None:
         """End the line in place (a terminal), so that what follows starts on its own."""

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import pipelines
+from benchmarks.alternation import ALTERNATED, Alternation
 from benchmarks.bottleneck import Bottleneck, StageTimes, analyze, stage_gate_figures
 from benchmarks.gates import metrics_by_variant
 from benchmarks.intervals import Estimate, geometric, mean, paired_ratio
@@ -288,6 +289,10 @@ class TrainingRecord:
     pipeline_cpu_s: float | None = None
     # The final test accuracy of the same run's reference (``reference``) minus this one's.
     accuracy_below_reference: float | None = None
+    # --perf-against: its steady epochs' examples/s, round by round with its pair's
+    # (`benchmarks.alternation`), and how the rounds went (the head's record only).
+    alternated: list[float] | None = None
+    alternation: dict[str, Any] | None = None
 
     @property
     def train_s(self) -> float:
@@ -351,6 +356,10 @@ class TrainingRecord:
         finals = self.final_accuracies()
         if finals is not None:
             samples["test_accuracy"] = finals
+        if self.alternated:
+            samples[ALTERNATED] = self.alternated
+        if self.alternation:
+            figures["alternation"] = self.alternation
         return _as_extra_info(self, figures, samples)
 
 
@@ -505,6 +514,8 @@ class RunRecords:
         # The interleaved passes the timed benchmarks read their rounds from (set once
         # they are all made), and their paired figures, derived once.
         self.passes: Passes | None = None
+        # --perf-against: head name -> its steady epochs alternated with its base's.
+        self.alternations: dict[str, Alternation] = {}
         self._paired: dict[Trial, PairedFigures] | None = None
 
     def paired(self) -> dict[Trial, PairedFigures]:
@@ -657,6 +668,11 @@ class RunRecords:
         for record in self.records.values():
             if isinstance(record, TimelineRecord):
                 self._analyse(record, training.get(record.variant))
+        for alternation in self.alternations.values():
+            head, base = training.get(alternation.head), training.get(alternation.base)
+            if head and base:
+                head.alternated, base.alternated = alternation.head_rates, alternation.base_rates
+                head.alternation = alternation.to_dict()
 
     @staticmethod
     def _judge_accuracy(

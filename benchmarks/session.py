@@ -22,6 +22,7 @@ import tensorflow as tf
 
 import models
 import pipelines
+from benchmarks.alternation import BASE, HEAD, Alternation, AlternationPlan, alternate
 from benchmarks.cores import own_threads
 from benchmarks.passes import Passes, PassPlan, Trial, run_passes
 from benchmarks.progress import ProgressLine
@@ -90,6 +91,8 @@ class PerfOptions:
     profile_dir: Path | None = None
     # --perf-against: (current variant, its base version) pairs, run side by side.
     pairs: tuple[tuple[str, str], ...] = ()
+    # And then epoch by epoch (`benchmarks.alternation`): how many rounds.
+    alternation: AlternationPlan = dataclasses.field(default_factory=AlternationPlan)
 
     @property
     def model(self) -> str:
@@ -329,8 +332,10 @@ class PerfSession:
         its rounds from them.
         """
         if self.passes is None:
+            trials = set(trials)
             self.passes = self.interleave(trials, self.options.plan)
             self.records.passes = self.passes
+            self.records.alternations = self.alternate_pairs(trials)
         return self.passes
 
     def interleave(self, trials: Iterable[Trial], plan: PassPlan) -> Passes:
@@ -354,6 +359,40 @@ class PerfSession:
                     for head, base in self.options.pairs
                     for kind in ("training", "pipeline")
                 ],
+            )
+        finally:
+            self.progress.done()
+
+    def alternate_pairs(self, trials: set[Trial]) -> dict[str, Alternation]:
+        """Each `--perf-against` pair whose head is trained in this run, epoch by epoch
+        (`benchmarks.alternation`); head name -> its rounds."""
+        found = {}
+        for head, base in self.options.pairs:
+            if {Trial("training", head), Trial("training", base)} <= trials:
+                found[head] = self.alternate(head, base)
+        return found
+
+    def alternate(self, head: str, base: str) -> Alternation:
+        """Steady epochs of ``head`` and ``base`` in alternation on one model, each
+        version built once (with the run's seed), as the run's alternation plan says."""
+        built = {BASE: self.build(base), HEAD: self.build(head)}
+        self.trainer.reset(self.initial)
+
+        def run_epoch(side: int) -> float:
+            with self.train_source.explain_errors():
+                return self.trainer.train_epoch(built[side], 0, progress=False).examples_per_s
+
+        def progress(found: Alternation) -> None:
+            self.progress.note(f"{head} against {base}, epoch by epoch: round {found.rounds}")
+
+        try:
+            return alternate(
+                head,
+                base,
+                run_epoch,
+                self.options.alternation,
+                self.options.seed,
+                progress=progress,
             )
         finally:
             self.progress.done()

@@ -206,15 +206,21 @@ def test_a_run_times_head_and_base_in_the_same_passes_and_judges_each_pair(proje
         *("-k", "test_training or test_ceiling"),
         *("--perf-plugin", plugin.name, "--perf-against", "HEAD", "--perf-variants", name),
         *("--perf-latency", "none", "--perf-epochs", "2", "--perf-passes", "2"),
+        *("--perf-epoch-pairs", "3"),
         f"--benchmark-storage=file://{storage}",
         "--benchmark-autosave",
     ]
     done = subprocess.run(command, capture_output=True, text=True, cwd=folder)
     assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
     assert f"test_training[{name}@HEAD]" in done.stdout
-    section = done.stdout.split("head against base, pass by pass (--perf-against)")[1]
-    assert f": {name} steady_fraction_of_ceiling: baseline" in section
+    title = "head against base, in the same passes and epoch by epoch (--perf-against)"
+    section = done.stdout.split(title)[1]
+    # Steady state from the alternated epochs, full epochs and accuracy from the passes.
+    assert f": {name} alternated_examples_per_s: baseline" in section
+    assert f"base {name}@HEAD round by round" in section
+    assert f": {name} fraction_of_ceiling: baseline" in section
     assert "paired t" in section and f"base {name}@HEAD in the same passes" in section
+    assert f"{name} against {name}@HEAD, epoch by epoch: 3 rounds" in section
     # The base is what the head is compared with, not gated on its own.
     assert f"GATE FAILED {name}@HEAD" not in done.stdout
     # Base and head ran in every pass, so their saved samples pair one to one.
@@ -226,6 +232,10 @@ def test_a_run_times_head_and_base_in_the_same_passes_and_judges_each_pair(proje
     }
     assert len(runs[name]["samples"]["steady_fraction_of_ceiling"]) == 2
     assert len(runs[f"{name}@HEAD"]["samples"]["steady_fraction_of_ceiling"]) == 2
+    # And the alternated rounds, one per round on each side.
+    assert len(runs[name]["samples"]["alternated_examples_per_s"]) == 3
+    assert len(runs[f"{name}@HEAD"]["samples"]["alternated_examples_per_s"]) == 3
+    assert runs[name]["alternation"]["rounds"] == 3
 
 
 def test_against_without_a_plugin_file_is_a_usage_error(tmp_path):
