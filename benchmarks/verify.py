@@ -23,7 +23,7 @@ import pipelines
 from benchmarks.bottleneck import MODERATE
 from benchmarks.intervals import Estimate, mean, paired_ratio
 from benchmarks.passes import Passes, Trial
-from pipelines.checks.contract import ContractViolation, check_variant
+from pipelines.checks.contract import CHECKS, ContractViolation, check_variant
 from pipelines.errors import InputError
 from pipelines.fixes import Fix, applied
 from pipelines.variants import Variant
@@ -82,12 +82,49 @@ def together(variant: Variant, singles: Sequence[Candidate]) -> list[Candidate]:
     return [Candidate(variant.name, fixes, applied(variant, fixes))]
 
 
-def check_contract(candidate: Candidate, check: Callable[..., None] = check_variant) -> Candidate:
-    """``candidate`` with ``problem`` set where its copy breaks the variant's contract."""
+@dataclasses.dataclass(frozen=True)
+class OwnContract:
+    """What the variant itself breaks of its contract, found before its copies are checked:
+    a copy is then blamed only for what it breaks beyond that."""
+
+    broken: tuple[str, ...] = ()
+    first: str = ""  # the first violation, in words
+
+    def line(self, variant: str) -> str:
+        """E.g. ``mine breaks its contract (mine: crop_top: ...); fix that first``."""
+        return (
+            f"{variant} breaks its contract ({self.first}); fix that first" if self.broken else ""
+        )
+
+
+def own_contract(variant: Variant, check: Callable[..., None] = check_variant) -> OwnContract:
+    """Every property ``variant`` breaks (each check run again without those found)."""
+    broken: list[str] = []
+    first = ""
+    for _ in range(len(CHECKS)):
+        try:
+            check(variant, **CHECK_SIZE, skip=tuple(broken))
+        except ContractViolation as violation:
+            broken.append(violation.prop)
+            first = first or str(violation)
+            continue
+        except (InputError, ValueError, TypeError):
+            pass  # its copies' checks will say so
+        break
+    return OwnContract(tuple(broken), first)
+
+
+def check_contract(
+    candidate: Candidate,
+    check: Callable[..., None] = check_variant,
+    own: OwnContract = OwnContract(),
+) -> Candidate:
+    """``candidate`` with ``problem`` set where its copy breaks the variant's contract
+    beyond what the variant itself breaks (``own``)."""
     if candidate.copy is None or candidate.problem:
         return candidate
     try:
-        check(candidate.copy, **CHECK_SIZE)
+        check(candidate.copy, **CHECK_SIZE, skip=own.broken)
     except ContractViolation as violation:
         return dataclasses.replace(candidate, problem=f"breaks the contract: {violation.prop}")
     except (InputError, ValueError, TypeError) as error:
@@ -152,9 +189,18 @@ def gap_closed(
     return mean(shares)
 
 
-def judge(candidates_: Iterable[Candidate], passes: Passes | None, variant: str) -> list[Verified]:
+def judge(
+    candidates_: Iterable[Candidate],
+    passes: Passes | None,
+    variant: str,
+    own: OwnContract = OwnContract(),
+) -> list[Verified]:
     """Each candidate's figures from ``passes`` (which timed the variant, `TARGET` and the
-    candidates that kept the contract; None where none was timed)."""
+    candidates that kept the contract; None where none was timed). ``own``: what the
+    variant itself breaks (its copies were not asked to keep it)."""
+    kept = "contract kept" + (
+        f" (but for what {variant} breaks itself: {', '.join(own.broken)})" if own.broken else ""
+    )
     seconds = passes.seconds if passes else {}
     before = seconds.get(Trial("training", variant), [])
     target = seconds.get(Trial("training", TARGET)) if variant != TARGET else None
@@ -170,7 +216,7 @@ def judge(candidates_: Iterable[Candidate], passes: Passes | None, variant: str)
             Verified(
                 candidate.label,
                 keys,
-                "contract kept",
+                kept,
                 paired_ratio(before, after),
                 gap_closed(before, after, target) if target else None,
             )
@@ -248,13 +294,15 @@ def verify(
     """
     analyses = {name: session.records.analysis(name) for name in variants}
     groups: dict[str, list[Candidate]] = {}
+    owns: dict[str, OwnContract] = {}
     for name, analysis in analyses.items():
         if analysis is None or not analysis.fixes or name == TARGET:
-            groups[name] = []
+            groups[name], owns[name] = [], OwnContract()
             continue
         variant = pipelines.get(name)
-        singles = [check_contract(c, check) for c in candidates(variant, analysis.fixes)]
-        groups[name] = singles + [check_contract(c, check) for c in together(variant, singles)]
+        own = owns[name] = own_contract(variant, check)
+        singles = [check_contract(c, check, own) for c in candidates(variant, analysis.fixes)]
+        groups[name] = singles + [check_contract(c, check, own) for c in together(variant, singles)]
     timed = [c for group in groups.values() for c in group if c.trial is not None]
     passes = None
     if timed:
@@ -271,10 +319,12 @@ def verify(
                 pipelines.unregister(candidate.copy.name)
     outcomes = {}
     for name, group in groups.items():
-        verified = judge(group, passes, name)
+        verified = judge(group, passes, name, owns[name])
         # judge keeps the candidates' order: the fastest timed copy's epochs.
         timed_pairs = [(v, c) for v, c in zip(verified, group, strict=True) if v.speedup]
         best = max(timed_pairs, key=lambda pair: pair[0].speedup.value, default=None)
         seconds = passes.seconds[best[1].trial] if best and passes else []
-        outcomes[name] = Outcome(verified, verdict(name, verified, analyses[name]), seconds)
+        said = verdict(name, verified, analyses[name])
+        first = owns[name].line(name)
+        outcomes[name] = Outcome(verified, f"{first}; {said}" if first else said, seconds)
     return outcomes, passes.count if passes else 0

@@ -110,3 +110,22 @@ def test_a_pairs_steady_state_is_decided_from_its_alternated_epochs_when_it_has_
     del results["mine@main"]["samples"][ALTERNATED]
     failures, (verdict,) = gates.compare_pairs(loaded, results, {"mine": "mine@main"})
     assert verdict.metric.name == "steady_fraction_of_ceiling" and not failures
+
+
+def test_power_trials_wait_makes_training_slower_by_the_shift_asked():
+    from benchmarks import power_trials
+
+    waits = power_trials.waits_for([0.0, 0.05, 0.2, 0.0], batch_s=0.1)
+    assert waits == {"mine_0": 0, "mine_5": 5263, "mine_20": 25000, "mine_0b": 0}
+    # A batch of 0.1 s plus its wait runs at 1 - shift of the rate.
+    for shift, name in ((0.05, "mine_5"), (0.2, "mine_20")):
+        assert math.isclose(0.1 / (0.1 + waits[name] / 1e6), 1 - shift, abs_tol=1e-4)
+
+
+def test_power_trials_project_is_python_that_registers_a_pipeline_per_shift(tmp_path):
+    from benchmarks import power_trials
+
+    path = power_trials.write_project(tmp_path, {"mine_0": 0, "mine_5": 5263})
+    text = path.read_text()
+    compile(text, str(path), "exec")
+    assert "WAIT_US = {'mine_0': 0, 'mine_5': 5263}" in text

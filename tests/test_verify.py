@@ -227,6 +227,31 @@ def test_a_broken_copy_is_reported_and_nothing_is_timed(small_variant):
     assert outcome.verdict.startswith("no suggested change kept the contract")
 
 
+def test_a_variant_that_breaks_its_own_contract_is_named_and_its_copies_still_timed():
+    # It promises order (the default contract) and shuffles: its own fault, not prefetch's.
+    claims_order = pipelines.Variant(
+        "small_claims_order", (Read(), Map(("decode",)), Shuffle(), Batch()), pipelines.Contract()
+    )
+    pipelines.register(claims_order)
+    try:
+        analysis = SimpleNamespace(fixes=("prefetch",), input_bound=0.5)
+        session = _Session({claims_order.name: analysis})
+        outcomes, passes = verify(session, [claims_order.name])
+    finally:
+        pipelines.unregister(claims_order.name)
+    outcome = outcomes[claims_order.name]
+    assert passes == 3 and Trial("training", "small_claims_order+prefetch") in session.planned
+    (verified,) = outcome.verified
+    assert (
+        verified.contract == "contract kept (but for what small_claims_order breaks itself: order)"
+    )
+    assert verified.speedup is not None
+    assert outcome.verdict.startswith(
+        "small_claims_order breaks its contract (small_claims_order: order: "
+    )
+    assert "; fix that first; " in outcome.verdict
+
+
 def test_a_candidate_label_is_its_fix_or_together():
     fix = Fix.parse("prefetch")
     assert Candidate("augmented", (fix,), None).label == "prefetch at the end"

@@ -1,0 +1,196 @@
+"""How small a slowdown `--perf-against` catches: known slowdowns in a user's pipeline function.
+
+    python -m benchmarks.power_trials --runs 10 --shifts 0,0.02,0.05,0.10,0.20 --out power-trials
+
+It writes a small user project twice, ``base/`` and ``head/``: a plain tf.data
+function (shuffle, a parallel augmentation, batch, prefetch) registered with
+`pipelines.pipeline` once per shift, as ``mine_<percent>``. In ``head/`` each
+copy then waits a fixed time per batch, after its prefetch, so that training
+through it is that fraction slower; ``base/`` has no wait. The wait is set from
+a calibration run made first (the seconds a steady batch takes here, saved in
+``calibration.json``). Each trial is then one run as a user makes it,
+``pytest benchmarks --perf-plugin head/user_pipelines.py --perf-against base``,
+every shift's pair in it, and each pair is judged as that run judges it
+(`benchmarks.gates.compare_pairs`: the steady state from the alternated
+epochs). A shift of 0 is unchanged code: a flagged one is a false alarm.
+
+The table gives, per shift, the pairs flagged with a 95% Wilson interval, and
+the smallest shift flagged in at least 9 of 10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import gates
+from benchmarks.alternation import ALTERNATED
+from benchmarks.gate_trials import Tally
+from benchmarks.storage import read_run
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = '''"""A user's pipeline function, once per shift (written by benchmarks.power_trials)."""
+import tensorflow as tf
+from tensorflow.python.data.experimental.ops.testing import sleep
+
+import pipelines
+from pipelines import BuildParams, Contract
+
+# Shift name -> the wait per batch, in microseconds (0 at the base).
+WAIT_US = {waits!r}
+
+
+def augment(image, label):
+    image = tf.image.random_flip_left_right(image)
+    image = tf.image.random_brightness(image, 0.1)
+    return tf.clip_by_value(image, 0.0, 1.0), label
+
+
+def make(name, wait_us):
+    @pipelines.pipeline(Contract(shuffle="elements", drop_remainder=True), name=name)
+    def pipeline(ds, params: BuildParams):
+        ds = ds.shuffle(params.shuffle_buffer, seed=params.seed)
+        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.batch(params.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+        return ds.apply(sleep(wait_us)) if wait_us else ds
+
+    return pipeline
+
+
+for shift_name, wait_us in WAIT_US.items():
+    make(shift_name, wait_us)
+'''
+PLUGIN = "user_pipelines.py"
+# Steady state is decided from the alternated epochs, which follow the passes: one
+# pass is enough (the full-epoch and accuracy checks then cannot decide: not judged here).
+ONE_PASS = ("--perf-passes", "1")
+
+
+def shift_names(shifts: list[float]) -> list[str]:
+    """``mine_5`` for a 5% slowdown; a shift asked again gets a letter (``mine_0b``), so
+    that one run can hold several unchanged pairs."""
+    names: list[str] = []
+    for shift in shifts:
+        name = f"mine_{round(shift * 100)}"
+        again = sum(other.rstrip("bcdefghij") == name for other in names)
+        names.append(name + "abcdefghij"[again] if again else name)
+    return names
+
+
+def write_project(folder: Path, waits: dict[str, int]) -> Path:
+    """The user's plugin file in ``folder``, registering one pipeline per shift."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / PLUGIN
+    path.write_text(PROJECT.replace("{waits!r}", repr(waits)))
+    return path
+
+
+def bench(out: Path, names: list[str], log: Path, *extra: str) -> dict:
+    """One `--perf-against` run of ``names`` (head/ against base/): its saved figures."""
+    output = log.with_suffix(".json")
+    command = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-q"]
+    command += ["-p", "no:cacheprovider", "-k", "test_training"]
+    command += ["--perf-plugin", str(out / "head" / PLUGIN), "--perf-against", str(out / "base")]
+    command += ["--perf-variants", ",".join(names), f"--benchmark-json={output}", *extra]
+    with log.open("w") as written:
+        code = subprocess.call(command, stdout=written, stderr=subprocess.STDOUT, cwd=out)
+    if code not in (0, 1) or not output.exists():
+        raise SystemExit(f"error: the run did not finish (exit {code}); see {log}")
+    infos = (bench.get("extra_info") or {} for bench in read_run(output)["benchmarks"])
+    return gates.metrics_by_variant(infos)
+
+
+def calibrate(out: Path, batch_size: int) -> float:
+    """Seconds a steady batch takes through the unchanged pipeline (saved in --out)."""
+    saved = out / "calibration.json"
+    if saved.exists():
+        return json.loads(saved.read_text())["batch_s"]
+    write_project(out / "base", {"mine_0": 0})
+    write_project(out / "head", {"mine_0": 0})
+    metrics = bench(out, ["mine_0"], out / "calibration.log", *ONE_PASS, "--perf-epoch-pairs", "6")
+    rate = statistics.median(metrics["mine_0"]["samples"][ALTERNATED])
+    batch_s = batch_size / rate
+    saved.write_text(json.dumps({"batch_s": batch_s, "examples_per_s": rate}))
+    return batch_s
+
+
+def waits_for(shifts: list[float], batch_s: float) -> dict[str, int]:
+    """Per shift, the wait per batch (microseconds) that makes training that much slower:
+    a batch taking ``batch_s`` plus ``w`` runs at ``1 - shift`` of the rate for
+    ``w = batch_s * shift / (1 - shift)``."""
+    waits = (round(1e6 * batch_s * s / (1 - s)) for s in shifts)
+    return dict(zip(shift_names(shifts), waits, strict=True))
+
+
+def judge(thresholds: gates.Thresholds, metrics: dict, names: list[str]) -> dict[str, bool]:
+    """Per shift, whether its run flagged the head against its base."""
+    pairs = {name: metrics[name]["alternation"]["base"] for name in names if name in metrics}
+    failures, _ = gates.compare_pairs(thresholds, metrics, pairs)
+    flagged = {failure.variant for failure in failures}
+    return {name: name in flagged for name in pairs}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="trials (default 3)")
+    parser.add_argument(
+        "--shifts",
+        type=lambda text: [float(s) for s in text.split(",") if s.strip()],
+        default=[0.0, 0.0, 0.05, 0.10],
+        help="slowdowns to inject, fractions; one asked twice is measured twice in a run"
+        " (default 0,0,0.05,0.10: two unchanged pairs)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("power-trials"), help="work folder")
+    parser.add_argument("--thresholds", type=Path, default=gates.DEFAULT_THRESHOLDS)
+    parser.add_argument("--batch-size", type=int, default=64, help="the profile's (smoke: 64)")
+    args = parser.parse_args(argv)
+    if any(not 0 <= s < 1 for s in args.shifts):
+        print("error: --shifts: each must be at least 0 and below 1", file=sys.stderr)
+        return 2
+    args.out = args.out.resolve()
+    batch_s = calibrate(args.out, args.batch_size)
+    waits = waits_for(args.shifts, batch_s)
+    write_project(args.out / "base", dict.fromkeys(waits, 0))
+    write_project(args.out / "head", waits)
+    names = list(waits)
+    thresholds = gates.load_thresholds(args.thresholds)
+    print(f"calibration: a steady batch takes {batch_s * 1e3:.1f} ms; waits (us): {waits}")
+    tallies = {name: Tally() for name in names}
+    for trial in range(1, args.runs + 1):
+        started = time.monotonic()
+        metrics = bench(args.out, names, args.out / f"trial_{trial:02d}.log", *ONE_PASS)
+        verdicts = judge(thresholds, metrics, names)
+        for name, flagged in verdicts.items():
+            tallies[name].runs += 1
+            tallies[name].flagged += flagged
+        shown = ", ".join(f"{n} {'FLAGGED' if f else 'pass'}" for n, f in verdicts.items())
+        print(f"trial {trial} ({time.monotonic() - started:.0f} s): {shown}", flush=True)
+    return summarize(tallies, args)
+
+
+def summarize(tallies: dict[str, Tally], args: argparse.Namespace) -> int:
+    """Print and save the table; 0 always (a table, not a gate)."""
+    print("\n| slowdown injected | flagged [95% Wilson interval] |\n| --- | --- |")
+    for shift, tally in zip(args.shifts, tallies.values(), strict=True):
+        print(f"| {shift:.0%} | {tally.rate()} |")
+    caught = [
+        shift
+        for shift, tally in zip(args.shifts, tallies.values(), strict=True)
+        if shift > 0 and tally.runs and tally.flagged >= 0.9 * tally.runs
+    ]
+    print("smallest slowdown flagged in 9 of 10: " + (f"{min(caught):.0%}" if caught else "none"))
+    summary = {name: {"runs": t.runs, "flagged": t.flagged} for name, t in tallies.items()}
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.exit(main())
