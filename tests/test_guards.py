@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
+import pipelines
 from pipelines import Contract, Variant, augment
-from pipelines.checks.contract import CHECKS, ContractViolation, check_variant
+from pipelines.checks.contract import CHECKS, ContractViolation, NotMeasured, check_variant
+from pipelines.checks.tagged import readable, tagged_source
 from pipelines.element import ID, IMAGE, LABEL
 from pipelines.steps import (
     Batch,
@@ -25,7 +28,7 @@ from pipelines.steps import (
     Unbatch,
     register_transform,
 )
-from pipelines.variants import DECODE_STANDARDIZE
+from pipelines.variants import AUGMENT, DECODE_STANDARDIZE
 
 
 def _roll_labels(ctx, batched):
@@ -272,3 +275,48 @@ def test_broken_variants_stay_out_of_the_registry():
     import pipelines
 
     assert not {variant.name for variant, _ in BROKEN.values()} & set(pipelines.VARIANTS)
+
+
+def _blur(ctx, batched):
+    """A 3x3 box blur, per channel: a legitimate augmentation that changes pixels."""
+
+    def transform(record, seed):
+        images = record[IMAGE]
+        kernel = tf.ones((3, 3, images.shape[-1], 1)) / 9.0
+        x = images if batched else images[None]
+        blurred = tf.nn.depthwise_conv2d(x, kernel, [1, 1, 1, 1], "SAME")
+        return {**record, IMAGE: blurred if batched else blurred[0]}
+
+    return transform
+
+
+register_transform("_test_blur", _blur)
+BLURRED_STEPS = (Read(), DECODE_STANDARDIZE, Shuffle(), AUGMENT, Map(("_test_blur",)), Batch())
+
+
+def test_a_pixel_changing_step_leaves_the_augmentation_rates_unmeasured_not_broken():
+    blurred = Variant("augmented_then_blurred", BLURRED_STEPS, AUGMENTED)
+    with pytest.warns(NotMeasured, match="augmented_then_blurred: augmentation_rates: not meas"):
+        notes = check_variant(blurred, n=40, num_shards=2, batch_size=6, seed=1)
+    (note,) = notes
+    assert "120 of 120 images were changed by a step beyond crops, flips" in note
+
+
+def test_after_a_pixel_changing_step_the_other_promises_are_still_checked():
+    # Shuffled, though it promises the order: still caught, blur or not.
+    blurred = Variant(
+        "blurred_claims_order", BLURRED_STEPS, dataclasses.replace(AUGMENTED, shuffle="none")
+    )
+    with pytest.raises(ContractViolation) as caught:
+        check_variant(blurred, n=40, num_shards=2, batch_size=6, seed=1)
+    assert caught.value.prop == "order"
+
+
+def test_the_seed_augmentation_is_always_readable_and_a_blur_never():
+    source = tagged_source(40, 2)
+    for steps, expected in ((BLURRED_STEPS[:4], True), (BLURRED_STEPS[:5], False)):
+        variant = Variant("readable_or_not", (*steps, Batch()), AUGMENTED)
+        images = np.concatenate(
+            [b[IMAGE].numpy() for b in pipelines.build(variant, source, batch_size=6, seed=3)]
+        )
+        assert (readable(images) == expected).all()

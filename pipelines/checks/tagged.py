@@ -85,6 +85,43 @@ def original_pixels(images: np.ndarray) -> np.ndarray:
     return np.abs(difference - centre) <= 0.05 * np.abs(centre)
 
 
+def readable(images: np.ndarray, tolerance: float = 0.02) -> np.ndarray:
+    """Per image, whether its pixels are what crops, flips and affine colour maps make of a
+    tagged image, so that `read_augmentation` can read them back.
+
+    Those keep every source row identical and the ramp's steps between neighbouring
+    source pixels equal. A filter (blur, sharpen), a gamma or a hue change does not:
+    after it the crop, flip, brightness and contrast read from the pixels are not the
+    ones drawn. ``tolerance``: the deviation allowed, as a fraction of the ramp's step.
+    """
+    x = np.asarray(images, np.float64).reshape(-1, SIDE, SIDE, 3)
+    original = original_pixels(x)[..., None]
+    rows = np.maximum(original.sum(axis=-3, keepdims=True), 1)
+    column = (x * original).sum(axis=-3, keepdims=True) / rows
+    off_row = np.where(original, np.abs(x - column), 0.0).max(axis=(-3, -2, -1))
+    steps = np.diff(x, axis=-2)
+    both = np.broadcast_to(original[..., 1:, :] & original[..., :-1, :], steps.shape)
+    step = np.array(
+        [np.median(np.abs(s[b])) if b.any() else 0.0 for s, b in zip(steps, both, strict=True)]
+    )
+    typical = np.sign(np.where(both, steps, 0.0).sum(axis=(-3, -2, -1)))[:, None, None, None]
+    off_step = np.where(both, np.abs(steps - typical * step[:, None, None, None]), 0.0)
+    worst = np.maximum(off_row, off_step.max(axis=(-3, -2, -1)))
+    affine = worst <= tolerance * np.maximum(step, 1e-12)
+    # A crop pads one side of each axis at most, with whole rows or columns of one value.
+    mask = original[..., 0]
+    top, bottom = _padding(mask, axis=-1)
+    left, right = _padding(mask, axis=-2)
+    one_side = ~((top > 0) & (bottom > 0)) & ~((left > 0) & (right > 0))
+    rows, cols = mask.any(axis=-1), mask.any(axis=-2)
+    whole = (mask == (rows[..., :, None] & cols[..., None, :])).all(axis=(-2, -1))
+    padded = ~mask[..., None] & np.ones_like(x, bool)
+    low = np.where(padded, x, np.inf).min(axis=(-3, -2))
+    high = np.where(padded, x, -np.inf).max(axis=(-3, -2))
+    flat = (~padded.any(axis=(-3, -2)) | (high - low <= tolerance * step[:, None])).all(axis=-1)
+    return affine & one_side & whole & flat
+
+
 def _padding(original: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows (axis -2) or columns (axis -1) wholly padded at the start and at the end."""
     padded_line = ~original.any(axis=axis)  # per column if axis=-2, per row if axis=-1
