@@ -33,7 +33,6 @@ from typing import Any
 
 from benchmarks import gates
 from benchmarks.decide import Verdict
-from benchmarks.storage import read_run
 from pipelines.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,8 +91,7 @@ def merged_metrics(outputs: Sequence[Path]) -> dict[str, dict[str, Any]]:
     """Per variant, the gated metrics of several runs, their samples pooled."""
     pooled: dict[str, dict[str, Any]] = {}
     for output in outputs:
-        infos = (bench.get("extra_info") or {} for bench in read_run(output)["benchmarks"])
-        for variant, metrics in gates.metrics_by_variant(infos).items():
+        for variant, metrics in gates.load_saved_metrics(output).items():
             into = pooled.setdefault(variant, {**metrics, "samples": {}})
             for name, values in (metrics.get("samples") or {}).items():
                 into["samples"].setdefault(name, []).extend(values)

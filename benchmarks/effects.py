@@ -25,6 +25,7 @@ from typing import Any
 
 from scipy import stats
 
+from benchmarks.schema import Kind
 from pipelines.steps import Prefetch
 from pipelines.variants import Variant
 
@@ -130,7 +131,7 @@ def no_gain_lines(
         return []
     lines = []
     for name, info in metrics.items():
-        if name == reference_name or info.get("kind") != "training" or name not in variants:
+        if name == reference_name or info.get("kind") != Kind.TRAINING or name not in variants:
             continue
         if not variants[name].contract.augments:  # not an optimization of the reference
             continue

@@ -37,7 +37,7 @@ from scipy import stats
 from benchmarks import gates
 from benchmarks.decide import decide
 from benchmarks.inject import BASE
-from benchmarks.storage import read_run, saved_runs
+from benchmarks.storage import saved_runs
 from pipelines.errors import InputError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,8 +129,7 @@ def run_trial(
                 return None
         if not output.exists():
             continue  # judging again: a condition this trial did not run
-        infos = (bench.get("extra_info") or {} for bench in read_run(output)["benchmarks"])
-        metrics = gates.metrics_by_variant(infos)
+        metrics = gates.load_saved_metrics(output)
         if alongside:
             found[UNCHANGED] = metrics[BASE]
             found.update({name: metrics[f"{BASE}_{name}"] for name in INJECTED})
@@ -267,8 +266,7 @@ def unchanged_samples(out: Path, storage: Path, metric: str = "fraction_of_ceili
     paths = [*saved_runs(storage), *sorted(out.glob(f"trial_*_{UNCHANGED}.json"))]
     samples = []
     for path in paths:
-        infos = (bench.get("extra_info") or {} for bench in read_run(path)["benchmarks"])
-        found = gates.metrics_by_variant(infos).get(BASE, {}).get("samples", {}).get(metric)
+        found = gates.load_saved_metrics(path).get(BASE, {}).get("samples", {}).get(metric)
         if found:
             samples.append(found)
     return samples

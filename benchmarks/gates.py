@@ -17,11 +17,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmarks import structure
+from benchmarks import schema, structure
 from benchmarks.alternation import ALTERNATED
 from benchmarks.bottleneck import GATE_FIGURES
 from benchmarks.decide import TESTS, Metric, Rule, Verdict, decide, decide_paired
-from benchmarks.storage import read_run
+from benchmarks.schema import Kind
 from pipelines.errors import DataError
 
 DEFAULT_THRESHOLDS = Path(__file__).resolve().parent / "thresholds.toml"
@@ -454,11 +454,11 @@ def metrics_by_variant(infos: Iterable[Mapping[str, Any]]) -> dict[str, dict[str
     (`benchmarks.bottleneck.GATE_FIGURES`) added when it was traced.
     """
     infos = list(infos)
-    traced = {info.get("variant"): info for info in infos if info.get("kind") == "timeline"}
-    alone = {info.get("variant"): info for info in infos if info.get("kind") == "pipeline"}
+    traced = {info.get("variant"): info for info in infos if info.get("kind") == Kind.TIMELINE}
+    alone = {info.get("variant"): info for info in infos if info.get("kind") == Kind.PIPELINE}
     merged = {}
     for info in infos:
-        if info.get("kind") != "training" or "variant" not in info:
+        if info.get("kind") != Kind.TRAINING or "variant" not in info:
             continue
         variant = info["variant"]
         gated = {k: v for k, v in traced.get(variant, {}).items() if k in GATE_FIGURES}
@@ -474,6 +474,4 @@ def metrics_by_variant(infos: Iterable[Mapping[str, Any]]) -> dict[str, dict[str
 
 def load_saved_metrics(path: Path) -> dict[str, dict[str, Any]]:
     """Per variant, the gated metrics of a saved run (see `metrics_by_variant`)."""
-    return metrics_by_variant(
-        bench.get("extra_info") or {} for bench in read_run(path)["benchmarks"]
-    )
+    return metrics_by_variant(schema.load(path).infos())

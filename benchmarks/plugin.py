@@ -20,7 +20,7 @@ import pytest
 
 import models
 import pipelines
-from benchmarks import bench_adapter, gates, report
+from benchmarks import bench_adapter, gates, report, schema
 from benchmarks import storage as storage_files
 from benchmarks.alternation import UNTIMED, AlternationPlan
 from benchmarks.bottleneck import Bottleneck
@@ -29,6 +29,7 @@ from benchmarks.decide import Verdict
 from benchmarks.effects import no_gain_lines
 from benchmarks.progress import ProgressLine
 from benchmarks.records import Unreliable, unreliable
+from benchmarks.schema import Kind
 from benchmarks.session import PERF_PROFILES, PerfOptions, PerfSession, machine_details
 from benchmarks.summary import (
     FULL_EPOCH_COLUMNS,
@@ -693,6 +694,7 @@ def pytest_benchmark_update_json(
     records = session.records
     records.derive()
     metrics = records.metrics
+    schema.stamp(output_json)
     for bench in output_json.get("benchmarks", []):
         info = metrics.get(bench.get("fullname")) or metrics.get(bench.get("name"))
         if info:
@@ -815,7 +817,7 @@ def _write_measurements(terminalreporter: Any, config: pytest.Config) -> None:
             terminalreporter.write_line(f"{title}:", bold=True)
         for line in lines:
             terminalreporter.write_line(line)
-    trained = {info["variant"]: info for info in metrics if info["kind"] == "training"}
+    trained = {info["variant"]: info for info in metrics if info["kind"] == Kind.TRAINING}
     for line in no_gain_lines(trained, pipelines.VARIANTS, session.options.plan.precision):
         terminalreporter.write_line(line, yellow=True)
     for doubt in measurement_doubts(config):

@@ -32,7 +32,6 @@ from pathlib import Path
 from benchmarks import gates
 from benchmarks.alternation import ALTERNATED
 from benchmarks.gate_trials import Tally
-from benchmarks.storage import read_run
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECT = '''"""A user's pipeline function, once per shift (written by benchmarks.power_trials)."""
@@ -102,8 +101,7 @@ def bench(out: Path, names: list[str], log: Path, *extra: str) -> dict:
         code = subprocess.call(command, stdout=written, stderr=subprocess.STDOUT, cwd=out)
     if code not in (0, 1) or not output.exists():
         raise SystemExit(f"error: the run did not finish (exit {code}); see {log}")
-    infos = (bench.get("extra_info") or {} for bench in read_run(output)["benchmarks"])
-    return gates.metrics_by_variant(infos)
+    return gates.load_saved_metrics(output)
 
 
 def calibrate(out: Path, batch_size: int) -> float:

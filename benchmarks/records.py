@@ -27,6 +27,7 @@ from benchmarks.phases import (
     steady_epochs,
     steady_rate,
 )
+from benchmarks.schema import Kind
 from models.trainer import EpochStats, input_bound_of
 from pipelines.timeline import Timeline
 
@@ -371,7 +372,7 @@ class PipelineRecord:
     setting: dict[str, Any]
     runs: list[PipelineEpoch]
     paired: PairedFigures | None = None
-    kind: str = "pipeline"
+    kind: str = Kind.PIPELINE
 
     def to_extra_info(self) -> dict[str, Any]:
         """Medians over runs, and the paired figures."""
@@ -402,7 +403,7 @@ class TimelineRecord:
     fits_in_memory: bool
     bottleneck: Bottleneck | None = None
     gate_figures: dict[str, Any] = dataclasses.field(default_factory=dict)
-    kind: str = "timeline"
+    kind: str = Kind.TIMELINE
     # Every span, in the Trace Event Format (`Timeline.chrome_trace`): written
     # beside the report, not into the saved run, which keeps the compact form.
     trace: dict[str, Any] | None = None
@@ -434,7 +435,7 @@ class OverheadRecord:
     untraced: list[list[EpochStats]]
     traced: list[list[EpochStats]]
     paired: PairedFigures | None = None
-    kind: str = "tracing_overhead"
+    kind: str = Kind.TRACING_OVERHEAD
 
     def overhead(self, field: str, epochs: slice = slice(None)) -> float:
         """Traced over untraced ``field`` (wall_s, cpu_s) of ``epochs``: medians' ratio - 1."""
@@ -467,7 +468,7 @@ class SuggestionsRecord:
     verified: list[dict[str, Any]]  # `benchmarks.verify.Verified.to_dict`, one per change
     verdict: str
     passes: int
-    kind: str = "suggestions"
+    kind: str = Kind.SUGGESTIONS
 
     def to_extra_info(self) -> dict[str, Any]:
         """The verified suggestions and the verdict."""
@@ -482,7 +483,7 @@ class ProfileRecord:
     variant: str
     setting: dict[str, Any]
     folder: str
-    kind: str = "profile"
+    kind: str = Kind.PROFILE
 
     def to_extra_info(self) -> dict[str, Any]:
         """The capture's folder."""
@@ -529,7 +530,7 @@ class RunRecords:
         name: str,
         variant: str,
         runs: list[list[EpochStats]],
-        kind: str = "training",
+        kind: str = Kind.TRAINING,
         service: tuple[str, int | None] | None = None,
         reference: str | None = "ceiling",
     ) -> TrainingRecord:
@@ -595,7 +596,9 @@ class RunRecords:
             (
                 r
                 for r in self.records.values()
-                if isinstance(r, TrainingRecord) and r.kind == "training" and r.variant == variant
+                if isinstance(r, TrainingRecord)
+                and r.kind == Kind.TRAINING
+                and r.variant == variant
             ),
             None,
         )
@@ -644,7 +647,7 @@ class RunRecords:
         paired = self.paired()
         for record in self.records.values():
             trial = Trial(
-                "traced" if record.kind == "tracing_overhead" else record.kind, record.variant
+                "traced" if record.kind == Kind.TRACING_OVERHEAD else record.kind, record.variant
             )
             if isinstance(record, TrainingRecord | PipelineRecord | OverheadRecord):
                 record.paired = paired.get(trial)

@@ -24,7 +24,7 @@ from typing import Any
 import jinja2
 
 import pipelines
-from benchmarks import figures
+from benchmarks import figures, schema
 from benchmarks.bottleneck import HIGH, MODERATE
 from benchmarks.effects import no_gain_lines
 from benchmarks.gates import (
@@ -35,7 +35,8 @@ from benchmarks.gates import (
     load_thresholds,
 )
 from benchmarks.passes import PRECISION
-from benchmarks.storage import find_saved_run, read_run, saved_runs, write_atomic
+from benchmarks.schema import Kind, SavedRun
+from benchmarks.storage import find_saved_run, saved_runs, write_atomic
 from benchmarks.summary import STARTUP_COLUMNS, STEADY_COLUMNS, figure_text
 from pipelines.errors import DataError, InputError
 from pipelines.plugins import add_plugin_argument, load_plugins
@@ -80,28 +81,26 @@ class RunView:
     passes: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, run: Mapping[str, Any], label: str, path: Path | None = None) -> RunView:
-        """Sort a saved run's benchmarks by their ``extra_info["kind"]``."""
-        by_kind: dict[str, dict[str, dict[str, Any]]] = {}
-        for bench in run["benchmarks"]:
-            info = bench.get("extra_info") or {}
-            if "kind" in info and "variant" in info:
-                by_kind.setdefault(info["kind"], {})[info["variant"]] = info
-        overhead = by_kind.get("tracing_overhead", {})
+    def of(cls, run: SavedRun, label: str) -> RunView:
+        """A saved run's benchmarks, sorted by their kind (`benchmarks.schema`)."""
+
+        def infos(kind: Kind) -> dict[str, dict[str, Any]]:
+            return {variant: dict(f.values) for variant, f in run.of_kind(kind).items()}
+
         return cls(
             label=label,
-            path=str(path) if path else None,
-            datetime=str(run.get("datetime", "")),
-            machine=dict(run.get("machine_info") or {}),
-            commit=dict(run.get("commit_info") or {}),
-            training=by_kind.get("training", {}),
-            ceiling=by_kind.get("ceiling", {}).get("ceiling"),
-            pipeline=by_kind.get("pipeline", {}),
-            timelines=by_kind.get("timeline", {}),
-            overhead=next(iter(overhead.values()), None),
-            gates=run.get("perf_gates"),
-            suggestions=by_kind.get("suggestions", {}),
-            passes=run.get("perf_passes"),
+            path=str(run.path) if run.path else None,
+            datetime=run.datetime,
+            machine=run.machine,
+            commit=run.commit,
+            training=infos(Kind.TRAINING),
+            ceiling=infos(Kind.CEILING).get("ceiling"),
+            pipeline=infos(Kind.PIPELINE),
+            timelines=infos(Kind.TIMELINE),
+            overhead=next(iter(infos(Kind.TRACING_OVERHEAD).values()), None),
+            gates=run.gates,
+            suggestions=infos(Kind.SUGGESTIONS),
+            passes=run.passes,
         )
 
     def verdict(self, variant: str) -> tuple[str, list[str]]:
@@ -142,7 +141,7 @@ def load_views(storage: Path) -> list[RunView]:
     """Every saved run under ``storage``, oldest first; a broken file is a `DataError` naming it."""
     views = []
     for path in saved_runs(storage):
-        views.append(RunView.of(read_run(path), path.name.split("_", 1)[0], path))
+        views.append(RunView.of(schema.load(path), path.name.split("_", 1)[0]))
     return views
 
 
@@ -350,7 +349,7 @@ def write_report(
     """
     history = load_views(storage)
     if current is not None:
-        view = RunView.of(current, "this run")
+        view = RunView.of(schema.from_dict(current), "this run")
         saved = [v for v in history if v.datetime == view.datetime]
         if saved:
             view = saved[-1]
@@ -362,7 +361,7 @@ def write_report(
         chosen = find_saved_run(run or "latest", storage, option="--run")
         view = next((v for v in history if v.path == str(chosen)), None)
         if view is None:  # a run file outside storage
-            view = RunView.of(read_run(chosen), chosen.stem, chosen)
+            view = RunView.of(schema.load(chosen), chosen.stem)
     beside = Path(target).parent
     traces = {
         variant: f"{TRACES}/{trace_name(variant)}"

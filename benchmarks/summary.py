@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from benchmarks.schema import Kind
+
 # (extra_info key, column heading, format of a value), per table: steady state (what
 # a change to a pipeline's throughput moves), then start-up and full epochs.
 STEADY_COLUMNS = (
@@ -48,7 +50,7 @@ def summary_table(
     rows = [
         [info["variant"], *(figure_text(info, key, form) for key, _, form in columns)]
         for info in metrics
-        if info["kind"] in {"ceiling", "training"}
+        if info["kind"] in {Kind.CEILING, Kind.TRAINING}
     ]
     if not rows:
         return []

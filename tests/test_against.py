@@ -16,7 +16,7 @@ import pytest
 from bench_runner import ROOT
 
 import pipelines
-from benchmarks import gates
+from benchmarks import gates, schema
 from benchmarks.decide import Metric, Rule, decide, decide_paired
 from pipelines import steps
 from pipelines.errors import UsageError
@@ -225,6 +225,7 @@ def test_a_run_times_head_and_base_in_the_same_passes_and_judges_each_pair(proje
     assert f"GATE FAILED {name}@HEAD" not in done.stdout
     # Base and head ran in every pass, so their saved samples pair one to one.
     (saved,) = storage.rglob("*.json")
+    assert json.loads(saved.read_text())["perf_schema_version"] == schema.SCHEMA_VERSION
     runs = {
         b["extra_info"]["variant"]: b["extra_info"]
         for b in json.loads(saved.read_text())["benchmarks"]

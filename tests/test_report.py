@@ -13,7 +13,7 @@ import pytest
 from bench_runner import ROOT, fingerprint, run_benchmarks
 from browser import check_page, find_chromium
 
-from benchmarks import report
+from benchmarks import report, schema
 from benchmarks.cores import default_model_threads
 from benchmarks.gates import load_thresholds
 from pipelines import DataError
@@ -280,7 +280,7 @@ def test_reading_a_run_names_the_file_on_every_problem(tmp_path):
     path = tmp_path / "0001_x.json"
     path.write_bytes(b"\xff\xfe\x00")
     with pytest.raises(DataError, match=f"^{path}: saved run is not text"):
-        report.read_run(path)
+        schema.load(path)
 
 
 @pytest.mark.skipif(find_chromium() is None, reason="no chromium on PATH (apt install chromium)")

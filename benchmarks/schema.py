@@ -1,0 +1,129 @@
+"""The saved run's schema: the suite's fields in pytest-benchmark's JSON, read back in one place.
+
+A saved run is pytest-benchmark's file: ``benchmarks`` (each with the
+``extra_info`` that `benchmarks.records` wrote: its `Kind`, its variant, its
+figures and their per-pass ``samples``), ``machine_info``, ``commit_info``,
+``datetime``, and the suite's own top-level keys: `VERSION_KEY`,
+``perf_passes`` (how the run measured) and ``perf_gates`` (its verdicts).
+
+`load` is how gates, the report, `benchmarks.ab` and the trial tools read a
+saved run: validated (`benchmarks.storage.read_run`), its schema version
+checked, every benchmark's kind one of `Kind`. A run saved before the version
+was written is version 1 and loads (its readers default what it lacks); one
+saved by a newer suite is one line saying so.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from benchmarks.storage import read_run
+from pipelines.errors import DataError
+
+# 1: runs saved before the version was written (up to 2026-12-03); 2: with it.
+SCHEMA_VERSION = 2
+VERSION_KEY = "perf_schema_version"
+
+
+class Kind(enum.StrEnum):
+    """What a saved benchmark measured (its ``extra_info["kind"]``)."""
+
+    CEILING = "ceiling"  # the model on batches in memory
+    TRAINING = "training"  # training through a variant
+    PIPELINE = "pipeline"  # a variant's pipeline alone, no model
+    TIMELINE = "timeline"  # a traced training run: stages, analysis
+    TRACING_OVERHEAD = "tracing_overhead"  # traced over untraced, same passes
+    SUGGESTIONS = "suggestions"  # --perf-verify-suggestions
+    PROFILE = "profile"  # --perf-profiler's capture
+
+
+@dataclasses.dataclass(frozen=True)
+class Figures:
+    """One saved benchmark's figures: its name, kind and variant, and the rest as saved."""
+
+    name: str
+    kind: Kind
+    variant: str
+    values: Mapping[str, Any]
+
+    @property
+    def samples(self) -> dict[str, list[float]]:
+        """Per metric, one value per pass (what `benchmarks.decide` compares)."""
+        return dict(self.values.get("samples") or {})
+
+
+@dataclasses.dataclass(frozen=True)
+class SavedRun:
+    """A saved run, read through the schema."""
+
+    path: Path | None
+    version: int
+    datetime: str
+    machine: dict[str, Any]
+    commit: dict[str, Any]
+    figures: tuple[Figures, ...]
+    passes: dict[str, Any] | None = None
+    gates: dict[str, Any] | None = None
+
+    def of_kind(self, kind: Kind) -> dict[str, Figures]:
+        """Its benchmarks of ``kind``, by variant."""
+        return {f.variant: f for f in self.figures if f.kind is kind}
+
+    def infos(self) -> list[Mapping[str, Any]]:
+        """Every benchmark's figures as saved (what `benchmarks.gates.metrics_by_variant`
+        reads)."""
+        return [f.values for f in self.figures]
+
+
+def from_dict(data: Mapping[str, Any], path: Path | None = None) -> SavedRun:
+    """A run's JSON (already checked to be pytest-benchmark's) through the schema;
+    `DataError` names the file for a newer version or a benchmark of an unknown kind."""
+    where = path or "the run"
+    version = data.get(VERSION_KEY, 1)
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise DataError(where, f"{VERSION_KEY} is {version!r}, not a version number")
+    if version > SCHEMA_VERSION:
+        raise DataError(
+            where,
+            f"saved by a newer version of the suite (schema {version}; this one reads 1 to"
+            f" {SCHEMA_VERSION}): read it with that version, or save a new run with this one",
+        )
+    figures = []
+    for bench in data["benchmarks"]:
+        info = bench.get("extra_info") or {}
+        if "kind" not in info or "variant" not in info:
+            continue  # not one of the suite's benchmarks (or saved untimed)
+        try:
+            kind = Kind(info["kind"])
+        except ValueError:
+            known = ", ".join(k.value for k in Kind)
+            raise DataError(
+                where,
+                f"benchmark {bench.get('name', '?')!r} has kind {info['kind']!r};"
+                f" known kinds: {known}",
+            ) from None
+        figures.append(Figures(str(bench.get("name", "")), kind, str(info["variant"]), info))
+    return SavedRun(
+        path=path,
+        version=version,
+        datetime=str(data.get("datetime", "")),
+        machine=dict(data.get("machine_info") or {}),
+        commit=dict(data.get("commit_info") or {}),
+        figures=tuple(figures),
+        passes=data.get("perf_passes"),
+        gates=data.get("perf_gates"),
+    )
+
+
+def load(path: Path) -> SavedRun:
+    """A saved run from its file, validated and through the schema."""
+    return from_dict(read_run(path), Path(path))
+
+
+def stamp(output_json: dict[str, Any]) -> None:
+    """Mark a run being saved with this schema's version."""
+    output_json[VERSION_KEY] = SCHEMA_VERSION

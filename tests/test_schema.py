@@ -1,0 +1,81 @@
+"""Saved runs read through one schema (`benchmarks.schema`): versions, kinds, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from benchmarks import gates, schema
+from benchmarks.schema import SCHEMA_VERSION, VERSION_KEY, Kind
+from pipelines.errors import DataError
+
+
+def saved(tmp_path, benchmarks, **top):
+    path = tmp_path / "0001_abc_20261203.json"
+    path.write_text(json.dumps({"benchmarks": benchmarks, "datetime": "2026-12-03", **top}))
+    return path
+
+
+def bench(name, kind, variant, **figures):
+    return {"name": name, "extra_info": {"kind": kind, "variant": variant, **figures}}
+
+
+TRAINING = bench(
+    "test_training[mine]", "training", "mine", samples={"fraction_of_ceiling": [0.5, 0.6]}
+)
+
+
+def test_a_run_saved_before_the_version_was_written_loads_as_version_1(tmp_path):
+    run = schema.load(saved(tmp_path, [TRAINING, {"name": "someone_elses", "extra_info": {}}]))
+    assert run.version == 1
+    (figures,) = run.figures  # the benchmark that is not the suite's is left out
+    assert figures.kind is Kind.TRAINING and figures.variant == "mine"
+    assert figures.samples == {"fraction_of_ceiling": [0.5, 0.6]}
+    assert run.of_kind(Kind.TRAINING) == {"mine": figures}
+    assert run.of_kind(Kind.CEILING) == {}
+
+
+def test_a_run_of_this_version_loads_and_the_gates_read_it_through_the_schema(tmp_path):
+    path = saved(tmp_path, [TRAINING], **{VERSION_KEY: SCHEMA_VERSION})
+    assert schema.load(path).version == SCHEMA_VERSION
+    assert gates.load_saved_metrics(path)["mine"]["samples"]["fraction_of_ceiling"] == [0.5, 0.6]
+
+
+def test_a_run_from_a_newer_suite_is_one_line_naming_the_file(tmp_path):
+    path = saved(tmp_path, [TRAINING], **{VERSION_KEY: SCHEMA_VERSION + 1})
+    with pytest.raises(DataError) as caught:
+        gates.load_saved_metrics(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: saved by a newer version of the suite")
+    assert f"schema {SCHEMA_VERSION + 1}; this one reads 1 to {SCHEMA_VERSION}" in message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize("version", ["2", 0, True, None])
+def test_a_version_that_is_not_a_number_is_one_line(tmp_path, version):
+    path = saved(tmp_path, [TRAINING], **{VERSION_KEY: version})
+    with pytest.raises(DataError, match=f"^{path}: {VERSION_KEY} is .*, not a version number$"):
+        schema.load(path)
+
+
+def test_a_benchmark_of_an_unknown_kind_is_one_line_naming_it(tmp_path):
+    path = saved(tmp_path, [TRAINING, bench("test_odd[mine]", "traced", "mine")])
+    with pytest.raises(DataError) as caught:
+        schema.load(path)
+    assert str(caught.value).startswith(
+        f"{path}: benchmark 'test_odd[mine]' has kind 'traced'; known kinds: ceiling, training,"
+    )
+
+
+def test_every_kind_a_record_writes_is_a_schema_kind():
+    from benchmarks import records
+
+    written = {
+        field.default
+        for cls in vars(records).values()
+        if isinstance(cls, type) and hasattr(cls, "__dataclass_fields__")
+        for name, field in cls.__dataclass_fields__.items()
+        if name == "kind" and isinstance(field.default, str)
+    }
+    assert written and written <= set(Kind)
