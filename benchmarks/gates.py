@@ -399,10 +399,11 @@ def _lost_steps(
     variant: str, metrics: Mapping[str, Any], before: Mapping[str, Any], baseline_name: str
 ) -> list[Failure]:
     """A failure when the variant's steps lost an optimization the baseline's had."""
-    then, now = before.get("steps"), metrics.get("steps")
-    gone = structure.lost(then, now) if then and now else []
+    had, has = structure.optimizations(before), structure.optimizations(metrics)
+    gone = structure.lost(had, has) if had is not None and has is not None else []
     if not gone:
         return []
+    then, now = before.get("steps"), metrics.get("steps")
     detail = f"lost {', '.join(gone)}: steps were {then}, now {now}"
     return [Failure(variant, "steps", 0.0, 0.0, "", f"baseline {baseline_name}", detail=detail)]
 

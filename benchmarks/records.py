@@ -348,7 +348,9 @@ class TrainingRecord:
             figures["ceiling_slowdown"] = 1 / self.fraction_of_ceiling
         if self.variant in pipelines.VARIANTS:
             # What it is made of: a baseline comparison names a lost optimization.
-            figures["steps"] = pipelines.get(self.variant).describe()
+            variant = pipelines.get(self.variant)
+            figures["steps"] = variant.describe()
+            figures["optimizations"] = variant.optimizations()
         samples = {
             "examples_per_s": [
                 sum(s.examples for s in run) / sum(s.wall_s for s in run) for run in self.runs

@@ -73,11 +73,27 @@ def is_batched(ds: tf.data.Dataset) -> bool:
 
 
 class Step(Protocol):
-    """One transformation of a dataset."""
+    """One transformation of a dataset.
+
+    A step that does something for speed also says what (``speed(batched)``: words
+    from `SPEED`, where ``batched`` tells whether it stands after a batch), so that
+    a baseline comparison names an optimization a change lost
+    (`benchmarks.structure`). A step without ``speed`` does nothing for speed.
+    """
 
     def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
         """Return ``ds`` transformed."""
         ...
+
+
+# What a step can do for speed, and how a lost one is said.
+SPEED = {
+    "prefetch": "a prefetch",
+    "cache": "a cache",
+    "interleave": "parallel reads (interleave)",
+    "parallel map": "a parallel map",
+    "vectorized map": "a map after the batch (vectorized)",
+}
 
 
 Transform = Callable[[Record, tf.Tensor], Record]
@@ -186,6 +202,9 @@ class Read:
             deterministic=self.deterministic,
         )
 
+    def speed(self, batched: bool) -> tuple[str, ...]:
+        return ("interleave",) if self.parallel else ()
+
     def __str__(self) -> str:
         return "interleave" if self.parallel else "read"
 
@@ -223,6 +242,9 @@ class Map:
             num_parallel_calls=AUTOTUNE if self.parallel else None,
             deterministic=self.deterministic if self.parallel else None,
         )
+
+    def speed(self, batched: bool) -> tuple[str, ...]:
+        return ("parallel map",) * self.parallel + ("vectorized map",) * batched
 
     def __str__(self) -> str:
         mode = "parallel" if self.parallel else "sequential"
@@ -312,6 +334,9 @@ class Cache:
         # iterator is still writing, and a stale one would replay old data.
         return ds.cache(str(Path(tempfile.mkdtemp(prefix="tfdata-cache-", dir=folder)) / "cache"))
 
+    def speed(self, batched: bool) -> tuple[str, ...]:
+        return ("cache",)
+
     def __str__(self) -> str:
         return "cache(file)" if self.to_file else "cache"
 
@@ -324,6 +349,9 @@ class Prefetch:
 
     def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
         return ds.prefetch(self.buffer)
+
+    def speed(self, batched: bool) -> tuple[str, ...]:
+        return ("prefetch",)
 
     def __str__(self) -> str:
         return "prefetch"

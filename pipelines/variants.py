@@ -9,6 +9,7 @@ check it against its contract, with no further code.
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from typing import Literal
 
 from pipelines.augment import RANDOM_CHOICES
@@ -106,6 +107,18 @@ class Variant:
     def describe(self) -> str:
         """The steps as one line, e.g. ``read -> map(decode, sequential) -> batch``."""
         return " -> ".join(str(step) for step in self.steps)
+
+    def optimizations(self) -> dict[str, int]:
+        """How many of each optimization its steps declare (`pipelines.steps.SPEED`):
+        what a baseline comparison checks was not lost."""
+        found: Counter[str] = Counter()
+        batched = False
+        for step in self.steps:
+            speed = getattr(step, "speed", None)
+            if speed is not None:
+                found.update(speed(batched))
+            batched = isinstance(step, Batch) or (batched and not isinstance(step, Unbatch))
+        return dict(found)
 
     @property
     def caches(self) -> bool:

@@ -172,15 +172,15 @@ def test_a_lost_optimization_step_fails_against_the_baseline(thresholds, regress
     from benchmarks.inject import regressed
 
     optimized = pipelines.get("optimized")
-    steps = regressed(regression, optimized).describe()
-    assert structure.lost(optimized.describe(), steps) == lost
-    failures = gates.check_baseline(
-        thresholds,
-        {"optimized": {"steps": steps}},
-        {"optimized": {"steps": optimized.describe()}},
-        "r",
+    changed = regressed(regression, optimized)
+    steps = changed.describe()
+    # What the steps declare, and (for a run saved before that) what their words say.
+    assert structure.lost(optimized.optimizations(), changed.optimizations()) == lost
+    assert (
+        structure.lost(structure.from_text(optimized.describe()), structure.from_text(steps))
+        == lost
     )
-    assert [str(f) for f in failures] == (
+    expected = (
         [
             f"GATE FAILED optimized: lost {lost[0]}: steps were {optimized.describe()}, now {steps}"
             " (from baseline r)"
@@ -188,6 +188,38 @@ def test_a_lost_optimization_step_fails_against_the_baseline(thresholds, regress
         if lost
         else []
     )
+    then = {"steps": optimized.describe(), "optimizations": optimized.optimizations()}
+    now = {"steps": steps, "optimizations": changed.optimizations()}
+    for before in (then, {"steps": then["steps"]}):  # a baseline saved before the counts
+        failures = gates.check_baseline(thresholds, {"optimized": now}, {"optimized": before}, "r")
+        assert [str(f) for f in failures] == expected
+
+
+def test_a_new_step_that_declares_its_speed_is_seen_whatever_its_words():
+    import dataclasses as dc
+
+    import pipelines
+    from benchmarks import structure
+
+    @dc.dataclass(frozen=True)
+    class MyPrefetch:
+        buffer: int = 4
+
+        def apply(self, ds, ctx):
+            return ds.prefetch(self.buffer)
+
+        def speed(self, batched):
+            return ("prefetch",)
+
+        def __str__(self):
+            return f"prefetch({self.buffer})"
+
+    optimized = pipelines.get("optimized")
+    mine = dc.replace(optimized, steps=(*optimized.steps[:-1], MyPrefetch()))
+    assert mine.optimizations() == optimized.optimizations()
+    assert structure.lost(optimized.optimizations(), mine.optimizations()) == []
+    without = dc.replace(optimized, steps=optimized.steps[:-1])
+    assert structure.lost(mine.optimizations(), without.optimizations()) == ["a prefetch"]
 
 
 def test_the_trials_estimate_base_against_head_from_windows_of_unchanged_runs():
