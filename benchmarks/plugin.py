@@ -22,6 +22,7 @@ import models
 import pipelines
 from benchmarks import bench_adapter, gates, report, schema
 from benchmarks import storage as storage_files
+from benchmarks.against import BaseProblem, base_versions, check_bases
 from benchmarks.alternation import UNTIMED, AlternationPlan
 from benchmarks.bottleneck import Bottleneck
 from benchmarks.cores import apply_core_budget
@@ -38,18 +39,19 @@ from benchmarks.summary import (
     summary_table,
 )
 from pipelines.data import DataChoice, default_latency, open_data, parse_image_size
-from pipelines.errors import DataError, InputError, UsageError
+from pipelines.errors import DataError, InputError
 from pipelines.functions import FunctionPipeline
 from pipelines.plugins import load_plugins
 from pipelines.sources import Source
 from pipelines.sources.latency import parse_latency
 from pipelines.steps import image_shape_for
-from pipelines.versions import load_base
 
 SESSION_KEY = pytest.StashKey[PerfSession]()
 STATE_KEY = pytest.StashKey["RunState"]()
 # --perf-against: each current variant's name -> its base version's (`pipelines.versions`).
 PAIRS_KEY = pytest.StashKey[dict[str, str]]()
+# What went wrong with --perf-against's bases, a line each (`base_versions`).
+AGAINST_PROBLEMS_KEY = pytest.StashKey[list[BaseProblem]]()
 # --perf-against: passes allowed within the profile's time limit.
 AGAINST_MAX_PASSES = 60
 
@@ -371,7 +373,8 @@ def pytest_configure(config: pytest.Config) -> None:
     plugins = config.getoption("perf_plugin", None) or []
     try:
         load_plugins(plugins)
-        config.stash[PAIRS_KEY] = base_versions(plugins, config.getoption("perf_against", None))
+        pairs, problems = base_versions(plugins, config.getoption("perf_against", None))
+        config.stash[PAIRS_KEY], config.stash[AGAINST_PROBLEMS_KEY] = pairs, problems
     except InputError as error:
         raise pytest.UsageError(str(error)) from None
     warn_if_conftest_ignored(config)
@@ -380,20 +383,26 @@ def pytest_configure(config: pytest.Config) -> None:
         selected_variants(config)
 
 
-def base_versions(plugins: list[str], against: str | None) -> dict[str, str]:
-    """--perf-against: load the plugin files' base versions; current name -> base name for
-    each variant both versions register (empty without the option)."""
-    if not against:
-        return {}
-    if not any(spec.endswith(".py") for spec in plugins):
-        raise UsageError("--perf-against", "needs --perf-plugin FILE.py: the files to take at it")
-    pairs = load_base(plugins, against)
-    pairs = {head: base for head, base in pairs.items() if head in pipelines.VARIANTS}
-    if not pairs:
-        raise UsageError(
-            f"--perf-against {against}", "the plugin files there register no current variant"
-        )
-    return pairs
+def checked_bases(
+    config: pytest.Config, items: list[pytest.Item], options: PerfOptions
+) -> PerfOptions:
+    """--perf-against: ``options`` with only the pairs whose base builds (`check_bases`);
+    a dropped base's benchmarks are deselected, and every problem kept for the summary."""
+    pairs, problems = check_bases(config.stash.get(PAIRS_KEY, {}))
+    dropped = set(config.stash.get(PAIRS_KEY, {}).values()) - set(pairs.values())
+    config.stash[PAIRS_KEY] = pairs
+    config.stash[AGAINST_PROBLEMS_KEY] = [*config.stash.get(AGAINST_PROBLEMS_KEY, []), *problems]
+    gone = [item for item in items if _variant_of(item) in dropped]
+    if gone:
+        config.hook.pytest_deselected(items=gone)
+        items[:] = [item for item in items if item not in gone]
+    return dataclasses.replace(options, pairs=tuple(pairs.items()))
+
+
+def _variant_of(item: pytest.Item) -> str | None:
+    """The variant a benchmark item is parametrized with (None: not one of those)."""
+    callspec = getattr(item, "callspec", None)
+    return callspec.params.get("variant_name") if callspec else None
 
 
 def warn_if_conftest_ignored(config: pytest.Config) -> None:
@@ -476,6 +485,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     except RuntimeError as error:
         raise pytest.UsageError(f"--perf-model-threads: {error}") from None
     options = dataclasses.replace(options, model_threads=budget)
+    options = checked_bases(config, items, options)
     service = config.getoption("perf_data_service")
     if service and not re.fullmatch(r"(grpcs?://)?[\w.\-\[\]:]+:\d+", service):
         raise pytest.UsageError(
@@ -523,8 +533,7 @@ def skip_what_cannot_run(items: list[pytest.Item], state: RunState) -> None:
         except DataError as error:
             unfit[variant] = str(error)
     for item in items:
-        callspec = getattr(item, "callspec", None)
-        variant = callspec.params.get("variant_name") if callspec else None
+        variant = _variant_of(item)
         if getattr(item, "originalname", None) == "test_data_service":
             variant = SERVICE_VARIANT
         if variant in unfit:
@@ -764,7 +773,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     state = config.stash[STATE_KEY]
     impossible = any(doubt.impossible for doubt in measurement_doubts(config))
-    if (failures or impossible) and session.exitstatus == 0:
+    # A base asked for (--perf-against) that could not be compared: not a green run.
+    uncompared = any(not p.compared for p in config.stash.get(AGAINST_PROBLEMS_KEY, []))
+    if (failures or impossible or uncompared) and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
     target = config.getoption("perf_report")
     if target:
@@ -828,7 +839,8 @@ def _write_verdicts(terminalreporter: Any, title: str, verdicts: list[Verdict]) 
     """A section of verdict lines, coloured by outcome (none when there are none)."""
     if not verdicts:
         return
-    terminalreporter.section(title)
+    if title:  # none: the section is open already
+        terminalreporter.section(title)
     for verdict in verdicts:
         terminalreporter.write_line(
             str(verdict),
@@ -861,7 +873,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     _write_measurements(terminalreporter, config)
     _write_verdicts(terminalreporter, "against the baseline", state.verdicts)
     title = "head against base, in the same passes and epoch by epoch (--perf-against)"
-    _write_verdicts(terminalreporter, title, state.pair_verdicts)
+    problems = config.stash.get(AGAINST_PROBLEMS_KEY, [])
+    if problems:
+        terminalreporter.section(title)
+    for problem in problems:
+        terminalreporter.write_line(problem.line, red=not problem.compared, yellow=problem.compared)
+    _write_verdicts(terminalreporter, title if not problems else "", state.pair_verdicts)
     session = config.stash.get(SESSION_KEY, None)
     for alternation in session.records.alternations.values() if session else ():
         terminalreporter.write_line(str(alternation))

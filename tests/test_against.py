@@ -17,8 +17,10 @@ from bench_runner import ROOT
 
 import pipelines
 from benchmarks import gates, schema
+from benchmarks.against import base_versions, check_bases
 from benchmarks.decide import Metric, Rule, decide, decide_paired
 from pipelines import steps
+from pipelines.checks.contract import ContractViolation
 from pipelines.errors import UsageError
 from pipelines.plugins import load_plugin
 from pipelines.versions import load_base
@@ -244,3 +246,58 @@ def test_against_without_a_plugin_file_is_a_usage_error(tmp_path):
     done = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 4
     assert "--perf-against: needs --perf-plugin FILE.py" in done.stderr
+
+
+def test_a_base_that_is_not_there_leaves_the_head_measured_not_compared(project):
+    _, plugin, _ = project
+    pairs, problems = base_versions([str(plugin)], "no-such-ref")
+    assert pairs == {}
+    (problem,) = problems
+    assert not problem.compared
+    assert problem.line.startswith("--perf-against no-such-ref: no commit 'no-such-ref'")
+    assert problem.line.endswith("; the current versions are measured, not compared")
+
+
+def test_a_base_that_does_not_build_is_dropped_and_one_that_breaks_its_contract_compared(
+    project,
+):
+    _, plugin, name = project
+
+    def check(variant, **size):
+        if variant.name == f"{name}@HEAD":
+            raise ContractViolation(variant, "order", "ids out of order")
+        raise ValueError("unknown transform 'gone'\nmore detail")
+
+    pairs, problems = check_bases(base_versions([str(plugin)], "HEAD")[0], check=check)
+    assert pairs == {name: f"{name}@HEAD"}
+    lines = {p.line: p.compared for p in problems}
+    assert lines == {
+        f"{name}@HEAD breaks its contract ({name}@HEAD: order: ids out of order);"
+        " compared anyway": True,
+        f"{name}_steps@HEAD does not build (unknown transform 'gone'); {name}_steps is"
+        " measured, not compared": False,
+    }
+
+
+def test_a_run_against_a_missing_ref_measures_the_head_says_why_and_is_not_green(project, tmp_path):
+    folder, plugin, name = project
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        str(ROOT / "benchmarks"),
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *("-k", "test_training"),
+        *("--perf-plugin", plugin.name, "--perf-against", "no-such-ref"),
+        *("--perf-variants", name, "--perf-latency", "none", "--perf-epochs", "1"),
+        *("--perf-passes", "1", f"--benchmark-storage=file://{tmp_path / 'storage'}"),
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=folder)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "1 passed" in done.stdout  # the head was measured
+    assert (
+        "--perf-against no-such-ref: no commit 'no-such-ref'" in done.stdout
+        and "the current versions are measured, not compared" in done.stdout
+    )
