@@ -1,13 +1,13 @@
 """Benchmarks: full training epochs per variant, the ceiling, and each pipeline alone.
 
-Thin cases over `benchmarks.session.PerfSession`, which owns how a round is
-set up and run, and its `benchmarks.records.RunRecords`, which keeps what it
+Thin cases over `benchmarks.measuring.session.PerfSession`, which owns how a round is
+set up and run, and its `benchmarks.measuring.records.RunRecords`, which keeps what it
 measured as typed records (they become each benchmark's ``extra_info`` when
 the run is saved: `benchmarks.plugin.pytest_benchmark_update_json`). Every
 registered variant is benchmarked (or the ``--perf-variants`` subset). The
 timed trials (the ceiling, training and pipeline of each variant, the traced
 run) are measured together in randomized interleaved passes
-(`benchmarks.passes`); each benchmark then reports one round per pass.
+(`benchmarks.measuring.passes`); each benchmark then reports one round per pass.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from collections.abc import Iterable
 import pytest
 
 import pipelines
-from benchmarks import report as report_names
-from benchmarks.bench_adapter import report_rounds
-from benchmarks.passes import Passes, Trial
+from benchmarks.diagnosing.verify import verify
+from benchmarks.measuring.passes import Passes, Trial
+from benchmarks.measuring.records import CEILING
 from benchmarks.plugin import SERVICE_VARIANT, perf_session, service_setup
-from benchmarks.records import CEILING
-from benchmarks.verify import verify
+from benchmarks.report import page as report_names
+from benchmarks.saving.bench_adapter import report_rounds
 from pipelines.service import LocalService
 
 # Traced runs: one epoch shows every stage; a second shows what a cache stops

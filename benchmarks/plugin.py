@@ -20,24 +20,26 @@ import pytest
 
 import models
 import pipelines
-from benchmarks import bench_adapter, gates, report, schema
-from benchmarks import storage as storage_files
-from benchmarks.against import BaseProblem, base_versions, check_bases
-from benchmarks.alternation import UNTIMED, AlternationPlan
-from benchmarks.bottleneck import Bottleneck
-from benchmarks.cores import apply_core_budget
-from benchmarks.decide import Verdict
-from benchmarks.effects import no_gain_lines
-from benchmarks.progress import ProgressLine
-from benchmarks.records import Unreliable, unreliable
-from benchmarks.schema import Kind
-from benchmarks.session import PERF_PROFILES, PerfOptions, PerfSession, machine_details
-from benchmarks.summary import (
+from benchmarks.diagnosing.bottleneck import Bottleneck
+from benchmarks.diagnosing.effects import no_gain_lines
+from benchmarks.judging import gates
+from benchmarks.judging.against import BaseProblem, base_versions, check_bases
+from benchmarks.judging.decide import Verdict
+from benchmarks.measuring.alternation import UNTIMED, AlternationPlan
+from benchmarks.measuring.cores import apply_core_budget
+from benchmarks.measuring.progress import ProgressLine
+from benchmarks.measuring.records import Unreliable, unreliable
+from benchmarks.measuring.session import PERF_PROFILES, PerfOptions, PerfSession, machine_details
+from benchmarks.report import page as report
+from benchmarks.report.summary import (
     FULL_EPOCH_COLUMNS,
     STARTUP_COLUMNS,
     STEADY_COLUMNS,
     summary_table,
 )
+from benchmarks.saving import bench_adapter, schema
+from benchmarks.saving import storage as storage_files
+from benchmarks.saving.schema import Kind
 from pipelines.data import DataChoice, default_latency, open_data, parse_image_size
 from pipelines.errors import DataError, InputError
 from pipelines.functions import FunctionPipeline
@@ -65,7 +67,7 @@ class RunState:
     thresholds: gates.Thresholds
     # --perf-baseline: the saved run's path and its gated metrics.
     baseline: tuple[Path, dict[str, dict[str, Any]]] | None = None
-    # Each compared metric's verdict against the baseline (`benchmarks.decide`).
+    # Each compared metric's verdict against the baseline (`benchmarks.judging.decide`).
     verdicts: list[Verdict] = dataclasses.field(default_factory=list)
     # --perf-against: each metric's verdict, head against base in the same passes.
     pair_verdicts: list[Verdict] = dataclasses.field(default_factory=list)

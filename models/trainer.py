@@ -50,7 +50,7 @@ class EpochStats:
     cpu_s: float = 0.0
     # The epoch's start-up: the wait for its first batch (the iterator's creation
     # included: opening files, filling a shuffle buffer), and its first step and
-    # that step's examples. `benchmarks.phases` separates start-up from steady state.
+    # that step's examples. `benchmarks.measuring.phases` separates start-up from steady state.
     first_batch_s: float = 0.0
     first_step_s: float = 0.0
     first_examples: int = 0
@@ -79,7 +79,7 @@ class InitialModel:
     Every variant trained from one `InitialModel` starts from identical
     weights (and a new optimizer), so differences come from the pipeline.
     `weights_for` gives the initial weights another seed draws (an independent
-    replicate: `benchmarks.passes` gives each pass its own seed).
+    replicate: `benchmarks.measuring.passes` gives each pass its own seed).
     """
 
     def __init__(self, build: Callable[[], keras.Model], seed: int = 0) -> None:
@@ -171,7 +171,8 @@ class _EpochTally:
     examples: int = 0
     correct: int = 0
     loss_sum: float = 0.0
-    # The first step's (wait, step seconds, examples): start-up apart (`benchmarks.phases`).
+    # The first step's (wait, step seconds, examples): start-up apart
+    # (`benchmarks.measuring.phases`).
     first: tuple[float, float, int] = (0.0, 0.0, 0)
 
     def add(self, wait: float, step: float, loss_sum: float, correct: int, count: int) -> None:

@@ -1,13 +1,13 @@
 """The changes a bottleneck suggestion names, as edits of a variant's steps.
 
-The analysis (`benchmarks.bottleneck`) names each change it suggests by a
+The analysis (`benchmarks.diagnosing.bottleneck`) names each change it suggests by a
 key: ``kind`` or ``kind:stage``, e.g. ``parallelize:map(decode)``. `Fix`
 applies one to a tuple of steps, and `applied` makes the changed copy of a
 variant, with the same contract: ``--perf-verify-suggestions`` then checks
-that the copy keeps it and times it (`benchmarks.verify`).
+that the copy keeps it and times it (`benchmarks.diagnosing.verify`).
 
 A new kind of change: a branch in `Fix.apply`, its label in `LABELS`, and
-the suggestion that names it in `benchmarks.bottleneck`.
+the suggestion that names it in `benchmarks.diagnosing.bottleneck`.
 """
 
 from __future__ import annotations

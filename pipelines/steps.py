@@ -78,7 +78,7 @@ class Step(Protocol):
     A step that does something for speed also says what (``speed(batched)``: words
     from `SPEED`, where ``batched`` tells whether it stands after a batch), so that
     a baseline comparison names an optimization a change lost
-    (`benchmarks.structure`). A step without ``speed`` does nothing for speed.
+    (`benchmarks.judging.structure`). A step without ``speed`` does nothing for speed.
     """
 
     def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:

@@ -36,7 +36,7 @@ def run_benchmarks(
 ) -> subprocess.CompletedProcess[str]:
     """`pytest benchmarks` on ``variants``, 2 epochs, 2 passes, no latency, storage under tmp_path.
 
-    ``inject`` names a regression from `benchmarks.inject` (empty: none);
+    ``inject`` names a regression from `benchmarks.tools.inject` (empty: none);
     ``select`` is the ``-k`` expression choosing benchmarks.
     """
     thresholds = tmp_path / "thresholds.toml"
@@ -47,7 +47,7 @@ def run_benchmarks(
         "pytest",
         "benchmarks",
         "-p",
-        "benchmarks.inject",
+        "benchmarks.tools.inject",
         "-q",
         "-k",
         select,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.passes import Passes, Trial
+from benchmarks.measuring.passes import Passes, Trial
 from models.trainer import EpochStats
 
 

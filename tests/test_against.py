@@ -1,6 +1,6 @@
 """Base against head in one run (`--perf-against`): loading a user's files at a git ref
 or from a folder (`pipelines.versions`), and deciding pass by pass
-(`benchmarks.decide.decide_paired`, `benchmarks.gates.compare_pairs`)."""
+(`benchmarks.judging.decide.decide_paired`, `benchmarks.judging.gates.compare_pairs`)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,10 @@ import pytest
 from bench_runner import ROOT
 
 import pipelines
-from benchmarks import gates, schema
-from benchmarks.against import base_versions, check_bases
-from benchmarks.decide import Metric, Rule, decide, decide_paired
+from benchmarks.judging import gates
+from benchmarks.judging.against import base_versions, check_bases
+from benchmarks.judging.decide import Metric, Rule, decide, decide_paired
+from benchmarks.saving import schema
 from pipelines import steps
 from pipelines.checks.contract import ContractViolation
 from pipelines.errors import UsageError

@@ -1,12 +1,12 @@
-"""Head and base epoch by epoch (`benchmarks.alternation`), and how a pair is decided from it."""
+"""Head and base epoch by epoch (`benchmarks.measuring.alternation`), and a pair decided from it."""
 
 from __future__ import annotations
 
 import math
 import random
 
-from benchmarks import gates
-from benchmarks.alternation import (
+from benchmarks.judging import gates
+from benchmarks.measuring.alternation import (
     ALTERNATED,
     BASE,
     HEAD,
@@ -113,7 +113,7 @@ def test_a_pairs_steady_state_is_decided_from_its_alternated_epochs_when_it_has_
 
 
 def test_power_trials_wait_makes_training_slower_by_the_shift_asked():
-    from benchmarks import power_trials
+    from benchmarks.tools import power_trials
 
     waits = power_trials.waits_for([0.0, 0.05, 0.2, 0.0], batch_s=0.1)
     assert waits == {"mine_0": 0, "mine_5": 5263, "mine_20": 25000, "mine_0b": 0}
@@ -123,7 +123,7 @@ def test_power_trials_wait_makes_training_slower_by_the_shift_asked():
 
 
 def test_power_trials_project_is_python_that_registers_a_pipeline_per_shift(tmp_path):
-    from benchmarks import power_trials
+    from benchmarks.tools import power_trials
 
     path = power_trials.write_project(tmp_path, {"mine_0": 0, "mine_5": 5263})
     text = path.read_text()

@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from benchmarks.bottleneck import StageTimes, analyze, classify
+from benchmarks.diagnosing.bottleneck import StageTimes, analyze, classify
 from pipelines.timeline import TEST_STEP as TEST
 from pipelines.timeline import TRAINER_STAGES
 from pipelines.tracing import Stage

@@ -39,3 +39,18 @@ def test_the_check_finds_a_long_function(tmp_path):
     (tmp_path / "pipelines" / "long.py").write_text(f"def long():\n{body}\n")
     expected = f"pipelines/long.py:1 long ({MAX_FUNCTION_LINES + 1} lines)"
     assert long_functions(tmp_path) == [expected]
+
+
+def test_benchmarks_is_rooms_each_saying_what_it_holds():
+    benchmarks = ROOT / "benchmarks"
+    # At the top only what pytest loads: the plugin and the benchmarks themselves.
+    assert {p.name for p in benchmarks.glob("*.py")} == {
+        "__init__.py",
+        "plugin.py",
+        "bench_training.py",
+    }
+    rooms = [p for p in benchmarks.iterdir() if (p / "__init__.py").exists()]
+    assert len(rooms) >= 5
+    for room in rooms:
+        said = ast.get_docstring(ast.parse((room / "__init__.py").read_text()))
+        assert said and len(said) > 60, f"{room.name}/__init__.py does not say what it holds"

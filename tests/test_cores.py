@@ -14,7 +14,7 @@ from bench_runner import ROOT
 SCRIPT = """
 import json, threading, time
 import tensorflow as tf
-from benchmarks.cores import apply_core_budget, cpu_cores, own_threads
+from benchmarks.measuring.cores import apply_core_budget, cpu_cores, own_threads
 
 budget = apply_core_budget(1)
 
@@ -68,6 +68,6 @@ def test_the_budget_limits_the_model_and_not_the_pipeline():
 
 
 def test_no_budget_with_shared_cores():
-    script = "from benchmarks.cores import apply_core_budget; print(apply_core_budget(0))"
+    script = "from benchmarks.measuring.cores import apply_core_budget; print(apply_core_budget(0))"
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
     assert done.stdout.strip().splitlines()[-1] == "None", done.stderr[-2000:]

@@ -16,7 +16,7 @@ import pytest
 from bench_runner import ROOT, suite_command
 
 import pipelines
-from benchmarks.session import DIED_WORKER_EXIT, PerfSession
+from benchmarks.measuring.session import DIED_WORKER_EXIT, PerfSession
 from models.trainer import EpochStats
 from pipelines import DataError, sources
 from pipelines.checks.tagged import tagged_source

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks import gates
-from benchmarks.decide import Metric, Rule, decide, smallest_p
+from benchmarks.judging import gates
+from benchmarks.judging.decide import Metric, Rule, decide, smallest_p
 from pipelines.errors import DataError
 
 FRACTION = Metric("fraction_of_ceiling")
@@ -140,7 +140,7 @@ def test_a_bad_statistics_section_is_one_line_naming_the_line(tmp_path, text, me
 
 
 def test_the_trials_find_the_smallest_drop_detected_nine_times_in_ten():
-    from benchmarks.gate_trials import Tally, smallest_detected
+    from benchmarks.tools.gate_trials import Tally, smallest_detected
 
     shipped = gates.load_thresholds()
     steady = [noisy(0.62, 6, 0.01, seed) for seed in range(4)]
@@ -168,8 +168,8 @@ def test_the_trials_find_the_smallest_drop_detected_nine_times_in_ten():
 )
 def test_a_lost_optimization_step_fails_against_the_baseline(thresholds, regression, lost):
     import pipelines
-    from benchmarks import structure
-    from benchmarks.inject import regressed
+    from benchmarks.judging import structure
+    from benchmarks.tools.inject import regressed
 
     optimized = pipelines.get("optimized")
     changed = regressed(regression, optimized)
@@ -199,7 +199,7 @@ def test_a_new_step_that_declares_its_speed_is_seen_whatever_its_words():
     import dataclasses as dc
 
     import pipelines
-    from benchmarks import structure
+    from benchmarks.judging import structure
 
     @dc.dataclass(frozen=True)
     class MyPrefetch:
@@ -223,7 +223,7 @@ def test_a_new_step_that_declares_its_speed_is_seen_whatever_its_words():
 
 
 def test_the_trials_estimate_base_against_head_from_windows_of_unchanged_runs():
-    from benchmarks.gate_trials import alternated
+    from benchmarks.tools.gate_trials import alternated
 
     shipped = gates.load_thresholds()
     steady = [noisy(0.62, 4, 0.02, seed) for seed in range(8)]

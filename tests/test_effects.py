@@ -1,11 +1,16 @@
-"""Why a variant shows no steady gain (`benchmarks.effects`): each of the three reasons."""
+"""Why a variant shows no steady gain (`benchmarks.diagnosing.effects`): each of three reasons."""
 
 from __future__ import annotations
 
 import pytest
 
 import pipelines
-from benchmarks.effects import adds_only_overlap, gain_bound, no_gain_lines, passes_needed
+from benchmarks.diagnosing.effects import (
+    adds_only_overlap,
+    gain_bound,
+    no_gain_lines,
+    passes_needed,
+)
 
 PRECISION = 0.05
 

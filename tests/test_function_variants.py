@@ -14,7 +14,7 @@ import tensorflow as tf
 from bench_runner import ROOT
 
 import pipelines
-from benchmarks.bottleneck import StageTimes, analyze
+from benchmarks.diagnosing.bottleneck import StageTimes, analyze
 from pipelines import BuildParams, Contract
 from pipelines.checks.contract import ContractViolation, check_variant
 from pipelines.checks.tagged import decode_ids, tagged_source

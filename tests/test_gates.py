@@ -9,7 +9,8 @@ import re
 import pytest
 
 import pipelines
-from benchmarks import gates, storage
+from benchmarks.judging import gates
+from benchmarks.saving import storage
 from pipelines import DataError
 
 VARIANTS = ["naive", "optimized"]
@@ -242,7 +243,7 @@ def test_accuracy_is_judged_against_the_runs_ceiling_by_default():
 
 
 def test_accuracy_is_set_against_the_ceiling_or_against_augmented_when_it_augments():
-    from benchmarks.records import RunRecords
+    from benchmarks.measuring.records import RunRecords
     from models.trainer import EpochStats
 
     def run(accuracy: float) -> list[EpochStats]:

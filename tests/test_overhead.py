@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.records import RunRecords
+from benchmarks.measuring.records import RunRecords
 from models.trainer import EpochStats
 
 

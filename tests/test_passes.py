@@ -9,10 +9,15 @@ import pytest
 from constructed import constructed_passes
 from scipy import stats
 
-from benchmarks.intervals import Estimate, geometric, mean, paired_ratio
-from benchmarks.passes import Passes, PassPlan, Trial, run_passes
-from benchmarks.records import CEILING, pass_estimates, pass_figures, unreliable
-from benchmarks.summary import FULL_EPOCH_COLUMNS, STARTUP_COLUMNS, STEADY_COLUMNS, summary_table
+from benchmarks.measuring.intervals import Estimate, geometric, mean, paired_ratio
+from benchmarks.measuring.passes import Passes, PassPlan, Trial, run_passes
+from benchmarks.measuring.records import CEILING, pass_estimates, pass_figures, unreliable
+from benchmarks.report.summary import (
+    FULL_EPOCH_COLUMNS,
+    STARTUP_COLUMNS,
+    STEADY_COLUMNS,
+    summary_table,
+)
 
 TRIALS = [CEILING] + [Trial("training", v) for v in ("naive", "cache", "prefetch", "optimized")]
 

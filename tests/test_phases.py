@@ -1,18 +1,18 @@
-"""Start-up apart from steady state (`benchmarks.phases`), and the passes' progress line."""
+"""Start-up apart from steady state (`benchmarks.measuring.phases`), and the progress line."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.passes import Progress, Trial
-from benchmarks.phases import (
+from benchmarks.measuring.passes import Progress, Trial
+from benchmarks.measuring.phases import (
     epoch_start_s,
     first_batch_s,
     first_epoch_extra_s,
     steady_epochs,
     steady_rate,
 )
-from benchmarks.progress import ProgressLine, progress_text
+from benchmarks.measuring.progress import ProgressLine, progress_text
 from models.trainer import EpochStats
 
 

@@ -13,9 +13,10 @@ import pytest
 from bench_runner import ROOT, fingerprint, run_benchmarks
 from browser import check_page, find_chromium
 
-from benchmarks import report, schema
-from benchmarks.cores import default_model_threads
-from benchmarks.gates import load_thresholds
+from benchmarks.judging.gates import load_thresholds
+from benchmarks.measuring.cores import default_model_threads
+from benchmarks.report import page as report
+from benchmarks.saving import schema
 from pipelines import DataError
 
 NANOSECOND_US = 1e-3

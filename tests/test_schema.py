@@ -1,4 +1,4 @@
-"""Saved runs read through one schema (`benchmarks.schema`): versions, kinds, one-line errors."""
+"""Saved runs through one schema (`benchmarks.saving.schema`): versions, kinds, one-line errors."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from benchmarks import gates, schema
-from benchmarks.schema import SCHEMA_VERSION, VERSION_KEY, Kind
+from benchmarks.judging import gates
+from benchmarks.saving import schema
+from benchmarks.saving.schema import SCHEMA_VERSION, VERSION_KEY, Kind
 from pipelines.errors import DataError
 
 
@@ -69,7 +70,7 @@ def test_a_benchmark_of_an_unknown_kind_is_one_line_naming_it(tmp_path):
 
 
 def test_every_kind_a_record_writes_is_a_schema_kind():
-    from benchmarks import records
+    from benchmarks.measuring import records
 
     written = {
         field.default

@@ -4,7 +4,7 @@
   machine's load does from pass to pass (random, not only monotonic drift).
 - Intervals: every `Estimate` the suite derives, and every figure written to a
   saved run, keeps low <= value <= high, and the right direction.
-- Decisions: `benchmarks.decide` agrees with its definition (a regression is a
+- Decisions: `benchmarks.judging.decide` agrees with its definition (a regression is a
   change beyond the tolerance that the one-sided Mann-Whitney test finds
   significant) on shifted, scaled, tied and tiny samples.
 """
@@ -21,10 +21,10 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from benchmarks.decide import Metric, Rule, decide, smallest_p
-from benchmarks.intervals import Estimate, geometric, mean, paired_ratio
-from benchmarks.passes import Trial
-from benchmarks.records import CEILING, pass_figures
+from benchmarks.judging.decide import Metric, Rule, decide, smallest_p
+from benchmarks.measuring.intervals import Estimate, geometric, mean, paired_ratio
+from benchmarks.measuring.passes import Trial
+from benchmarks.measuring.records import CEILING, pass_figures
 
 loads = st.lists(st.floats(0.2, 5.0), min_size=2, max_size=12)
 ratios = st.floats(0.2, 5.0)

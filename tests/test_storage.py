@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 from bench_runner import ROOT, fingerprint, suite_command
 
-from benchmarks import storage
-from benchmarks.bench_adapter import check_version
+from benchmarks.saving import storage
+from benchmarks.saving.bench_adapter import check_version
 
 # Stops a writer after its data is written and before it is renamed into place.
 KILL_POINT = """
 import os, sys, time
 from pathlib import Path
-from benchmarks import storage
+from benchmarks.saving import storage
 ready = Path(sys.argv[2])
 def stall(fd):
     ready.write_text("writing")
@@ -121,5 +121,5 @@ def test_another_pytest_benchmark_release_is_one_line_naming_the_adapter():
     with pytest.raises(pytest.UsageError) as caught:
         check_version("6.0.0")
     said = str(caught.value)
-    assert "pytest-benchmark 6.0.0" in said and "benchmarks/bench_adapter.py" in said
+    assert "pytest-benchmark 6.0.0" in said and "benchmarks/saving/bench_adapter.py" in said
     assert "\n" not in said

@@ -10,10 +10,8 @@ import pytest
 from bench_runner import ROOT, suite_command
 
 import pipelines
-from benchmarks.bottleneck import Bottleneck, StageTimes, analyze
-from benchmarks.intervals import Estimate
-from benchmarks.passes import PassPlan, Trial, run_passes
-from benchmarks.verify import (
+from benchmarks.diagnosing.bottleneck import Bottleneck, StageTimes, analyze
+from benchmarks.diagnosing.verify import (
     TOGETHER,
     Candidate,
     Verified,
@@ -24,6 +22,8 @@ from benchmarks.verify import (
     verdict,
     verify,
 )
+from benchmarks.measuring.intervals import Estimate
+from benchmarks.measuring.passes import PassPlan, Trial, run_passes
 from pipelines.checks.tagged import tagged_source
 from pipelines.fixes import Fix
 from pipelines.steps import Batch, Map, Prefetch, Read, Shuffle

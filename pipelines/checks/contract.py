@@ -518,7 +518,7 @@ def check_variant(
 
     ``service``, ``workers``: the tf.data service (and its worker count) for
     variants that distribute. ``skip``: properties not checked (those a variant
-    already broke, when a changed copy of it is checked: `benchmarks.verify`).
+    already broke, when a changed copy of it is checked: `benchmarks.diagnosing.verify`).
 
     Returns the properties that could not be measured on this run, and why (each also
     a `NotMeasured` warning, which pytest lists).

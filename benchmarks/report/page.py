@@ -6,7 +6,7 @@ from storage::
     python -m benchmarks.report [--storage .benchmarks] [--output reports/perf.html] [--run ID]
 
 It reads saved runs and never writes into storage; the page is written
-atomically. Figures are inline PNGs (`benchmarks.figures`), so the file
+atomically. Figures are inline PNGs (`benchmarks.report.figures`), so the file
 needs no network and no other files.
 """
 
@@ -24,20 +24,21 @@ from typing import Any
 import jinja2
 
 import pipelines
-from benchmarks import figures, schema
-from benchmarks.bottleneck import HIGH, MODERATE
-from benchmarks.effects import no_gain_lines
-from benchmarks.gates import (
+from benchmarks.diagnosing.bottleneck import HIGH, MODERATE
+from benchmarks.diagnosing.effects import no_gain_lines
+from benchmarks.judging.gates import (
     DEFAULT_THRESHOLDS,
     Failure,
     Thresholds,
     compare_with_baseline,
     load_thresholds,
 )
-from benchmarks.passes import PRECISION
-from benchmarks.schema import Kind, SavedRun
-from benchmarks.storage import find_saved_run, saved_runs, write_atomic
-from benchmarks.summary import STARTUP_COLUMNS, STEADY_COLUMNS, figure_text
+from benchmarks.measuring.passes import PRECISION
+from benchmarks.report import figures
+from benchmarks.report.summary import STARTUP_COLUMNS, STEADY_COLUMNS, figure_text
+from benchmarks.saving import schema
+from benchmarks.saving.schema import Kind, SavedRun
+from benchmarks.saving.storage import find_saved_run, saved_runs, write_atomic
 from pipelines.errors import DataError, InputError
 from pipelines.plugins import add_plugin_argument, load_plugins
 
@@ -82,7 +83,7 @@ class RunView:
 
     @classmethod
     def of(cls, run: SavedRun, label: str) -> RunView:
-        """A saved run's benchmarks, sorted by their kind (`benchmarks.schema`)."""
+        """A saved run's benchmarks, sorted by their kind (`benchmarks.saving.schema`)."""
 
         def infos(kind: Kind) -> dict[str, dict[str, Any]]:
             return {variant: dict(f.values) for variant, f in run.of_kind(kind).items()}
@@ -239,7 +240,7 @@ PHASE_COLUMNS = STEADY_COLUMNS + STARTUP_COLUMNS
 
 
 def _phase_view(current: RunView) -> dict[str, Any]:
-    """The template's steady-state and start-up table (`benchmarks.phases`): its rows (the
+    """The template's steady-state and start-up table (`benchmarks.measuring.phases`): its rows (the
     ceiling, then each variant), its columns, and a line per variant without a steady gain."""
     phases = [("ceiling", current.ceiling)] if current.ceiling else []
     phases += current.training.items()

@@ -7,7 +7,7 @@ Instead (Abedi and Brecht, ICPE 2017; Kalibera and Jones, 2013) a run makes
 passes: in each, every timed trial (the ceiling, each variant's training,
 each variant's pipeline alone, a traced training run) runs once, in an order
 shuffled anew for each pass from a recorded seed. Ratios are then paired
-within a pass (`benchmarks.intervals`), and the run adds passes while a
+within a pass (`benchmarks.measuring.intervals`), and the run adds passes while a
 ratio's interval is wider than the precision asked for, up to a time limit.
 
 Each pass is an independent replicate: it has a seed of its own (model
@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from benchmarks.intervals import Estimate
+from benchmarks.measuring.intervals import Estimate
 
 # What a trial times: training through a variant, the ceiling (the same model
 # on batches in memory), the pipeline alone, or training through a traced build.

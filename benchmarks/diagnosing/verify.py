@@ -20,9 +20,9 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import pipelines
-from benchmarks.bottleneck import MODERATE
-from benchmarks.intervals import Estimate, mean, paired_ratio
-from benchmarks.passes import Passes, Trial
+from benchmarks.diagnosing.bottleneck import MODERATE
+from benchmarks.measuring.intervals import Estimate, mean, paired_ratio
+from benchmarks.measuring.passes import Passes, Trial
 from pipelines.checks.contract import CHECKS, ContractViolation, check_variant
 from pipelines.errors import InputError
 from pipelines.fixes import Fix, applied
@@ -288,7 +288,7 @@ def verify(
 ) -> tuple[dict[str, Outcome], int]:
     """Verify the suggestions of each of ``variants`` in one set of interleaved passes.
 
-    ``session``: the run's `benchmarks.session.PerfSession`; its records must
+    ``session``: the run's `benchmarks.measuring.session.PerfSession`; its records must
     hold the variants' traced runs. Returns per variant its `Outcome`, and
     how many passes timed them. The copies are registered only while timed.
     """

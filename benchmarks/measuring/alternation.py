@@ -13,7 +13,7 @@ so the machine's drift between them is small. A round's ratio moved about 6%
 ratio's standard error is within `AlternationPlan.precision`.
 
 The loop is here, free of TensorFlow (`alternate` takes the epoch runner);
-`benchmarks.session.PerfSession.alternate` runs it on the session's model.
+`benchmarks.measuring.session.PerfSession.alternate` runs it on the session's model.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from typing import Any
 BASE, HEAD = 0, 1
 SIDES = ("base", "head")
 # The samples it saves on both records, one per round (paired by index), which
-# `--perf-against` decides steady-state throughput from (`benchmarks.gates.compare_pairs`).
+# `--perf-against` decides steady-state throughput from (`benchmarks.judging.gates.compare_pairs`).
 ALTERNATED = "alternated_examples_per_s"
 
 

@@ -2,7 +2,7 @@
 
 The benchmarks are thin (`bench_training.py`); how a round is set up and run
 lives here, once. What the rounds measured is kept by the session's
-`benchmarks.records.RunRecords` (``session.records``).
+`benchmarks.measuring.records.RunRecords` (``session.records``).
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ import tensorflow as tf
 
 import models
 import pipelines
-from benchmarks.alternation import BASE, HEAD, Alternation, AlternationPlan, alternate
-from benchmarks.cores import own_threads
-from benchmarks.passes import Passes, PassPlan, Trial, run_passes
-from benchmarks.progress import ProgressLine
-from benchmarks.records import PipelineEpoch, RunRecords, pass_estimates, run_totals
+from benchmarks.measuring.alternation import BASE, HEAD, Alternation, AlternationPlan, alternate
+from benchmarks.measuring.cores import own_threads
+from benchmarks.measuring.passes import Passes, PassPlan, Trial, run_passes
+from benchmarks.measuring.progress import ProgressLine
+from benchmarks.measuring.records import PipelineEpoch, RunRecords, pass_estimates, run_totals
 from models.devices import configure_gpus, default_strategy, precision, strategy_name
 from models.trainer import EpochStats, InitialModel, Trainer
 from pipelines.data import DataChoice
@@ -91,7 +91,7 @@ class PerfOptions:
     profile_dir: Path | None = None
     # --perf-against: (current variant, its base version) pairs, run side by side.
     pairs: tuple[tuple[str, str], ...] = ()
-    # And then epoch by epoch (`benchmarks.alternation`): how many rounds.
+    # And then epoch by epoch (`benchmarks.measuring.alternation`): how many rounds.
     alternation: AlternationPlan = dataclasses.field(default_factory=AlternationPlan)
 
     @property
@@ -172,7 +172,7 @@ class PerfSession:
         self.release_output: Callable[[], None] = lambda: None
         self._warm = False
         self.passes: Passes | None = None
-        # Where the passes say how far they are (`benchmarks.progress`); the plugin
+        # Where the passes say how far they are (`benchmarks.measuring.progress`); the plugin
         # points it at the terminal for timed runs.
         self.progress: ProgressLine = ProgressLine(lambda text: None, terminal=False)
 
@@ -326,7 +326,7 @@ class PerfSession:
         return batches
 
     def measure(self, trials: list[Trial]) -> Passes:
-        """Run ``trials`` in randomized interleaved passes (`benchmarks.passes`), once.
+        """Run ``trials`` in randomized interleaved passes (`benchmarks.measuring.passes`), once.
 
         The passes are kept (``self.passes``): every benchmark of the run reads
         its rounds from them.
@@ -365,7 +365,7 @@ class PerfSession:
 
     def alternate_pairs(self, trials: set[Trial]) -> dict[str, Alternation]:
         """Each `--perf-against` pair whose head is trained in this run, epoch by epoch
-        (`benchmarks.alternation`); head name -> its rounds."""
+        (`benchmarks.measuring.alternation`); head name -> its rounds."""
         found = {}
         for head, base in self.options.pairs:
             if {Trial("training", head), Trial("training", base)} <= trials:
@@ -440,7 +440,7 @@ class PerfSession:
             "strategy": strategy_name(self.strategy or tf.distribute.get_strategy()),
             "mixed_precision": self.options.mixed_precision,
             "jit_compile": self.options.jit_compile,
-            # The core budget (`benchmarks.cores`): threads for the model's ops, or
+            # The core budget (`benchmarks.measuring.cores`): threads for the model's ops, or
             # None (a GPU, or shared cores).
             "model_threads": self.options.model_threads,
             # With --skip-corrupt: records left out of training and test data.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from benchmarks.schema import Kind
+from benchmarks.saving.schema import Kind
 
 # (extra_info key, column heading, format of a value), per table: steady state (what
 # a change to a pipeline's throughput moves), then start-up and full epochs.

@@ -1,12 +1,12 @@
 """How often the gate cries wolf, and how often it catches a real regression.
 
-    python -m benchmarks.gate_trials --mode ci --runs 3 --out gate-trials
+    python -m benchmarks.tools.gate_trials --mode ci --runs 3 --out gate-trials
 
 First one unchanged run is saved as the baseline (as CI saves one on the main
 branch). Then each trial judges every condition, the unchanged code and each
-injected regression of `optimized` (`benchmarks.inject`), exactly as
+injected regression of `optimized` (`benchmarks.tools.inject`), exactly as
 `optimized` is judged: the run's own gates, and the comparison with the
-baseline's passes (`benchmarks.decide`). Two modes:
+baseline's passes (`benchmarks.judging.decide`). Two modes:
 
 - ``ci``: each condition in its own run, the regression replacing `optimized`,
   against the baseline saved earlier: what CI does with a pull request (the
@@ -34,13 +34,13 @@ from typing import Any
 
 from scipy import stats
 
-from benchmarks import gates
-from benchmarks.decide import decide
-from benchmarks.inject import BASE
-from benchmarks.storage import saved_runs
+from benchmarks.judging import gates
+from benchmarks.judging.decide import decide
+from benchmarks.saving.storage import saved_runs
+from benchmarks.tools.inject import BASE
 from pipelines.errors import InputError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # The realistic regressions the gate must catch (issue: a lost prefetch, a lost
 # cache, sequential reads, a costlier augmentation, an un-vectorized one, labels).
 INJECTED = (
@@ -73,7 +73,7 @@ class Tally:
 
 def bench_command(storage: Path, thresholds: Path, passes: int, *extra: str) -> list[str]:
     """`pytest benchmarks` on the gated benchmarks of `optimized`, storage under ``storage``."""
-    command = [sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "benchmarks.inject"]
+    command = [sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "benchmarks.tools.inject"]
     # Each pipeline alone too (--perf-alone): its CPU per example is among what is judged.
     command += ["-k", GATED, "--perf-alone", "--perf-profile", "smoke"]
     command += ["--perf-passes", str(passes)]
@@ -230,17 +230,17 @@ def worse(sample: list[float], shift: float, metric: str) -> list[float]:
     return [x * factor for x in sample]
 
 
-AB_ORDER = ((0, 3, 4), (1, 2, 5))  # three rounds as benchmarks.ab runs them: B H, H B, B H
+AB_ORDER = ((0, 3, 4), (1, 2, 5))  # three rounds as benchmarks.tools.ab runs them: B H, H B, B H
 
 
 def alternated(
     runs: list[list[float]], thresholds: gates.Thresholds, metric: str = "fraction_of_ceiling"
 ) -> dict[float, tuple[int, int]]:
-    """`benchmarks.ab`'s power from unchanged runs: per drop (0 included), detections
+    """`benchmarks.tools.ab`'s power from unchanged runs: per drop (0 included), detections
     out of comparisons.
 
     Every window of six consecutive runs is three rounds of base and head in
-    the order `benchmarks.ab` runs them, each side as the head in turn; the
+    the order `benchmarks.tools.ab` runs them, each side as the head in turn; the
     head's samples are scaled down by the drop and decided with the
     ``[base_vs_head]`` tolerances.
     """
@@ -326,7 +326,7 @@ def summarize(
         if len(runs) >= 6:
             found = alternated(runs, thresholds)
             shown = ", ".join(f"{shift:.0%}: {hits}/{n}" for shift, (hits, n) in found.items())
-            print(f"benchmarks.ab, as windows of 6 unchanged runs, flagged per drop: {shown}")
+            print(f"benchmarks.tools.ab, as windows of 6 unchanged runs, flagged per drop: {shown}")
     missed = caught.runs - caught.flagged
     return 0 if tallies[UNCHANGED].flagged == 0 and missed == 0 else 1
 

@@ -15,19 +15,19 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple
 
 import pipelines
-from benchmarks.alternation import ALTERNATED, Alternation
-from benchmarks.bottleneck import Bottleneck, StageTimes, analyze, stage_gate_figures
-from benchmarks.gates import metrics_by_variant
-from benchmarks.intervals import Estimate, geometric, mean, paired_ratio
-from benchmarks.passes import Passes, Trial
-from benchmarks.phases import (
+from benchmarks.diagnosing.bottleneck import Bottleneck, StageTimes, analyze, stage_gate_figures
+from benchmarks.judging.gates import metrics_by_variant
+from benchmarks.measuring.alternation import ALTERNATED, Alternation
+from benchmarks.measuring.intervals import Estimate, geometric, mean, paired_ratio
+from benchmarks.measuring.passes import Passes, Trial
+from benchmarks.measuring.phases import (
     epoch_start_s,
     first_batch_s,
     first_epoch_extra_s,
     steady_epochs,
     steady_rate,
 )
-from benchmarks.schema import Kind
+from benchmarks.saving.schema import Kind
 from models.trainer import EpochStats, input_bound_of
 from pipelines.timeline import Timeline
 
@@ -72,7 +72,7 @@ class PairedFigures:
     Full epochs (``epoch_s`` and the ratios without a prefix: the lab's measure),
     steady state (``steady_*``: examples/s once warm) and start-up
     (``first_batch_s``, ``first_epoch_extra_s``, ``epoch_start_s``), as
-    `benchmarks.phases` reads a run.
+    `benchmarks.measuring.phases` reads a run.
     """
 
     epoch_s: Estimate
@@ -148,7 +148,7 @@ def pass_figures(passes: Passes) -> dict[Trial, PairedFigures]:
     pipeline alone; `SPEEDUP_REFERENCES`), fractions of the ceiling are the
     ceiling's time over the trial's, and a traced run is set against the
     untraced training of its variant; each for full epochs and, for training
-    runs, for steady state as well (`benchmarks.phases`).
+    runs, for steady state as well (`benchmarks.measuring.phases`).
     """
     seconds = passes.seconds
     rates = {
@@ -254,7 +254,7 @@ def _as_extra_info(
 ) -> dict[str, Any]:
     """A record's ``extra_info``: the run's setting, its kind and variant, ``figures``,
     its paired figures with their intervals when it was measured in the passes, and
-    ``samples``: per metric, one value per run (what `benchmarks.decide` compares)."""
+    ``samples``: per metric, one value per run (what `benchmarks.judging.decide` compares)."""
     info = {**record.setting, "kind": record.kind, "variant": record.variant, **figures}
     paired = getattr(record, "paired", None)
     if paired is not None:
@@ -291,7 +291,7 @@ class TrainingRecord:
     # The final test accuracy of the same run's reference (``reference``) minus this one's.
     accuracy_below_reference: float | None = None
     # --perf-against: its steady epochs' examples/s, round by round with its pair's
-    # (`benchmarks.alternation`), and how the rounds went (the head's record only).
+    # (`benchmarks.measuring.alternation`), and how the rounds went (the head's record only).
     alternated: list[float] | None = None
     alternation: dict[str, Any] | None = None
 
@@ -463,11 +463,13 @@ class OverheadRecord:
 
 @dataclasses.dataclass
 class SuggestionsRecord:
-    """A variant's suggestions, each applied to a copy, checked and timed (`benchmarks.verify`)."""
+    """A variant's suggestions, each applied to a copy, checked and timed
+    (`benchmarks.diagnosing.verify`)."""
 
     variant: str
     setting: dict[str, Any]
-    verified: list[dict[str, Any]]  # `benchmarks.verify.Verified.to_dict`, one per change
+    # One per change (`benchmarks.diagnosing.verify.Verified.to_dict`).
+    verified: list[dict[str, Any]]
     verdict: str
     passes: int
     kind: str = Kind.SUGGESTIONS
@@ -511,7 +513,7 @@ class RunRecords:
 
     def __init__(self, describe: Callable[[], dict[str, Any]]) -> None:
         """``describe()``: the parameters every figure carries (see
-        `benchmarks.session.PerfSession.common_info`)."""
+        `benchmarks.measuring.session.PerfSession.common_info`)."""
         self.describe = describe
         self.records: dict[str, Record] = {}
         # The interleaved passes the timed benchmarks read their rounds from (set once

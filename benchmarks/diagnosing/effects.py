@@ -25,7 +25,7 @@ from typing import Any
 
 from scipy import stats
 
-from benchmarks.schema import Kind
+from benchmarks.saving.schema import Kind
 from pipelines.steps import Prefetch
 from pipelines.variants import Variant
 

@@ -4,7 +4,7 @@ pytest-benchmark saves each run as ``<storage>/<machine>/NNNN_<commit>_<time>.js
 Its own writer opens the final name and writes into it, and picks NNNN by
 listing the folder, so a run killed mid-write leaves a torn file and two runs
 finishing together can pick the same number.
-`benchmarks.bench_adapter.save_atomically` replaces that writer for a session:
+`benchmarks.saving.bench_adapter.save_atomically` replaces that writer for a session:
 the file is written under a temporary name, synced, then linked to its final
 name, which fails rather than overwrite when another run took the number
 first (the next number is tried). The

@@ -1,13 +1,13 @@
 """The saved run's schema: the suite's fields in pytest-benchmark's JSON, read back in one place.
 
 A saved run is pytest-benchmark's file: ``benchmarks`` (each with the
-``extra_info`` that `benchmarks.records` wrote: its `Kind`, its variant, its
+``extra_info`` that `benchmarks.measuring.records` wrote: its `Kind`, its variant, its
 figures and their per-pass ``samples``), ``machine_info``, ``commit_info``,
 ``datetime``, and the suite's own top-level keys: `VERSION_KEY`,
 ``perf_passes`` (how the run measured) and ``perf_gates`` (its verdicts).
 
-`load` is how gates, the report, `benchmarks.ab` and the trial tools read a
-saved run: validated (`benchmarks.storage.read_run`), its schema version
+`load` is how gates, the report, `benchmarks.tools.ab` and the trial tools read a
+saved run: validated (`benchmarks.saving.storage.read_run`), its schema version
 checked, every benchmark's kind one of `Kind`. A run saved before the version
 was written is version 1 and loads (its readers default what it lacks); one
 saved by a newer suite is one line saying so.
@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmarks.storage import read_run
+from benchmarks.saving.storage import read_run
 from pipelines.errors import DataError
 
 # 1: runs saved before the version was written (up to 2026-12-03); 2: with it.
@@ -52,7 +52,7 @@ class Figures:
 
     @property
     def samples(self) -> dict[str, list[float]]:
-        """Per metric, one value per pass (what `benchmarks.decide` compares)."""
+        """Per metric, one value per pass (what `benchmarks.judging.decide` compares)."""
         return dict(self.values.get("samples") or {})
 
 
@@ -74,7 +74,7 @@ class SavedRun:
         return {f.variant: f for f in self.figures if f.kind is kind}
 
     def infos(self) -> list[Mapping[str, Any]]:
-        """Every benchmark's figures as saved (what `benchmarks.gates.metrics_by_variant`
+        """Every benchmark's figures as saved (what `benchmarks.judging.gates.metrics_by_variant`
         reads)."""
         return [f.values for f in self.figures]
 

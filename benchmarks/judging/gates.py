@@ -17,14 +17,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmarks import schema, structure
-from benchmarks.alternation import ALTERNATED
-from benchmarks.bottleneck import GATE_FIGURES
-from benchmarks.decide import TESTS, Metric, Rule, Verdict, decide, decide_paired
-from benchmarks.schema import Kind
+from benchmarks.diagnosing.bottleneck import GATE_FIGURES
+from benchmarks.judging import structure
+from benchmarks.judging.decide import TESTS, Metric, Rule, Verdict, decide, decide_paired
+from benchmarks.measuring.alternation import ALTERNATED
+from benchmarks.saving import schema
+from benchmarks.saving.schema import Kind
 from pipelines.errors import DataError
 
-DEFAULT_THRESHOLDS = Path(__file__).resolve().parent / "thresholds.toml"
+DEFAULT_THRESHOLDS = Path(__file__).resolve().parents[1] / "thresholds.toml"
 
 # metric key -> (measured quantity, direction): "min" limits fail below, "max" above.
 LIMITS = {
@@ -36,7 +37,7 @@ LIMITS = {
     "max_input_bound": ("input_bound", "max"),
     "max_ceiling_slowdown": ("ceiling_slowdown", "max"),
     "min_map_concurrency": ("map_concurrency", "min"),
-    # Steady state and start-up, each its own line (`benchmarks.phases`).
+    # Steady state and start-up, each its own line (`benchmarks.measuring.phases`).
     "max_steady_ceiling_slowdown": ("steady_ceiling_slowdown", "max"),
     "max_first_batch_s": ("first_batch_s", "max"),
     "max_epoch_start_s": ("epoch_start_s", "max"),
@@ -59,7 +60,7 @@ TOLERANCES = {
 }
 # Metric -> its tolerance's key.
 TOLERANCE_OF = {metric: key for key, metric in TOLERANCES.items()}
-# How each compared metric is decided against the baseline's passes (`benchmarks.decide`).
+# How each compared metric is decided against the baseline's passes (`benchmarks.judging.decide`).
 COMPARED = {
     "fraction_of_ceiling": Metric("fraction_of_ceiling"),
     "steady_fraction_of_ceiling": Metric("steady_fraction_of_ceiling"),
@@ -70,12 +71,12 @@ COMPARED = {
 }
 # Head against base (--perf-against): where both sides have these samples, the metric
 # is decided from them instead: steady state from the epochs alternated round by round,
-# six times as many pairs as passes and seconds apart (`benchmarks.alternation`).
+# six times as many pairs as passes and seconds apart (`benchmarks.measuring.alternation`).
 PAIRED_FROM = {"steady_fraction_of_ceiling": ALTERNATED}
 # The [statistics] section: which test decides, at what level (defaults below).
 STATISTICS_KEYS = {"test": TESTS, "alpha": (0.0, 0.5)}
 # With a baseline: a gated stage's 10th-percentile span may grow by this fraction (see
-# `benchmarks.bottleneck.stage_gate_figures` for which stages are gated).
+# `benchmarks.diagnosing.bottleneck.stage_gate_figures` for which stages are gated).
 STAGE_TOLERANCE = "max_stage_slowdown"
 KEYS = set(LIMITS) | set(TOLERANCES) | {STAGE_TOLERANCE}
 
@@ -101,7 +102,7 @@ class Thresholds:
     alpha: float = 0.05
     statistics_origin: str = "built-in defaults"
 
-    # [base_vs_head]: the tolerances of `benchmarks.ab`, whose runs alternate on one machine.
+    # [base_vs_head]: the tolerances of `benchmarks.tools.ab`, whose runs alternate on one machine.
     base_vs_head: dict[str, Limit] = dataclasses.field(default_factory=dict)
 
     def limits_for(self, variant: str) -> dict[str, Limit]:
@@ -109,7 +110,7 @@ class Thresholds:
         return {**self.defaults, **self.variants.get(variant, {})}
 
     def paired(self) -> Thresholds:
-        """These thresholds as `benchmarks.ab` applies them: [base_vs_head]'s tolerances over
+        """These thresholds as `benchmarks.tools.ab` applies them: [base_vs_head]'s tolerances over
         every variant's, the rest unchanged."""
         variants = {
             name: {k: v for k, v in limits.items() if k not in self.base_vs_head}
@@ -317,7 +318,7 @@ def compare_with_baseline(
     """Compare throughput, accuracy and pipeline CPU with a baseline run: failures and verdicts.
 
     Where both runs saved their passes' samples, each metric is decided by
-    `benchmarks.decide` (significant and beyond its tolerance); a run saved
+    `benchmarks.judging.decide` (significant and beyond its tolerance); a run saved
     without samples is compared by its single value against the tolerance.
     """
     failures, verdicts = [], []
@@ -361,7 +362,7 @@ def compare_pairs(
     """Each head variant against its base measured in the same passes (``pairs``: head
     name -> base name, `pipelines.versions`): failures and verdicts.
 
-    Decided pass by pass (`benchmarks.decide.decide_paired`) with the tolerances of
+    Decided pass by pass (`benchmarks.judging.decide.decide_paired`) with the tolerances of
     ``[base_vs_head]`` over the rest (`Thresholds.paired`): no drift between runs enters.
     """
     paired = thresholds.paired()
@@ -452,7 +453,7 @@ def metrics_by_variant(infos: Iterable[Mapping[str, Any]]) -> dict[str, dict[str
     """Per trained variant, what the gates check, from benchmarks' ``extra_info``.
 
     The training benchmark's metrics, with its traced run's gated figures
-    (`benchmarks.bottleneck.GATE_FIGURES`) added when it was traced.
+    (`benchmarks.diagnosing.bottleneck.GATE_FIGURES`) added when it was traced.
     """
     infos = list(infos)
     traced = {info.get("variant"): info for info in infos if info.get("kind") == Kind.TIMELINE}

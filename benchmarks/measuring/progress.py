@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from benchmarks.passes import Progress
+from benchmarks.measuring.passes import Progress
 
 
 def duration(seconds: float) -> str:

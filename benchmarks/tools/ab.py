@@ -1,6 +1,6 @@
 """Base against head on one machine: did this change make the pipelines slower or worse?
 
-    python -m benchmarks.ab BASE_REF [--rounds 3] [--out ab-runs] [-- PYTEST_ARGS...]
+    python -m benchmarks.tools.ab BASE_REF [--rounds 3] [--out ab-runs] [-- PYTEST_ARGS...]
 
 Checks ``BASE_REF`` out into a temporary git worktree and runs the
 benchmarks there and here (the working tree, "head") in alternation, ``--rounds``
@@ -9,7 +9,7 @@ times each, base first in odd rounds and head first in even ones, as
 drifts for both sides. Each run makes its own interleaved passes; each gated
 metric (fraction of the ceiling, final test accuracy, the pipeline's CPU per
 example) pools the passes of all rounds per side and is decided by
-`benchmarks.decide` with the tolerances of the thresholds file's
+`benchmarks.judging.decide` with the tolerances of the thresholds file's
 ``[base_vs_head]`` section and its ``[statistics]``.
 
 One verdict line per variant and metric; exit 1 when any is a regression, 0
@@ -31,11 +31,11 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import gates
-from benchmarks.decide import Verdict
+from benchmarks.judging import gates
+from benchmarks.judging.decide import Verdict
 from pipelines.errors import InputError
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # What a run measures by default: the timed benchmarks the gated metrics come from.
 DEFAULT_ARGS = (
     "-k",
@@ -128,7 +128,7 @@ def compare(
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.ab", description=__doc__.split("\n\n")[0]
+        prog="python -m benchmarks.tools.ab", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("base", help="the base commit, branch or tag (e.g. origin/main)")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each side (default 3)")

@@ -1,6 +1,6 @@
 """How small a slowdown `--perf-against` catches: known slowdowns in a user's pipeline function.
 
-    python -m benchmarks.power_trials --runs 10 --shifts 0,0.02,0.05,0.10,0.20 --out power-trials
+    python -m benchmarks.tools.power_trials --runs 10 --shifts 0,0,0.05,0.10 --out power-trials
 
 It writes a small user project twice, ``base/`` and ``head/``: a plain tf.data
 function (shuffle, a parallel augmentation, batch, prefetch) registered with
@@ -11,7 +11,7 @@ a calibration run made first (the seconds a steady batch takes here, saved in
 ``calibration.json``). Each trial is then one run as a user makes it,
 ``pytest benchmarks --perf-plugin head/user_pipelines.py --perf-against base``,
 every shift's pair in it, and each pair is judged as that run judges it
-(`benchmarks.gates.compare_pairs`: the steady state from the alternated
+(`benchmarks.judging.gates.compare_pairs`: the steady state from the alternated
 epochs). A shift of 0 is unchanged code: a flagged one is a false alarm.
 
 The table gives, per shift, the pairs flagged with a 95% Wilson interval, and
@@ -29,12 +29,12 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import gates
-from benchmarks.alternation import ALTERNATED
-from benchmarks.gate_trials import Tally
+from benchmarks.judging import gates
+from benchmarks.measuring.alternation import ALTERNATED
+from benchmarks.tools.gate_trials import Tally
 
-ROOT = Path(__file__).resolve().parent.parent
-PROJECT = '''"""A user's pipeline function, once per shift (written by benchmarks.power_trials)."""
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = '''"""A user's pipeline function, once per shift (by benchmarks.tools.power_trials)."""
 import tensorflow as tf
 from tensorflow.python.data.experimental.ops.testing import sleep
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import pytest_benchmark
 
-from benchmarks.storage import dumps, write_atomic, write_new_run
+from benchmarks.saving.storage import dumps, write_atomic, write_new_run
 
 # The releases whose internals this module was written against (major.minor).
 SUPPORTED = ("5.3",)
@@ -28,7 +28,7 @@ def check_version(version: str = pytest_benchmark.__version__) -> None:
     """A one-line `pytest.UsageError` unless ``version`` is a supported release."""
     if ".".join(version.split(".")[:2]) not in SUPPORTED:
         raise pytest.UsageError(
-            f"pytest-benchmark {version} is installed; benchmarks/bench_adapter.py uses its"
+            f"pytest-benchmark {version} is installed; benchmarks/saving/bench_adapter.py uses its"
             f" internals as of {', '.join(SUPPORTED)}: install the pinned version"
             " (pip install -r requirements.txt)"
         )
@@ -60,7 +60,7 @@ def report_rounds(benchmark: Any, seconds: list[float]) -> None:
 
 def save_atomically(config: pytest.Config) -> None:
     """Make pytest-benchmark write its saved run and its ``--benchmark-json`` atomically,
-    each saved run under a number of its own (`benchmarks.storage.write_new_run`)."""
+    each saved run under a number of its own (`benchmarks.saving.storage.write_new_run`)."""
     session = bench_session(config)
     if session is None:
         return

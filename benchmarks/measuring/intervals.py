@@ -1,6 +1,6 @@
 """Ratios paired within a pass, and their confidence intervals.
 
-A run makes several passes (`benchmarks.passes`); in each, every timed
+A run makes several passes (`benchmarks.measuring.passes`); in each, every timed
 benchmark runs once. A ratio between two benchmarks (speedup over naive,
 fraction of the ceiling, traced over untraced) is taken within each pass,
 where both met the same machine load, and then summarised over the passes.
@@ -11,7 +11,7 @@ another job moves them far more upward than down); their logarithms are
 close to symmetric. With the 3 to 8 passes a run can afford, a distribution-
 free interval of the median would be the range of the passes at best, and a
 bootstrap of it too narrow; the t interval is honest at these sizes: one
-noisy pass widens it, and the run then adds passes (`benchmarks.passes`).
+noisy pass widens it, and the run then adds passes (`benchmarks.measuring.passes`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Estimate:
     high: float | None
     n: int
     # The per-pass values it summarises: what a later run is compared with
-    # (`benchmarks.decide`), saved with the run.
+    # (`benchmarks.judging.decide`), saved with the run.
     samples: tuple[float, ...] = dataclasses.field(default=(), compare=False)
 
     @property
