@@ -1,371 +1,52 @@
-"""The suite's pytest plugin: ``--perf-*`` options, variant parametrization, machine info, gates.
+"""The suite's pytest plugin: its hooks, gluing the run's jobs to pytest and pytest-benchmark.
 
-It plugs into pytest and pytest-benchmark through their hooks; it does not
-run anything beside them. Loaded from the root ``conftest.py``.
+Here: loading a user's plugin files and --perf-against's bases, variant
+parametrization, collection (the core budget, what cannot run), the session,
+what a saved run holds, and the gates at the end. The jobs themselves live in
+`benchmarks.run` (options, state, interruption, the terminal's sections) and
+the rooms beside it. Loaded from the root ``conftest.py``.
 """
 
 from __future__ import annotations
 
+# Hooks that live with the job they do (`benchmarks.run`); pytest finds them here.
+__all__ = ["pytest_addoption", "pytest_terminal_summary"]
+
 import contextlib
 import dataclasses
-import math
 import re
-import signal
 import sys
-import threading
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 
 import models
 import pipelines
-from benchmarks.diagnosing.bottleneck import Bottleneck
-from benchmarks.diagnosing.effects import no_gain_lines
 from benchmarks.judging import gates
-from benchmarks.judging.against import BaseProblem, base_versions, check_bases
-from benchmarks.judging.decide import Verdict
-from benchmarks.measuring.alternation import UNTIMED, AlternationPlan
+from benchmarks.judging.against import base_versions, check_bases
 from benchmarks.measuring.cores import apply_core_budget
 from benchmarks.measuring.progress import ProgressLine
-from benchmarks.measuring.records import Unreliable, unreliable
-from benchmarks.measuring.session import PERF_PROFILES, PerfOptions, PerfSession, machine_details
+from benchmarks.measuring.session import PerfOptions, PerfSession, machine_details
 from benchmarks.report import page as report
-from benchmarks.report.summary import (
-    FULL_EPOCH_COLUMNS,
-    STARTUP_COLUMNS,
-    STEADY_COLUMNS,
-    summary_table,
+from benchmarks.run.interruption import Interruption, stop_run
+from benchmarks.run.options import perf_options, pytest_addoption, selected_variants
+from benchmarks.run.state import (
+    AGAINST_PROBLEMS_KEY,
+    PAIRS_KEY,
+    SESSION_KEY,
+    STATE_KEY,
+    RunState,
+    measurement_doubts,
 )
+from benchmarks.run.terminal import pytest_terminal_summary
 from benchmarks.saving import bench_adapter, schema
 from benchmarks.saving import storage as storage_files
-from benchmarks.saving.schema import Kind
-from pipelines.data import DataChoice, default_latency, open_data, parse_image_size
+from pipelines.data import open_data
 from pipelines.errors import DataError, InputError
 from pipelines.functions import FunctionPipeline
 from pipelines.plugins import load_plugins
-from pipelines.sources import Source
-from pipelines.sources.latency import parse_latency
 from pipelines.steps import image_shape_for
-
-SESSION_KEY = pytest.StashKey[PerfSession]()
-STATE_KEY = pytest.StashKey["RunState"]()
-# --perf-against: each current variant's name -> its base version's (`pipelines.versions`).
-PAIRS_KEY = pytest.StashKey[dict[str, str]]()
-# What went wrong with --perf-against's bases, a line each (`base_versions`).
-AGAINST_PROBLEMS_KEY = pytest.StashKey[list[BaseProblem]]()
-# --perf-against: passes allowed within the profile's time limit.
-AGAINST_MAX_PASSES = 60
-
-
-@dataclasses.dataclass
-class RunState:
-    """What the plugin knows of a benchmark run, from collection to the terminal summary."""
-
-    options: PerfOptions
-    data: tuple[Source, Source]
-    thresholds: gates.Thresholds
-    # --perf-baseline: the saved run's path and its gated metrics.
-    baseline: tuple[Path, dict[str, dict[str, Any]]] | None = None
-    # Each compared metric's verdict against the baseline (`benchmarks.judging.decide`).
-    verdicts: list[Verdict] = dataclasses.field(default_factory=list)
-    # --perf-against: each metric's verdict, head against base in the same passes.
-    pair_verdicts: list[Verdict] = dataclasses.field(default_factory=list)
-    # Bad data stopped the run: nothing is gated, saved or reported.
-    abandoned: bool = False
-    # The run as pytest-benchmark saves it, once it has been written.
-    run_json: dict[str, Any] | None = None
-    # The gates' failed checks, evaluated once after every benchmark ran.
-    failures: list[gates.Failure] | None = None
-    report: Path | None = None
-    report_error: str | None = None
-    # Ctrl-C: the run stopped part way (and is abandoned).
-    interrupted: bool = False
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("perf", "tf.data pipeline benchmarks")
-    _add_run_options(group)
-    _add_training_options(group)
-    _add_judging_options(group)
-
-
-def _add_run_options(group: pytest.OptionGroup) -> None:
-    """What runs: profile, data, variants, epochs, pipelines alone, latency, corrupt
-    records, image size."""
-    group.addoption(
-        "--perf-image-size",
-        default=None,
-        metavar="N|HxW",
-        help="the size of the images the model sees: image folders and TFRecords are resized"
-        " to it, CIFAR images centre-cropped or padded; a pipeline function gets the source's"
-        " images and must yield this size (default: the source's, 32x32)",
-    )
-    group.addoption(
-        "--perf-profile",
-        default="smoke",
-        choices=sorted(PERF_PROFILES),
-        help="smoke (minutes on a CPU) or full (CIFAR-size, for a GPU)",
-    )
-    group.addoption(
-        "--perf-data",
-        default="embedded",
-        help="'embedded', or a path: image folder, CIFAR-10 python folder, TFRecords",
-    )
-    group.addoption(
-        "--perf-format",
-        default="tfrecord",
-        help="on-disk format of the embedded data: tfrecord, cifar, image_folder",
-    )
-    group.addoption(
-        "--perf-variants",
-        default=None,
-        help="comma-separated variants to run (default: every registered one marked benchmarked)",
-    )
-    group.addoption(
-        "--perf-epochs", type=int, default=None, help="epochs per run (default: the profile's)"
-    )
-    group.addoption(
-        "--perf-alone",
-        action="store_true",
-        default=False,
-        help="also time each pipeline alone, with no model (test_pipeline: how fast it can"
-        " feed, and its CPU per example); adds about a quarter to every pass",
-    )
-    group.addoption(
-        "--perf-latency",
-        default=None,
-        help="simulated storage latency: none, remote, or open=20ms,read=1ms (default: remote"
-        " on the embedded data, where it shows what each optimization does; none on your own"
-        " --perf-data, which is read as it is)",
-    )
-    group.addoption(
-        "--skip-corrupt",
-        action="store_true",
-        default=False,
-        help="leave out corrupt records (images that do not decode, cut TFRecords,"
-        " labels out of range) instead of failing; their count is saved with the run",
-    )
-
-
-def _add_training_options(group: pytest.OptionGroup) -> None:
-    """How it trains and is measured: your registrations and model, batch, seed, threads,
-    passes, precision."""
-    group.addoption(
-        "--perf-mixed-precision",
-        action="store_true",
-        default=False,
-        help="train in mixed float16/float32 (loss-scaled); pays off on GPUs with tensor cores",
-    )
-    group.addoption(
-        "--perf-plugin",
-        action="append",
-        default=[],
-        metavar="FILE_OR_MODULE",
-        help="load your own registrations (pipelines.register, register_transform) from a"
-        " .py file or a module in the current folder; repeat for several",
-    )
-    group.addoption(
-        "--perf-model",
-        default=None,
-        metavar="NAME|MODULE:CALLABLE",
-        help="the model to train: a seed model's name, or your own module:callable returning"
-        " a Keras model (given input_shape and num_classes where it takes them; its compiled"
-        " loss and optimizer are used). Default: the profile's",
-    )
-    group.addoption("--perf-batch-size", type=int, default=None, help="default: the profile's")
-    group.addoption(
-        "--perf-seed",
-        type=int,
-        default=0,
-        help="seed of the model's initial weights, the shuffles and the augmentation",
-    )
-    group.addoption(
-        "--perf-model-threads",
-        type=int,
-        default=None,
-        metavar="N",
-        help="without a GPU: threads for the model's ops, standing in for an accelerator"
-        " (default: half the cores, at least 1; 0: the model and the pipeline share every"
-        " core); the input pipeline runs on threads of its own",
-    )
-    group.addoption(
-        "--perf-passes",
-        type=int,
-        default=None,
-        metavar="K",
-        help="interleaved passes to make, exactly (default: the profile's, adding passes"
-        " while a ratio's interval is wider than +-5%%, within its time limit)",
-    )
-    group.addoption(
-        "--perf-xla",
-        action="store_true",
-        default=False,
-        help="compile the train and test steps with XLA (jit_compile)",
-    )
-
-
-def _add_judging_options(group: pytest.OptionGroup) -> None:
-    """How the run is served, judged and reported: service, thresholds, baseline, report."""
-    group.addoption(
-        "--perf-thresholds",
-        default=str(gates.DEFAULT_THRESHOLDS),
-        help="the thresholds file the gates read",
-    )
-    group.addoption(
-        "--perf-report",
-        default=None,
-        help="write the HTML performance report here at the end of the run",
-    )
-    group.addoption(
-        "--perf-data-service",
-        default=None,
-        metavar="grpc://HOST:PORT",
-        help="time the tf.data service variant on this dispatcher instead of local ones"
-        " (1 and 2 worker processes started on localhost)",
-    )
-    group.addoption(
-        "--perf-verify-suggestions",
-        action="store_true",
-        default=False,
-        help="apply each change the bottleneck analysis suggests to a copy of the variant,"
-        " check the copy against the variant's contract, and time it in the same run"
-        " (adds a set of interleaved passes: minutes)",
-    )
-    group.addoption(
-        "--perf-profiler",
-        action="store_true",
-        default=False,
-        help="also capture one epoch of each traced variant with the TensorFlow profiler"
-        " (for xprof or TensorBoard), beside the report in profiles/",
-    )
-    group.addoption(
-        "--perf-against",
-        default=None,
-        metavar="REF|FOLDER",
-        help="also load your --perf-plugin files as they are at this git ref (of the"
-        " repository holding them) or in this folder, as variants NAME@REF, time them in"
-        " the same passes as the current ones, and gate each current variant on its base,"
-        " pass by pass, and its steady state epoch by epoch ([base_vs_head] tolerances)",
-    )
-    group.addoption(
-        "--perf-epoch-pairs",
-        type=int,
-        default=None,
-        metavar="N",
-        help="--perf-against: exactly N rounds of a head's and its base's steady epochs"
-        " in alternation (default: until the ratio is within about 1.2%%, 10 to 80 rounds,"
-        " at most 150 s a pair)",
-    )
-    group.addoption(
-        "--perf-baseline",
-        default=None,
-        help="compare throughput and accuracy with a saved run: its id, path, or 'latest'",
-    )
-
-
-def selected_variants(config: pytest.Config) -> list[str]:
-    """The variants to benchmark, naive first (speedups are measured against it).
-
-    By default every registered variant marked ``benchmarked``.
-    """
-    option = config.getoption("perf_variants")
-    names = (
-        [name for name, variant in pipelines.VARIANTS.items() if variant.benchmarked]
-        if not option
-        else [n.strip() for n in option.split(",") if n.strip()]
-    )
-    unknown = [name for name in names if name not in pipelines.VARIANTS]
-    if unknown:
-        raise pytest.UsageError(
-            f"--perf-variants: unknown variant {unknown[0]!r};"
-            f" known variants: {', '.join(pipelines.VARIANTS)}"
-        )
-    # --perf-against: each selected variant's base version beside it.
-    pairs = config.stash.get(PAIRS_KEY, {})
-    names += [pairs[name] for name in names if name in pairs and pairs[name] not in names]
-    return sorted(names, key=lambda name: name != "naive")
-
-
-def perf_options(config: pytest.Config) -> PerfOptions:
-    """The run's options, validated (a bad value is a one-line usage error)."""
-    profile = PERF_PROFILES[config.getoption("perf_profile")]
-    epochs = config.getoption("perf_epochs") or profile.epochs
-    if epochs < 1:
-        raise pytest.UsageError("--perf-epochs: must be at least 1")
-    latency = config.getoption("perf_latency") or default_latency(config.getoption("perf_data"))
-    asked_size = config.getoption("perf_image_size")
-    try:
-        parse_latency(latency)
-        image_size = parse_image_size(asked_size, "--perf-image-size") if asked_size else None
-    except InputError as error:
-        raise pytest.UsageError(str(error)) from None
-    data = DataChoice(
-        data=config.getoption("perf_data"),
-        profile=profile.name,
-        fmt=config.getoption("perf_format"),
-        latency=latency,
-        skip_corrupt=config.getoption("skip_corrupt"),
-        **({"image_size": image_size} if image_size else {}),
-    )
-    threads = config.getoption("perf_model_threads")
-    if threads is not None and threads < 0:
-        raise pytest.UsageError(f"--perf-model-threads: must be 0 or more, got {threads}")
-    batch_size = config.getoption("perf_batch_size")
-    if batch_size is not None and batch_size < 1:
-        raise pytest.UsageError(f"--perf-batch-size: must be 1 or more, got {batch_size}")
-    plan = profile.passes
-    if config.stash.get(PAIRS_KEY, {}):
-        # Head against base: a pass is short (few trials) and a pair's per-pass spread
-        # was 10% here (docs/measurements.md, 2026-12-03), so the time limit decides;
-        # half the profile's, as steady state is decided from the alternated epochs after.
-        plan = dataclasses.replace(
-            plan, max_passes=AGAINST_MAX_PASSES, time_limit_s=plan.time_limit_s / 2
-        )
-    count = config.getoption("perf_passes")
-    if count is not None and count < 1:
-        raise pytest.UsageError(f"--perf-passes: must be 1 or more, got {count}")
-    if config.getoption("benchmark_disable", False):
-        count = 1  # untimed: every benchmark runs once
-    if count is not None:
-        plan = plan.exactly(count)
-    return PerfOptions(
-        profile,
-        data,
-        epochs,
-        tuple(selected_variants(config)),
-        mixed_precision=config.getoption("perf_mixed_precision"),
-        jit_compile=config.getoption("perf_xla"),
-        passes=plan,
-        # As asked; the collection hook applies it and keeps the budget in force.
-        model_threads=threads,
-        model_spec=config.getoption("perf_model"),
-        batch_size_asked=batch_size,
-        seed=config.getoption("perf_seed", 0),
-        image_size=image_size,
-        profile_dir=profile_dir(config) if config.getoption("perf_profiler") else None,
-        pairs=tuple(config.stash.get(PAIRS_KEY, {}).items()),
-        alternation=alternation_plan(config),
-    )
-
-
-def alternation_plan(config: pytest.Config) -> AlternationPlan:
-    """How many rounds of alternated epochs a head and its base get (--perf-epoch-pairs)."""
-    count = config.getoption("perf_epoch_pairs")
-    if count is not None and count < 2:
-        raise pytest.UsageError(f"--perf-epoch-pairs: must be 2 or more, got {count}")
-    if config.getoption("benchmark_disable", False):
-        return UNTIMED
-    if count is not None:
-        return AlternationPlan(count, count, math.inf)
-    return AlternationPlan()
-
-
-def profile_dir(config: pytest.Config) -> Path:
-    """Where the TensorFlow profiler's captures go: ``profiles/`` beside the report (or
-    under ``reports/`` when no report is asked for), one folder per variant."""
-    report_path = config.getoption("perf_report")
-    return (Path(report_path).parent if report_path else Path("reports")) / report.PROFILES
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -447,6 +128,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 # The variant test_data_service times (dynamic sharding: each example once per epoch).
 SERVICE_VARIANT = "distributed"
+
+
 # The local tf.data service setups timed: one worker, then two.
 LOCAL_SERVICE_WORKERS = (1, 2)
 
@@ -561,96 +244,6 @@ def pytest_runtest_call(item: pytest.Item):
         stop_run(item.config, error)
 
 
-def stop_run(config: pytest.Config, error: DataError) -> NoReturn:
-    """End the session with one line; this run is not saved or reported as if nothing happened."""
-    abandon(config)
-    pytest.exit(f"error: {error}", returncode=2)
-
-
-def abandon(config: pytest.Config, interrupted: bool = False) -> None:
-    """Nothing of this run is saved, gated or reported (bad data, or Ctrl-C)."""
-    bench_adapter.abandon(config)
-    if STATE_KEY in config.stash:
-        config.stash[STATE_KEY].abandoned = True
-        config.stash[STATE_KEY].interrupted = interrupted
-
-
-SWALLOWED_INTERRUPT_WARNING = (
-    "ignore:(?s)Exception ignored in.*KeyboardInterrupt:pytest.PytestUnraisableExceptionWarning"
-)
-
-
-class Interruption:
-    """Ctrl-C: nothing of the run is saved, gated or reported, in a few lines.
-
-    A plugin object of its own, since pytest hands these hooks no config. It
-    must act before pytest-benchmark saves the run, at the start of
-    ``pytest_sessionfinish``.
-
-    Python turns Ctrl-C into a KeyboardInterrupt at whatever line runs then;
-    one that lands in a finalizer (``__del__``, run by the garbage collector)
-    is printed as a warning and dropped, and the run went on to save. So the
-    signal is also recorded here, and a recorded one stops the run at the
-    next test's end, whatever became of its exception.
-    """
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.config = config
-        self.pressed = False
-        self.handled = False
-        # Only where Python's own handler is in place: an xdist worker ignores
-        # SIGINT on purpose, and its controller handles Ctrl-C.
-        if (
-            threading.current_thread() is threading.main_thread()
-            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
-        ):
-            signal.signal(signal.SIGINT, self._on_sigint)
-        # The dropped interrupt's traceback would otherwise be a warning in the summary.
-        config.addinivalue_line("filterwarnings", SWALLOWED_INTERRUPT_WARNING)
-
-    def _on_sigint(self, signum: int, frame: Any) -> None:
-        self.pressed = True
-        signal.default_int_handler(signum, frame)
-
-    def pytest_unconfigure(self) -> None:
-        # Give SIGINT back to Python's own handler (pytest run in-process).
-        if signal.getsignal(signal.SIGINT) == self._on_sigint:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    @pytest.hookimpl(trylast=True)
-    def pytest_runtest_logfinish(self) -> None:
-        if self.pressed and not self.handled:
-            raise KeyboardInterrupt
-
-    @pytest.hookimpl(hookwrapper=True, tryfirst=True)
-    def pytest_sessionfinish(self, session: pytest.Session) -> Any:
-        if self.pressed and not self.handled:
-            # Pressed as the last test ended: nothing is left to stop, nothing is saved.
-            self._abandon()
-            session.exitstatus = pytest.ExitCode.INTERRUPTED
-        yield
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
-        # Interrupted inside TensorFlow's C++ calls, a frame can have no line
-        # number (Python 3.11), and pytest's report of the interrupt then fails
-        # with a traceback of its own; such frames say nothing a user could act on.
-        excinfo.traceback = excinfo.traceback.filter(_has_line_number)
-        self._abandon()
-
-    def _abandon(self) -> None:
-        self.handled = True
-        abandon(self.config, interrupted=True)
-
-
-def _has_line_number(entry: Any) -> bool:
-    try:
-        entry.lineno  # noqa: B018 (the property raises TypeError without one)
-    except TypeError:
-        return False
-    return True
-
-
 def _storage(config: pytest.Config) -> Path:
     storage = str(config.getoption("benchmark_storage", "file://./.benchmarks"))
     return Path(storage.removeprefix("file://"))
@@ -725,14 +318,6 @@ def pytest_benchmark_update_json(
     config.stash[STATE_KEY].run_json = output_json
 
 
-def measurement_doubts(config: pytest.Config) -> list[Unreliable]:
-    """The run's ratios that cannot be trusted (none when untimed or without passes)."""
-    if SESSION_KEY not in config.stash or config.getoption("benchmark_disable", False):
-        return []
-    session = config.stash[SESSION_KEY]
-    return unreliable(session.records.paired(), session.options.plan.precision)
-
-
 def evaluate_gates(config: pytest.Config) -> list[gates.Failure] | None:
     """The failed checks of this run (None when there is nothing to gate).
 
@@ -804,105 +389,3 @@ def _run_json(config: pytest.Config) -> dict[str, Any]:
         )
 
     return bench_adapter.run_json(config, update)
-
-
-# How many of the records --skip-corrupt left out the terminal lists (the count is always shown).
-SKIPPED_SHOWN = 10
-
-
-def _write_measurements(terminalreporter: Any, config: pytest.Config) -> None:
-    """The figures with their intervals, and a line per measurement not to be trusted."""
-    session = config.stash[SESSION_KEY]
-    passes = session.passes
-    if passes is None:
-        return
-    terminalreporter.section(
-        f"measurements: {passes.count} interleaved passes ({passes.stopped}),"
-        f" 95% intervals; model threads: {session.options.model_threads or 'not limited'}"
-    )
-    metrics = list(session.records.metrics.values())
-    for title, columns in (
-        ("steady state", STEADY_COLUMNS),
-        ("start-up and full epochs", STARTUP_COLUMNS + FULL_EPOCH_COLUMNS),
-    ):
-        lines = summary_table(metrics, columns)
-        if lines:
-            terminalreporter.write_line(f"{title}:", bold=True)
-        for line in lines:
-            terminalreporter.write_line(line)
-    trained = {info["variant"]: info for info in metrics if info["kind"] == Kind.TRAINING}
-    for line in no_gain_lines(trained, pipelines.VARIANTS, session.options.plan.precision):
-        terminalreporter.write_line(line, yellow=True)
-    for doubt in measurement_doubts(config):
-        terminalreporter.write_line(str(doubt), red=doubt.impossible, yellow=not doubt.impossible)
-
-
-def _write_verdicts(terminalreporter: Any, title: str, verdicts: list[Verdict]) -> None:
-    """A section of verdict lines, coloured by outcome (none when there are none)."""
-    if not verdicts:
-        return
-    if title:  # none: the section is open already
-        terminalreporter.section(title)
-    for verdict in verdicts:
-        terminalreporter.write_line(
-            str(verdict),
-            red=verdict.outcome == "regression",
-            yellow=verdict.outcome == "inconclusive",
-            green=verdict.outcome in ("ok", "improvement"),
-        )
-
-
-def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    """Print the records --skip-corrupt left out, then the gates' verdicts (a line per failure)."""
-    state = config.stash.get(STATE_KEY, None)
-    if state is None:
-        return
-    if state.interrupted:
-        terminalreporter.write_line(
-            "interrupted: the run stopped part way; nothing of it was saved, gated or reported",
-            red=True,
-        )
-        return
-    skipped = [line for source in state.data for line in source.skipped]
-    if skipped:
-        terminalreporter.section(f"{len(skipped)} corrupt records skipped (--skip-corrupt)")
-        for line in skipped[:SKIPPED_SHOWN]:
-            terminalreporter.write_line(line, yellow=True)
-        if len(skipped) > SKIPPED_SHOWN:
-            terminalreporter.write_line(f"... and {len(skipped) - SKIPPED_SHOWN} more", yellow=True)
-    if state.failures is None:
-        return
-    _write_measurements(terminalreporter, config)
-    _write_verdicts(terminalreporter, "against the baseline", state.verdicts)
-    title = "head against base, in the same passes and epoch by epoch (--perf-against)"
-    problems = config.stash.get(AGAINST_PROBLEMS_KEY, [])
-    if problems:
-        terminalreporter.section(title)
-    for problem in problems:
-        terminalreporter.write_line(problem.line, red=not problem.compared, yellow=problem.compared)
-    _write_verdicts(terminalreporter, title if not problems else "", state.pair_verdicts)
-    session = config.stash.get(SESSION_KEY, None)
-    for alternation in session.records.alternations.values() if session else ():
-        terminalreporter.write_line(str(alternation))
-    terminalreporter.section("performance gates")
-    for failure in state.failures:
-        terminalreporter.write_line(str(failure), red=True)
-    if not state.failures:
-        checked = ", ".join(sorted(config.stash[SESSION_KEY].records.gate_metrics())) or "nothing"
-        terminalreporter.write_line(f"all gates passed ({checked})", green=True)
-    bottlenecks = config.stash[SESSION_KEY].records.bottlenecks()
-    if bottlenecks:
-        terminalreporter.section("bottlenecks")
-        for variant, analysis in bottlenecks.items():
-            terminalreporter.write_line(f"{variant}: {Bottleneck(**analysis).summary()}")
-    verified = config.stash[SESSION_KEY].records.verified_suggestions()
-    if verified:
-        terminalreporter.section("verified suggestions (each change applied to a copy)")
-        for variant, info in verified.items():
-            terminalreporter.write_line(f"{variant}: {info['verdict']}")
-            for line in info["verified_suggestions"]:
-                terminalreporter.write_line(f"    {line['line']}")
-    if state.report:
-        terminalreporter.write_line(f"performance report: {state.report}", bold=True)
-    if state.report_error:
-        terminalreporter.write_line(f"report not written: {state.report_error}", red=True)
