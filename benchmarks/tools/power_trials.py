@@ -22,12 +22,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
+
+from scipy import stats
 
 from benchmarks.judging import gates
 from benchmarks.measuring.alternation import ALTERNATED
@@ -76,7 +80,7 @@ def shift_names(shifts: list[float]) -> list[str]:
     that one run can hold several unchanged pairs."""
     names: list[str] = []
     for shift in shifts:
-        name = f"mine_{round(shift * 100)}"
+        name = "mine_" + f"{shift * 100:g}".replace(".", "_")
         again = sum(other.rstrip("bcdefghij") == name for other in names)
         names.append(name + "abcdefghij"[again] if again else name)
     return names
@@ -126,16 +130,31 @@ def waits_for(shifts: list[float], batch_s: float) -> dict[str, int]:
     return dict(zip(shift_names(shifts), waits, strict=True))
 
 
-def judge(thresholds: gates.Thresholds, metrics: dict, names: list[str]) -> dict[str, bool]:
-    """Per shift, whether its run flagged the head against its base."""
+def judge(thresholds: gates.Thresholds, metrics: dict, names: list[str]) -> dict[str, Trial]:
+    """Per shift, what its run said of the head against its base."""
     pairs = {name: metrics[name]["alternation"]["base"] for name in names if name in metrics}
     failures, _ = gates.compare_pairs(thresholds, metrics, pairs)
     flagged = {failure.variant for failure in failures}
-    return {name: name in flagged for name in pairs}
+    found = {}
+    for name, base in pairs.items():
+        head_rates, base_rates = (
+            metrics[name]["samples"][ALTERNATED],
+            metrics[base]["samples"][ALTERNATED],
+        )
+        logs = [math.log(h / b) for h, b in zip(head_rates, base_rates, strict=True)]
+        found[name] = Trial(name in flagged, statistics.fmean(logs))
+    return found
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Command line entry point."""
+class Trial(NamedTuple):
+    """One pair in one trial run: flagged or not, and the mean log ratio head/base it measured."""
+
+    flagged: bool
+    log_change: float
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="trials (default 3)")
     parser.add_argument(
@@ -148,44 +167,72 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("power-trials"), help="work folder")
     parser.add_argument("--thresholds", type=Path, default=gates.DEFAULT_THRESHOLDS)
     parser.add_argument("--batch-size", type=int, default=64, help="the profile's (smoke: 64)")
-    args = parser.parse_args(argv)
+    parser.add_argument(
+        "--judge-only", action="store_true", help="run nothing: judge the trials in --out again"
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line entry point."""
+    args = parse_args(argv)
     if any(not 0 <= s < 1 for s in args.shifts):
         print("error: --shifts: each must be at least 0 and below 1", file=sys.stderr)
         return 2
     args.out = args.out.resolve()
+    names = shift_names(args.shifts)
+    thresholds = gates.load_thresholds(args.thresholds)
+    found: dict[str, list[Trial]] = {name: [] for name in names}
+    if args.judge_only:
+        for output in sorted(args.out.glob("trial_*.json")):
+            for name, trial in judge(thresholds, gates.load_saved_metrics(output), names).items():
+                found[name].append(trial)
+        return summarize(found, args)
     batch_s = calibrate(args.out, args.batch_size)
     waits = waits_for(args.shifts, batch_s)
     write_project(args.out / "base", dict.fromkeys(waits, 0))
     write_project(args.out / "head", waits)
-    names = list(waits)
-    thresholds = gates.load_thresholds(args.thresholds)
     print(f"calibration: a steady batch takes {batch_s * 1e3:.1f} ms; waits (us): {waits}")
-    tallies = {name: Tally() for name in names}
-    for trial in range(1, args.runs + 1):
+    for number in range(1, args.runs + 1):
         started = time.monotonic()
-        metrics = bench(args.out, names, args.out / f"trial_{trial:02d}.log", *ONE_PASS)
+        metrics = bench(args.out, names, args.out / f"trial_{number:02d}.log", *ONE_PASS)
         verdicts = judge(thresholds, metrics, names)
-        for name, flagged in verdicts.items():
-            tallies[name].runs += 1
-            tallies[name].flagged += flagged
-        shown = ", ".join(f"{n} {'FLAGGED' if f else 'pass'}" for n, f in verdicts.items())
-        print(f"trial {trial} ({time.monotonic() - started:.0f} s): {shown}", flush=True)
-    return summarize(tallies, args)
+        for name, trial in verdicts.items():
+            found[name].append(trial)
+        shown = ", ".join(
+            f"{n} {math.expm1(t.log_change):+.1%} {'FLAGGED' if t.flagged else 'pass'}"
+            for n, t in verdicts.items()
+        )
+        print(f"trial {number} ({time.monotonic() - started:.0f} s): {shown}", flush=True)
+    return summarize(found, args)
 
 
-def summarize(tallies: dict[str, Tally], args: argparse.Namespace) -> int:
+def measured(trials: list[Trial]) -> str:
+    """The change the trials measured together: mean over trials, 95% t interval."""
+    logs = [t.log_change for t in trials]
+    if len(logs) < 2:
+        return "?"
+    mean = statistics.fmean(logs)
+    margin = stats.t.ppf(0.975, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    low, high = math.expm1(mean - margin), math.expm1(mean + margin)
+    return f"{math.expm1(mean):+.1%} [{low:+.1%}, {high:+.1%}]"
+
+
+def summarize(found: dict[str, list[Trial]], args: argparse.Namespace) -> int:
     """Print and save the table; 0 always (a table, not a gate)."""
-    print("\n| slowdown injected | flagged [95% Wilson interval] |\n| --- | --- |")
-    for shift, tally in zip(args.shifts, tallies.values(), strict=True):
-        print(f"| {shift:.0%} | {tally.rate()} |")
-    caught = [
-        shift
-        for shift, tally in zip(args.shifts, tallies.values(), strict=True)
-        if shift > 0 and tally.runs and tally.flagged >= 0.9 * tally.runs
-    ]
-    print("smallest slowdown flagged in 9 of 10: " + (f"{min(caught):.0%}" if caught else "none"))
-    summary = {name: {"runs": t.runs, "flagged": t.flagged} for name, t in tallies.items()}
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    print(
+        "\n| slowdown injected | pair | change measured, all trials [95%] | flagged [95% Wilson] |"
+        "\n| --- | --- | --- | --- |"
+    )
+    rows = {}
+    for shift, (name, trials) in zip(args.shifts, found.items(), strict=True):
+        tally = Tally(sum(t.flagged for t in trials), len(trials))
+        rows[name] = {"shift": shift, "runs": tally.runs, "flagged": tally.flagged}
+        print(f"| {shift:.1%} | {name} | {measured(trials)} | {tally.rate()} |")
+    unchanged = [t for s, ts in zip(args.shifts, found.values(), strict=True) if s == 0 for t in ts]
+    alarms = Tally(sum(t.flagged for t in unchanged), len(unchanged))
+    print(f"false alarms on unchanged code: {alarms.rate()}")
+    (args.out / "summary.json").write_text(json.dumps(rows, indent=2))
     return 0
 
 
