@@ -14,8 +14,11 @@ interleave over the files) starts from ``params.shards`` and
 
 No ``id`` is needed: the property tests follow each example through the
 function by the index its tagged image encodes (``pipelines/checks/tagged.py``). The
-tracing cannot see inside a function: it times each batch the function
-yields, as one stage, and the analysis gives no advice about the steps within.
+tracing cannot time inside a function: it times each batch the function
+yields, as one stage. What the function built is seen, though: each build
+walks the dataset it returned back to the one it was given (`seen_steps`), so
+the variant's steps read e.g. ``function(mine: shuffle -> map(parallel) -> batch
+-> prefetch)``, and a baseline comparison names an optimization it lost.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import tensorflow as tf
 
 from pipelines.element import IMAGE, LABEL
 from pipelines.sources.base import Record
-from pipelines.steps import BuildContext
+from pipelines.steps import BuildContext, count_speed
 from pipelines.variants import Contract, Variant
 
 ElementForm = Literal["tuple", "dict"]
@@ -102,13 +105,79 @@ def as_records(ds: tf.data.Dataset, shape: tuple[int, int, int]) -> tf.data.Data
     return ds.map(as_dict)
 
 
+# tf.data's dataset classes (their names without the leading "_"), as a function's steps.
+SEEN_KINDS = {
+    "PrefetchDataset": "prefetch",
+    "CacheDataset": "cache",
+    "ShuffleDataset": "shuffle",
+    "BatchDataset": "batch",
+    "ParallelBatchDataset": "batch",
+    "PaddedBatchDataset": "batch",
+    "UnbatchDataset": "unbatch",
+    "MapDataset": "map",
+    "ParallelMapDataset": "map",
+    "InterleaveDataset": "interleave",
+    "ParallelInterleaveDataset": "interleave",
+    "FlatMapDataset": "flat_map",
+    "RepeatDataset": "repeat",
+    "FilterDataset": "filter",
+    "TakeDataset": "take",
+    "ShardDataset": "shard",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class SeenStep:
+    """A transformation a function applied, read from the dataset it built."""
+
+    kind: str  # a value of `SEEN_KINDS`, or the dataset class's own name
+    parallel: bool = False
+
+    def speed(self, batched: bool) -> tuple[str, ...]:
+        """What it does for speed (`pipelines.steps.SPEED`), as a step declares it."""
+        if self.kind in ("prefetch", "cache"):
+            return (self.kind,)
+        if self.kind == "interleave" and self.parallel:
+            return ("interleave",)
+        if self.kind == "map":
+            return ("parallel map",) * self.parallel + ("vectorized map",) * batched
+        return ()
+
+    def __str__(self) -> str:
+        return f"{self.kind}(parallel)" if self.parallel and self.kind == "map" else self.kind
+
+
+def seen_steps(built: tf.data.Dataset, given: tuple[tf.data.Dataset, ...]) -> tuple[SeenStep, ...]:
+    """The transformations between what the function was ``given`` (its examples, or the
+    shards) and what it ``built``, first to last: each dataset's first input followed back
+    from ``built`` (stops at one it was given, or at a source)."""
+    found = []
+    dataset = built
+    for _ in range(1000):  # a guard: a chain this long is not a user's pipeline
+        if any(dataset is start for start in given):
+            break
+        name = type(dataset).__name__.lstrip("_")
+        parallel = getattr(dataset, "_num_parallel_calls", None) is not None
+        found.append(SeenStep(SEEN_KINDS.get(name, name), parallel))
+        inputs = dataset._inputs() if hasattr(dataset, "_inputs") else []
+        if not inputs:
+            found.pop()  # a source (range, the shards), not a transformation
+            break
+        dataset = inputs[0]
+    return tuple(reversed(found))
+
+
 @dataclasses.dataclass(frozen=True)
 class FunctionPipeline:
-    """The step a function variant is made of: the whole pipeline, from the shards to batches."""
+    """The step a function variant is made of: the whole pipeline, from the shards to batches.
+
+    ``seen``: what its last build did, filled in by each build (`seen_steps`).
+    """
 
     function: PipelineFunction
     name: str
     elements: ElementForm = "tuple"
+    seen: list[SeenStep] = dataclasses.field(default_factory=list, compare=False, repr=False)
 
     def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
         source, form = ctx.source, self.elements
@@ -125,18 +194,27 @@ class FunctionPipeline:
             shards=ds,
             read_shard=read_shard,
         )
+        given = ds.flat_map(read_shard)
         try:
-            out = self.function(ds.flat_map(read_shard), params)
+            out = self.function(given, params)
         except (ValueError, TypeError, tf.errors.OpError):
             raise
         except Exception as error:  # a user's code: any failure is theirs to read in one line
             raise ValueError(f"{type(error).__name__}: {error}") from error
         if not isinstance(out, tf.data.Dataset):
             raise TypeError(f"it returned {type(out).__name__}, not a tf.data.Dataset")
-        return ctx.observer.function_output(as_records(out, ctx.image_shape), str(self))
+        self.seen[:] = seen_steps(out, (given, ds))
+        records = as_records(out, ctx.image_shape)
+        return ctx.observer.function_output(records, f"function({self.name})")
+
+    def speed(self, batched: bool) -> tuple[str, ...]:
+        """What the steps its last build was seen to make do for speed."""
+        counted = count_speed(self.seen, batched)
+        return tuple(word for word, count in counted.items() for _ in range(count))
 
     def __str__(self) -> str:
-        return f"function({self.name})"
+        inside = " -> ".join(str(step) for step in self.seen)
+        return f"function({self.name}: {inside})" if inside else f"function({self.name})"
 
 
 def function_variant(

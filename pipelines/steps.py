@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
@@ -84,6 +85,22 @@ class Step(Protocol):
     def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
         """Return ``ds`` transformed."""
         ...
+
+
+def count_speed(steps: Iterable[object], batched: bool = False) -> Counter[str]:
+    """How many of each optimization ``steps`` declare (their ``speed``), in order: a
+    map after a batch (and before an unbatch) is a vectorized one."""
+    found: Counter[str] = Counter()
+    for step in steps:
+        speed = getattr(step, "speed", None)
+        if speed is not None:
+            found.update(speed(batched))
+        kind = getattr(step, "kind", None)
+        if isinstance(step, Batch) or kind == "batch":
+            batched = True
+        elif isinstance(step, Unbatch) or kind == "unbatch":
+            batched = False
+    return found
 
 
 # What a step can do for speed, and how a lost one is said.

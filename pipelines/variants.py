@@ -9,7 +9,6 @@ check it against its contract, with no further code.
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from typing import Literal
 
 from pipelines.augment import RANDOM_CHOICES
@@ -25,6 +24,7 @@ from pipelines.steps import (
     Shuffle,
     Step,
     Unbatch,
+    count_speed,
 )
 
 
@@ -111,14 +111,7 @@ class Variant:
     def optimizations(self) -> dict[str, int]:
         """How many of each optimization its steps declare (`pipelines.steps.SPEED`):
         what a baseline comparison checks was not lost."""
-        found: Counter[str] = Counter()
-        batched = False
-        for step in self.steps:
-            speed = getattr(step, "speed", None)
-            if speed is not None:
-                found.update(speed(batched))
-            batched = isinstance(step, Batch) or (batched and not isinstance(step, Unbatch))
-        return dict(found)
+        return dict(count_speed(self.steps))
 
     @property
     def caches(self) -> bool:

@@ -163,7 +163,7 @@ def test_tracing_times_a_function_from_outside_and_gives_no_advice_about_its_ins
     finding = analyze(times)
     assert finding.limiting_stage == "function(shuffled)"
     (advice,) = finding.suggestions
-    assert "cannot see its steps" in advice
+    assert "cannot time its steps" in advice
     assert "prefetch" not in advice and "cache" not in advice
 
 
@@ -254,3 +254,55 @@ def test_a_users_own_augmentation_is_unmeasured_only_where_the_contract_says_so(
     with pytest.raises(ContractViolation) as caught:
         check_variant(variant, 60, 2, 7, seed=1)
     assert caught.value.prop == prop
+
+
+def tuned(ds: tf.data.Dataset, params: BuildParams) -> tf.data.Dataset:
+    """A user's tuned pipeline: cache, shuffle, a parallel map, batch, a map per batch."""
+    ds = ds.cache().shuffle(params.shuffle_buffer, seed=params.seed)
+    ds = ds.map(lambda image, label: (image, label), num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(params.batch_size).map(lambda images, labels: (images, labels))
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def from_files(ds: tf.data.Dataset, params: BuildParams) -> tf.data.Dataset:
+    """Reads the shards itself, in parallel."""
+    reads = params.shards.interleave(params.read_shard, num_parallel_calls=2)
+    return reads.batch(params.batch_size)
+
+
+def test_what_a_function_builds_is_seen_as_its_steps(registered):
+    variant = registered(function_variant(tuned, Contract(shuffle="elements")))
+    pipelines.build(variant, tagged_source(20, 2), batch_size=4, seed=1)
+    assert variant.describe() == (
+        "function(tuned: cache -> shuffle -> map(parallel) -> batch -> map -> prefetch)"
+    )
+    assert variant.optimizations() == {
+        "cache": 1,
+        "parallel map": 1,
+        "vectorized map": 1,
+        "prefetch": 1,
+    }
+    files = registered(function_variant(from_files, Contract()))
+    pipelines.build(files, tagged_source(20, 2), batch_size=4, seed=1)
+    assert files.describe() == "function(from_files: interleave -> batch)"
+    assert files.optimizations() == {"interleave": 1}
+
+
+def test_an_optimization_lost_inside_a_function_fails_against_the_baseline(registered):
+    from benchmarks.judging import gates
+
+    def untuned(ds, params):
+        """The same, its prefetch and parallel calls lost in an edit."""
+        ds = ds.cache().shuffle(params.shuffle_buffer, seed=params.seed)
+        ds = ds.map(lambda image, label: (image, label))
+        return ds.batch(params.batch_size).map(lambda images, labels: (images, labels))
+
+    saved = {}
+    for function in (tuned, untuned):
+        variant = registered(function_variant(function, Contract(), name="mine"))
+        pipelines.build(variant, tagged_source(20, 2), batch_size=4, seed=1)
+        saved[function] = {"steps": variant.describe(), "optimizations": variant.optimizations()}
+    (failure,) = gates.check_baseline(
+        gates.load_thresholds(), {"mine": saved[untuned]}, {"mine": saved[tuned]}, "r"
+    )
+    assert str(failure).startswith("GATE FAILED mine: lost a prefetch, a parallel map: steps")

@@ -206,8 +206,9 @@ def _suggestions(
         return [
             (
                 f"{limiting.name} is a pipeline function, timed only from outside (the trainer"
-                f" waits {times.input_bound:.0%} of the time): the analysis cannot see its"
-                " steps; register it as steps (pipelines.steps) to see each",
+                f" waits {times.input_bound:.0%} of the time): the analysis cannot time its"
+                " steps (what it built is in its steps line); register it as steps"
+                " (pipelines.steps) to time each",
                 (),
             )
         ]
