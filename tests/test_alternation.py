@@ -10,6 +10,7 @@ from benchmarks.measuring.alternation import (
     ALTERNATED,
     BASE,
     HEAD,
+    YARDSTICK,
     Alternation,
     AlternationPlan,
     alternate,
@@ -129,3 +130,34 @@ def test_power_trials_project_is_python_that_registers_a_pipeline_per_shift(tmp_
     text = path.read_text()
     compile(text, str(path), "exec")
     assert "WAIT_US = {'mine_0': 0, 'mine_5': 5263}" in text
+
+
+def test_a_yardstick_run_saves_each_variants_fraction_of_the_ceiling_round_by_round(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from bench_runner import ROOT
+
+    storage = tmp_path / "storage"
+    thresholds = tmp_path / "t.toml"
+    thresholds.write_text("[defaults]\nmax_yardstick_drop = 0.05\n")
+    command = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-q"]
+    command += ["-p", "no:cacheprovider", "-k", "test_training or test_ceiling"]
+    command += ["--perf-variants", "prefetch", "--perf-latency", "none", "--perf-epochs", "1"]
+    command += ["--perf-passes", "2", "--perf-yardstick", "--perf-epoch-pairs", "3"]
+    command += [f"--benchmark-storage=file://{storage}", f"--perf-thresholds={thresholds}"]
+    first = subprocess.run([*command, "--benchmark-autosave"], capture_output=True, text=True)
+    assert first.returncode in (0, 1), first.stdout[-3000:] + first.stderr[-3000:]
+    assert "prefetch against ceiling, epoch by epoch: 3 rounds" in first.stdout
+    (saved,) = storage.rglob("*.json")
+    (info,) = [
+        b["extra_info"]
+        for b in json.loads(saved.read_text())["benchmarks"]
+        if b["extra_info"].get("kind") == "training"
+    ]
+    ratios = info["samples"][YARDSTICK]
+    assert len(ratios) == 3 and all(0 < r < 2 for r in ratios)
+    # A later run is judged on them against the saved one.
+    second = subprocess.run([*command, "--perf-baseline", "latest"], capture_output=True, text=True)
+    assert f": prefetch {YARDSTICK}: baseline" in second.stdout, second.stdout[-3000:]

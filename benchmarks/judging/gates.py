@@ -20,7 +20,7 @@ from typing import Any
 from benchmarks.diagnosing.bottleneck import GATE_FIGURES
 from benchmarks.judging import structure
 from benchmarks.judging.decide import TESTS, Metric, Rule, Verdict, decide, decide_paired
-from benchmarks.measuring.alternation import ALTERNATED
+from benchmarks.measuring.alternation import ALTERNATED, YARDSTICK
 from benchmarks.saving import schema
 from benchmarks.saving.schema import Kind
 from pipelines.errors import DataError
@@ -57,6 +57,9 @@ TOLERANCES = {
     # default thresholds: it moved by up to 2x between passes of an unchanged
     # pipeline (docs/measurements.md, 2026-12-03).
     "max_cpu_increase": "cpu_s_per_example",
+    # --perf-yardstick: the steady fraction of the ceiling, epoch by epoch (each round a
+    # variant's epoch over the ceiling's: both drift with the machine).
+    "max_yardstick_drop": YARDSTICK,
 }
 # Metric -> its tolerance's key.
 TOLERANCE_OF = {metric: key for key, metric in TOLERANCES.items()}
@@ -68,6 +71,7 @@ COMPARED = {
     "test_accuracy": Metric("test_accuracy", absolute=True),
     "cpu_s_per_example": Metric("cpu_s_per_example", higher_is_better=False),
     ALTERNATED: Metric(ALTERNATED),
+    YARDSTICK: Metric(YARDSTICK),
 }
 # Head against base (--perf-against): where both sides have these samples, the metric
 # is decided from them instead: steady state from the epochs alternated round by round,

@@ -31,6 +31,10 @@ SIDES = ("base", "head")
 # The samples it saves on both records, one per round (paired by index), which
 # `--perf-against` decides steady-state throughput from (`benchmarks.judging.gates.compare_pairs`).
 ALTERNATED = "alternated_examples_per_s"
+# --perf-yardstick: per round, a variant's steady epoch over the ceiling's, the ceiling
+# the yardstick that drifts with the machine (`benchmarks.judging.gates` against a
+# saved baseline).
+YARDSTICK = "alternated_fraction_of_ceiling"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,6 +84,10 @@ class Alternation:
             math.log(head / base)
             for head, base in zip(self.head_rates, self.base_rates, strict=True)
         ]
+
+    def ratios(self) -> list[float]:
+        """Per round, head / base (examples/s)."""
+        return [h / b for h, b in zip(self.head_rates, self.base_rates, strict=True)]
 
     def standard_error(self) -> float:
         """Of the mean log ratio (infinite below two rounds)."""

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import pipelines
 from benchmarks.diagnosing.bottleneck import Bottleneck, StageTimes, analyze, stage_gate_figures
 from benchmarks.judging.gates import metrics_by_variant
-from benchmarks.measuring.alternation import ALTERNATED, Alternation
+from benchmarks.measuring.alternation import ALTERNATED, YARDSTICK, Alternation
 from benchmarks.measuring.intervals import Estimate, geometric, mean, paired_ratio
 from benchmarks.measuring.passes import Passes, Trial
 from benchmarks.measuring.phases import (
@@ -294,6 +294,8 @@ class TrainingRecord:
     # (`benchmarks.measuring.alternation`), and how the rounds went (the head's record only).
     alternated: list[float] | None = None
     alternation: dict[str, Any] | None = None
+    # --perf-yardstick: per round, its steady epoch over the ceiling's.
+    yardstick: list[float] | None = None
 
     @property
     def train_s(self) -> float:
@@ -363,6 +365,9 @@ class TrainingRecord:
             samples[ALTERNATED] = self.alternated
         if self.alternation:
             figures["alternation"] = self.alternation
+        if self.yardstick:
+            samples[YARDSTICK] = self.yardstick
+            figures[YARDSTICK] = statistics.median(self.yardstick)
         return _as_extra_info(self, figures, samples)
 
 
@@ -521,6 +526,8 @@ class RunRecords:
         self.passes: Passes | None = None
         # --perf-against: head name -> its steady epochs alternated with its base's.
         self.alternations: dict[str, Alternation] = {}
+        # --perf-yardstick: variant name -> its steady epochs alternated with the ceiling's.
+        self.yardsticks: dict[str, Alternation] = {}
         self._paired: dict[Trial, PairedFigures] | None = None
 
     def paired(self) -> dict[Trial, PairedFigures]:
@@ -680,6 +687,9 @@ class RunRecords:
             if head and base:
                 head.alternated, base.alternated = alternation.head_rates, alternation.base_rates
                 head.alternation = alternation.to_dict()
+        for alternation in self.yardsticks.values():
+            if alternation.head in training:
+                training[alternation.head].yardstick = alternation.ratios()
 
     @staticmethod
     def _judge_accuracy(

@@ -93,6 +93,8 @@ class PerfOptions:
     pairs: tuple[tuple[str, str], ...] = ()
     # And then epoch by epoch (`benchmarks.measuring.alternation`): how many rounds.
     alternation: AlternationPlan = dataclasses.field(default_factory=AlternationPlan)
+    # --perf-yardstick: each variant's steady epochs alternated with the ceiling's too.
+    yardstick: bool = False
 
     @property
     def model(self) -> str:
@@ -336,6 +338,7 @@ class PerfSession:
             self.passes = self.interleave(trials, self.options.plan)
             self.records.passes = self.passes
             self.records.alternations = self.alternate_pairs(trials)
+            self.records.yardsticks = self.alternate_with_ceiling(trials)
         return self.passes
 
     def interleave(self, trials: Iterable[Trial], plan: PassPlan) -> Passes:
@@ -372,10 +375,25 @@ class PerfSession:
                 found[head] = self.alternate(head, base)
         return found
 
-    def alternate(self, head: str, base: str) -> Alternation:
+    def alternate_with_ceiling(self, trials: set[Trial]) -> dict[str, Alternation]:
+        """--perf-yardstick: each variant trained in this run (not a base version), its
+        steady epochs alternated with the ceiling's; variant name -> its rounds."""
+        if not self.options.yardstick:
+            return {}
+        bases = {base for _, base in self.options.pairs}
+        batches = self.in_memory_batches()
+        variants = sorted(t.variant for t in trials if t.kind == "training")
+        return {
+            name: self.alternate(name, "ceiling", batches) for name in variants if name not in bases
+        }
+
+    def alternate(
+        self, head: str, base: str, batches: list[dict[str, tf.Tensor]] | None = None
+    ) -> Alternation:
         """Steady epochs of ``head`` and ``base`` in alternation on one model, each
-        version built once (with the run's seed), as the run's alternation plan says."""
-        built = {BASE: self.build(base), HEAD: self.build(head)}
+        version built once (with the run's seed), as the run's alternation plan says.
+        ``batches``: the base's epochs are these (the ceiling's batches in memory)."""
+        built = {BASE: self.build(base) if batches is None else batches, HEAD: self.build(head)}
         self.trainer.reset(self.initial)
 
         def run_epoch(side: int) -> float:

@@ -188,12 +188,20 @@ def _add_judging_options(group: pytest.OptionGroup) -> None:
         " pass by pass, and its steady state epoch by epoch ([base_vs_head] tolerances)",
     )
     group.addoption(
+        "--perf-yardstick",
+        action="store_true",
+        default=False,
+        help="also alternate each variant's steady epochs with the ceiling's, epoch by epoch"
+        " (up to 150 s a variant): its fraction of the ceiling to within about 1.2%%, saved"
+        " for later --perf-baseline comparisons (max_yardstick_drop)",
+    )
+    group.addoption(
         "--perf-epoch-pairs",
         type=int,
         default=None,
         metavar="N",
-        help="--perf-against: exactly N rounds of a head's and its base's steady epochs"
-        " in alternation (default: until the ratio is within about 1.2%%, 10 to 80 rounds,"
+        help="--perf-against, --perf-yardstick: exactly N rounds of steady epochs in"
+        " alternation (default: until the ratio is within about 1.2%%, 10 to 80 rounds,"
         " at most 150 s a pair)",
     )
     group.addoption(
@@ -285,6 +293,7 @@ def perf_options(config: pytest.Config) -> PerfOptions:
         profile_dir=profile_dir(config) if config.getoption("perf_profiler") else None,
         pairs=tuple(config.stash.get(PAIRS_KEY, {}).items()),
         alternation=alternation_plan(config),
+        yardstick=config.getoption("perf_yardstick", False),
     )
 
 

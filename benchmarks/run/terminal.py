@@ -98,6 +98,13 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     session = config.stash.get(SESSION_KEY, None)
     for alternation in session.records.alternations.values() if session else ():
         terminalreporter.write_line(str(alternation))
+    yardsticks = session.records.yardsticks if session else {}
+    if yardsticks:
+        terminalreporter.section(
+            "each variant against the ceiling, epoch by epoch (--perf-yardstick)"
+        )
+        for alternation in yardsticks.values():
+            terminalreporter.write_line(str(alternation))
     terminalreporter.section("performance gates")
     for failure in state.failures:
         terminalreporter.write_line(str(failure), red=True)
