@@ -305,3 +305,20 @@ def test_parallel_opens_that_dominate_are_named_as_the_small_files_bottleneck():
     assert result.limiting_stage == "open"
     assert "many small files" in result.suggestions[0]
     assert "larger files (TFRecord shards)" in result.suggestions[0]
+
+
+def test_a_traced_run_measurably_slower_than_untraced_is_said_and_no_other():
+    from benchmarks.diagnosing.bottleneck import tracing_caveat
+
+    slowed = {"variant": "mine", "tracing_overhead": 0.22, "tracing_overhead_ci": [0.15, 0.29]}
+    said = tracing_caveat(slowed)
+    assert said.startswith("the traced run of mine was +22% [+15%, +29%] slower than the untraced")
+    assert "input-bound share from the untraced runs" in said
+    # Within 5%, not told apart from 5%, or not measured: nothing to say.
+    for quiet in (
+        {"variant": "mine", "tracing_overhead": 0.01, "tracing_overhead_ci": [-0.05, 0.07]},
+        {"variant": "mine", "tracing_overhead": 0.09, "tracing_overhead_ci": [0.02, 0.16]},
+        {"variant": "mine", "tracing_overhead": 0.09},
+        None,
+    ):
+        assert tracing_caveat(quiet) is None

@@ -194,6 +194,29 @@ def time_shares(times: StageTimes) -> dict[str, float]:
     return {name: seconds / wall for name, seconds in total.items()} if wall else {}
 
 
+# Tracing may slow a run by this much before its timeline stops describing the run timed.
+TRACING_TRUSTED = 0.05
+
+
+def tracing_caveat(overhead: Mapping[str, Any] | None) -> str | None:
+    """A line when tracing measurably slowed the traced run (its interval wholly above
+    `TRACING_TRUSTED`); None when it did not, or was not measured. ``overhead``: the
+    tracing-overhead benchmark's figures."""
+    if not overhead or overhead.get("tracing_overhead") is None:
+        return None
+    low, high = overhead.get("tracing_overhead_ci") or (None, None)
+    if low is None or low <= TRACING_TRUSTED:
+        return None
+    value = overhead["tracing_overhead"]
+    return (
+        f"the traced run of {overhead.get('variant', '?')} was {value:+.0%} [{low:+.0%},"
+        f" {high:+.0%}] slower than the untraced one, more than {TRACING_TRUSTED:.0%}: its"
+        " timeline describes a slower pipeline than the one timed; the analysis takes the"
+        " input-bound share from the untraced runs and only the stages' shares from the"
+        " timeline, and its seconds are the traced run's"
+    )
+
+
 def _suggestions(
     times: StageTimes, limiting: Stage, share: Mapping[str, float]
 ) -> list[tuple[str, tuple[str, ...]]]:

@@ -24,7 +24,7 @@ from typing import Any
 import jinja2
 
 import pipelines
-from benchmarks.diagnosing.bottleneck import HIGH, MODERATE
+from benchmarks.diagnosing.bottleneck import HIGH, MODERATE, tracing_caveat
 from benchmarks.diagnosing.effects import no_gain_lines
 from benchmarks.judging.gates import (
     DEFAULT_THRESHOLDS,
@@ -227,6 +227,7 @@ def render(
         timelines=timelines,
         **_phase_view(current),
         overhead=current.overhead,
+        tracing_caveat=tracing_caveat(current.overhead),
         suggestions=current.suggestions,
         history=history_figures(history, thresholds),
         runs=len(history),

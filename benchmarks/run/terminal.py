@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import pipelines
-from benchmarks.diagnosing.bottleneck import Bottleneck
+from benchmarks.diagnosing.bottleneck import Bottleneck, tracing_caveat
 from benchmarks.diagnosing.effects import no_gain_lines
 from benchmarks.judging.decide import Verdict
 from benchmarks.report.summary import (
@@ -111,9 +111,16 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if not state.failures:
         checked = ", ".join(sorted(config.stash[SESSION_KEY].records.gate_metrics())) or "nothing"
         terminalreporter.write_line(f"all gates passed ({checked})", green=True)
-    bottlenecks = config.stash[SESSION_KEY].records.bottlenecks()
+    records = config.stash[SESSION_KEY].records
+    bottlenecks = records.bottlenecks()
     if bottlenecks:
         terminalreporter.section("bottlenecks")
+        overhead = next(
+            (m for m in records.metrics.values() if m.get("kind") == Kind.TRACING_OVERHEAD), None
+        )
+        caveat = tracing_caveat(overhead)
+        if caveat:
+            terminalreporter.write_line(caveat, yellow=True)
         for variant, analysis in bottlenecks.items():
             terminalreporter.write_line(f"{variant}: {Bottleneck(**analysis).summary()}")
     verified = config.stash[SESSION_KEY].records.verified_suggestions()
