@@ -11,6 +11,7 @@ import pytest
 import pipelines
 from benchmarks.judging import gates
 from benchmarks.measuring.alternation import UNTIMED, AlternationPlan
+from benchmarks.measuring.passes import PassPlan
 from benchmarks.measuring.session import PERF_PROFILES, PerfOptions
 from benchmarks.report import page as report
 from benchmarks.run.state import PAIRS_KEY
@@ -27,6 +28,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     _add_run_options(group)
     _add_training_options(group)
     _add_judging_options(group)
+    _add_change_options(group)
 
 
 def _add_run_options(group: pytest.OptionGroup) -> None:
@@ -179,6 +181,15 @@ def _add_judging_options(group: pytest.OptionGroup) -> None:
         " (for xprof or TensorBoard), beside the report in profiles/",
     )
     group.addoption(
+        "--perf-baseline",
+        default=None,
+        help="compare throughput and accuracy with a saved run: its id, path, or 'latest'",
+    )
+
+
+def _add_change_options(group: pytest.OptionGroup) -> None:
+    """Did a change make it slower: a base version in the same run, a yardstick to save."""
+    group.addoption(
         "--perf-against",
         default=None,
         metavar="REF|FOLDER",
@@ -203,11 +214,6 @@ def _add_judging_options(group: pytest.OptionGroup) -> None:
         help="--perf-against, --perf-yardstick: exactly N rounds of steady epochs in"
         " alternation (default: until the ratio is within about 1.2%%, 10 to 80 rounds,"
         " at most 150 s a pair)",
-    )
-    group.addoption(
-        "--perf-baseline",
-        default=None,
-        help="compare throughput and accuracy with a saved run: its id, path, or 'latest'",
     )
 
 
@@ -261,7 +267,30 @@ def perf_options(config: pytest.Config) -> PerfOptions:
     batch_size = config.getoption("perf_batch_size")
     if batch_size is not None and batch_size < 1:
         raise pytest.UsageError(f"--perf-batch-size: must be 1 or more, got {batch_size}")
-    plan = profile.passes
+    return PerfOptions(
+        profile,
+        data,
+        epochs,
+        tuple(selected_variants(config)),
+        mixed_precision=config.getoption("perf_mixed_precision"),
+        jit_compile=config.getoption("perf_xla"),
+        passes=pass_plan(config, profile.passes),
+        # As asked; the collection hook applies it and keeps the budget in force.
+        model_threads=threads,
+        model_spec=config.getoption("perf_model"),
+        batch_size_asked=batch_size,
+        seed=config.getoption("perf_seed", 0),
+        image_size=image_size,
+        profile_dir=profile_dir(config) if config.getoption("perf_profiler") else None,
+        pairs=tuple(config.stash.get(PAIRS_KEY, {}).items()),
+        alternation=alternation_plan(config),
+        yardstick=config.getoption("perf_yardstick", False),
+    )
+
+
+def pass_plan(config: pytest.Config, plan: PassPlan) -> PassPlan:
+    """The profile's ``plan`` as this run asks: --perf-passes, one when untimed, and with
+    --perf-against many short passes in half the time."""
     if config.stash.get(PAIRS_KEY, {}):
         # Head against base: a pass is short (few trials) and a pair's per-pass spread
         # was 10% here (docs/measurements.md, 2026-12-03), so the time limit decides;
@@ -274,27 +303,7 @@ def perf_options(config: pytest.Config) -> PerfOptions:
         raise pytest.UsageError(f"--perf-passes: must be 1 or more, got {count}")
     if config.getoption("benchmark_disable", False):
         count = 1  # untimed: every benchmark runs once
-    if count is not None:
-        plan = plan.exactly(count)
-    return PerfOptions(
-        profile,
-        data,
-        epochs,
-        tuple(selected_variants(config)),
-        mixed_precision=config.getoption("perf_mixed_precision"),
-        jit_compile=config.getoption("perf_xla"),
-        passes=plan,
-        # As asked; the collection hook applies it and keeps the budget in force.
-        model_threads=threads,
-        model_spec=config.getoption("perf_model"),
-        batch_size_asked=batch_size,
-        seed=config.getoption("perf_seed", 0),
-        image_size=image_size,
-        profile_dir=profile_dir(config) if config.getoption("perf_profiler") else None,
-        pairs=tuple(config.stash.get(PAIRS_KEY, {}).items()),
-        alternation=alternation_plan(config),
-        yardstick=config.getoption("perf_yardstick", False),
-    )
+    return plan.exactly(count) if count is not None else plan
 
 
 def alternation_plan(config: pytest.Config) -> AlternationPlan:

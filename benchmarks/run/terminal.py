@@ -66,6 +66,27 @@ def _write_verdicts(terminalreporter: Any, title: str, verdicts: list[Verdict]) 
         )
 
 
+def _write_alternations(
+    terminalreporter: Any, config: pytest.Config, pair_verdicts: list[Verdict]
+) -> None:
+    """--perf-against's problems, verdicts and rounds; --perf-yardstick's rounds."""
+    title = "head against base, in the same passes and epoch by epoch (--perf-against)"
+    problems = config.stash.get(AGAINST_PROBLEMS_KEY, [])
+    if problems:
+        terminalreporter.section(title)
+    for problem in problems:
+        terminalreporter.write_line(problem.line, red=not problem.compared, yellow=problem.compared)
+    _write_verdicts(terminalreporter, title if not problems else "", pair_verdicts)
+    session = config.stash.get(SESSION_KEY, None)
+    for alternation in session.records.alternations.values() if session else ():
+        terminalreporter.write_line(str(alternation))
+    yardsticks = session.records.yardsticks if session else {}
+    if yardsticks:
+        terminalreporter.section("against the ceiling, epoch by epoch (--perf-yardstick)")
+        for alternation in yardsticks.values():
+            terminalreporter.write_line(str(alternation))
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     """Print the records --skip-corrupt left out, then the gates' verdicts (a line per failure)."""
     state = config.stash.get(STATE_KEY, None)
@@ -88,23 +109,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     _write_measurements(terminalreporter, config)
     _write_verdicts(terminalreporter, "against the baseline", state.verdicts)
-    title = "head against base, in the same passes and epoch by epoch (--perf-against)"
-    problems = config.stash.get(AGAINST_PROBLEMS_KEY, [])
-    if problems:
-        terminalreporter.section(title)
-    for problem in problems:
-        terminalreporter.write_line(problem.line, red=not problem.compared, yellow=problem.compared)
-    _write_verdicts(terminalreporter, title if not problems else "", state.pair_verdicts)
-    session = config.stash.get(SESSION_KEY, None)
-    for alternation in session.records.alternations.values() if session else ():
-        terminalreporter.write_line(str(alternation))
-    yardsticks = session.records.yardsticks if session else {}
-    if yardsticks:
-        terminalreporter.section(
-            "each variant against the ceiling, epoch by epoch (--perf-yardstick)"
-        )
-        for alternation in yardsticks.values():
-            terminalreporter.write_line(str(alternation))
+    _write_alternations(terminalreporter, config, state.pair_verdicts)
     terminalreporter.section("performance gates")
     for failure in state.failures:
         terminalreporter.write_line(str(failure), red=True)
