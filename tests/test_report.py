@@ -185,6 +185,8 @@ def test_the_report_of_a_run_has_every_part(bench_run):
         "Tracing overhead",
         "One run so far",
         "2 randomized interleaved passes",
+        # Each variant's steps, as its run saved them.
+        '<div class="muted steps">interleave -&gt; batch -&gt; map(decode, parallel)',
     ):
         assert part in page, part
     # Throughput, accuracy, and per traced variant its timeline and its steps.
