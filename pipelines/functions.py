@@ -209,8 +209,7 @@ class FunctionPipeline:
 
     def speed(self, batched: bool) -> tuple[str, ...]:
         """What the steps its last build was seen to make do for speed."""
-        counted = count_speed(self.seen, batched)
-        return tuple(word for word, count in counted.items() for _ in range(count))
+        return tuple(count_speed(self.seen, batched).elements())
 
     def __str__(self) -> str:
         inside = " -> ".join(str(step) for step in self.seen)

@@ -16,7 +16,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import tensorflow as tf
 
@@ -96,10 +96,8 @@ def count_speed(steps: Iterable[object], batched: bool = False) -> Counter[str]:
         if speed is not None:
             found.update(speed(batched))
         kind = getattr(step, "kind", None)
-        if isinstance(step, Batch) or kind == "batch":
-            batched = True
-        elif isinstance(step, Unbatch) or kind == "unbatch":
-            batched = False
+        if kind in ("batch", "unbatch"):
+            batched = kind == "batch"
     return found
 
 
@@ -290,6 +288,7 @@ class Shuffle:
 class Batch:
     """Batch by ``size`` (default: the build's batch size); a short last batch kept or dropped."""
 
+    kind: ClassVar[str] = "batch"  # what `count_speed` reads: maps after it are vectorized
     drop_remainder: bool = False
     size: int | None = None
 
@@ -313,6 +312,8 @@ class Unbatch:
     one per example (tf.data's cost per call can outweigh small work), and
     the cache and shuffle after it still see examples.
     """
+
+    kind: ClassVar[str] = "unbatch"
 
     def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
         if not is_batched(ds):

@@ -27,6 +27,13 @@ def suite_command(*args: str) -> list[str]:
     return [*command, "--perf-passes", "1", *args]
 
 
+def suite_from_anywhere(*args: str) -> list[str]:
+    """``pytest $REPO/benchmarks`` as a user types it from their own folder, quiet, with
+    ``args``."""
+    command = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-q"]
+    return [*command, "-p", "no:cacheprovider", *args]
+
+
 def run_benchmarks(
     tmp_path: Path,
     *args: str,

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench_runner import ROOT
+from bench_runner import ROOT, suite_from_anywhere
 
 import pipelines
 from benchmarks.judging import gates
@@ -198,21 +198,14 @@ def test_the_gates_pair_each_head_with_its_base(tmp_path):
 def test_a_run_times_head_and_base_in_the_same_passes_and_judges_each_pair(project, tmp_path):
     folder, plugin, name = project
     storage = tmp_path / "storage"
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(ROOT / "benchmarks"),
-        "-q",
-        "-p",
-        "no:cacheprovider",
+    command = suite_from_anywhere(
         *("-k", "test_training or test_ceiling"),
         *("--perf-plugin", plugin.name, "--perf-against", "HEAD", "--perf-variants", name),
         *("--perf-latency", "none", "--perf-epochs", "2", "--perf-passes", "2"),
         *("--perf-epoch-pairs", "3"),
         f"--benchmark-storage=file://{storage}",
         "--benchmark-autosave",
-    ]
+    )
     done = subprocess.run(command, capture_output=True, text=True, cwd=folder)
     assert done.returncode in (0, 1), done.stdout[-3000:] + done.stderr[-3000:]
     assert f"test_training[{name}@HEAD]" in done.stdout
@@ -282,19 +275,12 @@ def test_a_base_that_does_not_build_is_dropped_and_one_that_breaks_its_contract_
 
 def test_a_run_against_a_missing_ref_measures_the_head_says_why_and_is_not_green(project, tmp_path):
     folder, plugin, name = project
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        str(ROOT / "benchmarks"),
-        "-q",
-        "-p",
-        "no:cacheprovider",
+    command = suite_from_anywhere(
         *("-k", "test_training"),
         *("--perf-plugin", plugin.name, "--perf-against", "no-such-ref"),
         *("--perf-variants", name, "--perf-latency", "none", "--perf-epochs", "1"),
         *("--perf-passes", "1", f"--benchmark-storage=file://{tmp_path / 'storage'}"),
-    ]
+    )
     done = subprocess.run(command, capture_output=True, text=True, cwd=folder)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     assert "1 passed" in done.stdout  # the head was measured

@@ -135,15 +135,13 @@ def test_power_trials_project_is_python_that_registers_a_pipeline_per_shift(tmp_
 def test_a_yardstick_run_saves_each_variants_fraction_of_the_ceiling_round_by_round(tmp_path):
     import json
     import subprocess
-    import sys
 
-    from bench_runner import ROOT
+    from bench_runner import suite_from_anywhere
 
     storage = tmp_path / "storage"
     thresholds = tmp_path / "t.toml"
     thresholds.write_text("[defaults]\nmax_yardstick_drop = 0.05\n")
-    command = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-q"]
-    command += ["-p", "no:cacheprovider", "-k", "test_training or test_ceiling"]
+    command = suite_from_anywhere("-k", "test_training or test_ceiling")
     command += ["--perf-variants", "prefetch", "--perf-latency", "none", "--perf-epochs", "1"]
     command += ["--perf-passes", "2", "--perf-yardstick", "--perf-epoch-pairs", "4"]
     command += [f"--benchmark-storage=file://{storage}", f"--perf-thresholds={thresholds}"]

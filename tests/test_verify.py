@@ -208,18 +208,23 @@ def test_a_small_variant_gets_its_suggestions_verified(small_variant):
     assert not copies & set(pipelines.VARIANTS)
 
 
+def verify_alone(variant: pipelines.Variant, fixes: tuple[str, ...]):
+    """``variant`` registered while its ``fixes`` are verified: (outcome, passes, session)."""
+    pipelines.register(variant)
+    try:
+        analysis = SimpleNamespace(fixes=fixes, input_bound=0.5)
+        session = _Session({variant.name: analysis})
+        outcomes, passes = verify(session, [variant.name])
+    finally:
+        pipelines.unregister(variant.name)
+    return outcomes[variant.name], passes, session
+
+
 def test_a_broken_copy_is_reported_and_nothing_is_timed(small_variant):
     unshuffled = pipelines.Variant(
         "small_in_order", (Read(), Map(("decode",)), Batch()), pipelines.Contract()
     )
-    pipelines.register(unshuffled)
-    try:
-        analysis = SimpleNamespace(fixes=("parallel_read",), input_bound=0.5)
-        session = _Session({unshuffled.name: analysis})
-        outcomes, passes = verify(session, [unshuffled.name])
-    finally:
-        pipelines.unregister(unshuffled.name)
-    outcome = outcomes[unshuffled.name]
+    outcome, passes, session = verify_alone(unshuffled, ("parallel_read",))
     assert passes == 0 and not session.planned
     assert outcome.verified[0].line() == (
         "read shards in parallel: not timed, breaks the contract: order"
@@ -232,14 +237,7 @@ def test_a_variant_that_breaks_its_own_contract_is_named_and_its_copies_still_ti
     claims_order = pipelines.Variant(
         "small_claims_order", (Read(), Map(("decode",)), Shuffle(), Batch()), pipelines.Contract()
     )
-    pipelines.register(claims_order)
-    try:
-        analysis = SimpleNamespace(fixes=("prefetch",), input_bound=0.5)
-        session = _Session({claims_order.name: analysis})
-        outcomes, passes = verify(session, [claims_order.name])
-    finally:
-        pipelines.unregister(claims_order.name)
-    outcome = outcomes[claims_order.name]
+    outcome, passes, session = verify_alone(claims_order, ("prefetch",))
     assert passes == 3 and Trial("training", "small_claims_order+prefetch") in session.planned
     (verified,) = outcome.verified
     assert (

@@ -80,10 +80,7 @@ class Alternation:
 
     def log_ratios(self) -> list[float]:
         """Per round, log(head / base) of the epochs' examples/s."""
-        return [
-            math.log(head / base)
-            for head, base in zip(self.head_rates, self.base_rates, strict=True)
-        ]
+        return [math.log(ratio) for ratio in self.ratios()]
 
     def ratios(self) -> list[float]:
         """Per round, head / base (examples/s)."""

@@ -173,6 +173,7 @@ class PerfSession:
         # plugin points it at suspending output capture.
         self.release_output: Callable[[], None] = lambda: None
         self._warm = False
+        self._batches: list[dict[str, tf.Tensor]] | None = None
         self.passes: Passes | None = None
         # Where the passes say how far they are (`benchmarks.measuring.progress`); the plugin
         # points it at the terminal for timed runs.
@@ -316,16 +317,19 @@ class PerfSession:
         return decoded < memory / 4
 
     def in_memory_batches(self) -> list[dict[str, tf.Tensor]]:
-        """The training batches held in memory (on the GPU when there is one).
+        """The training batches held in memory (on the GPU when there is one), read once
+        per session: every set of passes and the yardstick's rounds train the ceiling on them.
 
-        The ceiling trains on these: no reading, decoding or augmenting left.
+        No reading, decoding or augmenting is left in them.
         """
-        device = "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
-        batches = []
-        with tf.device(device):
-            for batch in self.build("naive"):
-                batches.append({IMAGE: tf.identity(batch[IMAGE]), LABEL: tf.identity(batch[LABEL])})
-        return batches
+        if self._batches is None:
+            device = "/GPU:0" if tf.config.list_physical_devices("GPU") else "/CPU:0"
+            with tf.device(device):
+                self._batches = [
+                    {IMAGE: tf.identity(batch[IMAGE]), LABEL: tf.identity(batch[LABEL])}
+                    for batch in self.build("naive")
+                ]
+        return self._batches
 
     def measure(self, trials: list[Trial]) -> Passes:
         """Run ``trials`` in randomized interleaved passes (`benchmarks.measuring.passes`), once.

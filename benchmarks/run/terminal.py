@@ -121,7 +121,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if bottlenecks:
         terminalreporter.section("bottlenecks")
         overhead = next(
-            (m for m in records.metrics.values() if m.get("kind") == Kind.TRACING_OVERHEAD), None
+            (
+                r.to_extra_info()
+                for r in records.records.values()
+                if r.kind == Kind.TRACING_OVERHEAD
+            ),
+            None,
         )
         caveat = tracing_caveat(overhead)
         if caveat:
