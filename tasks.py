@@ -45,9 +45,11 @@ UNTIMED_BENCHMARKS = [
     *("--perf-epochs", "1", "--perf-latency", "none", "--perf-model-threads", "0"),
 ]
 # Two pytest-xdist workers, a test file each at a time (module fixtures stay
-# in one process); most tests wait on subprocesses or on one core. `-n 0`
-# among a job's ARGS runs the tests in one process.
-PARALLEL_TESTS = ["-n", "2", "--dist", "loadfile"]
+# in one process); most tests wait on subprocesses or on one core. Files are
+# handed out in collection order, which puts the modules marked slow first
+# (conftest.py), not xdist's order by test count. `-n 0` among a job's ARGS
+# runs the tests in one process.
+PARALLEL_TESTS = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"]
 
 
 def venv_python() -> Path:

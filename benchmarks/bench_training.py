@@ -26,6 +26,9 @@ from benchmarks.report import page as report_names
 from benchmarks.saving.bench_adapter import report_rounds
 from pipelines.service import LocalService
 
+# A minute or more in all: the test job starts this module first (conftest.py).
+pytestmark = pytest.mark.slow
+
 # Traced runs: one epoch shows every stage; a second shows what a cache stops
 # doing, so variants with a cache get two. More adds time (the suite has five
 # minutes), not insight: without a cache every epoch runs the same stages.
@@ -179,13 +182,13 @@ def test_tracing_overhead(benchmark, perf, passes):
     perf.records.tracing_overhead(benchmark.name, variant, passes.of(untraced), passes.of(traced))
 
 
-def test_profile(benchmark, perf, variant_name):
+def test_profiler_capture(benchmark, perf, variant_name):
     """--perf-profiler: one epoch of the variant under the TensorFlow profiler, for xprof or
     TensorBoard. Last of the run, so that no measured or traced run follows a profiler
     session in the same process (whatever the profiler leaves behind cannot reach them)."""
     skip_if_served(variant_name)
-    folder = perf.options.profile_dir / report_names.file_stem(variant_name)
+    folder = perf.options.capture_dir / report_names.file_stem(variant_name)
     benchmark.pedantic(
-        lambda: perf.profile_epoch(variant_name, folder), rounds=1, iterations=1, warmup_rounds=0
+        lambda: perf.capture_epoch(variant_name, folder), rounds=1, iterations=1, warmup_rounds=0
     )
-    perf.records.profile(benchmark.name, variant_name, str(folder))
+    perf.records.capture(benchmark.name, variant_name, str(folder))

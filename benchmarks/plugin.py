@@ -147,7 +147,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """
     asked = {
         "test_suggestions": config.getoption("perf_verify_suggestions"),
-        "test_profile": config.getoption("perf_profiler"),
+        "test_profiler_capture": config.getoption("perf_profiler"),
         # Each pipeline alone: asked for, or untimed. Out of the default passes, whose
         # time goes to the training trials' precision (docs/measurements.md, 2026-12-03).
         "test_pipeline": config.getoption("perf_alone")

@@ -38,33 +38,46 @@ class Contract:
         deterministic: the same seed gives the same order (no unordered parallelism).
         shuffle: "none" (ids in source order), "elements" (examples permuted),
             or "batches" (whole batches permuted; each batch a contiguous run of ids).
-        passes: how many times one epoch goes over the data (``Repeat`` inside).
-        clean_epoch_boundaries: no batch holds examples of two passes.
-        mixes_passes: examples of a later pass may come before an earlier pass ends.
+        repeats: how many times one epoch goes over the data (``Repeat`` inside).
+        clean_epoch_boundaries: no batch holds examples of two repeats.
+        mixes_repeats: examples of a later repeat may come before an earlier one ends.
         augmentation: "none", "fresh" (new random augmentation every epoch) or
             "frozen" (a cache after the augmentation replays the first epoch's).
-        passes_per_worker: the tf.data service's parallel epochs: every worker
-            yields the whole epoch, so an epoch holds ``passes`` x workers passes.
+        repeats_per_worker: the tf.data service's parallel epochs: every worker
+            yields the whole epoch, so an epoch holds ``repeats`` x workers repeats.
         reshuffles: where it shuffles, every epoch comes in a new order (tf.data's
             ``reshuffle_each_iteration``); false: every epoch repeats the first's order.
         augmentations: the random choices of `pipelines.augment.RANDOM_CHOICES`
             its augmentation makes, each at its stated rate and over its stated
             range (the property tests measure them where ``augmentation`` is not
             "none"); ``()`` for an augmentation of a user's own that they cannot measure.
+
+    The earlier names ``passes``, ``mixes_passes`` and ``passes_per_worker`` are still
+    accepted as keywords (a "pass" is now only a measurement pass of the benchmarks).
     """
 
     drop_remainder: bool = False
     deterministic: bool = True
     shuffle: Literal["none", "elements", "batches"] = "none"
-    passes: int = 1
+    repeats: int = 1
     clean_epoch_boundaries: bool = True
-    mixes_passes: bool = False
+    mixes_repeats: bool = False
     augmentation: Literal["none", "fresh", "frozen"] = "none"
-    passes_per_worker: bool = False
+    repeats_per_worker: bool = False
     reshuffles: bool = True
     augmentations: tuple[str, ...] = tuple(RANDOM_CHOICES)
+    # The earlier names, accepted as keywords only (see `RENAMED`).
+    passes: dataclasses.InitVar[int | None] = None
+    mixes_passes: dataclasses.InitVar[bool | None] = None
+    passes_per_worker: dataclasses.InitVar[bool | None] = None
 
-    def __post_init__(self) -> None:
+    def __post_init__(
+        self, passes: int | None, mixes_passes: bool | None, passes_per_worker: bool | None
+    ) -> None:
+        earlier = zip(RENAMED, (passes, mixes_passes, passes_per_worker), strict=True)
+        for name, value in earlier:
+            if value is not None:
+                object.__setattr__(self, RENAMED[name], value)
         unknown = [name for name in self.augmentations if name not in RANDOM_CHOICES]
         if unknown:
             raise ValueError(
@@ -87,9 +100,18 @@ class Contract:
             return "ceiling"
         return "augmented" if self.augmentations == tuple(RANDOM_CHOICES) else None
 
-    def total_passes(self, workers: int = 1) -> int:
-        """Passes over the data in one epoch, with ``workers`` tf.data service workers."""
-        return self.passes * (workers if self.passes_per_worker else 1)
+    def total_repeats(self, workers: int = 1) -> int:
+        """Times one epoch goes over the data, with ``workers`` tf.data service workers."""
+        return self.repeats * (workers if self.repeats_per_worker else 1)
+
+
+# Contract's earlier keywords -> its fields now (reading one, e.g. ``contract.passes``,
+# gives None: they are keywords only).
+RENAMED = {
+    "passes": "repeats",
+    "mixes_passes": "mixes_repeats",
+    "passes_per_worker": "repeats_per_worker",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,9 +276,9 @@ SEED_VARIANTS: tuple[Variant, ...] = (
         "distributed_parallel_epochs",
         "parallel_epochs",
         "every tf.data service worker runs the whole epoch (each example once per worker)",
-        passes_per_worker=True,
+        repeats_per_worker=True,
         clean_epoch_boundaries=False,
-        mixes_passes=True,
+        mixes_repeats=True,
     ),
     # Order pairs: what the order of two steps does to the data. The property
     # tests check them; they are not benchmarked by default.
@@ -275,26 +297,26 @@ SEED_VARIANTS: tuple[Variant, ...] = (
     _order_pair(
         "batch_repeat",
         (Read(), DECODE_STANDARDIZE, Batch(), Repeat(2)),
-        Contract(passes=2),
-        "batch then repeat: clean boundaries between passes",
+        Contract(repeats=2),
+        "batch then repeat: clean boundaries between repeats",
     ),
     _order_pair(
         "repeat_batch",
         (Read(), DECODE_STANDARDIZE, Repeat(2), Batch()),
-        Contract(passes=2, clean_epoch_boundaries=False),
-        "repeat then batch: a batch may straddle two passes",
+        Contract(repeats=2, clean_epoch_boundaries=False),
+        "repeat then batch: a batch may straddle two repeats",
     ),
     _order_pair(
         "shuffle_repeat",
         (Read(), DECODE_STANDARDIZE, Shuffle(), Repeat(2), Batch()),
-        Contract(shuffle="elements", passes=2, clean_epoch_boundaries=False),
+        Contract(shuffle="elements", repeats=2, clean_epoch_boundaries=False),
         "shuffle then repeat: each pass is a full permutation before the next starts",
     ),
     _order_pair(
         "repeat_shuffle",
         (Read(), DECODE_STANDARDIZE, Repeat(2), Shuffle(), Batch()),
-        Contract(shuffle="elements", passes=2, clean_epoch_boundaries=False, mixes_passes=True),
-        "repeat then shuffle: passes mix",
+        Contract(shuffle="elements", repeats=2, clean_epoch_boundaries=False, mixes_repeats=True),
+        "repeat then shuffle: repeats mix",
     ),
 )
 

@@ -26,6 +26,9 @@ from pipelines.errors import UsageError
 from pipelines.plugins import load_plugin
 from pipelines.versions import load_base
 
+# A minute or more in all: the test job starts this module first (conftest.py).
+pytestmark = pytest.mark.slow
+
 PLUGIN = """
 import tensorflow as tf
 

@@ -126,10 +126,11 @@ def test_power_trials_wait_makes_training_slower_by_the_shift_asked():
 def test_power_trials_project_is_python_that_registers_a_pipeline_per_shift(tmp_path):
     from benchmarks.tools import power_trials
 
-    path = power_trials.write_project(tmp_path, {"mine_0": 0, "mine_5": 5263})
+    path = power_trials.write_project(tmp_path, {"mine_0": 0, "mine_5": 5263}, {"mine_5": 0.1})
     text = path.read_text()
     compile(text, str(path), "exec")
     assert "WAIT_US = {'mine_0': 0, 'mine_5': 5263}" in text
+    assert "RELABEL = {'mine_5': 0.1}" in text
 
 
 def test_a_yardstick_run_saves_each_variants_fraction_of_the_ceiling_round_by_round(tmp_path):

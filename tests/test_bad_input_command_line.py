@@ -26,6 +26,9 @@ from bench_runner import ROOT, fingerprint, suite_command
 from pipelines import sources
 from pipelines.synthetic import CLASS_NAMES, make_examples
 
+# A minute or more in all: the test job starts this module first (conftest.py).
+pytestmark = pytest.mark.slow
+
 # A tiny run: naive only, one epoch, no latency; it saves and reports if it gets that far.
 BENCH = ("-k", "test_training", "--perf-variants", "naive", "--perf-epochs", "1")
 SAVED_RUN = {"machine_info": {}, "commit_info": {}, "benchmarks": [], "datetime": "earlier"}

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from bench_runner import run_benchmarks
 
+# A minute or more in all: the test job starts this module first (conftest.py).
+pytestmark = pytest.mark.slow
+
 
 def gate_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
     return [line for line in done.stdout.splitlines() if line.startswith("GATE FAILED")]

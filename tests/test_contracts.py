@@ -15,6 +15,9 @@ import pipelines
 from pipelines.checks.contract import check_variant
 from strategies import counts_and_batch_sizes, seeds
 
+# A minute or more in all: the test job starts this module first (conftest.py).
+pytestmark = pytest.mark.slow
+
 # Each example builds a pipeline and runs it four to seven times: fewer examples
 # than the cheap properties get, still a fresh set of sizes per variant.
 EXAMPLES = max(4, settings.default.max_examples // 3)

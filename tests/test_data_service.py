@@ -23,6 +23,9 @@ from pipelines.checks.tagged import tagged_source
 from pipelines.service import LocalService, _listening, port_is_free
 from pipelines.synthetic import CLASS_NAMES, make_examples
 
+# A minute or more in all: the test job starts this module first (conftest.py).
+pytestmark = pytest.mark.slow
+
 
 def test_a_local_service_serves_then_releases_its_ports_and_notices_a_dead_worker():
     with LocalService(workers=2) as service:

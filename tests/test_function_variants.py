@@ -23,6 +23,9 @@ from pipelines.plugins import load_plugin
 from pipelines.steps import fit_to
 from pipelines.timeline import TimelineRecorder
 
+# A minute or more in all: the test job starts this module first (conftest.py).
+pytestmark = pytest.mark.slow
+
 LAB = ROOT / "examples" / "lab"
 
 

@@ -162,7 +162,7 @@ BROKEN = {
         "drop_remainder",
     ),
     "repeat then batch, contract says clean boundaries": (
-        Variant("straddles", (Read(), DECODE_STANDARDIZE, Repeat(2), Batch()), Contract(passes=2)),
+        Variant("straddles", (Read(), DECODE_STANDARDIZE, Repeat(2), Batch()), Contract(repeats=2)),
         "epoch_boundaries",
     ),
     "interleaved shards, contract says source order": (

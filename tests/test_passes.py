@@ -218,3 +218,14 @@ def test_the_summary_table_shows_each_figure_with_its_interval():
     (cache,) = [line for line in summary_table(infos, STEADY_COLUMNS) if line.startswith("cache")]
     steady = pass_figures(passes)[Trial("training", "cache")].steady_speedup_over_naive
     assert f"{steady.value:.2f}x [{steady.low:.2f}, {steady.high:.2f}]" in cache
+
+
+def test_the_time_left_counts_every_pass_asked_for_past_the_time_limit():
+    from benchmarks.measuring.passes import _remaining
+
+    passes = Passes((Trial("training", "naive"),), seed=1)
+    passes.orders = [[]] * 3  # three passes made, in 120 s: 40 s a pass
+    exact = PassPlan(3, 10, 140.0).exactly(30)
+    assert _remaining(passes, exact, before_pass_s=120.0, into_pass_s=10.0) == 27 * 40.0 - 10.0
+    # Not asked for: the time limit bounds it (room for one more pass).
+    assert _remaining(passes, PassPlan(3, 30, 140.0), 120.0, 10.0) == 20.0 + 40.0 - 10.0

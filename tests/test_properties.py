@@ -11,6 +11,7 @@ import itertools
 import math
 
 import numpy as np
+import pytest
 import tensorflow as tf
 from hypothesis import given
 from hypothesis import strategies as st
@@ -32,6 +33,9 @@ from pipelines.steps import (
 )
 from pipelines.variants import DECODE
 from strategies import counts_and_batch_sizes, seeds
+
+# A minute or more in all: the test job starts this module first (conftest.py).
+pytestmark = pytest.mark.slow
 
 sizes = st.integers(1, 60)
 batches = st.integers(1, 12)
@@ -124,7 +128,7 @@ def test_shuffle_then_repeat_yields_a_full_permutation_per_pass(n, k, seed):
 # From 30 examples: a full shuffle of two passes puts one whole pass first with
 # chance 2^n / C(2n, n), 9e-9 at n = 30 (2% at n = 8, which hypothesis found).
 @given(n=st.integers(30, 60), seed=seeds)
-def test_repeat_then_shuffle_mixes_passes(n, seed):
+def test_repeat_then_shuffle_mixes_repeats(n, seed):
     flat = ids_of(pipe(n, Repeat(2), Shuffle(), buffer=2 * n, seed=seed))
     assert sorted(flat) == sorted(list(range(n)) * 2)
     # The first n outputs are not one whole pass: some example came out twice.

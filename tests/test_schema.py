@@ -80,3 +80,16 @@ def test_every_kind_a_record_writes_is_a_schema_kind():
         if name == "kind" and isinstance(field.default, str)
     }
     assert written and written <= set(Kind)
+
+
+def test_a_profiler_capture_saved_before_schema_3_loads_with_todays_kind_and_keys(tmp_path):
+    capture = bench("test_profile[mine]", "profile", "mine", profile="reports/profiles/mine")
+    path = saved(tmp_path, [capture], **{VERSION_KEY: 2, "machine_info": {"perf_profile": "full"}})
+    (figures,) = schema.load(path).figures
+    assert figures.kind is Kind.CAPTURE
+    assert figures.values["capture_folder"] == "reports/profiles/mine"
+    assert figures.values["profile"] == "full"
+    # From schema 3 on, "profile" is no kind.
+    path = saved(tmp_path, [capture], **{VERSION_KEY: SCHEMA_VERSION})
+    with pytest.raises(DataError, match="has kind 'profile'"):
+        schema.load(path)

@@ -14,6 +14,9 @@ from bench_runner import ROOT, fingerprint, suite_command
 from benchmarks.saving import storage
 from benchmarks.saving.bench_adapter import check_version
 
+# A minute or more in all: the test job starts this module first (conftest.py).
+pytestmark = pytest.mark.slow
+
 # Stops a writer after its data is written and before it is renamed into place.
 KILL_POINT = """
 import os, sys, time

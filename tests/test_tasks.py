@@ -97,3 +97,20 @@ def test_bench_job_saves_the_run_and_writes_the_report(monkeypatch):
     assert command[2:4] == ["pytest", "benchmarks"]
     assert "--benchmark-autosave" in command
     assert command[command.index("--perf-report") + 1] == str(tasks.REPORT)
+
+
+def test_the_test_job_starts_the_slow_modules_first_each_kept_whole():
+    import types
+
+    import conftest
+
+    def item(module: str, slow: bool) -> types.SimpleNamespace:
+        marker = object() if slow else None
+        return types.SimpleNamespace(module=module, get_closest_marker=lambda name: marker)
+
+    items = [item("a", False), item("b", True), item("b", True), item("c", False)]
+    items.append(item("d", True))
+    conftest.pytest_collection_modifyitems(None, items)
+    assert [i.module for i in items] == ["b", "b", "d", "a", "c"]
+    # xdist hands files out in that order, not by how many tests each holds.
+    assert "--no-loadscope-reorder" in tasks.PARALLEL_TESTS

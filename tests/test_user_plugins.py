@@ -10,6 +10,9 @@ import textwrap
 import pytest
 from bench_runner import ROOT
 
+# A minute or more in all: the test job starts this module first (conftest.py).
+pytestmark = pytest.mark.slow
+
 # A user's file, in their own folder: one variant of their own.
 USER_VARIANTS = textwrap.dedent(
     """

@@ -13,6 +13,9 @@ from pipelines import DataError, UsageError, Variant, sources
 from pipelines.steps import TRANSFORMS, Batch, Map, Read, Shuffle, Unbatch, register_transform
 from pipelines.variants import SEED_VARIANTS
 
+# A minute or more in all: the test job starts this module first (conftest.py).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def source_kinds(tiny_dataset) -> dict[str, sources.Source]:
@@ -236,3 +239,15 @@ def test_check_fits_says_which_variants_a_source_can_run_without_a_dispatcher(so
             pipelines.check_fits("distributed", source)
     else:
         pipelines.check_fits("distributed", source)  # no dispatcher asked, none needed
+
+
+def test_a_contract_takes_its_earlier_keywords_for_repeats():
+    import dataclasses
+
+    from pipelines import Contract
+
+    earlier = Contract(passes=2, mixes_passes=True, passes_per_worker=True)
+    assert earlier == Contract(repeats=2, mixes_repeats=True, repeats_per_worker=True)
+    assert earlier.total_repeats(workers=3) == 6
+    # A copy keeps the repeats (the earlier keywords are not fields to carry over).
+    assert dataclasses.replace(earlier, shuffle="elements").repeats == 2

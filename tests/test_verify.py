@@ -30,6 +30,9 @@ from pipelines.steps import Batch, Map, Prefetch, Read, Shuffle
 from pipelines.timeline import TRAINER_STAGES
 from pipelines.tracing import Stage
 
+# A minute or more in all: the test job starts this module first (conftest.py).
+pytestmark = pytest.mark.slow
+
 AUGMENTED = pipelines.get("augmented")
 
 
@@ -261,7 +264,7 @@ def test_a_candidate_label_is_its_fix_or_together():
     [
         ((), set()),
         (("--perf-verify-suggestions",), {"test_suggestions[cache]"}),
-        (("--perf-profiler",), {"test_profile[cache]"}),
+        (("--perf-profiler",), {"test_profiler_capture[cache]"}),
     ],
 )
 def test_verification_and_profiling_run_only_when_asked(flags, expected):
@@ -270,4 +273,5 @@ def test_verification_and_profiling_run_only_when_asked(flags, expected):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     collected = {line.split("::")[-1] for line in done.stdout.splitlines() if "::" in line}
     assert "test_timeline[cache]" in collected
-    assert {c for c in collected if c.startswith(("test_suggestions", "test_profile"))} == expected
+    asked = ("test_suggestions", "test_profiler_capture")
+    assert {c for c in collected if c.startswith(asked)} == expected

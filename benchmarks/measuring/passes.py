@@ -208,4 +208,6 @@ def _remaining(
     per_pass = before_pass_s / passes.count
     left = plan.max_passes - passes.count
     at_most = min(left * per_pass, max(plan.time_limit_s - before_pass_s, 0.0) + per_pass)
+    # The time limit stops no pass before ``min_passes`` (all of them with --perf-passes).
+    at_most = max(at_most, (plan.min_passes - passes.count) * per_pass)
     return max(at_most - into_pass_s, 0.0)

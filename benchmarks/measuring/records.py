@@ -486,17 +486,17 @@ class SuggestionsRecord:
 
 
 @dataclasses.dataclass
-class ProfileRecord:
+class CaptureRecord:
     """An epoch captured by the TensorFlow profiler (--perf-profiler): where it lies."""
 
     variant: str
     setting: dict[str, Any]
     folder: str
-    kind: str = Kind.PROFILE
+    kind: str = Kind.CAPTURE
 
     def to_extra_info(self) -> dict[str, Any]:
         """The capture's folder."""
-        return _as_extra_info(self, {"profile": self.folder})
+        return _as_extra_info(self, {"capture_folder": self.folder})
 
 
 Record = (
@@ -505,7 +505,7 @@ Record = (
     | TimelineRecord
     | OverheadRecord
     | SuggestionsRecord
-    | ProfileRecord
+    | CaptureRecord
 )
 
 
@@ -581,9 +581,9 @@ class RunRecords:
         self.records[name] = record
         return record
 
-    def profile(self, name: str, variant: str, folder: str) -> ProfileRecord:
+    def capture(self, name: str, variant: str, folder: str) -> CaptureRecord:
         """Record where ``variant``'s TensorFlow profiler capture lies."""
-        self.records[name] = record = ProfileRecord(variant, self.describe(), folder)
+        self.records[name] = record = CaptureRecord(variant, self.describe(), folder)
         return record
 
     def timeline_of(self, variant: str) -> TimelineRecord | None:

@@ -88,7 +88,7 @@ class PerfOptions:
     # (height, width) the model sees; None: the source's (`--perf-image-size`).
     image_size: tuple[int, int] | None = None
     # Where the TensorFlow profiler's captures go (`--perf-profiler`); None: none made.
-    profile_dir: Path | None = None
+    capture_dir: Path | None = None
     # --perf-against: (current variant, its base version) pairs, run side by side.
     pairs: tuple[tuple[str, str], ...] = ()
     # And then epoch by epoch (`benchmarks.measuring.alternation`): how many rounds.
@@ -231,7 +231,7 @@ class PerfSession:
 
         A short epoch means a worker was lost: its results are not a measurement.
         """
-        expected = pipelines.get(variant).contract.total_passes(workers) * (
+        expected = pipelines.get(variant).contract.total_repeats(workers) * (
             self.train_source.num_examples
         )
         for number, epoch in enumerate(stats, start=1):
@@ -289,7 +289,7 @@ class PerfSession:
             )
         return stats, recorder.timeline()
 
-    def profile_epoch(self, variant: str, logdir: Path) -> Path:
+    def capture_epoch(self, variant: str, logdir: Path) -> Path:
         """One epoch of training through ``variant`` under the TensorFlow profiler.
 
         The capture (``logdir/plugins/profile/<time>/<host>.xplane.pb``) opens in

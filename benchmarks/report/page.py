@@ -181,11 +181,11 @@ def render(
     history: Sequence[RunView],
     thresholds: Thresholds | None = None,
     traces: Mapping[str, str] | None = None,
-    profiles: Mapping[str, str] | None = None,
+    captures: Mapping[str, str] | None = None,
 ) -> str:
     """The report page for ``current``, with the trends over ``history`` (which includes it).
 
-    ``traces``, ``profiles``: per variant, the relative link to its trace file and
+    ``traces``, ``captures``: per variant, the relative link to its trace file and
     to its TensorFlow profiler capture, where they lie beside the report."""
     variants = list(current.training)
     rows = []
@@ -207,7 +207,7 @@ def render(
             {v: info["test_accuracy_per_epoch"] for v, info in zip(variants, training, strict=True)}
         )
     timelines = [
-        _timeline_view(variant, info, (traces or {}).get(variant), (profiles or {}).get(variant))
+        _timeline_view(variant, info, (traces or {}).get(variant), (captures or {}).get(variant))
         for variant, info in current.timelines.items()
     ]
     environment = jinja2.Environment(
@@ -250,7 +250,7 @@ def _phase_view(current: RunView) -> dict[str, Any]:
 
 
 def _timeline_view(
-    variant: str, info: Mapping[str, Any], trace: str | None, profile: str | None
+    variant: str, info: Mapping[str, Any], trace: str | None, capture: str | None
 ) -> dict[str, Any]:
     """What the report shows of one traced run: its Gantt chart, step chart and analysis."""
     timeline = info["timeline"]
@@ -262,7 +262,7 @@ def _timeline_view(
         "bottleneck": info.get("bottleneck"),
         "epoch_times_s": info.get("epoch_times_s", []),
         "trace": trace,
-        "profile": profile,
+        "capture": capture,
         "steps": figures.step_times(steps, title) if steps else None,
         "input_share": _input_share(steps),
     }
@@ -304,7 +304,7 @@ def _input_share(steps: Sequence[Sequence[float]]) -> float | None:
 
 TRACES = "traces"
 # The TensorFlow profiler's captures (--perf-profiler), one folder per variant.
-PROFILES = "profiles"
+CAPTURES = "profiles"
 
 
 def file_stem(variant: str) -> str:
@@ -370,12 +370,12 @@ def write_report(
         for variant in view.timelines
         if (beside / TRACES / trace_name(variant)).exists()
     }
-    profiles = {
-        variant: f"{PROFILES}/{file_stem(variant)}/"
+    captures = {
+        variant: f"{CAPTURES}/{file_stem(variant)}/"
         for variant in view.timelines
-        if (beside / PROFILES / file_stem(variant)).is_dir()
+        if (beside / CAPTURES / file_stem(variant)).is_dir()
     }
-    write_atomic(target, render(view, history, thresholds, traces, profiles))
+    write_atomic(target, render(view, history, thresholds, traces, captures))
     return target.resolve()
 
 

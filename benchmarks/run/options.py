@@ -281,7 +281,7 @@ def perf_options(config: pytest.Config) -> PerfOptions:
         batch_size_asked=batch_size,
         seed=config.getoption("perf_seed", 0),
         image_size=image_size,
-        profile_dir=profile_dir(config) if config.getoption("perf_profiler") else None,
+        capture_dir=capture_dir(config) if config.getoption("perf_profiler") else None,
         pairs=tuple(config.stash.get(PAIRS_KEY, {}).items()),
         alternation=alternation_plan(config),
         yardstick=config.getoption("perf_yardstick", False),
@@ -318,8 +318,8 @@ def alternation_plan(config: pytest.Config) -> AlternationPlan:
     return AlternationPlan()
 
 
-def profile_dir(config: pytest.Config) -> Path:
+def capture_dir(config: pytest.Config) -> Path:
     """Where the TensorFlow profiler's captures go: ``profiles/`` beside the report (or
     under ``reports/`` when no report is asked for), one folder per variant."""
     report_path = config.getoption("perf_report")
-    return (Path(report_path).parent if report_path else Path("reports")) / report.PROFILES
+    return (Path(report_path).parent if report_path else Path("reports")) / report.CAPTURES

@@ -24,8 +24,12 @@ from typing import Any
 from benchmarks.saving.storage import read_run
 from pipelines.errors import DataError
 
-# 1: runs saved before the version was written (up to 2026-12-03); 2: with it.
-SCHEMA_VERSION = 2
+# 1: runs saved before the version was written (up to 2026-12-03); 2: with it; 3: the
+# profiler's capture has kind "profiler_capture" and its folder under "capture_folder"
+# (before, kind "profile" and key "profile", which hid the run's profile name).
+SCHEMA_VERSION = 3
+# Kinds renamed since: the earlier name -> the kind now.
+EARLIER_KINDS = {"profile": "profiler_capture"}
 VERSION_KEY = "perf_schema_version"
 
 
@@ -38,7 +42,7 @@ class Kind(enum.StrEnum):
     TIMELINE = "timeline"  # a traced training run: stages, analysis
     TRACING_OVERHEAD = "tracing_overhead"  # traced over untraced, same passes
     SUGGESTIONS = "suggestions"  # --perf-verify-suggestions
-    PROFILE = "profile"  # --perf-profiler's capture
+    CAPTURE = "profiler_capture"  # --perf-profiler's capture of one epoch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +101,8 @@ def from_dict(data: Mapping[str, Any], path: Path | None = None) -> SavedRun:
         info = bench.get("extra_info") or {}
         if "kind" not in info or "variant" not in info:
             continue  # not one of the suite's benchmarks (or saved untimed)
+        if version < 3 and info["kind"] in EARLIER_KINDS:
+            info = _capture_as_now(info, data)
         try:
             kind = Kind(info["kind"])
         except ValueError:
@@ -117,6 +123,18 @@ def from_dict(data: Mapping[str, Any], path: Path | None = None) -> SavedRun:
         passes=data.get("perf_passes"),
         gates=data.get("perf_gates"),
     )
+
+
+def _capture_as_now(info: Mapping[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:
+    """A profiler capture saved before schema 3, in today's keys: its folder had taken the
+    key of the run's profile name, which the machine info still holds."""
+    machine = data.get("machine_info") or {}
+    return {
+        **info,
+        "kind": EARLIER_KINDS[info["kind"]],
+        "capture_folder": info.get("profile"),
+        "profile": machine.get("perf_profile", "?"),
+    }
 
 
 def load(path: Path) -> SavedRun:

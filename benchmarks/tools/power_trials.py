@@ -1,21 +1,29 @@
-"""How small a slowdown `--perf-against` catches: known slowdowns in a user's pipeline function.
+"""How small a loss `--perf-against` catches: known losses in a user's pipeline function.
 
     python -m benchmarks.tools.power_trials --runs 10 --shifts 0,0,0.05,0.10 --out power-trials
+    python -m benchmarks.tools.power_trials --loss accuracy --shifts 0,0,0.1,0.2 --out acc-trials
 
 It writes a small user project twice, ``base/`` and ``head/``: a plain tf.data
 function (shuffle, a parallel augmentation, batch, prefetch) registered with
-`pipelines.pipeline` once per shift, as ``mine_<percent>``. In ``head/`` each
-copy then waits a fixed time per batch, after its prefetch, so that training
-through it is that fraction slower; ``base/`` has no wait. The wait is set from
-a calibration run made first (the seconds a steady batch takes here, saved in
-``calibration.json``). Each trial is then one run as a user makes it,
+`pipelines.pipeline` once per shift, as ``mine_<percent>``. ``base/`` is that
+function unchanged; in ``head/`` each copy carries its loss:
+
+- ``--loss speed`` (default): it waits a fixed time per batch, after its prefetch,
+  so that training through it is that fraction slower. The wait is set from a
+  calibration run made first (the seconds a steady batch takes here, saved in
+  ``calibration.json``). Judged on the steady state, from the alternated epochs.
+- ``--loss accuracy``: it gives that fraction of the training examples a wrong
+  label (the next class), drawn anew each epoch. Judged on the test accuracy,
+  pass by pass (each pass its own seed).
+
+Each trial is one run as a user makes it,
 ``pytest benchmarks --perf-plugin head/user_pipelines.py --perf-against base``,
 every shift's pair in it, and each pair is judged as that run judges it
-(`benchmarks.judging.gates.compare_pairs`: the steady state from the alternated
-epochs). A shift of 0 is unchanged code: a flagged one is a false alarm.
+(`benchmarks.judging.gates.compare_pairs`). A shift of 0 is unchanged code: a
+flagged one is a false alarm.
 
-The table gives, per shift, the pairs flagged with a 95% Wilson interval, and
-the smallest shift flagged in at least 9 of 10.
+The table gives, per shift, the change all the trials measured together (with
+its interval) and the pairs flagged with a 95% Wilson interval.
 """
 
 from __future__ import annotations
@@ -45,21 +53,36 @@ from tensorflow.python.data.experimental.ops.testing import sleep
 import pipelines
 from pipelines import BuildParams, Contract
 
-# Shift name -> the wait per batch, in microseconds (0 at the base).
+# Shift name -> the wait per batch, in microseconds, and the fraction of wrong labels
+# (0 at the base).
 WAIT_US = {waits!r}
+RELABEL = {relabels!r}
 
 
-def augment(image, label):
-    image = tf.image.random_flip_left_right(image)
-    image = tf.image.random_brightness(image, 0.1)
-    return tf.clip_by_value(image, 0.0, 1.0), label
+def augmentation(params):
+    def augment(image, label):
+        image = tf.image.random_flip_left_right(image, seed=params.seed)
+        image = tf.image.random_brightness(image, 0.1, seed=params.seed)
+        return tf.clip_by_value(image, 0.0, 1.0), label
+
+    return augment
 
 
-def make(name, wait_us):
+def mislabel(fraction, params):
+    def apply(image, label):
+        wrong = tf.random.uniform([], seed=params.seed) < fraction
+        return image, tf.where(wrong, (label + 1) % params.num_classes, label)
+
+    return apply
+
+
+def make(name, wait_us, relabel):
     @pipelines.pipeline(Contract(shuffle="elements", drop_remainder=True), name=name)
     def pipeline(ds, params: BuildParams):
         ds = ds.shuffle(params.shuffle_buffer, seed=params.seed)
-        ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE)
+        ds = ds.map(augmentation(params), num_parallel_calls=tf.data.AUTOTUNE)
+        if relabel:
+            ds = ds.map(mislabel(relabel, params), num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.batch(params.batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
         return ds.apply(sleep(wait_us)) if wait_us else ds
 
@@ -67,12 +90,16 @@ def make(name, wait_us):
 
 
 for shift_name, wait_us in WAIT_US.items():
-    make(shift_name, wait_us)
+    make(shift_name, wait_us, RELABEL.get(shift_name, 0))
 '''
 PLUGIN = "user_pipelines.py"
 # Steady state is decided from the alternated epochs, which follow the passes: one
 # pass is enough (the full-epoch and accuracy checks then cannot decide: not judged here).
 ONE_PASS = ("--perf-passes", "1")
+# Accuracy is decided pass by pass: the run's own passes, and the fewest alternated rounds.
+ACCURACY_RUN = ("--perf-epoch-pairs", "2")
+# Per loss: the metric judged, and whether its change is a ratio (logged) or a difference.
+JUDGED = {"speed": (ALTERNATED, True), "accuracy": ("test_accuracy", False)}
 
 
 def shift_names(shifts: list[float]) -> list[str]:
@@ -86,11 +113,14 @@ def shift_names(shifts: list[float]) -> list[str]:
     return names
 
 
-def write_project(folder: Path, waits: dict[str, int]) -> Path:
+def write_project(
+    folder: Path, waits: dict[str, int], relabels: dict[str, float] | None = None
+) -> Path:
     """The user's plugin file in ``folder``, registering one pipeline per shift."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / PLUGIN
-    path.write_text(PROJECT.replace("{waits!r}", repr(waits)))
+    text = PROJECT.replace("{waits!r}", repr(waits)).replace("{relabels!r}", repr(relabels or {}))
+    path.write_text(text)
     return path
 
 
@@ -98,7 +128,8 @@ def bench(out: Path, names: list[str], log: Path, *extra: str) -> dict:
     """One `--perf-against` run of ``names`` (head/ against base/): its saved figures."""
     output = log.with_suffix(".json")
     command = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-q"]
-    command += ["-p", "no:cacheprovider", "-k", "test_training"]
+    # No per-test time limit: a trial of many pairs and passes outlasts the test suite's.
+    command += ["-p", "no:cacheprovider", "-o", "timeout=0", "-k", "test_training"]
     command += ["--perf-plugin", str(out / "head" / PLUGIN), "--perf-against", str(out / "base")]
     command += ["--perf-variants", ",".join(names), f"--benchmark-json={output}", *extra]
     with log.open("w") as written:
@@ -130,27 +161,28 @@ def waits_for(shifts: list[float], batch_s: float) -> dict[str, int]:
     return dict(zip(shift_names(shifts), waits, strict=True))
 
 
-def judge(thresholds: gates.Thresholds, metrics: dict, names: list[str]) -> dict[str, Trial]:
-    """Per shift, what its run said of the head against its base."""
+def judge(
+    thresholds: gates.Thresholds, metrics: dict, names: list[str], loss: str = "speed"
+) -> dict[str, PairTrial]:
+    """Per shift, what its run said of the head against its base on ``loss``'s metric."""
+    metric, ratio = JUDGED[loss]
     pairs = {name: metrics[name]["alternation"]["base"] for name in names if name in metrics}
     failures, _ = gates.compare_pairs(thresholds, metrics, pairs)
-    flagged = {failure.variant for failure in failures}
+    flagged = {failure.variant for failure in failures if failure.metric == metric}
     found = {}
     for name, base in pairs.items():
-        head_rates, base_rates = (
-            metrics[name]["samples"][ALTERNATED],
-            metrics[base]["samples"][ALTERNATED],
-        )
-        logs = [math.log(h / b) for h, b in zip(head_rates, base_rates, strict=True)]
-        found[name] = Trial(name in flagged, statistics.fmean(logs))
+        head, then = metrics[name]["samples"][metric], metrics[base]["samples"][metric]
+        moved = [math.log(h / b) if ratio else h - b for h, b in zip(head, then, strict=True)]
+        found[name] = PairTrial(name in flagged, statistics.fmean(moved))
     return found
 
 
-class Trial(NamedTuple):
-    """One pair in one trial run: flagged or not, and the mean log ratio head/base it measured."""
+class PairTrial(NamedTuple):
+    """One pair in one trial run: flagged or not, and the change head/base it measured (the
+    mean log ratio, or the mean difference for accuracy)."""
 
     flagged: bool
-    log_change: float
+    change: float
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -158,19 +190,48 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=3, help="trials (default 3)")
     parser.add_argument(
+        "--loss",
+        choices=sorted(JUDGED),
+        default="speed",
+        help="speed: a wait per batch (shifts: the slowdown); accuracy: wrong labels"
+        " (shifts: the fraction of training examples mislabelled). Default: speed",
+    )
+    parser.add_argument(
         "--shifts",
         type=lambda text: [float(s) for s in text.split(",") if s.strip()],
         default=[0.0, 0.0, 0.05, 0.10],
-        help="slowdowns to inject, fractions; one asked twice is measured twice in a run"
+        help="losses to inject, fractions; one asked twice is measured twice in a run"
         " (default 0,0,0.05,0.10: two unchanged pairs)",
     )
     parser.add_argument("--out", type=Path, default=Path("power-trials"), help="work folder")
     parser.add_argument("--thresholds", type=Path, default=gates.DEFAULT_THRESHOLDS)
     parser.add_argument("--batch-size", type=int, default=64, help="the profile's (smoke: 64)")
     parser.add_argument(
+        "--passes",
+        type=int,
+        default=None,
+        help="with --loss accuracy: passes each trial makes (default: as the run decides)",
+    )
+    parser.add_argument(
         "--judge-only", action="store_true", help="run nothing: judge the trials in --out again"
     )
     return parser.parse_args(argv)
+
+
+def prepare(args: argparse.Namespace, names: list[str]) -> tuple[str, ...]:
+    """Write base/ and head/ for ``args.loss``; the extra arguments each trial run takes."""
+    if args.loss == "accuracy":
+        relabels = dict(zip(names, args.shifts, strict=True))
+        write_project(args.out / "base", dict.fromkeys(names, 0))
+        write_project(args.out / "head", dict.fromkeys(names, 0), relabels)
+        print(f"wrong labels (fraction of training examples): {relabels}")
+        return (*ACCURACY_RUN, *(("--perf-passes", str(args.passes)) if args.passes else ()))
+    batch_s = calibrate(args.out, args.batch_size)
+    waits = waits_for(args.shifts, batch_s)
+    write_project(args.out / "base", dict.fromkeys(waits, 0))
+    write_project(args.out / "head", waits)
+    print(f"calibration: a steady batch takes {batch_s * 1e3:.1f} ms; waits (us): {waits}")
+    return ONE_PASS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -182,53 +243,57 @@ def main(argv: list[str] | None = None) -> int:
     args.out = args.out.resolve()
     names = shift_names(args.shifts)
     thresholds = gates.load_thresholds(args.thresholds)
-    found: dict[str, list[Trial]] = {name: [] for name in names}
+    found: dict[str, list[PairTrial]] = {name: [] for name in names}
     if args.judge_only:
         for output in sorted(args.out.glob("trial_*.json")):
-            for name, trial in judge(thresholds, gates.load_saved_metrics(output), names).items():
+            metrics = gates.load_saved_metrics(output)
+            for name, trial in judge(thresholds, metrics, names, args.loss).items():
                 found[name].append(trial)
         return summarize(found, args)
-    batch_s = calibrate(args.out, args.batch_size)
-    waits = waits_for(args.shifts, batch_s)
-    write_project(args.out / "base", dict.fromkeys(waits, 0))
-    write_project(args.out / "head", waits)
-    print(f"calibration: a steady batch takes {batch_s * 1e3:.1f} ms; waits (us): {waits}")
+    extra = prepare(args, names)
     for number in range(1, args.runs + 1):
         started = time.monotonic()
-        metrics = bench(args.out, names, args.out / f"trial_{number:02d}.log", *ONE_PASS)
-        verdicts = judge(thresholds, metrics, names)
+        metrics = bench(args.out, names, args.out / f"trial_{number:02d}.log", *extra)
+        verdicts = judge(thresholds, metrics, names, args.loss)
         for name, trial in verdicts.items():
             found[name].append(trial)
         shown = ", ".join(
-            f"{n} {math.expm1(t.log_change):+.1%} {'FLAGGED' if t.flagged else 'pass'}"
+            f"{n} {shown_change(t.change, args.loss)} {'FLAGGED' if t.flagged else 'pass'}"
             for n, t in verdicts.items()
         )
         print(f"trial {number} ({time.monotonic() - started:.0f} s): {shown}", flush=True)
     return summarize(found, args)
 
 
-def measured(trials: list[Trial]) -> str:
+def shown_change(change: float, loss: str) -> str:
+    """A measured change as printed: a percentage for a log ratio, points of accuracy else."""
+    return f"{math.expm1(change):+.1%}" if JUDGED[loss][1] else f"{change:+.3f}"
+
+
+def measured(trials: list[PairTrial], loss: str = "speed") -> str:
     """The change the trials measured together: mean over trials, 95% t interval."""
-    logs = [t.log_change for t in trials]
-    if len(logs) < 2:
+    changes = [t.change for t in trials]
+    if len(changes) < 2:
         return "?"
-    mean = statistics.fmean(logs)
-    margin = stats.t.ppf(0.975, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
-    low, high = math.expm1(mean - margin), math.expm1(mean + margin)
-    return f"{math.expm1(mean):+.1%} [{low:+.1%}, {high:+.1%}]"
+    mean = statistics.fmean(changes)
+    spread = statistics.stdev(changes) / math.sqrt(len(changes))
+    margin = stats.t.ppf(0.975, len(changes) - 1) * spread
+    low, high = (shown_change(x, loss) for x in (mean - margin, mean + margin))
+    return f"{shown_change(mean, loss)} [{low}, {high}]"
 
 
-def summarize(found: dict[str, list[Trial]], args: argparse.Namespace) -> int:
+def summarize(found: dict[str, list[PairTrial]], args: argparse.Namespace) -> int:
     """Print and save the table; 0 always (a table, not a gate)."""
+    injected = "slowdown" if args.loss == "speed" else "wrong labels"
     print(
-        "\n| slowdown injected | pair | change measured, all trials [95%] | flagged [95% Wilson] |"
-        "\n| --- | --- | --- | --- |"
+        f"\n| {injected} injected | pair | change measured, all trials [95%]"
+        " | flagged [95% Wilson] |\n| --- | --- | --- | --- |"
     )
     rows = {}
     for shift, (name, trials) in zip(args.shifts, found.items(), strict=True):
         tally = Tally(sum(t.flagged for t in trials), len(trials))
         rows[name] = {"shift": shift, "runs": tally.runs, "flagged": tally.flagged}
-        print(f"| {shift:.1%} | {name} | {measured(trials)} | {tally.rate()} |")
+        print(f"| {shift:.1%} | {name} | {measured(trials, args.loss)} | {tally.rate()} |")
     unchanged = [t for s, ts in zip(args.shifts, found.values(), strict=True) if s == 0 for t in ts]
     alarms = Tally(sum(t.flagged for t in unchanged), len(unchanged))
     print(f"false alarms on unchanged code: {alarms.rate()}")

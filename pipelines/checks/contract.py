@@ -133,9 +133,9 @@ class ContractRun:
         return self.variant.contract
 
     @property
-    def passes(self) -> int:
+    def repeats(self) -> int:
         """Passes over the data in one epoch."""
-        return self.contract.total_passes(self.workers)
+        return self.contract.total_repeats(self.workers)
 
     def build(self, seed: int) -> tf.data.Dataset:
         """The variant over the same source, with the check's options and ``seed``."""
@@ -153,20 +153,20 @@ class ContractRun:
         return f"epoch {number} ({sizes})"
 
     def expected_drop(self) -> int:
-        """Examples one epoch leaves out: the remainder, per pass or at the very end."""
+        """Examples one epoch leaves out: the remainder, per repeat or at the very end."""
         if not self.contract.drop_remainder:
             return 0
-        n, b, passes = self.n, self.batch_size, self.passes
-        return passes * (n % b) if self.contract.clean_epoch_boundaries else passes * n % b
+        n, b, repeats = self.n, self.batch_size, self.repeats
+        return repeats * (n % b) if self.contract.clean_epoch_boundaries else repeats * n % b
 
     def log_orders(self) -> float:
-        """log of how many orders one shuffled epoch can come in (each pass shuffled anew)."""
+        """log of how many orders one shuffled epoch can come in (each repeat shuffled anew)."""
         if self.contract.shuffle == "batches":
-            per_pass = self.n // self.batch_size
+            per_repeat = self.n // self.batch_size
             if not self.contract.drop_remainder:
-                per_pass = math.ceil(self.n / self.batch_size)
-            return self.passes * log_permutations(per_pass)
-        return self.passes * log_permutations(self.n)
+                per_repeat = math.ceil(self.n / self.batch_size)
+            return self.repeats * log_permutations(per_repeat)
+        return self.repeats * log_permutations(self.n)
 
 
 Check = Callable[[ContractRun], str | None]
@@ -227,13 +227,13 @@ def every_image_keeps_its_label_and_id(run: ContractRun) -> str | None:
 
 @check("multiset")
 def each_epoch_holds_every_example_as_often_as_promised(run: ContractRun) -> str | None:
-    """Each id ``passes`` times per epoch, less exactly the dropped remainder."""
+    """Each id ``repeats`` times per epoch, less exactly the dropped remainder."""
     for number, epoch in enumerate(run.epochs, start=1):
         flat = epoch.flat_ids
         counts = Counter(flat.tolist())
-        if set(counts) - set(range(run.n)) or any(c > run.passes for c in counts.values()):
+        if set(counts) - set(range(run.n)) or any(c > run.repeats for c in counts.values()):
             return f"{run.where(number)}: ids outside the source or seen too often"
-        dropped, expected = run.passes * run.n - len(flat), run.expected_drop()
+        dropped, expected = run.repeats * run.n - len(flat), run.expected_drop()
         if dropped != expected:
             return f"{run.where(number)}: {dropped} examples missing, expected {expected}"
     return None
@@ -241,10 +241,10 @@ def each_epoch_holds_every_example_as_often_as_promised(run: ContractRun) -> str
 
 @check("epoch_boundaries")
 def each_epoch_has_the_promised_number_of_batches(run: ContractRun) -> str | None:
-    """A clean boundary closes each pass with its own short batch; otherwise passes run on."""
-    contract, n, b, passes = run.contract, run.n, run.batch_size, run.passes
+    """A clean boundary closes each repeat with its own short batch; otherwise repeats run on."""
+    contract, n, b, repeats = run.contract, run.n, run.batch_size, run.repeats
     per = (lambda total: total // b) if contract.drop_remainder else (lambda t: math.ceil(t / b))
-    want = passes * per(n) if contract.clean_epoch_boundaries else per(passes * n)
+    want = repeats * per(n) if contract.clean_epoch_boundaries else per(repeats * n)
     for number, epoch in enumerate(run.epochs, start=1):
         if len(epoch.ids) != want:
             return f"{run.where(number)}: {len(epoch.ids)} batches, expected {want}"
@@ -252,44 +252,44 @@ def each_epoch_has_the_promised_number_of_batches(run: ContractRun) -> str | Non
 
 
 @check("epoch_boundaries")
-def no_batch_holds_two_passes_where_boundaries_are_clean(run: ContractRun) -> str | None:
-    """With clean boundaries, a batch never mixes examples of two passes."""
-    if run.passes == 1 or not run.contract.clean_epoch_boundaries:
+def no_batch_holds_two_repeats_where_boundaries_are_clean(run: ContractRun) -> str | None:
+    """With clean boundaries, a batch never mixes examples of two repeats."""
+    if run.repeats == 1 or not run.contract.clean_epoch_boundaries:
         return None
     n, b = run.n, run.batch_size
-    per_pass = n - (n % b if run.contract.drop_remainder else 0)
+    per_repeat = n - (n % b if run.contract.drop_remainder else 0)
     for number, epoch in enumerate(run.epochs, start=1):
-        # Walk the batches, closing a pass when all of its ids have been seen.
+        # Walk the batches, closing a repeat when all of its ids have been seen.
         seen: set[int] = set()
         for ids in epoch.ids:
-            if len(seen) == per_pass:
+            if len(seen) == per_repeat:
                 seen = set()
-            if seen & set(ids.tolist()) or len(seen | set(ids.tolist())) > per_pass:
-                return f"{run.where(number)}: a batch holds examples of two passes"
+            if seen & set(ids.tolist()) or len(seen | set(ids.tolist())) > per_repeat:
+                return f"{run.where(number)}: a batch holds examples of two repeats"
             seen |= set(ids.tolist())
     return None
 
 
 @check("epoch_boundaries")
-def each_pass_ends_before_the_next_begins(run: ContractRun) -> str | None:
-    """Unless passes mix, pass k is complete before pass k + 1 starts."""
+def each_repeat_ends_before_the_next_begins(run: ContractRun) -> str | None:
+    """Unless repeats mix, repeat k is complete before repeat k + 1 starts."""
     contract = run.contract
-    if run.passes == 1 or contract.mixes_passes or contract.drop_remainder:
+    if run.repeats == 1 or contract.mixes_repeats or contract.drop_remainder:
         return None
     for number, epoch in enumerate(run.epochs, start=1):
-        for k, chunk in enumerate(split_passes(epoch.flat_ids, run.n, run.passes)):
+        for k, chunk in enumerate(split_repeats(epoch.flat_ids, run.n, run.repeats)):
             if sorted(chunk.tolist()) != list(range(run.n)):
-                return f"{run.where(number)}: pass {k + 1} is not complete before the next"
+                return f"{run.where(number)}: repeat {k + 1} is not complete before the next"
     return None
 
 
 @check("order")
 def unshuffled_deterministic_variants_keep_source_order(run: ContractRun) -> str | None:
-    """No shuffle and no unordered parallelism: each pass in source order."""
+    """No shuffle and no unordered parallelism: each repeat in source order."""
     if run.contract.shuffle != "none" or not run.contract.deterministic:
         return None
     for number, epoch in enumerate(run.epochs, start=1):
-        for chunk in split_passes(epoch.flat_ids, run.n, run.passes):
+        for chunk in split_repeats(epoch.flat_ids, run.n, run.repeats):
             if not np.all(np.diff(chunk) > 0):
                 return f"{run.where(number)}: ids out of source order: {chunk.tolist()}"
     return None
@@ -301,7 +301,7 @@ def shuffled_batches_are_the_unshuffled_batches(run: ContractRun) -> str | None:
     if run.contract.shuffle != "batches":
         return None
     n, b = run.n, run.batch_size
-    reference = [tuple(range(s, min(s + b, n))) for s in range(0, n, b)] * run.passes
+    reference = [tuple(range(s, min(s + b, n))) for s in range(0, n, b)] * run.repeats
     if run.contract.drop_remainder:
         reference = [batch for batch in reference if len(batch) == b]
     for number, epoch in enumerate(run.epochs, start=1):
@@ -393,7 +393,7 @@ def the_dropped_remainder_is_the_tail_or_fresh_each_epoch(run: ContractRun) -> s
     examples; with reshuffling, each epoch drops its own random ones."""
     contract, n = run.contract, run.n
     dropped_count = run.expected_drop()
-    if dropped_count == 0 or run.passes != 1:
+    if dropped_count == 0 or run.repeats != 1:
         return None
     dropped = [set(range(n)) - set(epoch.flat_ids.tolist()) for epoch in run.epochs]
     if contract.shuffle == "none" and contract.deterministic:
@@ -494,9 +494,9 @@ def dependent_choices(named: tuple[str, ...], measured: dict[str, np.ndarray]) -
     return problems
 
 
-def split_passes(flat: np.ndarray, n: int, passes: int) -> list[np.ndarray]:
-    """Cut an epoch's id stream into consecutive chunks of one pass each."""
-    return [flat[k * n : (k + 1) * n] for k in range(passes)]
+def split_repeats(flat: np.ndarray, n: int, repeats: int) -> list[np.ndarray]:
+    """Cut an epoch's id stream into consecutive chunks of one repeat each."""
+    return [flat[k * n : (k + 1) * n] for k in range(repeats)]
 
 
 def is_contiguous_run(ids: np.ndarray) -> bool:
