@@ -79,5 +79,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     ``--no-loadscope-reorder``), so the files of a minute or more start first and the
     short ones fill in at the end, rather than one long file running alone last.
     """
-    slow = {item.module for item in items if item.get_closest_marker("slow")}
-    items.sort(key=lambda item: item.module not in slow)
+    # getattr: an item that is no Python test (a doctest, another plugin's) has no module.
+    slow = {getattr(item, "module", None) for item in items if item.get_closest_marker("slow")}
+    slow.discard(None)
+    items.sort(key=lambda item: getattr(item, "module", None) not in slow)

@@ -5,6 +5,7 @@
 - `pipelines.steps`: the steps a variant is made of (one class per tf.data transformation);
 - `pipelines.variants`: the seed variants and their contracts (a new variant goes there);
 - `pipelines.registry`: `VARIANTS`, `register`, `pipeline` (a function as a variant), `build`;
+  `register_transform` (from `pipelines.steps`) makes ``Map(name)`` of a user's own;
 - `pipelines.functions`: pipelines written as plain functions ``f(ds, params)``;
 - `pipelines.tracing`: in-graph span recording (``build_traced``); `pipelines.timeline`
   turns the spans into per-stage timelines;
@@ -32,6 +33,7 @@ from pipelines.registry import (
     register,
     unregister,
 )
+from pipelines.steps import register_transform
 from pipelines.variants import Contract, Variant
 
 __all__ = [
@@ -49,5 +51,6 @@ __all__ = [
     "get",
     "pipeline",
     "register",
+    "register_transform",
     "unregister",
 ]

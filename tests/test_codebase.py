@@ -54,3 +54,21 @@ def test_benchmarks_is_rooms_each_saying_what_it_holds():
     for room in rooms:
         said = ast.get_docstring(ast.parse((room / "__init__.py").read_text()))
         assert said and len(said) > 60, f"{room.name}/__init__.py does not say what it holds"
+
+
+def test_every_pipelines_name_the_docs_call_is_there():
+    """What README.md and docs/ tell a user to call as ``pipelines.NAME(...)`` exists."""
+    import re
+
+    import pipelines
+
+    texts = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    called = {
+        (path.name, name)
+        for path in texts
+        for name in re.findall(r"\bpipelines\.([A-Za-z_]\w*)\(", path.read_text())
+    }
+    assert called, "the docs call no pipelines.NAME(...): the pattern is stale"
+    assert [
+        f"{page}: pipelines.{name}" for page, name in sorted(called) if not hasattr(pipelines, name)
+    ] == []

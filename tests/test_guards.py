@@ -302,6 +302,32 @@ def test_a_pixel_changing_step_leaves_the_augmentation_rates_unmeasured_not_brok
     assert "120 of 120 images were changed by a step beyond crops, flips" in note
 
 
+def _sharpen(ctx, batched):
+    """Six rounds of a clipped 3x3 sharpen: a filter that scrambles the encoded id."""
+
+    def transform(record, seed):
+        kernel = tf.constant([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], tf.float32)
+        kernel = tf.tile(kernel[:, :, None, None], [1, 1, 3, 1])
+        x = record[IMAGE] if batched else record[IMAGE][None]
+        for _ in range(6):
+            x = tf.clip_by_value(tf.nn.depthwise_conv2d(x, kernel, [1] * 4, "SAME"), -3.0, 3.0)
+        return {**record, IMAGE: x if batched else x[0]}
+
+    return transform
+
+
+register_transform("_test_sharpen", _sharpen)
+
+
+def test_a_filter_that_hides_the_id_leaves_the_images_pairing_unmeasured_not_broken():
+    steps = (Read(), DECODE_STANDARDIZE, Map(("_test_sharpen",)), Shuffle(), AUGMENT, Batch())
+    sharpened = Variant("sharpened", steps, AUGMENTED)
+    with pytest.warns(NotMeasured, match="sharpened: pairing: images not measured"):
+        notes = check_variant(sharpened, n=40, num_shards=2, batch_size=6, seed=1)
+    assert any(note.startswith("pairing: images not measured: ") for note in notes)
+    assert any(note.startswith("augmentation_rates: not measured") for note in notes)
+
+
 def test_after_a_pixel_changing_step_the_other_promises_are_still_checked():
     # Shuffled, though it promises the order: still caught, blur or not.
     blurred = Variant(

@@ -110,7 +110,9 @@ def test_the_test_job_starts_the_slow_modules_first_each_kept_whole():
 
     items = [item("a", False), item("b", True), item("b", True), item("c", False)]
     items.append(item("d", True))
+    doctest = types.SimpleNamespace(get_closest_marker=lambda name: None)  # no module
+    items.insert(0, doctest)
     conftest.pytest_collection_modifyitems(None, items)
-    assert [i.module for i in items] == ["b", "b", "d", "a", "c"]
+    assert [getattr(i, "module", None) for i in items] == ["b", "b", "d", None, "a", "c"]
     # xdist hands files out in that order, not by how many tests each holds.
     assert "--no-loadscope-reorder" in tasks.PARALLEL_TESTS

@@ -72,6 +72,23 @@ def decode_ids(images: np.ndarray) -> np.ndarray:
     return np.rint(ratio * STEP).astype(np.int64) - 1
 
 
+def id_legible(images: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
+    """Per image, whether the id it encodes can still be read: at the centre pixel and
+    its four neighbours the channels' ratio lies within ``tolerance`` of one whole
+    step, the same one. Crops, flips, colour shifts and linear filters (a blur) keep
+    it; a step that clips or mixes channels otherwise leaves arbitrary ratios."""
+    x = np.asarray(images, np.float64)
+    centre = decode_ids(x)
+    legible = np.ones(centre.shape, bool)
+    for dr, dc in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
+        moved = np.roll(x, (-dr, -dc), axis=(-3, -2))  # the neighbour at the centre
+        pixel = moved[..., x.shape[-3] // 2, x.shape[-2] // 2, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            steps = (pixel[..., 0] - pixel[..., 1]) / (pixel[..., 1] - pixel[..., 2]) * STEP
+        legible &= (np.abs(steps - np.rint(steps)) <= tolerance) & (decode_ids(moved) == centre)
+    return legible
+
+
 def original_pixels(images: np.ndarray) -> np.ndarray:
     """Which pixels of each image come from the source, not from the crop's zero padding.
 
