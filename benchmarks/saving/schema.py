@@ -28,8 +28,8 @@ from pipelines.errors import DataError
 # profiler's capture has kind "profiler_capture" and its folder under "capture_folder"
 # (before, kind "profile" and key "profile", which hid the run's profile name).
 SCHEMA_VERSION = 3
-# Kinds renamed since: the earlier name -> the kind now.
-EARLIER_KINDS = {"profile": "profiler_capture"}
+# The capture's kind before schema 3.
+EARLIER_CAPTURE_KIND = "profile"
 VERSION_KEY = "perf_schema_version"
 
 
@@ -101,7 +101,7 @@ def from_dict(data: Mapping[str, Any], path: Path | None = None) -> SavedRun:
         info = bench.get("extra_info") or {}
         if "kind" not in info or "variant" not in info:
             continue  # not one of the suite's benchmarks (or saved untimed)
-        if version < 3 and info["kind"] in EARLIER_KINDS:
+        if version < 3 and info["kind"] == EARLIER_CAPTURE_KIND:
             info = _capture_as_now(info, data)
         try:
             kind = Kind(info["kind"])
@@ -131,7 +131,7 @@ def _capture_as_now(info: Mapping[str, Any], data: Mapping[str, Any]) -> dict[st
     machine = data.get("machine_info") or {}
     return {
         **info,
-        "kind": EARLIER_KINDS[info["kind"]],
+        "kind": Kind.CAPTURE.value,
         "capture_folder": info.get("profile"),
         "profile": machine.get("perf_profile", "?"),
     }

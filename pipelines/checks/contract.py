@@ -135,7 +135,7 @@ class ContractRun:
 
     @property
     def repeats(self) -> int:
-        """Passes over the data in one epoch."""
+        """Times one epoch goes over the data."""
         return self.contract.total_repeats(self.workers)
 
     def build(self, seed: int) -> tf.data.Dataset:

@@ -66,10 +66,7 @@ def decode_ids(images: np.ndarray) -> np.ndarray:
     Every source pixel encodes the id, so a crop to a smaller size (a user's
     pipeline at another image size) still has it at its centre.
     """
-    x = np.asarray(images, np.float64)
-    centre = x[..., x.shape[-3] // 2, x.shape[-2] // 2, :]
-    ratio = (centre[..., 0] - centre[..., 1]) / (centre[..., 1] - centre[..., 2])
-    return np.rint(ratio * STEP).astype(np.int64) - 1
+    return np.rint(_centre_steps(np.asarray(images, np.float64))).astype(np.int64) - 1
 
 
 def id_legible(images: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
@@ -78,15 +75,20 @@ def id_legible(images: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
     step, the same one. Crops, flips, colour shifts and linear filters (a blur) keep
     it; a step that clips or mixes channels otherwise leaves arbitrary ratios."""
     x = np.asarray(images, np.float64)
-    centre = decode_ids(x)
+    centre = np.rint(_centre_steps(x))
     legible = np.ones(centre.shape, bool)
     for dr, dc in ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1)):
-        moved = np.roll(x, (-dr, -dc), axis=(-3, -2))  # the neighbour at the centre
-        pixel = moved[..., x.shape[-3] // 2, x.shape[-2] // 2, :]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            steps = (pixel[..., 0] - pixel[..., 1]) / (pixel[..., 1] - pixel[..., 2]) * STEP
-        legible &= (np.abs(steps - np.rint(steps)) <= tolerance) & (decode_ids(moved) == centre)
+        # The neighbour moved to the centre.
+        steps = _centre_steps(np.roll(x, (-dr, -dc), axis=(-3, -2)))
+        legible &= np.abs(steps - centre) <= tolerance
     return legible
+
+
+def _centre_steps(x: np.ndarray) -> np.ndarray:
+    """The channels' ratio at each image's centre pixel, in steps of the id's encoding."""
+    centre = x[..., x.shape[-3] // 2, x.shape[-2] // 2, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return (centre[..., 0] - centre[..., 1]) / (centre[..., 1] - centre[..., 2]) * STEP
 
 
 def original_pixels(images: np.ndarray) -> np.ndarray:
