@@ -54,6 +54,13 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(Interruption(config), "perf-interruption")
     # A user's registrations, before anything reads the registry (collection).
     plugins = config.getoption("perf_plugin", None) or []
+    threads = config.getoption("perf_model_threads", None)
+    if plugins and (threads is None or threads >= 0):
+        # A user's file may run a TensorFlow op as it loads (a module-level
+        # tf.constant), which starts the runtime: the model's threads are set
+        # first. The collection hook sets them again, or says why it cannot.
+        with contextlib.suppress(RuntimeError):
+            apply_core_budget(threads)
     try:
         load_plugins(plugins)
         pairs, problems = base_versions(plugins, config.getoption("perf_against", None))

@@ -6,6 +6,11 @@ applies one to a tuple of steps, and `applied` makes the changed copy of a
 variant, with the same contract: ``--perf-verify-suggestions`` then checks
 that the copy keeps it and times it (`benchmarks.diagnosing.verify`).
 
+A user's pipeline function is changed only where the suite steers its build
+(`pipelines.function_calls`): a map it calls is parallelized, the examples
+it is given are read in parallel, a prefetch follows it; other changes are
+the user's to make.
+
 A new kind of change: a branch in `Fix.apply`, its label in `LABELS`, and
 the suggestion that names it in `benchmarks.diagnosing.bottleneck`.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from pipelines.functions import FunctionPipeline
 from pipelines.steps import Batch, Cache, GeneratorRead, Map, Prefetch, Read, Shuffle, Step, Unbatch
 from pipelines.variants import Variant
 
@@ -77,6 +83,8 @@ class Fix:
 
     def apply(self, steps: tuple[Step, ...]) -> tuple[Step, ...] | None:
         """``steps`` changed, or None where this change does not apply to them."""
+        if steps and isinstance(steps[0], FunctionPipeline) and self.kind != "prefetch":
+            return _in_function(self, steps)
         if self.kind == "tf_data_read":
             return _replace_first(steps, lambda s: isinstance(s, GeneratorRead), Read())
         if self.kind == "parallel_read":
@@ -112,6 +120,19 @@ class Fix:
         if self.kind == "prefetch":
             return None if steps and isinstance(steps[-1], Prefetch) else (*steps, Prefetch())
         raise AssertionError(f"no edit for fix kind {self.kind!r}")
+
+
+def _in_function(fix: Fix, steps: tuple[Step, ...]) -> tuple[Step, ...] | None:
+    """``fix`` made inside a pipeline function (``steps[0]``), where it can be: a map run
+    in parallel, or the examples it is given read in parallel (None for the others)."""
+    function = steps[0]
+    assert isinstance(function, FunctionPipeline)
+    changed = None
+    if fix.kind == "parallelize":
+        changed = function.parallelizing(fix.stage)
+    elif fix.kind == "parallel_read":
+        changed = function.reading_in_parallel()
+    return None if changed is None else (changed, *steps[1:])
 
 
 def _replace_first(steps: tuple[Step, ...], match, replacement: Step) -> tuple[Step, ...] | None:

@@ -13,12 +13,15 @@ interleave over the files) starts from ``params.shards`` and
 ``params.read_shard`` instead of ``ds``.
 
 No ``id`` is needed: the property tests follow each example through the
-function by the index its tagged image encodes (``pipelines/checks/tagged.py``). The
-tracing cannot time inside a function: it times each batch the function
-yields, as one stage. What the function built is seen, though: each build
-walks the dataset it returned back to the one it was given (`seen_steps`), so
-the variant's steps read e.g. ``function(mine: shuffle -> map(parallel) -> batch
--> prefetch)``, and a baseline comparison names an optimization it lost.
+function by the index its tagged image encodes (``pipelines/checks/tagged.py``).
+
+What happens inside the function is seen without rewriting it
+(`pipelines.function_calls`): while it builds, each map and batch it calls
+becomes a stage that a traced build times (``open``, ``read``,
+``map(decode)``, ``map(sharpen)``, ``batch``), and the dataset it returned,
+walked back to the one it was given (`seen_steps`), makes the variant's
+steps read e.g. ``function(mine: shuffle -> map(parallel) -> batch ->
+prefetch)``, so a baseline comparison names an optimization it lost.
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ from typing import Any, Literal
 import tensorflow as tf
 
 from pipelines.element import IMAGE, LABEL
+from pipelines.function_calls import SeenStep, Watch, seen_steps
 from pipelines.sources.base import Record
-from pipelines.steps import BuildContext, count_speed
+from pipelines.steps import MAX_READERS, BuildContext, count_speed
+from pipelines.tracing import Stage
 from pipelines.variants import Contract, Variant
 
 ElementForm = Literal["tuple", "dict"]
@@ -105,86 +110,29 @@ def as_records(ds: tf.data.Dataset, shape: tuple[int, int, int]) -> tf.data.Data
     return ds.map(as_dict)
 
 
-# tf.data's dataset classes (their names without the leading "_"), as a function's steps.
-SEEN_KINDS = {
-    "PrefetchDataset": "prefetch",
-    "CacheDataset": "cache",
-    "ShuffleDataset": "shuffle",
-    "BatchDataset": "batch",
-    "ParallelBatchDataset": "batch",
-    "PaddedBatchDataset": "batch",
-    "UnbatchDataset": "unbatch",
-    "MapDataset": "map",
-    "ParallelMapDataset": "map",
-    "InterleaveDataset": "interleave",
-    "ParallelInterleaveDataset": "interleave",
-    "FlatMapDataset": "flat_map",
-    "RepeatDataset": "repeat",
-    "FilterDataset": "filter",
-    "TakeDataset": "take",
-    "ShardDataset": "shard",
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class SeenStep:
-    """A transformation a function applied, read from the dataset it built."""
-
-    kind: str  # a value of `SEEN_KINDS`, or the dataset class's own name
-    parallel: bool = False
-
-    def speed(self, batched: bool) -> tuple[str, ...]:
-        """What it does for speed (`pipelines.steps.SPEED`), as a step declares it."""
-        if self.kind in ("prefetch", "cache"):
-            return (self.kind,)
-        if self.kind == "interleave" and self.parallel:
-            return ("interleave",)
-        if self.kind == "map":
-            return ("parallel map",) * self.parallel + ("vectorized map",) * batched
-        return ()
-
-    def __str__(self) -> str:
-        return f"{self.kind}(parallel)" if self.parallel and self.kind == "map" else self.kind
-
-
-def seen_steps(built: tf.data.Dataset, given: tuple[tf.data.Dataset, ...]) -> tuple[SeenStep, ...]:
-    """The transformations between what the function was ``given`` (its examples, or the
-    shards) and what it ``built``, first to last: each dataset's first input followed back
-    from ``built`` (stops at one it was given, or at a source)."""
-    found = []
-    dataset = built
-    for _ in range(1000):  # a guard: a chain this long is not a user's pipeline
-        if any(dataset is start for start in given):
-            break
-        name = type(dataset).__name__.lstrip("_")
-        parallel = getattr(dataset, "_num_parallel_calls", None) is not None
-        found.append(SeenStep(SEEN_KINDS.get(name, name), parallel))
-        inputs = dataset._inputs() if hasattr(dataset, "_inputs") else []
-        if not inputs:
-            found.pop()  # a source (range, the shards), not a transformation
-            break
-        dataset = inputs[0]
-    return tuple(reversed(found))
-
-
 @dataclasses.dataclass(frozen=True)
 class FunctionPipeline:
     """The step a function variant is made of: the whole pipeline, from the shards to batches.
 
     ``seen``: what its last build did, filled in by each build (`seen_steps`).
+    ``inside``: the stages its last build was seen to make (`Watch.stages`).
+    ``parallelized``: map stages (``map(sharpen)``) its builds run in parallel, and
+    ``parallel_reads``: the examples it is given are read from several shards at
+    once; changes the analysis suggested (`pipelines.fixes`).
     """
 
     function: PipelineFunction
     name: str
     elements: ElementForm = "tuple"
+    parallelized: frozenset[str] = frozenset()
+    parallel_reads: bool = False
     seen: list[SeenStep] = dataclasses.field(default_factory=list, compare=False, repr=False)
+    inside: list[Stage] = dataclasses.field(default_factory=list, compare=False, repr=False)
 
     def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
         source, form = ctx.source, self.elements
-
-        def read_shard(shard: Any) -> tf.data.Dataset:
-            return source.read_shard(shard).map(lambda r: _as_form(source.decode(r), form))
-
+        watch = Watch(ctx.observer, parallelized=self.parallelized)
+        read_shard = watch.reader(source.read_shard, lambda r: _as_form(source.decode(r), form))
         params = BuildParams(
             batch_size=ctx.batch_size,
             seed=ctx.seed,
@@ -195,17 +143,40 @@ class FunctionPipeline:
             read_shard=read_shard,
         )
         given = ds.flat_map(read_shard)
+        if self.parallel_reads:
+            readers = max(1, min(source.num_shards, MAX_READERS))
+            given = ds.interleave(read_shard, cycle_length=readers, num_parallel_calls=readers)
+            watch.reads_in_parallel()
+        watch.given = (given, ds)
         try:
-            out = self.function(given, params)
+            with watch.watching():
+                out = self.function(given, params)
         except (ValueError, TypeError, tf.errors.OpError):
             raise
         except Exception as error:  # a user's code: any failure is theirs to read in one line
             raise ValueError(f"{type(error).__name__}: {error}") from error
         if not isinstance(out, tf.data.Dataset):
             raise TypeError(f"it returned {type(out).__name__}, not a tf.data.Dataset")
-        self.seen[:] = seen_steps(out, (given, ds))
-        records = as_records(out, ctx.image_shape)
-        return ctx.observer.function_output(records, f"function({self.name})")
+        self.seen[:] = seen_steps(out, watch.given)
+        self.inside[:] = watch.stages
+        return as_records(out, ctx.image_shape)
+
+    def parallelizing(self, stage: str) -> FunctionPipeline | None:
+        """A copy whose builds run map ``stage`` in parallel; None where its last build
+        had no such map running one call at a time."""
+        sequential = {s.name for s in self.inside if s.kind == "map" and not s.parallel}
+        if stage not in sequential:
+            return None
+        return dataclasses.replace(
+            self, parallelized=self.parallelized | {stage}, seen=[], inside=[]
+        )
+
+    def reading_in_parallel(self) -> FunctionPipeline | None:
+        """A copy whose examples are read from several shards at once (as `Read` with
+        ``parallel``); None where its last build read them so already."""
+        if any(s.kind == "open" and s.parallel for s in self.inside):
+            return None
+        return dataclasses.replace(self, parallel_reads=True, seen=[], inside=[])
 
     def speed(self, batched: bool) -> tuple[str, ...]:
         """What the steps its last build was seen to make do for speed."""

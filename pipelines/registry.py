@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import tensorflow as tf
 
@@ -12,6 +12,7 @@ from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError, UsageError
 from pipelines.functions import ElementForm, FunctionPipeline, PipelineFunction, function_variant
 from pipelines.sources.base import Source
+from pipelines.span_log import SpanLog
 from pipelines.steps import CHECK_ONLY, BuildContext, GeneratorRead, Read, apply_steps
 from pipelines.tracing import Stage, Tracer
 from pipelines.variants import SEED_VARIANTS, Contract, Variant
@@ -140,18 +141,27 @@ def check_fits(
     _build(variant, BuildContext(source, image_size=image_size, service=CHECK_ONLY))
 
 
-def build_traced(
-    variant: str | Variant, source: Source, **options: Any
-) -> tuple[tf.data.Dataset, tuple[Stage, ...]]:
-    """`build` (same keyword options) with tracing on: batches also carry `SPANS`.
+class TracedBuild(NamedTuple):
+    """A traced build: the dataset, its stages as the build added them (a stage carried
+    in `SPANS` has its row there in this order; one `Stage.observed` inside a pipeline
+    function logs its spans), and where the observed ones log (None when none does)."""
 
-    Returns the dataset and its stages, one per row of `SPANS`.
+    dataset: tf.data.Dataset
+    stages: tuple[Stage, ...]
+    log: SpanLog | None
 
+
+def build_traced(variant: str | Variant, source: Source, **options: Any) -> TracedBuild:
+    """`build` (same keyword options) with tracing on: batches also carry `SPANS`, and
+    stages inside a pipeline function log their spans.
+
+    Record a run of it with ``TimelineRecorder(traced.stages, traced.log)``.
     See `pipelines.tracing`.
     """
     tracer = Tracer()
     ctx = BuildContext(source, observer=tracer, **options)
-    return _build(variant, ctx), tuple(tracer.stages)
+    dataset = _build(variant, ctx)
+    return TracedBuild(dataset, tuple(tracer.stages), tracer.log)
 
 
 def _build(variant: str | Variant, ctx: BuildContext) -> tf.data.Dataset:

@@ -23,6 +23,7 @@ import numpy as np
 
 from pipelines.element import ID
 from pipelines.sources.base import Record
+from pipelines.span_log import SpanLog
 from pipelines.tracing import NOT_RECORDED, SPANS, Stage
 
 WAIT = Stage("wait for input", "wait")
@@ -328,11 +329,17 @@ class TimelineRecorder:
     """Collects a traced run's spans while the trainer runs; `timeline` builds the result.
 
     ``stages`` are the pipeline's stages, as `pipelines.build_traced` returned
-    them (empty for data that carries no spans, e.g. batches in memory).
+    them (empty for data that carries no spans, e.g. batches in memory), and
+    ``log`` the build's span log, where the stages seen inside a pipeline
+    function log theirs (`Stage.observed`); it is drained at each epoch's end.
     """
 
-    def __init__(self, stages: Sequence[Stage] = ()) -> None:
+    def __init__(self, stages: Sequence[Stage] = (), log: SpanLog | None = None) -> None:
         self.pipeline_stages = tuple(stages)
+        # The stages whose rows the batches carry, in `SPANS` order.
+        self._carried = tuple(stage for stage in self.pipeline_stages if not stage.observed)
+        self._log = log
+        self._logged: dict[int, np.ndarray] = {}
         self._batches: list[_Batch] = []
         self._trainer: list[tuple[str, float, float, int]] = []
         self._epochs: dict[int, list[float]] = {}
@@ -342,6 +349,8 @@ class TimelineRecorder:
 
     def start_epoch(self, epoch: int) -> None:
         """Mark the start of ``epoch``: call before the epoch's iterator is created."""
+        if self._log is not None:
+            self._log.drain()  # not this epoch's: building, or checking the data
         now = time.time()  # the clock of `tf.timestamp`
         self._offset = now - time.perf_counter()
         self._epochs[epoch] = [now, now]
@@ -349,12 +358,14 @@ class TimelineRecorder:
     def end_epoch(self, epoch: int) -> None:
         """Mark the end of ``epoch`` (after its evaluation)."""
         self._epochs[epoch][1] = time.time()
+        if self._log is not None:
+            self._logged[epoch] = self._log.drain()
 
     def batch(self, epoch: int, batch: Record) -> None:
         """Keep the spans a training batch carries (nothing if it carries none)."""
         spans = batch.get(SPANS)
-        if spans is not None and self.pipeline_stages:
-            # A user's pipeline function carries no ids: its spans are not per example.
+        if spans is not None and self._carried:
+            # Batches without ids (none here yet) carry spans that are not per example.
             ids = batch[ID] if ID in batch else np.full(len(spans), -1)
             self._batches.append(_Batch(epoch, np.asarray(spans), np.asarray(ids)))
 
@@ -380,13 +391,14 @@ class TimelineRecorder:
         # shuffle (decode in blocks) spreads one span over several training
         # batches, and it is still one span.
         for epoch, (epoch_start, _) in sorted(self._epochs.items()):
+            spans.extend(self._logged_spans(epoch, epoch_start))
             batches = [batch for batch in self._batches if batch.epoch == epoch]
             if not batches:
                 continue
             rows = np.concatenate([batch.spans for batch in batches])
             ids = np.concatenate([batch.ids for batch in batches])
             batching = None  # the column of the latest batch stage so far
-            for column, stage in enumerate(self.pipeline_stages):
+            for column, stage in enumerate(self._carried):
                 if stage.kind == "batch":
                     batching = column
                 # A batched map's call works on one batch: the examples of a
@@ -405,6 +417,15 @@ class TimelineRecorder:
             (start - origin, end - origin) for _, (start, end) in sorted(self._epochs.items())
         )
         return Timeline(self.pipeline_stages + TRAINER_STAGES, epochs, shifted, origin)
+
+    def _logged_spans(self, epoch: int, epoch_start: float) -> list[Span]:
+        """The spans ``epoch``'s logged rows hold (one per call, naming no examples)."""
+        rows = self._logged.get(epoch, np.zeros((0, 3)))
+        return [
+            Span(self.pipeline_stages[int(stage)].name, float(start), float(end), epoch)
+            for stage, start, end in rows
+            if end >= epoch_start
+        ]
 
 
 def _stage_spans(

@@ -13,7 +13,9 @@ could observe (reading a shard, crossing a generator, a map call, a batch)
 to its build's observer: `UNTRACED` passes it through unchanged, a `Tracer`
 wraps it so that it adds its row, and records the row's `Stage` (which stage
 it is, and whether it runs in parallel). `pipelines.build_traced` hands the
-tracer's stages back.
+tracer's stages back, and its `pipelines.span_log.SpanLog`: the stages seen
+inside a user's pipeline function (`pipelines.function_calls`) cannot add a
+key to the user's elements, and log their spans there instead.
 
 A stage that does not happen for an element gets the row (-1, -1): the
 shard's "open" is paid by its first record only. Elements replayed from a
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import tensorflow as tf
 
@@ -36,14 +38,17 @@ import tensorflow as tf
 from tensorflow.python.data.ops import dataset_ops, structured_function
 from tensorflow.python.ops import gen_dataset_ops
 
-from pipelines.element import LABEL
 from pipelines.sources.base import Record
+
+if TYPE_CHECKING:
+    from pipelines.span_log import SpanLog
 
 SPANS = "spans"
 NOT_RECORDED = -1.0
 
 # The pipeline's kinds, then the trainer's (recorded in Python by `pipelines.timeline`).
-# A "function" stage is a whole pipeline function, timed from outside only.
+# A "function" stage, a whole pipeline function timed from outside only, is
+# found in runs saved before the stages inside functions were seen.
 StageKind = Literal[
     "open", "read", "generator", "map", "batch", "function", "wait", "train", "test"
 ]
@@ -58,19 +63,31 @@ class Stage:
         kind: what sort of work it is (the bottleneck analysis reasons on it).
         parallel: whether several elements can be in this stage at once.
         batched: whether it runs once per batch rather than per example.
+        observed: seen inside a pipeline function, from a tf.data call it made
+            (`pipelines.function_calls`); its spans are logged beside the
+            elements (`pipelines.span_log`), not carried in `SPANS`.
     """
 
     name: str
     kind: StageKind
     parallel: bool = False
     batched: bool = False
+    observed: bool = False
 
 
 class _StampDataset(dataset_ops.UnaryDataset):
     """A map whose function runs inline and is instantiated without Grappler (see `stamp_map`)."""
 
-    def __init__(self, input_dataset: tf.data.Dataset, function: Callable[..., object]) -> None:
+    def __init__(
+        self,
+        input_dataset: tf.data.Dataset,
+        function: Callable[..., object],
+        over: tf.data.Dataset | None = None,
+    ) -> None:
         self._input_dataset = input_dataset
+        # The dataset whose elements it stamps, when it is not its input (a zip with
+        # `requests`): `pipelines.function_calls.seen_steps` steps over the stamp to it.
+        self.stamped_over = over
         self._name = None
         # A tf.data function is instantiated as a multi-device function, which
         # runs Grappler over it, unless it carries this attribute (TensorFlow's
@@ -101,8 +118,13 @@ class _StampDataset(dataset_ops.UnaryDataset):
         return self._function.output_structure
 
 
-def stamp_map(ds: tf.data.Dataset, function: Callable[..., object]) -> tf.data.Dataset:
+def stamp_map(
+    ds: tf.data.Dataset, function: Callable[..., object], over: tf.data.Dataset | None = None
+) -> tf.data.Dataset:
     """``ds.map(function)`` for a function of a few ops, made as cheap as tf.data allows.
+
+    ``over``: the dataset whose elements ``ds`` holds beside others (what a zip with
+    `requests` stamps), for whoever walks the pipeline's datasets back.
 
     Two costs of a plain ``map`` are nearly all of a stamp's, and this map
     skips both (measured on this project's two-core machine):
@@ -115,7 +137,7 @@ def stamp_map(ds: tf.data.Dataset, function: Callable[..., object]) -> tf.data.D
       and runs Grappler over it: 2 to 3 ms for a one-stamp function, about
       0.2 ms without Grappler (there is nothing in a stamp for it to optimize).
     """
-    return _StampDataset(ds, function)
+    return _StampDataset(ds, function, over)
 
 
 def now_after(tensors: object) -> tf.Tensor:
@@ -227,27 +249,19 @@ def traced_batch(ds: tf.data.Dataset, size: int, drop_remainder: bool) -> tf.dat
     return stamp_map(batches, close)
 
 
-def traced_output(ds: tf.data.Dataset) -> tf.data.Dataset:
-    """Batches of ``ds``, each with one row: from the batch's request to its arrival.
-
-    All a tracer can see of a pipeline it cannot look into (a user's function):
-    the time each batch took to come, whatever the function did meanwhile.
-    """
-    batches = tf.data.Dataset.zip(requests(), ds)
-
-    def stamp(request: tuple[tf.Tensor, tf.Tensor], batch: Record) -> Record:
-        _, requested = request
-        row = tf.stack([requested, now_after(batch)])
-        rows = tf.broadcast_to(row, tf.stack([tf.shape(batch[LABEL])[0], 2]))
-        return {**batch, SPANS: rows[:, tf.newaxis, :]}
-
-    return stamp_map(batches, stamp)
-
-
 def after_generator(record: Record) -> Record:
     """Append the span of crossing into Python and back: end of the read to now."""
     now = now_after(record)
     return {**record, SPANS: append_span(record[SPANS], last_end(record[SPANS]), now)}
+
+
+def numbered(name: str, taken: set[str]) -> str:
+    """``name``, or ``name 2``, ``name 3``... the first not in ``taken``."""
+    candidate, number = name, 1
+    while candidate in taken:
+        number += 1
+        candidate = f"{name} {number}"
+    return candidate
 
 
 class Untraced:
@@ -273,10 +287,6 @@ class Untraced:
         """``ds`` in batches of ``size``."""
         return ds.batch(size, drop_remainder=drop_remainder)
 
-    def function_output(self, ds: tf.data.Dataset, name: str) -> tf.data.Dataset:
-        """The batches a pipeline function (stage ``name``) yields."""
-        return ds
-
 
 UNTRACED = Untraced()
 
@@ -285,19 +295,20 @@ class Tracer(Untraced):
     """A traced build's observer: each piece of work adds its row to `SPANS`.
 
     ``stages`` lists the rows' stages in order, as the steps added them.
+    ``log``: where the stages seen inside a pipeline function log their spans
+    (`pipelines.function_calls`); None until one does.
     """
 
     def __init__(self) -> None:
         self.stages: list[Stage] = []
+        self.log: SpanLog | None = None
 
-    def add_stage(self, stage: Stage) -> None:
-        """Add a stage; a name already taken gets a number (``batch``, ``batch 2``)."""
-        taken = {existing.name for existing in self.stages}
-        name, number = stage.name, 1
-        while name in taken:
-            number += 1
-            name = f"{stage.name} {number}"
+    def add_stage(self, stage: Stage) -> int:
+        """Add a stage; a name already taken gets a number (``batch``, ``batch 2``).
+        Returns its index among the stages."""
+        name = numbered(stage.name, {existing.name for existing in self.stages})
         self.stages.append(dataclasses.replace(stage, name=name))
+        return len(self.stages) - 1
 
     def shard_reader(
         self, read_shard: Callable[[Record], tf.data.Dataset], parallel: bool
@@ -323,7 +334,3 @@ class Tracer(Untraced):
     def batch(self, ds: tf.data.Dataset, size: int, drop_remainder: bool) -> tf.data.Dataset:
         self.add_stage(Stage("batch", "batch", batched=True))
         return traced_batch(ds, size, drop_remainder)
-
-    def function_output(self, ds: tf.data.Dataset, name: str) -> tf.data.Dataset:
-        self.add_stage(Stage(name, "function", batched=True))
-        return traced_output(ds)

@@ -137,8 +137,20 @@ class Variant:
 
     @property
     def caches(self) -> bool:
-        """Whether a step caches elements (later epochs replay them)."""
-        return any(isinstance(step, Cache) for step in self.steps)
+        """Whether a step caches elements (later epochs replay them); a pipeline function
+        does where its last build was seen to."""
+        return count_speed(self.steps)["cache"] > 0
+
+    @property
+    def prefetches(self) -> bool:
+        """Whether its batches are read ahead while the model trains: the last step is a
+        prefetch, or a pipeline function's last seen step is (after a build)."""
+        if not self.steps:
+            return False
+        last = self.steps[-1]
+        last = (getattr(last, "seen", None) or [last])[-1]
+        speed = getattr(last, "speed", None)
+        return speed is not None and "prefetch" in speed(False)
 
     @property
     def served(self) -> bool:

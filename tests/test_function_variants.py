@@ -14,6 +14,7 @@ import tensorflow as tf
 from bench_runner import ROOT
 
 import pipelines
+from benchmarks.diagnosing import verify
 from benchmarks.diagnosing.bottleneck import StageTimes, analyze
 from pipelines import BuildParams, Contract
 from pipelines.checks.contract import ContractViolation, check_variant
@@ -151,23 +152,93 @@ def test_a_function_crops_to_the_runs_image_size_and_the_decode_fits_the_rest():
     np.testing.assert_array_equal(fit_to(image, (2, 2, 1))[..., 0], [[5, 6], [9, 10]])
 
 
-def test_tracing_times_a_function_from_outside_and_gives_no_advice_about_its_inside():
-    variant = function_variant(shuffled, Contract(shuffle="elements"))
-    dataset, stages = pipelines.build_traced(variant, tagged_source(40), batch_size=8)
-    assert [(s.name, s.kind) for s in stages] == [("function(shuffled)", "function")]
-    recorder = TimelineRecorder(stages)
-    recorder.start_epoch(1)
-    for batch in dataset:
-        assert batch["spans"].shape == (int(batch["label"].shape[0]), 1, 2)
-        recorder.batch(1, batch)
-    recorder.end_epoch(1)
-    timeline = recorder.timeline().to_dict()
-    times = StageTimes.from_timeline(timeline, 0.5, variant, fits_in_memory=True)
+def slow_sharpen(image: tf.Tensor, label: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """A user's own slow step: many small blurs, one example per call."""
+    for _ in range(80):
+        image = tf.nn.avg_pool2d(image[tf.newaxis], 3, 1, "SAME")[0]
+    return image, label
+
+
+def sharpened(ds: tf.data.Dataset, params: BuildParams) -> tf.data.Dataset:
+    """The planted bottleneck, inside plain tf.data code."""
+    ds = ds.map(slow_sharpen).map(lambda image, label: (image, label))
+    return ds.batch(params.batch_size).prefetch(1)
+
+
+def interleaved(ds: tf.data.Dataset, params: BuildParams) -> tf.data.Dataset:
+    """Reads the shards itself, several at once."""
+    ds = params.shards.interleave(params.read_shard, cycle_length=2, num_parallel_calls=2)
+    return ds.batch(params.batch_size, drop_remainder=True)
+
+
+def _traced_epochs(variant: pipelines.Variant, source, epochs: int) -> TimelineRecorder:
+    dataset, stages, log = pipelines.build_traced(variant, source, batch_size=8)
+    recorder = TimelineRecorder(stages, log)
+    for epoch in range(1, epochs + 1):
+        recorder.start_epoch(epoch)
+        for batch in dataset:
+            assert "spans" not in batch  # the user's elements are left as they are
+            recorder.batch(epoch, batch)
+        recorder.end_epoch(epoch)
+    return recorder
+
+
+def test_tracing_sees_inside_a_function_names_its_slow_map_and_can_parallelize_it():
+    variant = function_variant(sharpened, Contract())
+    source = tagged_source(48)
+    untraced_steps = (pipelines.build(variant, source, batch_size=8), variant.describe())[1]
+    recorder = _traced_epochs(variant, source, epochs=2)
+    stages = recorder.pipeline_stages
+    assert [(s.name, s.kind, s.observed) for s in stages] == [
+        ("open", "open", True),
+        ("read", "read", True),
+        ("map(decode)", "map", True),
+        ("map(slow_sharpen)", "map", True),
+        (f"map(lambda@{sharpened.__code__.co_firstlineno + 2})", "map", True),
+        ("batch", "batch", True),
+    ]
+    # The stamps a traced build adds are not steps of the user's.
+    assert (
+        variant.describe()
+        == untraced_steps
+        == "function(sharpened: map -> map -> batch -> prefetch)"
+    )
+    timeline = recorder.timeline()
+    counts = timeline.span_count()
+    assert counts["map(slow_sharpen)"] == counts["map(decode)"] == 2 * 48
+    assert counts["batch"] == 2 * 6 and counts["open"] == 2
+    for epoch in (1, 2):
+        assert all(
+            start <= span.start <= span.end <= end + 1e-3
+            for span in timeline.spans
+            if span.epoch == epoch and span.stage == "map(slow_sharpen)"
+            for start, end in [timeline.epochs[epoch - 1]]
+        )
+    times = StageTimes.from_timeline(timeline.to_dict(), 0.5, variant, fits_in_memory=True)
     finding = analyze(times)
-    assert finding.limiting_stage == "function(shuffled)"
-    (advice,) = finding.suggestions
-    assert "cannot time its steps" in advice
-    assert "prefetch" not in advice and "cache" not in advice
+    assert finding.limiting_stage == "map(slow_sharpen)"
+    assert finding.fixes[:2] == ("parallelize:map(slow_sharpen)", "vectorize:map(slow_sharpen)")
+    assert "prefetch" not in finding.fixes  # it ends with one already
+    (parallel,) = verify.candidates(variant, finding.fixes[:1])
+    assert parallel.problem is None
+    batches = list(pipelines.build(parallel.copy, source, batch_size=8))
+    assert parallel.copy.describe() == (
+        "function(sharpened: map(parallel) -> map -> batch -> prefetch)"
+    )
+    assert [int(i) for b in batches for i in decode_ids(b["image"].numpy())] == list(range(48))
+    (vectorized,) = verify.candidates(variant, finding.fixes[1:])
+    assert vectorized.copy is None and "change function(sharpened" in vectorized.problem
+
+
+def test_a_function_that_interleaves_the_shards_reads_them_in_parallel():
+    variant = function_variant(interleaved, Contract(deterministic=False))
+    stages = _traced_epochs(variant, tagged_source(48, num_shards=4), epochs=1).pipeline_stages
+    assert {s.name: s.parallel for s in stages} == {
+        "open": True,
+        "read": True,
+        "map(decode)": False,
+        "batch": False,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -309,3 +380,20 @@ def test_an_optimization_lost_inside_a_function_fails_against_the_baseline(regis
         gates.load_thresholds(), {"mine": saved[untuned]}, {"mine": saved[tuned]}, "r"
     )
     assert str(failure).startswith("GATE FAILED mine: lost a prefetch, a parallel map: steps")
+
+
+def test_the_examples_a_function_is_given_can_be_read_in_parallel():
+    variant = function_variant(sharpened, Contract())
+    source = tagged_source(48, num_shards=4)
+    list(pipelines.build(variant, source, batch_size=8))  # a build shows what it reads
+    (candidate,) = verify.candidates(variant, ("parallel_read",))
+    stages = _traced_epochs(candidate.copy, source, epochs=1).pipeline_stages
+    assert {s.name: s.parallel for s in stages}["open"] is True
+    ids = [
+        int(i)
+        for b in pipelines.build(candidate.copy, source, batch_size=8)
+        for i in decode_ids(b["image"].numpy())
+    ]
+    assert sorted(ids) == list(range(48)) and ids != list(range(48))  # interleaved shards
+    (again,) = verify.candidates(candidate.copy, ("parallel_read",))
+    assert again.copy is None  # it reads in parallel already

@@ -18,6 +18,7 @@ from pipelines import Contract, Variant, augment
 from pipelines.checks.contract import CHECKS, ContractViolation, NotMeasured, check_variant
 from pipelines.checks.tagged import readable, tagged_source
 from pipelines.element import ID, IMAGE, LABEL
+from pipelines.functions import function_variant
 from pipelines.steps import (
     Batch,
     Cache,
@@ -348,3 +349,39 @@ def test_the_seed_augmentation_is_always_readable_and_a_blur_never():
             [b[IMAGE].numpy() for b in pipelines.build(variant, source, batch_size=6, seed=3)]
         )
         assert (readable(images) == expected).all()
+
+
+def _clipped_sharpen(image, label):
+    kernel = tf.tile(
+        tf.constant([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], tf.float32)[:, :, None, None],
+        [1, 1, 3, 1],
+    )
+    for _ in range(6):
+        image = tf.clip_by_value(
+            tf.nn.depthwise_conv2d(image[None], kernel, [1] * 4, "SAME")[0], 0.0, 1.0
+        )
+    return image, label
+
+
+def test_a_function_whose_filter_hides_the_ids_is_not_followed_but_still_checked():
+    # A user's function carries no ids: after a clipping filter, nothing says which example
+    # an image is. The checks that follow examples are not measured, and say so; the rest run.
+    def sharpened(ds, params):
+        ds = ds.shuffle(params.shuffle_buffer, seed=params.seed).map(_clipped_sharpen)
+        return ds.batch(params.batch_size)
+
+    variant = function_variant(sharpened, Contract(shuffle="elements"))
+    with pytest.warns(NotMeasured, match="sharpened: pairing, multiset, epoch_boundaries"):
+        notes = check_variant(variant, n=40, num_shards=2, batch_size=6, seed=1)
+    assert "the function's elements carry no id" in notes[0]
+    assert notes[0].startswith("pairing, multiset, epoch_boundaries, order, shuffle, seed,")
+    assert "drop_remainder" not in notes[0] and "deterministic" not in notes[0]
+
+    def dropping(ds, params):  # drops the remainder, though the contract keeps it
+        return ds.map(_clipped_sharpen).batch(params.batch_size, drop_remainder=True)
+
+    with pytest.raises(ContractViolation) as caught:
+        check_variant(
+            function_variant(dropping, Contract()), n=40, num_shards=2, batch_size=6, seed=1
+        )
+    assert caught.value.prop == "drop_remainder"

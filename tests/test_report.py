@@ -303,3 +303,16 @@ def test_the_report_renders_in_a_real_browser(bench_run, tmp_path):
     assert page.images == 9 and page.images_loaded == 9
     assert page.title.startswith("tf.data performance report")
     assert "Timelines and bottlenecks" in page.text
+
+
+def test_the_report_says_how_the_stages_inside_a_function_were_seen():
+    inside = [
+        {"name": "open", "kind": "open", "observed": True},
+        {"name": "map(sharpen)", "kind": "map", "observed": True},
+        {"name": "batch", "kind": "batch", "observed": True},
+    ]
+    said = report.stages_seen(inside)
+    assert "from the tf.data calls it made while it built: open, map(sharpen), batch" in said
+    assert report.stages_seen([{"name": "map(decode)", "kind": "map"}]) == ""  # steps
+    outside = report.stages_seen([{"name": "function(mine)", "kind": "function"}])
+    assert "timed from outside only" in outside

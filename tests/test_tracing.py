@@ -30,7 +30,7 @@ def slow_source():
 
 
 def traced_run(variant: str, source, epochs: int = 2):
-    dataset, stages = pipelines.build_traced(variant, source, batch_size=BATCH)
+    dataset, stages, _ = pipelines.build_traced(variant, source, batch_size=BATCH)
     recorder = TimelineRecorder(stages)
     trainer = Trainer(models.build("tiny"))
     trainer.fit(dataset, epochs, test_ds=dataset, progress=False, recorder=recorder)
@@ -48,12 +48,12 @@ def optimized_timeline(slow_source):
 
 
 def test_stages_follow_the_variants_steps(slow_source):
-    _, stages = pipelines.build_traced("naive", slow_source)
+    _, stages, _ = pipelines.build_traced("naive", slow_source)
     names = ["open", "read", "generator", "map(decode+standardize)", "batch"]
     assert [s.name for s in stages] == names
-    _, stages = pipelines.build_traced("cache", slow_source)
+    _, stages, _ = pipelines.build_traced("cache", slow_source)
     assert [s.name for s in stages] == ["open", "read", "map(decode)", "map(augment)", "batch"]
-    _, stages = pipelines.build_traced("optimized", slow_source)
+    _, stages, _ = pipelines.build_traced("optimized", slow_source)
     # Two batch steps (decode blocks, training batches): names stay unique.
     assert [s.name for s in stages] == [
         "open",
@@ -72,7 +72,7 @@ def test_stages_follow_the_variants_steps(slow_source):
 def test_stamps_run_inline_and_skip_grappler(slow_source):
     # Through the inter-op pool a stamp costs several times more, and a
     # Grappler pass over it at every epoch's new iterator 2 to 3 ms (`stamp_map`).
-    dataset, _ = pipelines.build_traced("interleave", slow_source, batch_size=BATCH)
+    dataset, *_ = pipelines.build_traced("interleave", slow_source, batch_size=BATCH)
     graph = tf.compat.v1.GraphDef.FromString(dataset._as_serialized_graph().numpy())
     functions = {f.signature.name: f for f in graph.library.function}
     nodes = [*graph.node, *(n for f in functions.values() for n in f.node_def)]
@@ -87,7 +87,7 @@ def test_stamps_run_inline_and_skip_grappler(slow_source):
 
 
 def test_every_example_gets_its_stages_in_order(slow_source):
-    dataset, stages = pipelines.build_traced("naive", slow_source, batch_size=BATCH)
+    dataset, stages, _ = pipelines.build_traced("naive", slow_source, batch_size=BATCH)
     batches = list(dataset)
     ids = np.concatenate([b["id"].numpy() for b in batches])
     assert sorted(ids) == list(range(EXAMPLES))
@@ -113,7 +113,7 @@ def test_a_shards_open_includes_making_its_reader(slow_source):
         return slow_source.read_shard(shard).skip(made)
 
     source = dataclasses.replace(slow_source, read_shard=slow_to_make)
-    dataset, stages = pipelines.build_traced("naive", source, batch_size=BATCH)
+    dataset, stages, _ = pipelines.build_traced("naive", source, batch_size=BATCH)
     spans = np.concatenate([b[SPANS].numpy() for b in dataset])
     opens = spans[:, [s.name for s in stages].index("open")]
     opens = opens[opens[:, 0] > 0]
@@ -137,7 +137,7 @@ def test_a_batch_span_holds_the_waits_no_traced_stage_accounts_for(slow_source):
     dawdle = 0.004
     steps = (Read(), Map(("decode",)), Cache(), Dawdle(dawdle), Batch())
     variant = pipelines.Variant("_dawdle", steps, pipelines.Contract())
-    dataset, stages = pipelines.build_traced(variant, slow_source, batch_size=BATCH)
+    dataset, stages, _ = pipelines.build_traced(variant, slow_source, batch_size=BATCH)
     column = [s.name for s in stages].index("batch")
     list(dataset)  # the first epoch fills the cache
     for batch in dataset:  # cached: no traced stage before the batch, only the dawdling
@@ -231,7 +231,7 @@ def test_merging_intervals_joins_overlaps_and_small_gaps():
 
 def pipeline_timeline(variant: str, source) -> Timeline:
     """One traced epoch of ``variant`` with no model: the pipeline runs as fast as it can."""
-    dataset, stages = pipelines.build_traced(variant, source, batch_size=BATCH)
+    dataset, stages, _ = pipelines.build_traced(variant, source, batch_size=BATCH)
     recorder = TimelineRecorder(stages)
     recorder.start_epoch(1)
     for batch in dataset:

@@ -187,7 +187,7 @@ def test_sequential_maps_stay_sequential_timed_and_traced(source_kinds):
     # parallel, in timed builds only (a traced map's stamps are stateful): the
     # timed pipeline would not be the one its timeline describes.
     timed = pipelines.build("augmented", source_kinds["memory"])
-    traced, _ = pipelines.build_traced("augmented", source_kinds["memory"])
+    traced, *_ = pipelines.build_traced("augmented", source_kinds["memory"])
     for ds in (timed, traced):
         assert ds.options().experimental_optimization.map_parallelization is False
 

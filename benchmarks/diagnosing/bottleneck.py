@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipelines.fixes import spared_by_cache
-from pipelines.steps import Prefetch
 from pipelines.timeline import UNEXPLAINED
 from pipelines.tracing import Stage
 from pipelines.variants import Variant
@@ -79,7 +78,7 @@ class StageTimes:
             input_bound=input_bound,
             caches=variant.caches,
             cacheable=spared_by_cache(variant.steps),
-            prefetches=bool(variant.steps) and isinstance(variant.steps[-1], Prefetch),
+            prefetches=variant.prefetches,
             fits_in_memory=fits_in_memory,
             attribution=tuple(timeline.get("attribution", ())),
         )

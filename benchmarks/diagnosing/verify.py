@@ -26,6 +26,7 @@ from benchmarks.measuring.passes import Passes, Trial
 from pipelines.checks.contract import CHECKS, ContractViolation, check_variant
 from pipelines.errors import InputError
 from pipelines.fixes import Fix, applied
+from pipelines.functions import FunctionPipeline
 from pipelines.variants import Variant
 
 # The reference a variant's gap is measured to.
@@ -64,9 +65,16 @@ class Candidate:
 def candidates(variant: Variant, fix_keys: Sequence[str]) -> list[Candidate]:
     """Each change alone."""
     out = []
+    inside_function = bool(variant.steps) and isinstance(variant.steps[0], FunctionPipeline)
     for fix in (Fix.parse(key) for key in fix_keys):
         copy = applied(variant, [fix])
-        problem = None if copy else f"does not apply to {variant.describe()}"
+        problem = None
+        if copy is None:
+            problem = (
+                f"not made inside a pipeline function: change {variant.steps[0]} yourself"
+                if inside_function
+                else f"does not apply to {variant.describe()}"
+            )
         out.append(Candidate(variant.name, (fix,), copy, problem))
     return out
 
@@ -243,7 +251,9 @@ def verdict(variant: str, verified: Sequence[Verified], analysis: Any) -> str:
         return f"nothing to verify: the advice names no change the suite can make ({advice})"
     timed = [v for v in verified if v.speedup is not None]
     if not timed:
-        return "no suggested change kept the contract: " + "; ".join(v.line() for v in verified)
+        kept = any("breaks the contract" in v.line() for v in verified)
+        why = "kept the contract" if kept else "could be made and timed"
+        return f"no suggested change {why}: " + "; ".join(v.line() for v in verified)
     singles = [v for v in timed if v.label != TOGETHER]
     best = max(singles or timed, key=lambda v: v.speedup.value)
     if best.gap_closed is None:

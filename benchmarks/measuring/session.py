@@ -275,9 +275,9 @@ class PerfSession:
         ``epochs``: default the run's. ``seed``: as for `train` and `build`.
         """
         options = self._build_options(seed)
-        dataset, stages = pipelines.build_traced(variant, self.train_source, **options)
+        dataset, stages, log = pipelines.build_traced(variant, self.train_source, **options)
         dataset = own_threads(dataset, self.options.model_threads)
-        recorder = TimelineRecorder(stages)
+        recorder = TimelineRecorder(stages, log)
         self.trainer.reset(self.initial, seed)
         with self.train_source.explain_errors():
             stats = self.trainer.fit(

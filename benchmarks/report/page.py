@@ -265,7 +265,27 @@ def _timeline_view(
         "capture": capture,
         "steps": figures.step_times(steps, title) if steps else None,
         "input_share": _input_share(steps),
+        "seen": stages_seen(timeline.get("stages", ())),
     }
+
+
+def stages_seen(stages: Sequence[Mapping[str, Any]]) -> str:
+    """How the pipeline's stages were seen, in words (a sentence, or empty)."""
+    observed = [s["name"] for s in stages if s.get("observed")]
+    if any(s.get("kind") == "function" for s in stages):
+        return (
+            "This pipeline function was timed from outside only (a run saved before the"
+            " stages inside functions were seen): each batch from its request to its arrival."
+        )
+    if not observed:
+        return ""
+    return (
+        f"Seen inside the pipeline function, from the tf.data calls it made while it built:"
+        f" {', '.join(observed)} (the suite's reading, then each map and batch it called)."
+        " A filter's predicate, a shuffle's buffer and files the function opens itself"
+        " are not stages of their own: their time falls in the batch's, which counts"
+        " only what no earlier stage accounts for."
+    )
 
 
 def history_figures(

@@ -64,9 +64,13 @@ def decode_ids(images: np.ndarray) -> np.ndarray:
     """Read the id each image encodes (from its central pixel); works after augmentation.
 
     Every source pixel encodes the id, so a crop to a smaller size (a user's
-    pipeline at another image size) still has it at its centre.
+    pipeline at another image size) still has it at its centre. An image that
+    encodes none reads as -1.
     """
-    return np.rint(_centre_steps(np.asarray(images, np.float64))).astype(np.int64) - 1
+    steps = _centre_steps(np.asarray(images, np.float64))
+    # An image that encodes nothing (a flat channel, a saturated one) reads as id -1.
+    steps = np.where(np.isfinite(steps) & (np.abs(steps) < 2**62), steps, 0.0)
+    return np.rint(steps).astype(np.int64) - 1
 
 
 def id_legible(images: np.ndarray, tolerance: float = 1e-3) -> np.ndarray:
