@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import math
 import subprocess
 import time
 from types import SimpleNamespace
@@ -18,12 +20,13 @@ from benchmarks.diagnosing.verify import (
     candidates,
     check_contract,
     gap_closed,
+    speedups_settled,
     together,
     verdict,
     verify,
 )
-from benchmarks.measuring.intervals import Estimate
-from benchmarks.measuring.passes import PassPlan, Trial, run_passes
+from benchmarks.measuring.intervals import Estimate, paired_ratio
+from benchmarks.measuring.passes import Passes, PassPlan, Trial, run_passes
 from pipelines.checks.tagged import tagged_source
 from pipelines.fixes import Fix
 from pipelines.steps import Batch, Map, Prefetch, Read, Shuffle
@@ -152,9 +155,9 @@ class _Session:
         self.source = tagged_source(60, num_shards=2)
         self.planned: set[Trial] = set()
 
-    def interleave(self, trials, plan):
+    def interleave(self, trials, plan, estimates):
         self.planned = set(trials)
-        return run_passes(trials, self._epoch, plan, seed=0)
+        return run_passes(trials, self._epoch, plan, seed=0, estimates=estimates)
 
     def _epoch(self, trial: Trial, seed: int):
         dataset = pipelines.build(trial.variant, self.source, batch_size=8, seed=seed)
@@ -275,3 +278,42 @@ def test_verification_and_profiling_run_only_when_asked(flags, expected):
     assert "test_timeline[cache]" in collected
     asked = ("test_suggestions", "test_profiler_capture")
     assert {c for c in collected if c.startswith(asked)} == expected
+
+
+def test_verification_passes_go_on_until_each_speedup_is_settled():
+    # A copy twice as fast settles in the least passes; one that cannot be told from
+    # the variant (25% slower in one pass, as much faster in the next) takes every pass allowed;
+    # one within the precision (+-5%) settles as no change worth more passes.
+    def passes_for(copy_factors: list[float]) -> Passes:
+        copy = Candidate(
+            "v",
+            (Fix("prefetch"),),
+            pipelines.Variant(f"v+{copy_factors[0]}", (Read(), Batch()), pipelines.Contract()),
+        )
+        factors = itertools.cycle(copy_factors)
+        done = {"v": 0, copy.copy.name: 0}
+
+        def run_one(trial: Trial, seed: int):
+            done[trial.variant] += 1
+            machine = [1.0, 1.3, 0.8][(done[trial.variant] - 1) % 3]  # drifts, pass by pass
+            factor = next(factors) if trial == copy.trial else 1.0
+            return None, machine * factor
+
+        plan = PassPlan(3, 9, math.inf)
+        return run_passes(
+            [Trial("training", "v"), copy.trial],
+            run_one,
+            plan,
+            seed=0,
+            estimates=lambda p: speedups_settled(p, [copy]),
+        )
+
+    fast = passes_for([0.5, 0.52])
+    assert (fast.count, fast.stopped) == (3, "precise")
+    same = passes_for([1.25, 0.8])
+    assert (same.count, same.stopped) == (9, "max passes")
+    assert passes_for([1.01, 0.99]).stopped == "precise"
+    unsettled = Verified("x", (), "kept", paired_ratio([1.0, 1.1, 0.9], [1.0, 0.9, 1.1]))
+    assert "(not told from no change)" in unsettled.figures()
+    settled = Verified("x", (), "kept", paired_ratio([1.0, 1.1, 0.9], [0.5, 0.56, 0.44]))
+    assert "x [" in settled.figures() and "not told" not in settled.figures()

@@ -165,6 +165,10 @@ class Verified:
             else f", {self.gap_closed.value:.0%} of the way to {TARGET}"
         )
         speedup = f"{self.speedup.value:.2f}x {self.speedup.interval_text}"
+        if not decided(self.speedup):
+            speedup += " (not told from no change)"
+        elif self.speedup.high < 1.0:
+            speedup += " (slower)"
         return f"{speedup}{gap}, {self.contract}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -230,6 +234,36 @@ def judge(
             )
         )
     return out
+
+
+def decided(speedup: Estimate) -> bool:
+    """Whether a speedup's interval says which way the change went: wholly above or
+    below 1x."""
+    return speedup.low is not None and (speedup.low > 1.0 or speedup.high < 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Verdict:
+    """A speedup as the passes' stopping rule reads it: settled once its interval
+    excludes 1x, or lies within the plan's precision (no change worth more passes)."""
+
+    speedup: Estimate
+
+    def precise(self, precision: float) -> bool:
+        return decided(self.speedup) or self.speedup.precise(precision)
+
+
+def speedups_settled(passes: Passes, copies: Sequence[Candidate]) -> list[_Verdict]:
+    """Each timed copy's speedup over its variant so far, for the passes' stopping rule."""
+    return [
+        _Verdict(
+            paired_ratio(
+                passes.seconds[Trial("training", copy.variant)], passes.seconds[copy.trial]
+            )
+        )
+        for copy in copies
+        if copy.trial is not None
+    ]
 
 
 def shown_faster(verified: Verified) -> bool:
@@ -322,8 +356,14 @@ def verify(
         for candidate in timed:
             pipelines.register(candidate.copy, replace=True)
         try:
-            plan = session.options.plan
-            passes = session.interleave(trials, plan.exactly(plan.min_passes))
+            # As many passes as it takes each speedup to settle (its interval excluding
+            # 1x, or within the precision), in the run's limits: as few as the plan's
+            # least, as many as its most, and no longer than its time limit.
+            passes = session.interleave(
+                trials,
+                session.options.plan,
+                estimates=lambda so_far: speedups_settled(so_far, timed),
+            )
         finally:
             for candidate in timed:
                 pipelines.unregister(candidate.copy.name)
@@ -335,6 +375,9 @@ def verify(
         best = max(timed_pairs, key=lambda pair: pair[0].speedup.value, default=None)
         seconds = passes.seconds[best[1].trial] if best and passes else []
         said = verdict(name, verified, analyses[name])
+        unsettled = [v for v in verified if v.speedup is not None and not decided(v.speedup)]
+        if unsettled and passes is not None:
+            said += f" ({len(unsettled)} not settled after {passes.count} passes: {passes.stopped})"
         first = owns[name].line(name)
         outcomes[name] = Outcome(verified, f"{first}; {said}" if first else said, seconds)
     return outcomes, passes.count if passes else 0

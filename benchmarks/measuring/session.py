@@ -345,8 +345,15 @@ class PerfSession:
             self.records.yardsticks = self.alternate_with_ceiling(trials)
         return self.passes
 
-    def interleave(self, trials: Iterable[Trial], plan: PassPlan) -> Passes:
-        """Run ``trials`` in randomized interleaved passes as ``plan`` says (not kept)."""
+    def interleave(
+        self,
+        trials: Iterable[Trial],
+        plan: PassPlan,
+        estimates: Callable[[Passes], list[Any]] = pass_estimates,
+    ) -> Passes:
+        """Run ``trials`` in randomized interleaved passes as ``plan`` says (not kept);
+        ``estimates``: the figures whose precision decides whether another pass is needed
+        (by default the run's judged ratios)."""
         trials = list(trials)
         self.warm_up()
         batches = self.in_memory_batches() if any(t.kind == "ceiling" for t in trials) else []
@@ -358,7 +365,7 @@ class PerfSession:
                 # A new order every run, recorded with it; the passes' seeds (model,
                 # shuffles, augmentation) are drawn from the run's seed (--perf-seed).
                 seed=random.SystemRandom().randrange(2**32),
-                estimates=pass_estimates,
+                estimates=estimates,
                 run_seed=self.options.seed,
                 progress=self.progress,
                 together=[
