@@ -167,16 +167,23 @@ class FunctionPipeline:
         sequential = {s.name for s in self.inside if s.kind == "map" and not s.parallel}
         if stage not in sequential:
             return None
-        return dataclasses.replace(
-            self, parallelized=self.parallelized | {stage}, seen=[], inside=[]
-        )
+        return self._changed({stage}, parallelized=self.parallelized | {stage})
 
     def reading_in_parallel(self) -> FunctionPipeline | None:
         """A copy whose examples are read from several shards at once (as `Read` with
         ``parallel``); None where its last build read them so already."""
         if any(s.kind == "open" and s.parallel for s in self.inside):
             return None
-        return dataclasses.replace(self, parallel_reads=True, seen=[], inside=[])
+        return self._changed({"open", "read"}, parallel_reads=True)
+
+    def _changed(self, parallel: set[str], **change: Any) -> FunctionPipeline:
+        """A copy with ``change``, whose stages are expected as this one's, ``parallel``
+        ones running in parallel (until its own build says), so that a second change
+        can be made to it; its own lists, which its builds fill."""
+        inside = [
+            dataclasses.replace(s, parallel=s.parallel or s.name in parallel) for s in self.inside
+        ]
+        return dataclasses.replace(self, seen=list(self.seen), inside=inside, **change)
 
     def speed(self, batched: bool) -> tuple[str, ...]:
         """What the steps its last build was seen to make do for speed."""

@@ -397,3 +397,10 @@ def test_the_examples_a_function_is_given_can_be_read_in_parallel():
     assert sorted(ids) == list(range(48)) and ids != list(range(48))  # interleaved shards
     (again,) = verify.candidates(candidate.copy, ("parallel_read",))
     assert again.copy is None  # it reads in parallel already
+    # Both changes made at once, as verification times them together.
+    singles = verify.candidates(variant, ("parallel_read", "parallelize:map(slow_sharpen)"))
+    (both,) = verify.together(variant, singles)
+    assert both.problem is None
+    list(pipelines.build(both.copy, source, batch_size=8))
+    assert both.copy.describe() == "function(sharpened: map(parallel) -> map -> batch -> prefetch)"
+    assert variant.describe() == "function(sharpened: map -> map -> batch -> prefetch)"

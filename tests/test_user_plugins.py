@@ -117,3 +117,28 @@ def test_a_conftest_pytest_would_ignore_gets_a_warning(user_folder):
     )
     assert f"{user_folder / 'conftest.py'} is not loaded" in done.stdout + done.stderr
     assert f"--perf-plugin {user_folder / 'conftest.py'}" in done.stdout + done.stderr
+
+
+def test_a_plugin_that_makes_a_tensor_as_it_loads_does_not_block_the_core_budget(user_folder):
+    # A module-level tensor starts TensorFlow's runtime while the file loads; the model's
+    # threads must already be set by then, or every benchmark run stops at collection.
+    (user_folder / "with_tensor.py").write_text(
+        f"import tensorflow as tf\nSCALE = tf.constant(2.0)\n{USER_VARIANTS}"
+    )
+    benchmarks = str(ROOT / "benchmarks")
+    done = run(
+        user_folder,
+        "-m",
+        "pytest",
+        benchmarks,
+        "--collect-only",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--perf-plugin",
+        "with_tensor.py",
+        "--perf-variants",
+        "lab_plain",
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "test_training[lab_plain]" in done.stdout

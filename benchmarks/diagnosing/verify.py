@@ -87,7 +87,8 @@ def together(variant: Variant, singles: Sequence[Candidate]) -> list[Candidate]:
     fixes = tuple(single.fixes[0] for single in singles if single.trial is not None)
     if len(fixes) < 2:
         return []
-    return [Candidate(variant.name, fixes, applied(variant, fixes))]
+    copy = applied(variant, fixes)
+    return [Candidate(variant.name, fixes, copy, None if copy else "they do not apply together")]
 
 
 @dataclasses.dataclass(frozen=True)
