@@ -46,27 +46,18 @@ def run(folder, *command: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def run_pytest(folder, target: str, *options: str) -> subprocess.CompletedProcess[str]:
+    """pytest on ``target`` from ``folder``, quiet and leaving no cache behind."""
+    return run(folder, "-m", "pytest", target, "-q", "-p", "no:cacheprovider", *options)
+
+
 def test_the_property_tests_check_a_variant_loaded_from_the_users_folder(user_folder):
     contracts = str(ROOT / "tests" / "test_contracts.py")
-    done = run(
-        user_folder,
-        "-m",
-        "pytest",
-        contracts,
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--perf-plugin",
-        "my_variants.py",
-        "-k",
-        "lab_plain",
-    )
+    done = run_pytest(user_folder, contracts, "--perf-plugin", "my_variants.py", "-k", "lab_plain")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "1 passed" in done.stdout
     # Without it the variant is not there: nothing runs (pytest's exit 5).
-    done = run(
-        user_folder, "-m", "pytest", contracts, "-q", "-p", "no:cacheprovider", "-k", "lab_plain"
-    )
+    done = run_pytest(user_folder, contracts, "-k", "lab_plain")
     assert done.returncode == pytest.ExitCode.NO_TESTS_COLLECTED, done.stdout[-2000:]
 
 
@@ -125,20 +116,11 @@ def test_a_plugin_that_makes_a_tensor_as_it_loads_does_not_block_the_core_budget
     (user_folder / "with_tensor.py").write_text(
         f"import tensorflow as tf\nSCALE = tf.constant(2.0)\n{USER_VARIANTS}"
     )
-    benchmarks = str(ROOT / "benchmarks")
-    done = run(
+    done = run_pytest(
         user_folder,
-        "-m",
-        "pytest",
-        benchmarks,
+        str(ROOT / "benchmarks"),
         "--collect-only",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--perf-plugin",
-        "with_tensor.py",
-        "--perf-variants",
-        "lab_plain",
+        *("--perf-plugin", "with_tensor.py", "--perf-variants", "lab_plain"),
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert "test_training[lab_plain]" in done.stdout
