@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines.sources.base import Record
-from pipelines.tracing import requests, stamp_map
+from pipelines.tracing import call_timed, now_after, on_arrival, shard_spans
 
 # Far more rows than an epoch makes (examples times stages); the queue holds
 # what it is given, allocating per row.
@@ -52,16 +52,6 @@ class SpanLog:
         return np.stack([stage.numpy().astype(np.float64), start.numpy(), end.numpy()], axis=1)
 
 
-def _tensors(structure: Any) -> list[tf.Tensor]:
-    return [t for t in tf.nest.flatten(structure, expand_composites=True) if tf.is_tensor(t)]
-
-
-def _after(structure: Any) -> tf.Tensor:
-    """`tf.timestamp` taken once every tensor in ``structure`` has been computed."""
-    with tf.control_dependencies(_tensors(structure)):
-        return tf.timestamp()
-
-
 def _passed_after(structure: Any, op: tf.Operation | tf.Tensor) -> Any:
     """``structure`` unchanged, its tensors computed only after ``op`` has run."""
     with tf.control_dependencies([op]):
@@ -73,9 +63,8 @@ def logged_call(function: Callable[..., Any], log: SpanLog, stage: int) -> Calla
     from its inputs being ready to its outputs being computed."""
 
     def call(*parts: Any) -> Any:
-        start = _after(parts)
-        outputs = function(*_passed_after(parts, start))
-        return _passed_after(outputs, log.record(stage, start, _after(outputs)))
+        outputs, start, end = call_timed(function, parts)
+        return _passed_after(outputs, log.record(stage, start, end))
 
     return call
 
@@ -84,34 +73,21 @@ def logged_batches(ds: tf.data.Dataset, log: SpanLog, stage: int) -> tf.data.Dat
     """``ds`` (a batch's output) unchanged, logging per batch the span from its request
     to its arrival; like `pipelines.tracing.traced_batch`, the analysis counts only the
     part no earlier stage accounts for."""
-    batches = tf.data.Dataset.zip(requests(), ds)
 
-    def stamp(request: tuple[tf.Tensor, tf.Tensor], batch: Any) -> Any:
-        _, requested = request
-        return _passed_after(batch, log.record(stage, requested, _after(batch)))
+    def stamp(requested: tf.Tensor, batch: Any) -> Any:
+        return _passed_after(batch, log.record(stage, requested, now_after(batch)))
 
-    return stamp_map(batches, stamp, over=ds)
+    return on_arrival(ds, stamp)
 
 
 def logged_reader(
     read_shard: Callable[[Any], tf.data.Dataset], log: SpanLog, opening: int, reading: int
 ) -> Callable[[Any], tf.data.Dataset]:
-    """``read_shard`` logging each shard's "open" (its first record: from the reader being
-    made to the record's arrival) and each later record's "read" (request to arrival), as
-    `pipelines.tracing.traced_shard_reader` records them in the elements."""
+    """``read_shard`` logging each shard's "open" (its first record) and each later
+    record's "read", the spans `pipelines.tracing.traced_shard_reader` puts in the
+    elements (`pipelines.tracing.shard_spans`)."""
 
-    def read(shard: Any) -> tf.data.Dataset:
-        opened = tf.timestamp()
-        with tf.control_dependencies([opened]):
-            records = tf.data.Dataset.zip(requests(), read_shard(shard))
+    def log_span(record: Record, first: tf.Tensor, start: tf.Tensor, end: tf.Tensor) -> Record:
+        return _passed_after(record, log.record(tf.where(first, opening, reading), start, end))
 
-        def stamp(request: tuple[tf.Tensor, tf.Tensor], record: Record) -> Record:
-            index, requested = request
-            first = index == 0
-            start = tf.where(first, tf.minimum(opened, requested), requested)
-            stage = tf.where(first, opening, reading)
-            return _passed_after(record, log.record(stage, start, _after(record)))
-
-        return stamp_map(records, stamp)
-
-    return read
+    return shard_spans(read_shard, log_span)

@@ -365,9 +365,7 @@ class TimelineRecorder:
         """Keep the spans a training batch carries (nothing if it carries none)."""
         spans = batch.get(SPANS)
         if spans is not None and self._carried:
-            # Batches without ids (none here yet) carry spans that are not per example.
-            ids = batch[ID] if ID in batch else np.full(len(spans), -1)
-            self._batches.append(_Batch(epoch, np.asarray(spans), np.asarray(ids)))
+            self._batches.append(_Batch(epoch, np.asarray(spans), np.asarray(batch[ID])))
 
     def train_step(
         self, epoch: int, batch: Record, requested: float, fetched: float, done: float

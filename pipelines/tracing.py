@@ -142,8 +142,22 @@ def stamp_map(
 
 def now_after(tensors: object) -> tf.Tensor:
     """`tf.timestamp` taken once every tensor in ``tensors`` (any nest) has been computed."""
-    with tf.control_dependencies([t for t in tf.nest.flatten(tensors) if tf.is_tensor(t)]):
+    flat = tf.nest.flatten(tensors, expand_composites=True)
+    with tf.control_dependencies([t for t in flat if tf.is_tensor(t)]):
         return tf.timestamp()
+
+
+def call_timed(
+    function: Callable[..., object], parts: tuple
+) -> tuple[object, tf.Tensor, tf.Tensor]:
+    """``function(*parts)``, and when it started (its inputs ready) and ended (its outputs
+    computed): ``(outputs, start, end)``. The work cannot start before ``start``."""
+    start = now_after(parts)
+    with tf.control_dependencies([start]):
+        # Identity inside the block: the work cannot start before `start`.
+        parts = tf.nest.map_structure(tf.identity, parts, expand_composites=True)
+    outputs = function(*parts)
+    return outputs, start, now_after(outputs)
 
 
 def append_span(spans: tf.Tensor, start: tf.Tensor, end: tf.Tensor) -> tf.Tensor:
@@ -169,12 +183,7 @@ def timed(function: Callable[[Record], Record]) -> Callable[[Record], Record]:
     def traced(record: Record) -> Record:
         record = dict(record)
         spans = record.pop(SPANS)
-        start = now_after(record)
-        with tf.control_dependencies([start]):
-            # Identity inside the block: the work cannot start before `start`.
-            inputs = tf.nest.map_structure(tf.identity, record)
-        outputs = dict(function(inputs))
-        end = now_after(outputs)
+        outputs, start, end = call_timed(lambda inputs: dict(function(inputs)), (record,))
         outputs[SPANS] = append_span(spans, start, end)
         return outputs
 
@@ -190,25 +199,34 @@ def requests() -> tf.data.Dataset:
     return stamp_map(tf.data.Dataset.range(2**62), lambda number: (number, tf.timestamp()))
 
 
-def traced_shard_reader(
-    read_shard: Callable[[Record], tf.data.Dataset],
-) -> Callable[[Record], tf.data.Dataset]:
-    """Wrap a source's ``read_shard`` so that its records carry an "open" and a "read" row.
+def on_arrival(ds: tf.data.Dataset, mark: Callable[[tf.Tensor, object], object]) -> tf.data.Dataset:
+    """``ds``'s elements, each passed through ``mark(requested, element)`` once it has
+    arrived, ``requested`` being when it was asked for (`requests` zipped in front)."""
+    arrivals = tf.data.Dataset.zip(requests(), ds)
+    return stamp_map(arrivals, lambda request, element: mark(request[1], element), over=ds)
+
+
+# What a shard reader makes of each record and its span: (record, first of its shard,
+# start, end) -> the element.
+SpanMark = Callable[[Record, tf.Tensor, tf.Tensor, tf.Tensor], Record]
+
+
+def shard_spans(read_shard: Callable[[Record], tf.data.Dataset], mark: SpanMark):
+    """Wrap a source's ``read_shard`` so that each record is passed to ``mark`` with its span.
 
     Each span runs from the request for a record to its arrival: a stamp
     dataset zipped in front of the records is asked first, so its
     timestamp is taken when the request comes in, before the read starts.
     The first record's span is the shard's "open", from the moment its reader
     is being made (opening a file, the reader's own setup and its first read
-    are one wait) and it has no read row; later records have a read row and
-    no open row.
+    are one wait); later records' spans are reads.
     """
 
     def read(shard: Record) -> tf.data.Dataset:
         # Taken when the shard's reader is being made (the interleave or flat_map calls
         # this per shard): a reader per file costs tf.data a dataset and its
         # iterator, before any record is asked for. That is part of opening the
-        # file (with many small files, most of it), so the open row starts here.
+        # file (with many small files, most of it), so the open span starts here.
         opened = tf.timestamp()
         # The request's number tells the shard's first record (no enumerate step).
         with tf.control_dependencies([opened]):  # the reader is made after the stamp
@@ -216,15 +234,31 @@ def traced_shard_reader(
 
         def stamp(request: tuple[tf.Tensor, tf.Tensor], record: Record) -> Record:
             index, requested = request
-            start = tf.where(index == 0, tf.minimum(opened, requested), requested)
-            span = tf.stack([start, now_after(record)])
-            missing = tf.constant([NOT_RECORDED, NOT_RECORDED], tf.float64)
-            rows = tf.where(index == 0, tf.stack([span, missing]), tf.stack([missing, span]))
-            return {**record, SPANS: rows}
+            first = index == 0
+            start = tf.where(first, tf.minimum(opened, requested), requested)
+            return mark(record, first, start, now_after(record))
 
         return stamp_map(records, stamp)
 
     return read
+
+
+def traced_shard_reader(
+    read_shard: Callable[[Record], tf.data.Dataset],
+) -> Callable[[Record], tf.data.Dataset]:
+    """Wrap a source's ``read_shard`` so that its records carry an "open" and a "read" row
+    (`shard_spans`): the first record has an open row and no read row, later records a
+    read row and no open row."""
+
+    def rows(record: Record, first: tf.Tensor, start: tf.Tensor, end: tf.Tensor) -> Record:
+        span = tf.stack([start, end])
+        missing = tf.constant([NOT_RECORDED, NOT_RECORDED], tf.float64)
+        return {
+            **record,
+            SPANS: tf.where(first, tf.stack([span, missing]), tf.stack([missing, span])),
+        }
+
+    return shard_spans(read_shard, rows)
 
 
 def traced_batch(ds: tf.data.Dataset, size: int, drop_remainder: bool) -> tf.data.Dataset:
@@ -238,15 +272,13 @@ def traced_batch(ds: tf.data.Dataset, size: int, drop_remainder: bool) -> tf.dat
     per function call per element, and on a small CPU that cost, not the
     stamps, is what tracing adds.
     """
-    batches = tf.data.Dataset.zip(requests(), ds.batch(size, drop_remainder=drop_remainder))
 
-    def close(request: tuple[tf.Tensor, tf.Tensor], batch: Record) -> Record:
-        _, requested = request
+    def close(requested: tf.Tensor, batch: Record) -> Record:
         spans = batch[SPANS]
         start = tf.maximum(requested, tf.reduce_max(last_end(spans)))
         return {**batch, SPANS: append_span(spans, start, now_after(batch))}
 
-    return stamp_map(batches, close)
+    return on_arrival(ds.batch(size, drop_remainder=drop_remainder), close)
 
 
 def after_generator(record: Record) -> Record:
@@ -303,12 +335,10 @@ class Tracer(Untraced):
         self.stages: list[Stage] = []
         self.log: SpanLog | None = None
 
-    def add_stage(self, stage: Stage) -> int:
-        """Add a stage; a name already taken gets a number (``batch``, ``batch 2``).
-        Returns its index among the stages."""
+    def add_stage(self, stage: Stage) -> None:
+        """Add a stage; a name already taken gets a number (``batch``, ``batch 2``)."""
         name = numbered(stage.name, {existing.name for existing in self.stages})
         self.stages.append(dataclasses.replace(stage, name=name))
-        return len(self.stages) - 1
 
     def shard_reader(
         self, read_shard: Callable[[Record], tf.data.Dataset], parallel: bool
