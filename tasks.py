@@ -44,12 +44,24 @@ UNTIMED_BENCHMARKS = [
     "--benchmark-disable",
     *("--perf-epochs", "1", "--perf-latency", "none", "--perf-model-threads", "0"),
 ]
-# Two pytest-xdist workers, a test file each at a time (module fixtures stay
-# in one process); most tests wait on subprocesses or on one core. Files are
+
+
+def xdist_workers() -> int:
+    """pytest-xdist workers for the test job: one more than the cores this process may use
+    (at most 8). Most tests wait on a subprocess or hold one core, so a third worker on
+    two cores took the job from 645 s to 575 s (docs/measurements.md, 2026-12-04)."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return min(cores + 1, 8)
+
+
+# A test file each at a time (module fixtures stay in one process). Files are
 # handed out in collection order, which puts the modules marked slow first
 # (conftest.py), not xdist's order by test count. `-n 0` among a job's ARGS
 # runs the tests in one process.
-PARALLEL_TESTS = ["-n", "2", "--dist", "loadfile", "--no-loadscope-reorder"]
+PARALLEL_TESTS = ["-n", str(xdist_workers()), "--dist", "loadfile", "--no-loadscope-reorder"]
 
 
 def venv_python() -> Path:

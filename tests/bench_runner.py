@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipelines.embedded import EmbeddedConfig, ensure_embedded
+
 ROOT = Path(__file__).resolve().parent.parent
 THRESHOLDS = """
 [defaults]
@@ -19,6 +21,28 @@ max_throughput_drop = 0.9
 min_speedup = 1.3
 """
 GATED = "test_training or test_ceiling"
+# For runs whose accuracy nothing judges.
+NO_ACCURACY_FLOOR = "[defaults]\nmin_test_accuracy = 0\n"
+
+# The embedded set at a third of the smoke set's training examples, for end-to-end
+# runs that check what a run writes and says rather than its figures: a run of the
+# report's test took 72 s on the smoke set and 45 s on this one.
+SMALL = EmbeddedConfig(
+    profile="e2e",
+    train=640,
+    test=200,
+    folder_train=64,
+    folder_test=32,
+    folder_sizes=(24, 40),
+    train_shards=8,
+    test_shards=2,
+)
+
+
+def small_data(fmt: str = "tfrecord") -> Path:
+    """The folder of one format of `SMALL`, generated once and shared by every worker
+    (`pipelines.embedded.ensure_embedded` locks and reuses it)."""
+    return ensure_embedded(SMALL).path(fmt)
 
 
 def suite_command(*args: str) -> list[str]:
@@ -40,14 +64,17 @@ def run_benchmarks(
     inject: str = "",
     select: str = GATED,
     variants: str = "naive,optimized",
+    data: Path | None = None,
+    thresholds_text: str = THRESHOLDS,
 ) -> subprocess.CompletedProcess[str]:
     """`pytest benchmarks` on ``variants``, 2 epochs, 2 passes, no latency, storage under tmp_path.
 
     ``inject`` names a regression from `benchmarks.tools.inject` (empty: none);
-    ``select`` is the ``-k`` expression choosing benchmarks.
+    ``select`` is the ``-k`` expression choosing benchmarks; ``data`` a ``--perf-data``
+    folder (None: the embedded smoke set); ``thresholds_text`` the gates' file.
     """
     thresholds = tmp_path / "thresholds.toml"
-    thresholds.write_text(THRESHOLDS)
+    thresholds.write_text(thresholds_text)
     command = [
         sys.executable,
         "-m",
@@ -69,6 +96,7 @@ def run_benchmarks(
         "--perf-thresholds",
         str(thresholds),
         f"--benchmark-storage=file://{tmp_path / 'storage'}",
+        *(["--perf-data", str(data)] if data is not None else []),
         *args,
     ]
     env = dict(os.environ, PERF_INJECT=inject)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench_runner import ROOT, suite_from_anywhere
+from bench_runner import ROOT, small_data, suite_from_anywhere
 
 import pipelines
 from benchmarks.judging import gates
@@ -205,7 +205,7 @@ def test_a_run_times_head_and_base_in_the_same_passes_and_judges_each_pair(proje
         *("-k", "test_training or test_ceiling"),
         *("--perf-plugin", plugin.name, "--perf-against", "HEAD", "--perf-variants", name),
         *("--perf-latency", "none", "--perf-epochs", "2", "--perf-passes", "2"),
-        *("--perf-epoch-pairs", "3"),
+        *("--perf-epoch-pairs", "3", "--perf-data", str(small_data())),
         f"--benchmark-storage=file://{storage}",
         "--benchmark-autosave",
     )
@@ -283,6 +283,7 @@ def test_a_run_against_a_missing_ref_measures_the_head_says_why_and_is_not_green
         *("--perf-plugin", plugin.name, "--perf-against", "no-such-ref"),
         *("--perf-variants", name, "--perf-latency", "none", "--perf-epochs", "1"),
         *("--perf-passes", "1", f"--benchmark-storage=file://{tmp_path / 'storage'}"),
+        *("--perf-data", str(small_data())),
     )
     done = subprocess.run(command, capture_output=True, text=True, cwd=folder)
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]

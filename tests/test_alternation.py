@@ -137,7 +137,7 @@ def test_a_yardstick_run_saves_each_variants_fraction_of_the_ceiling_round_by_ro
     import json
     import subprocess
 
-    from bench_runner import suite_from_anywhere
+    from bench_runner import small_data, suite_from_anywhere
 
     storage = tmp_path / "storage"
     thresholds = tmp_path / "t.toml"
@@ -145,6 +145,7 @@ def test_a_yardstick_run_saves_each_variants_fraction_of_the_ceiling_round_by_ro
     command = suite_from_anywhere("-k", "test_training or test_ceiling")
     command += ["--perf-variants", "prefetch", "--perf-latency", "none", "--perf-epochs", "1"]
     command += ["--perf-passes", "2", "--perf-yardstick", "--perf-epoch-pairs", "4"]
+    command += ["--perf-data", str(small_data())]
     command += [f"--benchmark-storage=file://{storage}", f"--perf-thresholds={thresholds}"]
     first = subprocess.run([*command, "--benchmark-autosave"], capture_output=True, text=True)
     assert first.returncode in (0, 1), first.stdout[-3000:] + first.stderr[-3000:]

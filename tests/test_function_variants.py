@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from bench_runner import ROOT
+from bench_runner import ROOT, small_data
 
 import pipelines
 from benchmarks.diagnosing import verify
@@ -276,12 +276,14 @@ def test_what_the_labs_cache_does_is_caught_if_the_contract_denies_it(lab, chang
 
 def test_the_lab_example_benchmarks_from_its_own_folder(tmp_path):
     """docs/your-pipeline.md's walk-through, shortened: the lab's functions and logits CNN
-    on 24x24 crops of the embedded CIFAR batches, run from the example's folder."""
+    on 24x24 crops of CIFAR batches (the small embedded set's), run from the example's
+    folder."""
     storage = tmp_path / "run.json"
     command = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-q"]
     command += ["-p", "no:cacheprovider", "-k", "test_training or test_ceiling or test_timeline"]
     command += ["--perf-plugin", "lab_pipelines.py", "--perf-model", "lab_model:cifar_cnn"]
-    command += ["--perf-format", "cifar", "--perf-image-size", "24", "--perf-latency", "none"]
+    command += ["--perf-data", str(small_data("cifar")), "--perf-image-size", "24"]
+    command += ["--perf-latency", "none"]
     command += ["--perf-variants", "lab_naive,lab_optimized", "--perf-epochs", "1"]
     command += ["--perf-passes", "1", "--perf-model-threads", "0"]
     command += [f"--benchmark-json={storage}"]

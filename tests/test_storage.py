@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from bench_runner import ROOT, fingerprint, suite_command
+from bench_runner import ROOT, fingerprint, small_data, suite_command
 
 from benchmarks.saving import storage
 from benchmarks.saving.bench_adapter import check_version
@@ -73,6 +73,7 @@ def test_two_benchmark_runs_finishing_together_both_save_whole(tmp_path):
     command = suite_command()
     command += ["-k", "test_training", "--perf-variants", "naive", "--perf-epochs", "1"]
     command += ["--perf-latency", "none", "--perf-thresholds", str(thresholds)]
+    command += ["--perf-data", str(small_data())]
     command += ["--benchmark-autosave", f"--benchmark-storage=file://{store}"]
     runs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL) for _ in range(2)]
     assert [run.wait(timeout=600) for run in runs] == [0, 0]
@@ -106,6 +107,7 @@ def test_compare_and_histogram_work_as_pytest_benchmark_documents(tmp_path):
     thresholds.write_text("[defaults]\nmin_test_accuracy = 0\n")
     command = suite_command("-k", "test_training", "--perf-variants", "naive", "--perf-epochs", "1")
     command += ["--perf-latency", "none", "--perf-thresholds", str(thresholds)]
+    command += ["--perf-data", str(small_data())]
     command += ["--benchmark-autosave", f"--benchmark-storage=file://{store}"]
     first = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert first.returncode == 0, first.stdout[-2000:] + first.stderr[-2000:]

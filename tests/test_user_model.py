@@ -10,7 +10,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from bench_runner import ROOT, suite_command
+from bench_runner import ROOT, small_data, suite_command
 
 import models
 from models.trainer import Trainer
@@ -105,6 +105,7 @@ def test_a_bad_model_is_one_line_naming_it(user_module, spec, problem):
 def run_suite(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     command = suite_command("-k", "test_training", "--perf-epochs", "1", "--perf-latency", "none")
+    command += ["--perf-data", str(small_data())]
     command += [f"--benchmark-storage=file://{tmp_path / 'storage'}", *args]
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env)
 
