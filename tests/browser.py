@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -60,6 +61,9 @@ def check_page(path: Path, browser: str, timeout: float = 60.0) -> PageCheck:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            # Its own temporary files (org.chromium.Chromium.*) go with the profile,
+            # not into /tmp for good.
+            env={**os.environ, "TMPDIR": profile},
         )
         try:
             return _drive(process, path, timeout)

@@ -145,9 +145,21 @@ def storage_of(tmp_path: Path) -> Path:
 
 
 def build(storage: Path, output: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m benchmarks.report`` as a user runs it."""
     command = [sys.executable, "-m", "benchmarks.report", "--storage", str(storage)]
     command += ["--output", str(output), *args]
     return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+
+
+def build_here(
+    capsys: pytest.CaptureFixture[str], storage: Path, output: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`benchmarks.report.page.main`, the same command in this process (no second TensorFlow
+    start-up); `build` checks the entry point itself."""
+    argv = ["--storage", str(storage), "--output", str(output), *args]
+    status = report.main(argv)
+    said = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, status, said.out, said.err)
 
 
 def test_the_run_saves_timelines_bottlenecks_and_the_overhead(bench_run):
@@ -248,8 +260,8 @@ def test_history_across_runs_marks_a_regression(bench_run, tmp_path):
         assert f'alt="{axis} across runs"' in page
 
 
-def test_no_saved_runs_is_one_line(tmp_path):
-    done = build(tmp_path / "empty", tmp_path / "out.html")
+def test_no_saved_runs_is_one_line(tmp_path, capsys):
+    done = build_here(capsys, tmp_path / "empty", tmp_path / "out.html")
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
         f"error: {tmp_path / 'empty'}: no saved runs to report on"
@@ -265,13 +277,15 @@ def test_no_saved_runs_is_one_line(tmp_path):
         ('{"machine_info": {}}', "not a pytest-benchmark run (no 'benchmarks' list)"),
     ],
 )
-def test_a_broken_run_file_is_named_and_the_old_report_kept(bench_run, tmp_path, content, problem):
+def test_a_broken_run_file_is_named_and_the_old_report_kept(
+    bench_run, tmp_path, capsys, content, problem
+):
     storage = make_history(bench_run, tmp_path)
     broken = next(storage.glob("*/0002_*.json"))
     broken.write_text(content)
     old = tmp_path / "old.html"
     old.write_text("the previous report")
-    done = build(storage, old)
+    done = build_here(capsys, storage, old)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1].startswith(f"error: {broken}: {problem}")
     assert "Traceback" not in done.stderr
@@ -279,8 +293,8 @@ def test_a_broken_run_file_is_named_and_the_old_report_kept(bench_run, tmp_path,
     assert broken.read_text() == content
 
 
-def test_an_unknown_run_is_one_line(bench_run, tmp_path):
-    done = build(storage_of(bench_run), tmp_path / "out.html", "--run", "42")
+def test_an_unknown_run_is_one_line(bench_run, tmp_path, capsys):
+    done = build_here(capsys, storage_of(bench_run), tmp_path / "out.html", "--run", "42")
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
         f"error: --run: no saved run '42' under {storage_of(bench_run)}"

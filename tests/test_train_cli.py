@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import pytest
+from bench_runner import ROOT, small_data
+
+from models import train
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "models.train", *args], capture_output=True, text=True, cwd=ROOT
-    )
+    """The command as a user types it, on the small embedded set's ``--data`` unless given."""
+    data = () if "--data" in args else ("--data", str(small_data()))
+    command = [sys.executable, "-m", "models.train", *data, *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+
+
+def run_here(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`models.train.main` in this process (no second TensorFlow start-up): for input it
+    refuses before training."""
+    try:
+        status = train.main(list(args))
+    except SystemExit as stopped:  # argparse's own refusals
+        status = int(stopped.code or 0)
+    said = capsys.readouterr()
+    return subprocess.CompletedProcess(["models.train", *args], status, said.out, said.err)
 
 
 def error_line(done: subprocess.CompletedProcess[str]) -> str:
@@ -34,25 +48,26 @@ def test_prints_a_row_per_epoch_and_a_total():
     assert lines[-1].startswith("total ")
 
 
-def test_an_unknown_variant_is_one_line_listing_the_known_ones():
-    done = run("--variant", "turbo")
+def test_an_unknown_variant_is_one_line_listing_the_known_ones(capsys):
+    done = run_here(capsys, "--variant", "turbo")
     assert done.returncode == 2
     assert error_line(done).startswith(
         "error: variant 'turbo': unknown variant; known variants: naive,"
     )
 
 
-def test_a_missing_data_path_is_one_line():
-    done = run("--data", "/nonexistent/cifar")
+def test_a_missing_data_path_is_one_line(capsys):
+    done = run_here(capsys, "--data", "/nonexistent/cifar")
     assert done.returncode == 2
     assert error_line(done) == "error: /nonexistent/cifar: does not exist"
 
 
-def test_the_image_size_reaches_the_model_and_a_bad_one_is_one_line():
-    done = run("--variant", "naive", "--epochs", "1", "--format", "cifar", "--image-size", "24")
+def test_the_image_size_reaches_the_model_and_a_bad_one_is_one_line(capsys):
+    cifar = str(small_data("cifar"))
+    done = run("--variant", "naive", "--epochs", "1", "--data", cifar, "--image-size", "24")
     assert done.returncode == 0, done.stderr
     assert "on 24x24x3 images" in done.stdout.splitlines()[2]
-    done = run("--image-size", "24x")
+    done = run_here(capsys, "--image-size", "24x")
     assert done.returncode == 2
     assert error_line(done) == (
         "error: --image-size: '24x' is not an image size (N or HxW, e.g. 24 or 24x32)"

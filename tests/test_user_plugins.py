@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 import pytest
-from bench_runner import ROOT
+from bench_runner import ROOT, small_data
 
 # A minute or more in all: the test job starts this module first (conftest.py).
 pytestmark = pytest.mark.slow
@@ -72,6 +72,8 @@ def test_training_and_the_report_load_the_same_file(user_folder):
         "lab_plain",
         "--epochs",
         "1",
+        "--data",
+        str(small_data()),
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("variant  lab_plain: read -> ")
