@@ -41,7 +41,7 @@ PYTEST_NO_TESTS = 5
 # No core budget there: the test job's other tests share its processes, and the
 # budget's own test runs it in a process of its own.
 UNTIMED_BENCHMARKS = [
-    "--benchmark-disable",
+    *("--benchmark-disable", "--perf-profile", "check"),
     *("--perf-epochs", "1", "--perf-latency", "none", "--perf-model-threads", "0"),
 ]
 

@@ -82,6 +82,18 @@ EMBEDDED_PROFILES = {
         train_shards=32,
         test_shards=4,
     ),
+    # A third of smoke's training examples: the test job's benchmarks and end-to-end
+    # runs, which check that a run works rather than what it measures.
+    "check": EmbeddedConfig(
+        profile="check",
+        train=640,
+        test=200,
+        folder_train=64,
+        folder_test=32,
+        folder_sizes=(24, 40),
+        train_shards=8,
+        test_shards=2,
+    ),
     "full": EmbeddedConfig(
         profile="full",
         train=50_000,
@@ -278,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipelines.embedded", description=__doc__.split("\n")[0]
     )
-    parser.add_argument("--profile", default="smoke", help="smoke (default) or full")
+    parser.add_argument("--profile", default="smoke", help="smoke (default), check or full")
     parser.add_argument("--root", type=Path, default=None, help="cache folder")
     parser.add_argument("--force", action="store_true", help="regenerate even if present")
     args = parser.parse_args(argv)

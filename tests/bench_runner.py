@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.embedded import EmbeddedConfig, ensure_embedded
+from pipelines.embedded import ensure_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 THRESHOLDS = """
@@ -24,25 +24,13 @@ GATED = "test_training or test_ceiling"
 # For runs whose accuracy nothing judges.
 NO_ACCURACY_FLOOR = "[defaults]\nmin_test_accuracy = 0\n"
 
-# The embedded set at a third of the smoke set's training examples, for end-to-end
-# runs that check what a run writes and says rather than its figures: a run of the
-# report's test took 72 s on the smoke set and 45 s on this one.
-SMALL = EmbeddedConfig(
-    profile="e2e",
-    train=640,
-    test=200,
-    folder_train=64,
-    folder_test=32,
-    folder_sizes=(24, 40),
-    train_shards=8,
-    test_shards=2,
-)
-
 
 def small_data(fmt: str = "tfrecord") -> Path:
-    """The folder of one format of `SMALL`, generated once and shared by every worker
-    (`pipelines.embedded.ensure_embedded` locks and reuses it)."""
-    return ensure_embedded(SMALL).path(fmt)
+    """The folder of one format of the embedded ``check`` set (a third of smoke's training
+    examples), for end-to-end runs that check what a run writes and says rather than its
+    figures: the report's run took 72 s on the smoke set and 45 s on this one. Generated
+    once, shared by every worker (`pipelines.embedded.ensure_embedded` locks and reuses it)."""
+    return ensure_embedded("check").path(fmt)
 
 
 def suite_command(*args: str) -> list[str]:

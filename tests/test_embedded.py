@@ -132,5 +132,5 @@ def test_command_line_rejects_an_unknown_profile_in_one_line(tmp_path):
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last == "error: --profile: unknown profile 'huge'; choose smoke, full"
+    assert last == "error: --profile: unknown profile 'huge'; choose smoke, check, full"
     assert not list(tmp_path.iterdir())

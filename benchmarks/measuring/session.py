@@ -58,6 +58,11 @@ PERF_PROFILES = {
     "smoke": PerfProfile(
         "smoke", model="tiny", epochs=3, batch_size=64, passes=PassPlan(3, 10, 280.0)
     ),
+    # The embedded check set (640 training images) and the tiny CNN, 2 passes: whether
+    # every benchmark runs, in seconds (the test job's untimed benchmarks use it).
+    "check": PerfProfile(
+        "check", model="tiny", epochs=2, batch_size=64, passes=PassPlan(2, 2, 60.0)
+    ),
     # CIFAR-size data and the lab's CIFAR model, 2 epochs as in the lab; meant for a
     # GPU (`python3 tasks.py full`), within about 10 minutes: 2 passes, a third or
     # fourth only while the first two took under 4 minutes.
