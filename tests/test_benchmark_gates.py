@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 from bench_runner import run_benchmarks
 
+# The speedup gate alone: one epoch (accuracy after it is not judged), no ceiling.
+SPEEDUP_ONLY = "[defaults]\nmin_test_accuracy = 0\n\n[variants.optimized]\nmin_speedup = 1.3\n"
+
 # A minute or more in all: the test job starts this module first (conftest.py).
 pytestmark = pytest.mark.slow
 
@@ -61,7 +64,13 @@ def test_the_unchanged_suite_passes_and_saves_the_ratios(baseline):
 
 
 def test_a_slowed_stage_fails_the_speedup_gate(baseline):
-    done = run_benchmarks(baseline, inject="delay")
+    done = run_benchmarks(
+        baseline,
+        *("--perf-epochs", "1"),
+        inject="delay",
+        select="test_training",
+        thresholds_text=SPEEDUP_ONLY,
+    )
     assert done.returncode == 1
     lines = gate_lines(done)
     assert len(lines) == 1, done.stdout[-3000:]
@@ -70,7 +79,10 @@ def test_a_slowed_stage_fails_the_speedup_gate(baseline):
 
 
 def test_wrongly_paired_labels_fail_the_accuracy_gates(baseline):
-    done = run_benchmarks(baseline, "--perf-baseline", "latest", inject="mislabel")
+    # The accuracy gates need no ceiling.
+    done = run_benchmarks(
+        baseline, "--perf-baseline", "latest", inject="mislabel", select="test_training"
+    )
     assert done.returncode == 1
     lines = gate_lines(done)
     assert any(
