@@ -23,6 +23,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from benchmarks.measuring.intervals import t_quantile
 from benchmarks.saving.schema import Kind
 from pipelines.steps import Prefetch
 from pipelines.variants import Variant
@@ -66,11 +67,9 @@ def passes_needed(interval: list[float], value: float, passes: int, precision: f
     half = max(math.log(high / value), math.log(value / low)) if low > 0 else math.inf
     if not math.isfinite(half) or passes < 2:
         return passes * 4
-    from scipy import stats  # imported on first use: it adds 0.8 s to every start-up
-
-    spread = half * math.sqrt(passes) / stats.t.ppf(0.975, passes - 1)
+    spread = half * math.sqrt(passes) / t_quantile(0.975, passes - 1)
     needed = passes + 1
-    while stats.t.ppf(0.975, needed - 1) * spread / math.sqrt(needed) > math.log1p(precision):
+    while t_quantile(0.975, needed - 1) * spread / math.sqrt(needed) > math.log1p(precision):
         needed += 1
     return needed
 

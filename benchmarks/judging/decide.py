@@ -27,6 +27,8 @@ from typing import Literal
 
 import numpy as np
 
+from benchmarks.measuring.intervals import t_quantile
+
 Outcome = Literal["regression", "inconclusive", "ok", "improvement"]
 TESTS = ("mann-whitney", "bootstrap")
 BOOTSTRAP_RESAMPLES = 4000
@@ -145,7 +147,7 @@ def bootstrap_interval(
 def _p_values(baseline: list[float], current: list[float], metric: Metric) -> tuple[float, float]:
     """One-sided Mann-Whitney p-values: (current worse, current better)."""
     worse, better = ("less", "greater") if metric.higher_is_better else ("greater", "less")
-    from scipy import stats  # imported on first use: it adds 0.8 s to every start-up
+    from scipy import stats  # on first use (see intervals.t_quantile)
 
     test = stats.mannwhitneyu
     return (
@@ -217,9 +219,7 @@ def decide_paired(
     ]
     n, mean = len(moved), statistics.fmean(moved)
     spread = statistics.stdev(moved) / math.sqrt(n)
-    from scipy import stats  # imported on first use: it adds 0.8 s to every start-up
-
-    margin = stats.t.ppf(1 - rule.alpha, n - 1) * spread
+    margin = t_quantile(1 - rule.alpha, n - 1) * spread
     back = (lambda x: x) if metric.absolute else math.exp
     change, interval = back(mean), (back(mean - margin), back(mean + margin))
     # Positive: head worse than base.
@@ -255,6 +255,6 @@ def _p_above_zero(mean: float, spread: float, n: int) -> float:
     ``spread``) is not above 0; with no spread at all, 0 or 1."""
     if spread <= 0:
         return 0.0 if mean > 0 else 1.0
-    from scipy import stats  # imported on first use: it adds 0.8 s to every start-up
+    from scipy import stats  # on first use (see intervals.t_quantile)
 
     return float(stats.t.sf(mean / spread, n - 1))
