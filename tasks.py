@@ -49,7 +49,9 @@ UNTIMED_BENCHMARKS = [
 def xdist_workers() -> int:
     """pytest-xdist workers for the test job: one more than the cores this process may use
     (at most 8). Most tests wait on a subprocess or hold one core, so a third worker on
-    two cores took the job from 645 s to 575 s (docs/measurements.md, 2026-12-04)."""
+    two cores took the job from 645 s to 575 s (docs/measurements.md, 2026-12-04).
+    The count is `benchmarks.measuring.cores.cpu_cores`'s, written here again: this file
+    runs before the venv exists, and that module imports TensorFlow."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

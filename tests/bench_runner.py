@@ -6,7 +6,10 @@ import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import pytest
 
 from pipelines.embedded import ensure_embedded
 
@@ -31,6 +34,19 @@ def small_data(fmt: str = "tfrecord") -> Path:
     figures: the report's run took 72 s on the smoke set and 45 s on this one. Generated
     once, shared by every worker (`pipelines.embedded.ensure_embedded` locks and reuses it)."""
     return ensure_embedded("check").path(fmt)
+
+
+def run_main(
+    capsys: pytest.CaptureFixture[str], main: Callable[[Sequence[str]], int], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """A command's ``main(args)`` in this process, as the subprocess result would be: for
+    input it refuses before any work, without a second TensorFlow start-up."""
+    try:
+        status = main(list(args))
+    except SystemExit as stopped:  # argparse's own refusals
+        status = int(stopped.code or 0)
+    said = capsys.readouterr()
+    return subprocess.CompletedProcess(list(args), status, said.out, said.err)
 
 
 def suite_command(*args: str) -> list[str]:

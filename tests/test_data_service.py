@@ -13,7 +13,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from bench_runner import ROOT, suite_command
+from bench_runner import NO_ACCURACY_FLOOR, ROOT, suite_command
 
 import pipelines
 from benchmarks.measuring.session import DIED_WORKER_EXIT, PerfSession
@@ -132,7 +132,7 @@ def test_the_benchmark_records_workers_and_speedup(tmp_path, small_records):
     """1 and 2 local workers, timed: both complete every epoch, and the ratio is recorded."""
     output = tmp_path / "run.json"
     thresholds = tmp_path / "thresholds.toml"
-    thresholds.write_text("[defaults]\nmin_test_accuracy = 0\n")  # 96 examples learn little
+    thresholds.write_text(NO_ACCURACY_FLOOR)  # 96 examples learn little
     command = suite_command()
     command += ["-k", "test_data_service", "--perf-epochs", "1", "--perf-latency", "none"]
     command += ["--perf-variants", "distributed"]
@@ -157,7 +157,7 @@ def test_on_data_its_workers_cannot_read_the_service_benchmark_is_skipped_at_col
     data = (np.stack(images), labels)
     sources.write_cifar_folder(tmp_path / "cifar", data, data, CLASS_NAMES)
     thresholds = tmp_path / "thresholds.toml"
-    thresholds.write_text("[defaults]\nmin_test_accuracy = 0\n")
+    thresholds.write_text(NO_ACCURACY_FLOOR)
     selected = "test_data_service or (test_training and naive)"
     command = suite_command("-rs", "-k", selected, "--perf-epochs", "1")
     command += ["--perf-variants", "naive,distributed", "--perf-data", str(tmp_path / "cifar")]

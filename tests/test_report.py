@@ -10,7 +10,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench_runner import NO_ACCURACY_FLOOR, ROOT, fingerprint, run_benchmarks, small_data
+from bench_runner import (
+    NO_ACCURACY_FLOOR,
+    ROOT,
+    fingerprint,
+    run_benchmarks,
+    run_main,
+    small_data,
+)
 from browser import check_page, find_chromium
 
 from benchmarks.judging.gates import load_thresholds
@@ -154,12 +161,9 @@ def build(storage: Path, output: Path, *args: str) -> subprocess.CompletedProces
 def build_here(
     capsys: pytest.CaptureFixture[str], storage: Path, output: Path, *args: str
 ) -> subprocess.CompletedProcess[str]:
-    """`benchmarks.report.page.main`, the same command in this process (no second TensorFlow
-    start-up); `build` checks the entry point itself."""
-    argv = ["--storage", str(storage), "--output", str(output), *args]
-    status = report.main(argv)
-    said = capsys.readouterr()
-    return subprocess.CompletedProcess(argv, status, said.out, said.err)
+    """`build`'s command in this process (`bench_runner.run_main`); `build` checks the
+    entry point itself."""
+    return run_main(capsys, report.main, "--storage", str(storage), "--output", str(output), *args)
 
 
 def test_the_run_saves_timelines_bottlenecks_and_the_overhead(bench_run):

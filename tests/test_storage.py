@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from bench_runner import ROOT, fingerprint, small_data, suite_command
+from bench_runner import NO_ACCURACY_FLOOR, ROOT, fingerprint, small_data, suite_command
 
 from benchmarks.saving import storage
 from benchmarks.saving.bench_adapter import check_version
@@ -69,7 +69,7 @@ def test_a_run_killed_mid_save_leaves_the_saved_runs_and_no_torn_file(tmp_path):
 def test_two_benchmark_runs_finishing_together_both_save_whole(tmp_path):
     store = tmp_path / "storage"
     thresholds = tmp_path / "thresholds.toml"
-    thresholds.write_text("[defaults]\nmin_test_accuracy = 0\n")
+    thresholds.write_text(NO_ACCURACY_FLOOR)
     command = suite_command()
     command += ["-k", "test_training", "--perf-variants", "naive", "--perf-epochs", "1"]
     command += ["--perf-latency", "none", "--perf-thresholds", str(thresholds)]
@@ -104,7 +104,7 @@ def test_compare_and_histogram_work_as_pytest_benchmark_documents(tmp_path):
     # before the comparison (and --benchmark-compare-fail) ever ran.
     store, histogram = tmp_path / "storage", tmp_path / "histogram"
     thresholds = tmp_path / "thresholds.toml"
-    thresholds.write_text("[defaults]\nmin_test_accuracy = 0\n")
+    thresholds.write_text(NO_ACCURACY_FLOOR)
     command = suite_command("-k", "test_training", "--perf-variants", "naive", "--perf-epochs", "1")
     command += ["--perf-latency", "none", "--perf-thresholds", str(thresholds)]
     command += ["--perf-data", str(small_data())]

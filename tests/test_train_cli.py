@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from bench_runner import ROOT, small_data
+from bench_runner import ROOT, run_main, small_data
 
 from models import train
 
@@ -19,14 +19,8 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def run_here(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
-    """`models.train.main` in this process (no second TensorFlow start-up): for input it
-    refuses before training."""
-    try:
-        status = train.main(list(args))
-    except SystemExit as stopped:  # argparse's own refusals
-        status = int(stopped.code or 0)
-    said = capsys.readouterr()
-    return subprocess.CompletedProcess(["models.train", *args], status, said.out, said.err)
+    """`models.train.main` in this process: for input it refuses before training."""
+    return run_main(capsys, train.main, *args)
 
 
 def error_line(done: subprocess.CompletedProcess[str]) -> str:

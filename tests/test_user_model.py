@@ -10,7 +10,7 @@ import textwrap
 import keras
 import numpy as np
 import pytest
-from bench_runner import ROOT, small_data, suite_command
+from bench_runner import NO_ACCURACY_FLOOR, ROOT, small_data, suite_command
 
 import models
 from models.trainer import Trainer
@@ -112,7 +112,7 @@ def run_suite(tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_benchmarks_train_a_users_model_with_its_batch_size_and_seed(user_module):
     thresholds = user_module / "thresholds.toml"
-    thresholds.write_text("[defaults]\nmin_test_accuracy = 0\n")
+    thresholds.write_text(NO_ACCURACY_FLOOR)
     done = run_suite(
         user_module,
         *("--perf-model", "user_models:logits_cnn", "--perf-variants", "optimized"),
