@@ -226,7 +226,7 @@ def test_tracing_sees_inside_a_function_names_its_slow_map_and_can_parallelize_i
         "function(sharpened: map(parallel) -> map -> batch -> prefetch)"
     )
     assert [int(i) for b in batches for i in decode_ids(b["image"].numpy())] == list(range(48))
-    (vectorized,) = verify.candidates(variant, finding.fixes[1:])
+    (vectorized,) = verify.candidates(variant, finding.fixes[1:2])
     assert vectorized.copy is None and "change function(sharpened" in vectorized.problem
 
 
