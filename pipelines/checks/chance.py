@@ -11,15 +11,24 @@ failing on too little evidence.
 from __future__ import annotations
 
 import math
+from types import ModuleType
 
 import numpy as np
-from scipy import stats
 
 from pipelines.augment import RandomChoice
 
 FALSE_FAILURE_RATE = 1e-6
 # Measured values may carry float32 rounding from the pipeline.
 RANGE_TOLERANCE = 1e-3
+
+
+def _stats() -> ModuleType:
+    """scipy.stats, imported on first use: it takes about a second, and every run of the
+    suite imports this module (the plugin checks contracts) while few test a random
+    property (docs/measurements.md, "the test job's start-ups")."""
+    from scipy import stats
+
+    return stats
 
 
 # A chi-square test is trusted where every cell expects at least this many values.
@@ -43,7 +52,7 @@ def choice_p_value(choice: RandomChoice, values: np.ndarray) -> tuple[float, str
     count = len(values)
     if choice.distribution == "bernoulli":
         hits = int(np.count_nonzero(values))
-        p = stats.binomtest(hits, count, choice.rate).pvalue
+        p = _stats().binomtest(hits, count, choice.rate).pvalue
         return p, f"{hits} of {count} images, stated rate {choice.rate}"
     values = values.astype(np.float64)
     low, high = choice.low, choice.high
@@ -55,7 +64,7 @@ def choice_p_value(choice: RandomChoice, values: np.ndarray) -> tuple[float, str
         levels = np.arange(low, high + 1)
         counts = np.array([np.count_nonzero(np.round(values) == level) for level in levels])
         if count / len(levels) >= MIN_EXPECTED:
-            p = float(stats.chisquare(counts).pvalue)
+            p = float(_stats().chisquare(counts).pvalue)
             shares = ", ".join(
                 f"{int(level)}: {n}" for level, n in zip(levels, counts, strict=True)
             )
@@ -64,9 +73,9 @@ def choice_p_value(choice: RandomChoice, values: np.ndarray) -> tuple[float, str
         # distance between them is at one of the levels.
         empirical = np.searchsorted(np.sort(values), levels + 0.5) / count
         distance = np.abs(empirical - (levels - low + 1) / len(levels)).max()
-        p = float(stats.kstwo.sf(distance, count))
+        p = float(_stats().kstwo.sf(distance, count))
         return p, seen + f", {len(np.unique(values))} distinct"
-    ks = stats.kstest(values, stats.uniform(loc=low, scale=high - low).cdf).pvalue
+    ks = _stats().kstest(values, _stats().uniform(loc=low, scale=high - low).cdf).pvalue
     # No value within g of an end: probability (1 - g / width) ** count.
     width = high - low
     gaps = [max(values.min() - low, 0.0), max(high - values.max(), 0.0)]
@@ -102,7 +111,7 @@ def independence_p_value(
     expected = np.outer(table.sum(axis=1), table.sum(axis=0)) / table.sum()
     if expected.min() < MIN_EXPECTED:
         return None
-    return float(stats.chi2_contingency(table, correction=False).pvalue)
+    return float(_stats().chi2_contingency(table, correction=False).pvalue)
 
 
 def smallest_choice_p_value(choice: RandomChoice, count: int) -> float:
@@ -111,9 +120,9 @@ def smallest_choice_p_value(choice: RandomChoice, count: int) -> float:
     A choice that never happens (always its default) must be detectable.
     """
     if choice.distribution == "bernoulli":
-        return stats.binomtest(0, count, choice.rate).pvalue
+        return _stats().binomtest(0, count, choice.rate).pvalue
     # All values at one point: the KS distance is at least about a half.
-    return float(stats.kstwo.sf(0.44, count))
+    return float(_stats().kstwo.sf(0.44, count))
 
 
 def same_order_p_value(log_orders: float, repeats: int) -> float:
@@ -135,7 +144,7 @@ def overlap_p_value(n: int, dropped: int, overlaps: list[int]) -> float:
     of the others, so their sum's law is a convolution. Returns P(sum >= seen).
     """
     pmf = np.array([1.0])
-    one = stats.hypergeom(n, dropped, dropped).pmf(np.arange(dropped + 1))
+    one = _stats().hypergeom(n, dropped, dropped).pmf(np.arange(dropped + 1))
     for _ in overlaps:
         pmf = np.convolve(pmf, one)
     return float(pmf[sum(overlaps) :].sum())
