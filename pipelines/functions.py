@@ -132,7 +132,11 @@ class FunctionPipeline:
     def apply(self, ds: tf.data.Dataset, ctx: BuildContext) -> tf.data.Dataset:
         source, form = ctx.source, self.elements
         watch = Watch(ctx.observer, parallelized=self.parallelized)
-        read_shard = watch.reader(source.read_shard, lambda r: _as_form(source.decode(r), form))
+        read_shard = watch.reader(
+            source.read_shard,
+            lambda r: _as_form(source.decode(r), form),
+            source.read_record,
+        )
         params = BuildParams(
             batch_size=ctx.batch_size,
             seed=ctx.seed,

@@ -65,7 +65,8 @@ class BuildContext:
 
     def shard_reader(self, parallel: bool) -> Callable[[Record], tf.data.Dataset]:
         """The source's ``read_shard``, as the build's observer has it."""
-        return self.observer.shard_reader(self.source.read_shard, parallel)
+        source = self.source
+        return self.observer.shard_reader(source.read_shard, parallel, source.read_record)
 
 
 def is_batched(ds: tf.data.Dataset) -> bool:

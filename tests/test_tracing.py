@@ -15,8 +15,9 @@ from models.trainer import Trainer
 from pipelines import sources
 from pipelines.element import ID
 from pipelines.steps import Batch, Cache, Map, Read
+from pipelines.synthetic import CLASS_NAMES
 from pipelines.timeline import Timeline, TimelineRecorder, merge_intervals
-from pipelines.tracing import SPANS, Stage
+from pipelines.tracing import SPANS, Stage, traced_shard_reader
 
 EXAMPLES, SHARDS, BATCH = 48, 3, 8
 READ_S = 0.002
@@ -119,6 +120,56 @@ def test_a_shards_open_includes_making_its_reader(slow_source):
     opens = opens[opens[:, 0] > 0]
     assert len(opens) == SHARDS
     assert (opens[:, 1] - opens[:, 0] >= 0.03 + 0.01 * 0.9).all()
+
+
+@pytest.fixture(scope="module")
+def image_files(tmp_path_factory):
+    """An image folder: one file, so one record, per shard."""
+    root = tmp_path_factory.mktemp("images")
+    images = np.random.default_rng(1).integers(0, 255, (16, 32, 32, 3), dtype=np.uint8)
+    sources.write_image_folder(root, "train", list(images), np.arange(16) % 10, CLASS_NAMES)
+    return sources.image_folder_source(root, "train")
+
+
+def dataset_ops_made(reader, source) -> list[str]:
+    """The dataset ops one shard's ``reader`` makes."""
+    spec = source.shard_dataset().element_spec
+    graph = tf.function(reader).get_concrete_function(spec).graph
+    return sorted(op.type for op in graph.get_operations() if op.type.endswith("Dataset"))
+
+
+def test_a_file_per_image_is_traced_with_no_dataset_more_than_untraced(image_files):
+    # Numbered requests zipped in front of each file cost more than reading a small one,
+    # so a source that reads its one record in graph gets its spans without them.
+    untraced = dataset_ops_made(image_files.read_shard, image_files)
+    traced = traced_shard_reader(image_files.read_shard, image_files.read_record)
+    assert dataset_ops_made(traced, image_files) == untraced == ["TensorDataset"]
+    general = traced_shard_reader(image_files.read_shard)
+    assert "ZipDataset" in dataset_ops_made(general, image_files)
+    # With a storage latency the reader is a dataset again, and the delays are kept.
+    slow = sources.with_latency(image_files, sources.Latency(open_s=0.01))
+    assert slow.read_record is None
+
+
+def test_a_file_per_image_has_its_open_timed_around_the_read_and_no_read_row(image_files):
+    def slow_read(shard):  # a file that takes 20 ms to read
+        waited = tf.numpy_function(lambda: np.int64(time.sleep(0.02) or 0), [], tf.int64)
+        with tf.control_dependencies([waited]):
+            record = image_files.read_record(shard)
+            return {key: tf.identity(value) for key, value in record.items()}
+
+    source = dataclasses.replace(
+        image_files,
+        read_record=slow_read,
+        read_shard=lambda shard: tf.data.Dataset.from_tensors(slow_read(shard)),
+    )
+    dataset, stages, _ = pipelines.build_traced("naive", source, batch_size=BATCH)
+    spans = np.concatenate([b[SPANS].numpy() for b in dataset])
+    names = [s.name for s in stages]
+    opens, reads = spans[:, names.index("open")], spans[:, names.index("read")]
+    assert len(opens) == 16
+    assert (opens[:, 0] > 0).all() and (reads[:, 0] < 0).all()
+    assert (opens[:, 1] - opens[:, 0] >= 0.02 * 0.9).all()  # the read is in the span
 
 
 @dataclasses.dataclass(frozen=True)

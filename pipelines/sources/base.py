@@ -45,6 +45,9 @@ class Source:
         check: a thorough validation (every file decoded); raises `DataError`.
         latency: the storage-latency profile applied, if any (see `latency.py`).
         skipped: with ``skip_corrupt``, one line per record left out (file and problem).
+        read_record: for a source whose every shard holds one record (a file per
+            image): that record, read in graph with no dataset of its own, so that
+            tracing can time it without adding datasets per file; None otherwise.
     """
 
     kind: str
@@ -60,6 +63,7 @@ class Source:
     check: Callable[[], None] = lambda: None
     latency: Any = None
     skipped: tuple[str, ...] = ()
+    read_record: Callable[[Record], Record] | None = None
 
     @property
     def num_shards(self) -> int:
