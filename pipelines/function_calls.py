@@ -39,7 +39,7 @@ import tensorflow as tf
 from tensorflow.python.data.ops import dataset_ops
 
 from pipelines.span_log import SpanLog, logged_batches, logged_call, logged_reader
-from pipelines.tracing import RecordReader, Stage, StageKind, Tracer, Untraced, numbered
+from pipelines.tracing import Stage, StageKind, Tracer, Untraced, numbered
 
 _DATASET = dataset_ops.DatasetV2
 _WATCHED = ("map", "batch", "padded_batch", "interleave")
@@ -181,7 +181,7 @@ class Watch:
         self,
         read_records: Callable[[Any], tf.data.Dataset],
         decode: Callable[[Any], Any],
-        read_record: RecordReader = None,
+        one_record: bool = False,
     ) -> Callable[[Any], tf.data.Dataset]:
         """The function that reads one shard and decodes its records, handed to the
         function as ``params.read_shard`` (and used for the examples it is given)."""
@@ -191,7 +191,7 @@ class Watch:
         read = read_records
         if self.tracer is not None:
             log = self._log()
-            read = logged_reader(read_records, log, opening, reading, read_record)
+            read = logged_reader(read_records, log, opening, reading, one_record)
             decode = logged_call(decode, log, decoding)
 
         def read_shard(shard: Any) -> tf.data.Dataset:

@@ -135,7 +135,7 @@ class FunctionPipeline:
         read_shard = watch.reader(
             source.read_shard,
             lambda r: _as_form(source.decode(r), form),
-            source.read_record,
+            source.one_record_per_shard,
         )
         params = BuildParams(
             batch_size=ctx.batch_size,

@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines.sources.base import Record
-from pipelines.tracing import RecordReader, call_timed, now_after, on_arrival, shard_spans
+from pipelines.tracing import call_timed, now_after, on_arrival, shard_spans
 
 # Far more rows than an epoch makes (examples times stages); the queue holds
 # what it is given, allocating per row.
@@ -85,13 +85,13 @@ def logged_reader(
     log: SpanLog,
     opening: int,
     reading: int,
-    read_record: RecordReader = None,
+    one_record: bool = False,
 ) -> Callable[[Any], tf.data.Dataset]:
     """``read_shard`` logging each shard's "open" (its first record) and each later
     record's "read", the spans `pipelines.tracing.traced_shard_reader` puts in the
-    elements (`pipelines.tracing.shard_spans`, which says what ``read_record`` spares)."""
+    elements (`pipelines.tracing.shard_spans`, which says what ``one_record`` spares)."""
 
     def log_span(record: Record, first: tf.Tensor, start: tf.Tensor, end: tf.Tensor) -> Record:
         return _passed_after(record, log.record(tf.where(first, opening, reading), start, end))
 
-    return shard_spans(read_shard, log_span, read_record)
+    return shard_spans(read_shard, log_span, one_record)

@@ -66,7 +66,7 @@ class BuildContext:
     def shard_reader(self, parallel: bool) -> Callable[[Record], tf.data.Dataset]:
         """The source's ``read_shard``, as the build's observer has it."""
         source = self.source
-        return self.observer.shard_reader(source.read_shard, parallel, source.read_record)
+        return self.observer.shard_reader(source.read_shard, parallel, source.one_record_per_shard)
 
 
 def is_batched(ds: tf.data.Dataset) -> bool:

@@ -211,15 +211,10 @@ def on_arrival(ds: tf.data.Dataset, mark: Callable[[tf.Tensor, object], object])
 SpanMark = Callable[[Record, tf.Tensor, tf.Tensor, tf.Tensor], Record]
 
 
-# A source's one record of a shard, read in graph with no dataset of its own
-# (`pipelines.sources.Source.read_record`); None where a shard may hold more.
-RecordReader = Callable[[Record], Record] | None
-
-
 def shard_spans(
     read_shard: Callable[[Record], tf.data.Dataset],
     mark: SpanMark,
-    read_record: RecordReader = None,
+    one_record: bool = False,
 ) -> Callable[[Record], tf.data.Dataset]:
     """Wrap a source's ``read_shard`` so that each record is passed to ``mark`` with its span.
 
@@ -230,11 +225,12 @@ def shard_spans(
     is being made (opening a file, the reader's own setup and its first read
     are one wait); later records' spans are reads.
 
-    ``read_record``: every shard holds one record (a file per image), read by this
-    function; its span is the open, stamped around the read in the reader itself, so
-    a traced shard makes the one dataset an untraced one makes. Numbered requests
-    zipped in front would be three more datasets and iterators per file, which on a
-    folder of small images cost more than reading them (docs/measurements.md, 2026-12-04).
+    ``one_record``: every shard holds one record (a file per image), whose span is
+    the open: it is stamped by one stamp map on the shard's reader, with no numbered
+    requests zipped in front. Those are two more datasets and iterators per file,
+    and on a folder of small images each costs about what reading a file does
+    (docs/measurements.md, 2026-12-04). The span still ends when the record leaves
+    the shard's reader, so it holds the making of that reader, as the open must.
     """
 
     def read(shard: Record) -> tf.data.Dataset:
@@ -243,11 +239,11 @@ def shard_spans(
         # iterator, before any record is asked for. That is part of opening the
         # file (with many small files, most of it), so the open span starts here.
         opened = tf.timestamp()
-        if read_record is not None:
-            with tf.control_dependencies([opened]):  # the read starts after the stamp
-                record = read_record(shard)
-            marked = mark(record, tf.constant(True), opened, now_after(record))
-            return tf.data.Dataset.from_tensors(marked)
+        if one_record:
+            with tf.control_dependencies([opened]):  # the reader is made after the stamp
+                reader = read_shard(shard)
+            first = tf.constant(True)
+            return stamp_map(reader, lambda record: mark(record, first, opened, now_after(record)))
         # The request's number tells the shard's first record (no enumerate step).
         with tf.control_dependencies([opened]):  # the reader is made after the stamp
             records = tf.data.Dataset.zip(requests(), read_shard(shard))
@@ -264,7 +260,7 @@ def shard_spans(
 
 
 def traced_shard_reader(
-    read_shard: Callable[[Record], tf.data.Dataset], read_record: RecordReader = None
+    read_shard: Callable[[Record], tf.data.Dataset], one_record: bool = False
 ) -> Callable[[Record], tf.data.Dataset]:
     """Wrap a source's ``read_shard`` so that its records carry an "open" and a "read" row
     (`shard_spans`): the first record has an open row and no read row, later records a
@@ -278,7 +274,7 @@ def traced_shard_reader(
             SPANS: tf.where(first, tf.stack([span, missing]), tf.stack([missing, span])),
         }
 
-    return shard_spans(read_shard, rows, read_record)
+    return shard_spans(read_shard, rows, one_record)
 
 
 def traced_batch(ds: tf.data.Dataset, size: int, drop_remainder: bool) -> tf.data.Dataset:
@@ -323,10 +319,10 @@ class Untraced:
         self,
         read_shard: Callable[[Record], tf.data.Dataset],
         parallel: bool,
-        read_record: RecordReader = None,
+        one_record: bool = False,
     ) -> Callable[[Record], tf.data.Dataset]:
         """The function that reads one shard's records (``parallel``: shards read at once;
-        ``read_record``: `pipelines.sources.Source.read_record`)."""
+        ``one_record``: each holds one, `pipelines.sources.Source.one_record_per_shard`)."""
         return read_shard
 
     def after_generator(self, ds: tf.data.Dataset) -> tf.data.Dataset:
@@ -368,11 +364,11 @@ class Tracer(Untraced):
         self,
         read_shard: Callable[[Record], tf.data.Dataset],
         parallel: bool,
-        read_record: RecordReader = None,
+        one_record: bool = False,
     ) -> Callable[[Record], tf.data.Dataset]:
         self.add_stage(Stage("open", "open", parallel))
         self.add_stage(Stage("read", "read", parallel))
-        return traced_shard_reader(read_shard, read_record)
+        return traced_shard_reader(read_shard, one_record)
 
     def after_generator(self, ds: tf.data.Dataset) -> tf.data.Dataset:
         self.add_stage(Stage("generator", "generator"))

@@ -45,9 +45,8 @@ class Source:
         check: a thorough validation (every file decoded); raises `DataError`.
         latency: the storage-latency profile applied, if any (see `latency.py`).
         skipped: with ``skip_corrupt``, one line per record left out (file and problem).
-        read_record: for a source whose every shard holds one record (a file per
-            image): that record, read in graph with no dataset of its own, so that
-            tracing can time it without adding datasets per file; None otherwise.
+        one_record_per_shard: every shard holds exactly one record (a file per image);
+            tracing then times each open with one dataset more per shard, not three.
     """
 
     kind: str
@@ -63,7 +62,7 @@ class Source:
     check: Callable[[], None] = lambda: None
     latency: Any = None
     skipped: tuple[str, ...] = ()
-    read_record: Callable[[Record], Record] | None = None
+    one_record_per_shard: bool = False
 
     @property
     def num_shards(self) -> int:

@@ -213,7 +213,7 @@ def image_folder_source(
         num_classes=num_classes,
         image_shape=(*image_size, 3),
         check=files.check,
-        read_record=files.read_record,
+        one_record_per_shard=True,
         skipped=tuple(skipped),
     )
 
@@ -253,14 +253,12 @@ class ImageFiles:
     paths: tuple[Path, ...]
     image_size: tuple[int, int]
 
-    def read_record(self, shard: Record) -> Record:
-        """The file's bytes with its label and id, read in graph."""
-        return {IMAGE: tf.io.read_file(shard["path"]), LABEL: shard["label"], ID: shard["id"]}
-
     def read_shard(self, shard: Record) -> tf.data.Dataset:
-        """The file as a one-record dataset. One file is one shard: opening it is the
-        per-file cost that interleave overlaps and the latency wrapper models."""
-        return tf.data.Dataset.from_tensors(self.read_record(shard))
+        """The file's bytes with its label and id. One file is one shard: opening it
+        is the per-file cost that interleave overlaps and the latency wrapper models."""
+        return tf.data.Dataset.from_tensors(
+            {IMAGE: tf.io.read_file(shard["path"]), LABEL: shard["label"], ID: shard["id"]}
+        )
 
     def decode(self, record: Record) -> Record:
         """The JPEG or PNG decoded and resized to ``image_size``."""

@@ -84,5 +84,4 @@ def with_latency(source: Source, latency: Latency | str) -> Source:
         opened = tf.data.Dataset.from_tensors(shard).apply(_sleep_dataset(open_us)).take(1)
         return opened.flat_map(inner).apply(_sleep_dataset(read_us))
 
-    # read_record would skip the delays: the reader is a dataset now.
-    return dataclasses.replace(source, read_shard=read_shard, read_record=None, latency=latency)
+    return dataclasses.replace(source, read_shard=read_shard, latency=latency)
