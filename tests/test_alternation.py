@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 import random
+import re
+
+import pytest
 
 from benchmarks.judging import gates
 from benchmarks.measuring.alternation import (
@@ -131,6 +134,27 @@ def test_power_trials_project_is_python_that_registers_a_pipeline_per_shift(tmp_
     compile(text, str(path), "exec")
     assert "WAIT_US = {'mine_0': 0, 'mine_5': 5263}" in text
     assert "RELABEL = {'mine_5': 0.1}" in text
+
+
+def test_power_trials_extend_a_series_with_its_calibration_and_refuse_a_bad_one(
+    tmp_path, monkeypatch
+):
+    from benchmarks.tools import power_trials
+
+    monkeypatch.setattr(power_trials, "bench", lambda *a, **k: pytest.fail("measured again"))
+    earlier = tmp_path / "earlier.json"
+    earlier.write_text('{"batch_s": 0.0446, "examples_per_s": 1435.0}')
+    out = tmp_path / "series"
+    assert power_trials.calibrate(out, 64, earlier) == 0.0446
+    assert (out / "calibration.json").read_text() == earlier.read_text()
+    assert power_trials.calibrate(out, 64) == 0.0446  # a later call reads the copy
+    bad = {"{not json": "not a calibration file", '{"batch_s": -1}': "batch_s must be positive"}
+    for text, said in bad.items():
+        earlier.write_text(text)
+        with pytest.raises(SystemExit, match=f"error: {re.escape(str(earlier))}: {said}"):
+            power_trials.calibrate(out, 64, earlier)
+    with pytest.raises(SystemExit, match="calibration file does not exist"):
+        power_trials.calibrate(out, 64, tmp_path / "nowhere.json")
 
 
 def test_a_yardstick_run_saves_each_variants_fraction_of_the_ceiling_round_by_round(tmp_path):

@@ -139,11 +139,35 @@ def bench(out: Path, names: list[str], log: Path, *extra: str) -> dict:
     return gates.load_saved_metrics(output)
 
 
-def calibrate(out: Path, batch_size: int) -> float:
-    """Seconds a steady batch takes through the unchanged pipeline (saved in --out)."""
+def read_calibration(path: Path) -> float:
+    """The steady batch's seconds a ``calibration.json`` holds; one line naming the file
+    (SystemExit) when it is missing or not one."""
+    try:
+        batch_s = json.loads(path.read_text())["batch_s"]
+    except FileNotFoundError:
+        raise SystemExit(f"error: {path}: calibration file does not exist") from None
+    except (ValueError, KeyError, TypeError) as error:
+        raise SystemExit(f"error: {path}: not a calibration file ({error!r})") from None
+    if not isinstance(batch_s, int | float) or not batch_s > 0:
+        raise SystemExit(f"error: {path}: batch_s must be positive (seconds), got {batch_s!r}")
+    return float(batch_s)
+
+
+def calibrate(out: Path, batch_size: int, given: Path | None = None) -> float:
+    """Seconds a steady batch takes through the unchanged pipeline (saved in --out).
+
+    ``given``: an earlier series' ``calibration.json``, copied into --out and used
+    instead of measuring, so that new trials extend that series with the same waits.
+    """
     saved = out / "calibration.json"
+    if given is not None:
+        batch_s = read_calibration(given)
+        out.mkdir(parents=True, exist_ok=True)
+        if given.resolve() != saved.resolve():
+            saved.write_text(given.read_text())
+        return batch_s
     if saved.exists():
-        return json.loads(saved.read_text())["batch_s"]
+        return read_calibration(saved)
     write_project(out / "base", {"mine_0": 0})
     write_project(out / "head", {"mine_0": 0})
     metrics = bench(out, ["mine_0"], out / "calibration.log", *ONE_PASS, "--perf-epoch-pairs", "6")
@@ -213,6 +237,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="with --loss accuracy: passes each trial makes (default: as the run decides)",
     )
     parser.add_argument(
+        "--calibration",
+        type=Path,
+        default=None,
+        help="with --loss speed: an earlier series' calibration.json, used (and copied into"
+        " --out) instead of measuring, so new trials extend that series with the same waits",
+    )
+    parser.add_argument(
         "--judge-only", action="store_true", help="run nothing: judge the trials in --out again"
     )
     return parser.parse_args(argv)
@@ -226,7 +257,7 @@ def prepare(args: argparse.Namespace, names: list[str]) -> tuple[str, ...]:
         write_project(args.out / "head", dict.fromkeys(names, 0), relabels)
         print(f"wrong labels (fraction of training examples): {relabels}")
         return (*ACCURACY_RUN, *(("--perf-passes", str(args.passes)) if args.passes else ()))
-    batch_s = calibrate(args.out, args.batch_size)
+    batch_s = calibrate(args.out, args.batch_size, args.calibration)
     waits = waits_for(args.shifts, batch_s)
     write_project(args.out / "base", dict.fromkeys(waits, 0))
     write_project(args.out / "head", waits)
