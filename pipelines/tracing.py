@@ -239,14 +239,13 @@ def shard_spans(
         # iterator, before any record is asked for. That is part of opening the
         # file (with many small files, most of it), so the open span starts here.
         opened = tf.timestamp()
+        with tf.control_dependencies([opened]):  # the reader is made after the stamp
+            reader = read_shard(shard)
         if one_record:
-            with tf.control_dependencies([opened]):  # the reader is made after the stamp
-                reader = read_shard(shard)
             first = tf.constant(True)
             return stamp_map(reader, lambda record: mark(record, first, opened, now_after(record)))
         # The request's number tells the shard's first record (no enumerate step).
-        with tf.control_dependencies([opened]):  # the reader is made after the stamp
-            records = tf.data.Dataset.zip(requests(), read_shard(shard))
+        records = tf.data.Dataset.zip(requests(), reader)
 
         def stamp(request: tuple[tf.Tensor, tf.Tensor], record: Record) -> Record:
             index, requested = request

@@ -106,17 +106,27 @@ def test_every_example_gets_its_stages_in_order(slow_source):
     assert (reads[:, 1] - reads[:, 0] >= READ_S * 0.9).all()  # the read latency is in the span
 
 
+def slow_to_make(source, seconds: float):
+    """``source`` with a shard reader that takes ``seconds`` to make, before any record."""
+
+    def read_shard(shard):
+        made = tf.numpy_function(lambda: np.int64(time.sleep(seconds) or 0), [], tf.int64)
+        return source.read_shard(shard).skip(made)
+
+    return dataclasses.replace(source, read_shard=read_shard)
+
+
+def traced_rows(source) -> dict[str, np.ndarray]:
+    """Stage name -> its row of every example, ``[examples, 2]``, over a traced naive epoch."""
+    dataset, stages, _ = pipelines.build_traced("naive", source, batch_size=BATCH)
+    spans = np.concatenate([b[SPANS].numpy() for b in dataset])
+    return {stage.name: spans[:, column] for column, stage in enumerate(stages)}
+
+
 def test_a_shards_open_includes_making_its_reader(slow_source):
     # Many small files: tf.data makes a reader per file before asking it for a record.
     # A reader that takes 30 ms to make: its shard's open row holds those 30 ms.
-    def slow_to_make(shard):
-        made = tf.numpy_function(lambda: np.int64(time.sleep(0.03) or 0), [], tf.int64)
-        return slow_source.read_shard(shard).skip(made)
-
-    source = dataclasses.replace(slow_source, read_shard=slow_to_make)
-    dataset, stages, _ = pipelines.build_traced("naive", source, batch_size=BATCH)
-    spans = np.concatenate([b[SPANS].numpy() for b in dataset])
-    opens = spans[:, [s.name for s in stages].index("open")]
+    opens = traced_rows(slow_to_make(slow_source, 0.03))["open"]
     opens = opens[opens[:, 0] > 0]
     assert len(opens) == SHARDS
     assert (opens[:, 1] - opens[:, 0] >= 0.03 + 0.01 * 0.9).all()
@@ -152,15 +162,8 @@ def test_a_file_per_image_is_traced_with_one_dataset_more_not_three(image_files)
 
 def test_a_file_per_image_has_its_open_timed_with_its_reader_and_no_read_row(image_files):
     # The open holds the making of the file's reader (here 20 ms), not only the read.
-    def slow_to_make(shard):
-        made = tf.numpy_function(lambda: np.int64(time.sleep(0.02) or 0), [], tf.int64)
-        return image_files.read_shard(shard).skip(made)
-
-    source = dataclasses.replace(image_files, read_shard=slow_to_make)
-    dataset, stages, _ = pipelines.build_traced("naive", source, batch_size=BATCH)
-    spans = np.concatenate([b[SPANS].numpy() for b in dataset])
-    names = [s.name for s in stages]
-    opens, reads = spans[:, names.index("open")], spans[:, names.index("read")]
+    rows = traced_rows(slow_to_make(image_files, 0.02))
+    opens, reads = rows["open"], rows["read"]
     assert len(opens) == 16
     assert (opens[:, 0] > 0).all() and (reads[:, 0] < 0).all()
     assert (opens[:, 1] - opens[:, 0] >= 0.02 * 0.9).all()
