@@ -10,6 +10,7 @@ accuracy, and the input-bound fraction (waiting / (waiting + stepping)).
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import dataclasses
 import functools
@@ -204,7 +205,116 @@ class _EpochTally:
         )
 
 
-class Trainer:
+class EpochLoop(abc.ABC):
+    """The timed loop over an epoch's batches, whatever consumes them: the model's
+    training step (`Trainer`) or a stand-in device (`models.stand_in.StandIn`)."""
+
+    # Whether `fit` evaluates on its test data after each epoch.
+    evaluates = True
+    strategy: tf.distribute.Strategy | None = None
+
+    @abc.abstractmethod
+    def _step(self, batch: Record) -> tuple[float, int, int]:
+        """Consume one batch: (summed loss, correct predictions, examples), synchronised."""
+
+    @abc.abstractmethod
+    def check_fits(self, ds: tf.data.Dataset | Sequence[Record], where: str) -> None:
+        """Raise `DataError` if the batches of ``ds`` cannot be consumed."""
+
+    def _distributed(self, ds: tf.data.Dataset | Sequence[Record]) -> Iterable[Record]:
+        """``ds`` as the steps take it."""
+        return ds
+
+    def evaluate(
+        self,
+        ds: tf.data.Dataset | Sequence[Record],
+        recorder: TimelineRecorder | None = None,
+        epoch: int = 0,
+    ) -> tuple[float, float, float]:
+        """(loss, accuracy, seconds) over ``ds`` (only where `evaluates`)."""
+        raise TypeError(f"{type(self).__name__} does not evaluate")
+
+    def train_epoch(
+        self,
+        ds: tf.data.Dataset | Sequence[Record],
+        epoch: int,
+        progress: bool | None = None,
+        recorder: TimelineRecorder | None = None,
+    ) -> EpochStats:
+        """One pass over ``ds``, timing the wait for each batch and each synchronised step.
+
+        With a ``recorder``, the waits, the steps and the spans the batches
+        carry go into its timeline as well.
+        """
+        if recorder is not None and self.strategy is not None:
+            raise ValueError("timelines are recorded without a distribution strategy")
+        tally = _EpochTally()
+        # tqdm's disable=None: shown on a terminal, silent in CI logs and pipes.
+        disable = None if progress is None else not progress
+        bar = tqdm(desc=f"epoch {epoch}", unit="batch", disable=disable, leave=False)
+        started, cpu_started = time.perf_counter(), time.process_time()
+        # Inside the timed span: creating the iterator is part of the wait for the
+        # first batch (a tf.data iterator starts its threads and opens files here).
+        iterator = iter(self._distributed(ds))
+        while True:
+            before = started if tally.steps == 0 else time.perf_counter()
+            # A step marker for the TensorFlow profiler (--perf-profiler): its
+            # input-pipeline page splits each marked step into input and compute.
+            # Nothing is recorded while no profile is being captured.
+            with tf.profiler.experimental.Trace("train", step_num=tally.steps, _r=1):
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    break
+                fetched = time.perf_counter()
+                results = self._step(batch)
+            done = time.perf_counter()
+            tally.add(fetched - before, done - fetched, *results)
+            if recorder is not None:
+                recorder.train_step(epoch, batch, before, fetched, done)
+            bar.update()
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
+        bar.close()
+        if tally.examples == 0:
+            raise DataError(f"epoch {epoch}", "the training dataset yielded no batches")
+        return tally.stats(epoch, wall, cpu)
+
+    def fit(
+        self,
+        train_ds: tf.data.Dataset | Sequence[Record],
+        epochs: int,
+        *,
+        test_ds: tf.data.Dataset | Sequence[Record] | None = None,
+        progress: bool | None = None,
+        on_epoch: Callable[[EpochStats], None] | None = None,
+        recorder: TimelineRecorder | None = None,
+    ) -> list[EpochStats]:
+        """Train for ``epochs`` (a fresh iterator each), evaluating on ``test_ds`` after each.
+
+        With a ``recorder`` (and a dataset from `pipelines.build_traced`), the
+        run's timeline is recorded as well.
+        """
+        self.check_fits(train_ds, "training data")
+        history = []
+        for epoch in range(1, epochs + 1):
+            if recorder is not None:
+                recorder.start_epoch(epoch)
+            stats = self.train_epoch(train_ds, epoch, progress, recorder)
+            if test_ds is not None and self.evaluates:
+                loss, accuracy, seconds = self.evaluate(test_ds, recorder, epoch)
+                stats = dataclasses.replace(
+                    stats, test_loss=loss, test_accuracy=accuracy, test_s=seconds
+                )
+            if recorder is not None:
+                recorder.end_epoch(epoch)
+            history.append(stats)
+            if on_epoch is not None:
+                on_epoch(stats)
+        return history
+
+
+class Trainer(EpochLoop):
     """Trains one model with a custom loop; call `fit` once per run.
 
     Args:
@@ -278,6 +388,15 @@ class Trainer:
         for variable, value in zip(self.optimizer.variables, self._optimizer_start, strict=True):
             variable.assign(value)
 
+    def check_fits(self, ds: tf.data.Dataset | Sequence[Record], where: str) -> None:
+        """Raise `DataError` if the images of ``ds`` do not fit the model."""
+        check_fits(self.model, ds, where)
+
+    def _step(self, batch: Record) -> tuple[float, int, int]:
+        total, right, count = self._train_step(batch[IMAGE], batch[LABEL])
+        # Fetching the results waits for the device: the step's real cost.
+        return float(total.numpy()), int(right.numpy()), int(count.numpy())
+
     def _train_step_eager(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """(summed loss, correct, examples) of one step; with a strategy, of one replica's part."""
         replicas = self.strategy.num_replicas_in_sync if self.strategy else 1
@@ -299,54 +418,6 @@ class Trainer:
         count = tf.cast(tf.shape(labels)[0], tf.int64)
         return self.loss(labels, probabilities), _correct(probabilities, labels), count
 
-    def train_epoch(
-        self,
-        ds: tf.data.Dataset | Sequence[Record],
-        epoch: int,
-        progress: bool | None = None,
-        recorder: TimelineRecorder | None = None,
-    ) -> EpochStats:
-        """One pass over ``ds``, timing the wait for each batch and each synchronised step.
-
-        With a ``recorder``, the waits, the steps and the spans the batches
-        carry go into its timeline as well.
-        """
-        if recorder is not None and self.strategy is not None:
-            raise ValueError("timelines are recorded without a distribution strategy")
-        tally = _EpochTally()
-        # tqdm's disable=None: shown on a terminal, silent in CI logs and pipes.
-        disable = None if progress is None else not progress
-        bar = tqdm(desc=f"epoch {epoch}", unit="batch", disable=disable, leave=False)
-        started, cpu_started = time.perf_counter(), time.process_time()
-        # Inside the timed span: creating the iterator is part of the wait for the
-        # first batch (a tf.data iterator starts its threads and opens files here).
-        iterator = iter(self._distributed(ds))
-        while True:
-            before = started if tally.steps == 0 else time.perf_counter()
-            # A step marker for the TensorFlow profiler (--perf-profiler): its
-            # input-pipeline page splits each marked step into input and compute.
-            # Nothing is recorded while no profile is being captured.
-            with tf.profiler.experimental.Trace("train", step_num=tally.steps, _r=1):
-                try:
-                    batch = next(iterator)
-                except StopIteration:
-                    break
-                fetched = time.perf_counter()
-                total, right, count = self._train_step(batch[IMAGE], batch[LABEL])
-                # Fetching the results waits for the device: the step's real cost.
-                results = (float(total.numpy()), int(right.numpy()), int(count.numpy()))
-            done = time.perf_counter()
-            tally.add(fetched - before, done - fetched, *results)
-            if recorder is not None:
-                recorder.train_step(epoch, batch, before, fetched, done)
-            bar.update()
-        wall = time.perf_counter() - started
-        cpu = time.process_time() - cpu_started
-        bar.close()
-        if tally.examples == 0:
-            raise DataError(f"epoch {epoch}", "the training dataset yielded no batches")
-        return tally.stats(epoch, wall, cpu)
-
     def evaluate(
         self,
         ds: tf.data.Dataset | Sequence[Record],
@@ -367,39 +438,6 @@ class Trainer:
         if count == 0:
             raise DataError("test data", "the test dataset yielded no batches")
         return loss_sum / count, correct / count, time.perf_counter() - started
-
-    def fit(
-        self,
-        train_ds: tf.data.Dataset | Sequence[Record],
-        epochs: int,
-        *,
-        test_ds: tf.data.Dataset | Sequence[Record] | None = None,
-        progress: bool | None = None,
-        on_epoch: Callable[[EpochStats], None] | None = None,
-        recorder: TimelineRecorder | None = None,
-    ) -> list[EpochStats]:
-        """Train for ``epochs`` (a fresh iterator each), evaluating on ``test_ds`` after each.
-
-        With a ``recorder`` (and a dataset from `pipelines.build_traced`), the
-        run's timeline is recorded as well.
-        """
-        check_fits(self.model, train_ds, "training data")
-        history = []
-        for epoch in range(1, epochs + 1):
-            if recorder is not None:
-                recorder.start_epoch(epoch)
-            stats = self.train_epoch(train_ds, epoch, progress, recorder)
-            if test_ds is not None:
-                loss, accuracy, seconds = self.evaluate(test_ds, recorder, epoch)
-                stats = dataclasses.replace(
-                    stats, test_loss=loss, test_accuracy=accuracy, test_s=seconds
-                )
-            if recorder is not None:
-                recorder.end_epoch(epoch)
-            history.append(stats)
-            if on_epoch is not None:
-                on_epoch(stats)
-        return history
 
 
 def _correct(probabilities: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:

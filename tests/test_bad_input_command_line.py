@@ -103,6 +103,14 @@ def thresholds(text: str) -> Callable[[Path], list[str]]:
     return make
 
 
+def device_profile(text: str) -> Callable[[Path], list[str]]:
+    def make(tmp: Path) -> list[str]:
+        (tmp / "gpu.toml").write_text(text)
+        return ["--perf-device-profile", str(tmp / "gpu.toml")]
+
+    return make
+
+
 def broken_run(content: str, *args: str) -> Callable[[Path], list[str]]:
     """A saved run file with ``content`` in the storage, named by ``args`` (or found as latest)."""
 
@@ -168,6 +176,33 @@ CASES = {
     "an unknown variant in --perf-variants": Case(
         lambda tmp: ["--perf-variants", "naive,turbo"],
         r"ERROR: --perf-variants: unknown variant 'turbo'; known variants: .*",
+    ),
+    "an unknown device": Case(
+        lambda tmp: ["--perf-device", "tpu9"],
+        r"ERROR: --perf-device: unknown device 'tpu9'; choose stand-in, real, alone",
+    ),
+    "a negative step time": Case(
+        lambda tmp: ["--perf-step-time", "-2ms"],
+        r"ERROR: --perf-step-time: '-2ms' is not a step time; write it as 2ms, 0\.002s or 500us",
+    ),
+    "an absurd step time": Case(
+        lambda tmp: ["--perf-step-time", "1e3s"],
+        r"ERROR: --perf-step-time: a step time of 1000 s is absurd \(at most 10 s a batch\)",
+    ),
+    "a device profile that does not exist": Case(
+        lambda tmp: ["--perf-device-profile", str(tmp / "gpu.toml")],
+        r"ERROR: {tmp}/gpu\.toml: no such device profile",
+    ),
+    "a corrupt device profile": Case(
+        device_profile('device = "H100"\n[[steps]]\nmodel = "tiny"\nbatch_size = 64\n'),
+        r"ERROR: {tmp}/gpu\.toml \[\[steps\]\] #1: needs model, batch_size, image_shape = .*",
+    ),
+    "a device profile without the model": Case(
+        device_profile(
+            'device = "H100"\n[[steps]]\nmodel = "vgg"\nbatch_size = 8\n'
+            "image_shape = [32, 32, 3]\nstep_s = 0.01\n"
+        ),
+        r"ERROR: {tmp}/gpu\.toml: no step time for model 'tiny' \(it has: vgg\)",
     ),
     "the report over a storage with a truncated run": Case(
         broken_run('{"benchmarks": ['),

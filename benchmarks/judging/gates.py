@@ -10,8 +10,10 @@ throughput and accuracy against a saved run, within tolerances.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
+import statistics
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any
 from benchmarks.diagnosing.bottleneck import GATE_FIGURES
 from benchmarks.judging import structure
 from benchmarks.judging.decide import TESTS, Metric, Rule, Verdict, decide, decide_paired
-from benchmarks.measuring.alternation import ALTERNATED, YARDSTICK
+from benchmarks.measuring.alternation import ALTERNATED, ALTERNATED_ALONE, YARDSTICK
 from benchmarks.saving import schema
 from benchmarks.saving.schema import Kind
 from pipelines.errors import DataError
@@ -60,6 +62,11 @@ TOLERANCES = {
     # --perf-yardstick: the steady fraction of the ceiling, epoch by epoch (each round a
     # variant's epoch over the ceiling's: both drift with the machine).
     "max_yardstick_drop": YARDSTICK,
+    # --perf-against on a stand-in device: the pipelines alone, epoch by epoch (what a
+    # change costs the pipeline itself, whatever the device's step hides of it).
+    "max_alone_throughput_drop": ALTERNATED_ALONE,
+    # The first epoch's time beyond its examples at the steady rate (start-up's cost).
+    "max_first_epoch_increase": "first_epoch_extra_s",
 }
 # Metric -> its tolerance's key.
 TOLERANCE_OF = {metric: key for key, metric in TOLERANCES.items()}
@@ -71,8 +78,12 @@ COMPARED = {
     "test_accuracy": Metric("test_accuracy", absolute=True),
     "cpu_s_per_example": Metric("cpu_s_per_example", higher_is_better=False),
     ALTERNATED: Metric(ALTERNATED),
+    ALTERNATED_ALONE: Metric(ALTERNATED_ALONE),
     YARDSTICK: Metric(YARDSTICK),
+    "first_epoch_extra_s": Metric("first_epoch_extra_s", higher_is_better=False),
 }
+# Samples taken round by round (`benchmarks.measuring.alternation`), not pass by pass.
+ROUND_BY_ROUND = (ALTERNATED, ALTERNATED_ALONE)
 # Head against base (--perf-against): where both sides have these samples, the metric
 # is decided from them instead: steady state from the epochs alternated round by round,
 # six times as many pairs as passes and seconds apart (`benchmarks.measuring.alternation`).
@@ -383,16 +394,48 @@ def compare_pairs(
             before, after = _samples(then, metric), _samples(now, metric)
             if not metric or not before or not after or len(before) != len(after):
                 continue
-            paired_by = "round by round" if metric == ALTERNATED else "in the same passes"
+            paired_by = "round by round" if metric in ROUND_BY_ROUND else "in the same passes"
             origin = f"{limit.origin}, base {base} {paired_by}"
             rule = Rule(limit.value, "paired t", paired.alpha, origin)
-            verdict = decide_paired(head, COMPARED[metric], before, after, rule)
+            verdict = device_meaning(
+                decide_paired(head, COMPARED[metric], before, after, rule), now, then
+            )
             verdicts.append(verdict)
             if verdict.outcome == "regression":
                 failures.append(
                     Failure(head, metric, verdict.change, limit.value, "", rule.origin, verdict)
                 )
     return failures, verdicts
+
+
+def device_meaning(verdict: Verdict, now: Mapping[str, Any], then: Mapping[str, Any]) -> Verdict:
+    """``verdict`` on steady throughput, saying what its change means on the run's device
+    (a stand-in's step time is in ``now["device"]``): training there goes that much
+    slower or faster; for the pipelines alone, how much of it the device's step hides."""
+    device, name = now.get("step_time_s"), verdict.metric.name
+    if verdict.change is None or not device or name not in ROUND_BY_ROUND:
+        return verdict
+    on_device = f"{now.get('device')} ({now.get('step_time_origin', '')})"
+    if name == ALTERNATED:
+        meaning = f"training on {on_device} {_faster_or_slower(verdict.change)}"
+    else:
+        heads, bases = _samples(now, ALTERNATED) or [], _samples(then, ALTERNATED) or []
+        paced = (
+            [h / b for h, b in zip(heads, bases, strict=True)] if len(heads) == len(bases) else []
+        )
+        meaning = f"the pipeline alone {_faster_or_slower(verdict.change)}"
+        if paced:
+            found = math.exp(statistics.fmean(math.log(r) for r in paced))
+            meaning += f"; training on {on_device} {_faster_or_slower(found)}"
+    reason = "; ".join(filter(None, [verdict.reason, meaning]))
+    return dataclasses.replace(verdict, reason=reason)
+
+
+def _faster_or_slower(ratio: float) -> str:
+    """``0.52`` -> ``goes 48% slower`` (head over base examples/s)."""
+    if abs(ratio - 1) < 0.0005:
+        return "goes as fast"
+    return f"goes {abs(1 - ratio):.0%} {'slower' if ratio < 1 else 'faster'}"
 
 
 def _samples(metrics: Mapping[str, Any], metric: str | None) -> list[float] | None:

@@ -17,7 +17,12 @@ from typing import Any, NamedTuple
 import pipelines
 from benchmarks.diagnosing.bottleneck import Bottleneck, StageTimes, analyze, stage_gate_figures
 from benchmarks.judging.gates import metrics_by_variant
-from benchmarks.measuring.alternation import ALTERNATED, YARDSTICK, Alternation
+from benchmarks.measuring.alternation import (
+    ALTERNATED,
+    ALTERNATED_ALONE,
+    YARDSTICK,
+    Alternation,
+)
 from benchmarks.measuring.intervals import Estimate, geometric, mean, paired_ratio
 from benchmarks.measuring.passes import Passes, Trial
 from benchmarks.measuring.phases import (
@@ -294,6 +299,8 @@ class TrainingRecord:
     # (`benchmarks.measuring.alternation`), and how the rounds went (the head's record only).
     alternated: list[float] | None = None
     alternation: dict[str, Any] | None = None
+    # The same with the pipelines alone (`ALTERNATED_ALONE`), where the device is a stand-in.
+    alternated_alone: list[float] | None = None
     # --perf-yardstick: per round, its steady epoch over the ceiling's.
     yardstick: list[float] | None = None
 
@@ -363,6 +370,8 @@ class TrainingRecord:
             samples["test_accuracy"] = finals
         if self.alternated:
             samples[ALTERNATED] = self.alternated
+        if self.alternated_alone:
+            samples[ALTERNATED_ALONE] = self.alternated_alone
         if self.alternation:
             figures["alternation"] = self.alternation
         if self.yardstick:
@@ -526,6 +535,8 @@ class RunRecords:
         self.passes: Passes | None = None
         # --perf-against: head name -> its steady epochs alternated with its base's.
         self.alternations: dict[str, Alternation] = {}
+        # And with the pipelines alone (a stand-in device with a step only).
+        self.alone_alternations: dict[str, Alternation] = {}
         # --perf-yardstick: variant name -> its steady epochs alternated with the ceiling's.
         self.yardsticks: dict[str, Alternation] = {}
         self._paired: dict[Trial, PairedFigures] | None = None
@@ -687,6 +698,11 @@ class RunRecords:
             if head and base:
                 head.alternated, base.alternated = alternation.head_rates, alternation.base_rates
                 head.alternation = alternation.to_dict()
+        for alternation in self.alone_alternations.values():
+            head, base = training.get(alternation.head), training.get(alternation.base)
+            if head and base:
+                head.alternated_alone = alternation.head_rates
+                base.alternated_alone = alternation.base_rates
         for alternation in self.yardsticks.values():
             if alternation.head in training:
                 training[alternation.head].yardstick = alternation.ratios()

@@ -22,13 +22,15 @@ import tensorflow as tf
 
 import models
 import pipelines
+from benchmarks.measuring.accuracy import ACCURACY, accuracy_trials, merge_accuracy
 from benchmarks.measuring.alternation import BASE, HEAD, Alternation, AlternationPlan, alternate
 from benchmarks.measuring.cores import own_threads
 from benchmarks.measuring.passes import Passes, PassPlan, Trial, run_passes
 from benchmarks.measuring.progress import ProgressLine
 from benchmarks.measuring.records import PipelineEpoch, RunRecords, pass_estimates, run_totals
 from models.devices import configure_gpus, default_strategy, precision, strategy_name
-from models.trainer import EpochStats, InitialModel, Trainer
+from models.stand_in import DeviceChoice, StandIn, StepTime
+from models.trainer import EpochLoop, EpochStats, InitialModel, Trainer
 from pipelines.data import DataChoice
 from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError
@@ -100,6 +102,8 @@ class PerfOptions:
     alternation: AlternationPlan = dataclasses.field(default_factory=AlternationPlan)
     # --perf-yardstick: each variant's steady epochs alternated with the ceiling's too.
     yardstick: bool = False
+    # What the timed trials feed: a stand-in device, the real model, or nothing (alone).
+    device: DeviceChoice = dataclasses.field(default_factory=DeviceChoice)
 
     @property
     def model(self) -> str:
@@ -166,7 +170,16 @@ class PerfSession:
         )
         with precision(options.mixed_precision), strategy.scope():
             model = self.initial.fresh()
-        self.trainer = Trainer(model, strategy=self.strategy, jit_compile=options.jit_compile)
+        # The real model: it trains every accuracy, and the timed trials too with
+        # --perf-device real.
+        self.model_trainer = Trainer(model, strategy=self.strategy, jit_compile=options.jit_compile)
+        # What the timed trials, timelines and alternations feed (`models.stand_in`).
+        self.step_time = options.device.step_for(
+            options.model, options.batch_size, self.image_shape
+        )
+        self.trainer: EpochLoop = (
+            self.model_trainer if self.step_time is None else StandIn(self.step_time)
+        )
         # Read once, held in memory: evaluation then costs every variant the same,
         # model time only, and no pipeline is left half-iterated.
         test_ds = pipelines.build(EVALUATION, self.test_source, **options.build_options)
@@ -260,15 +273,18 @@ class PerfSession:
             {IMAGE: tf.zeros((size, *shape)), LABEL: tf.zeros((size,), tf.int64)}
             for size in (self.options.batch_size, 1)
         ]
-        self.trainer.fit(batches, 1, test_ds=batches, progress=False)
+        self.model_trainer.fit(batches, 1, test_ds=batches, progress=False)
         self._warm = True
 
-    def train(self, dataset: Any, seed: int | None = None) -> list[EpochStats]:
-        """Train the session's model from its initial weights (those ``seed`` draws, when
-        given) on ``dataset`` for the epochs."""
-        self.trainer.reset(self.initial, seed)
+    def train(
+        self, dataset: Any, seed: int | None = None, trainer: EpochLoop | None = None
+    ) -> list[EpochStats]:
+        """Train on ``dataset`` for the epochs with the timed device (or ``trainer``): the
+        session's model from its initial weights (those ``seed`` draws, when given)."""
+        trainer = trainer or self.trainer
+        trainer.reset(self.initial, seed)
         with self.train_source.explain_errors():
-            return self.trainer.fit(
+            return trainer.fit(
                 dataset, self.options.epochs, test_ds=self.test_batches, progress=False
             )
 
@@ -344,9 +360,12 @@ class PerfSession:
         """
         if self.passes is None:
             trials = set(trials)
-            self.passes = self.interleave(trials, self.options.plan)
+            twins = accuracy_trials(trials) if self.step_time is not None else set()
+            self.passes = self.interleave(trials | twins, self.options.plan)
+            merge_accuracy(self.passes)
             self.records.passes = self.passes
             self.records.alternations = self.alternate_pairs(trials)
+            self.records.alone_alternations = self.alternate_pairs_alone(trials)
             self.records.yardsticks = self.alternate_with_ceiling(trials)
         return self.passes
 
@@ -361,7 +380,7 @@ class PerfSession:
         (by default the run's judged ratios)."""
         trials = list(trials)
         self.warm_up()
-        batches = self.in_memory_batches() if any(t.kind == "ceiling" for t in trials) else []
+        batches = self.in_memory_batches() if any(t.variant == "ceiling" for t in trials) else []
         try:
             return run_passes(
                 trials,
@@ -376,20 +395,30 @@ class PerfSession:
                 together=[
                     (Trial(kind, head), Trial(kind, base))
                     for head, base in self.options.pairs
-                    for kind in ("training", "pipeline")
+                    for kind in ("training", "pipeline", ACCURACY)
                 ],
             )
         finally:
             self.progress.done()
 
-    def alternate_pairs(self, trials: set[Trial]) -> dict[str, Alternation]:
+    def alternate_pairs(
+        self, trials: set[Trial], consumer: EpochLoop | None = None
+    ) -> dict[str, Alternation]:
         """Each `--perf-against` pair whose head is trained in this run, epoch by epoch
-        (`benchmarks.measuring.alternation`); head name -> its rounds."""
+        (`benchmarks.measuring.alternation`) on the timed device (or ``consumer``); head
+        name -> its rounds."""
         found = {}
         for head, base in self.options.pairs:
             if {Trial("training", head), Trial("training", base)} <= trials:
-                found[head] = self.alternate(head, base)
+                found[head] = self.alternate(head, base, consumer=consumer)
         return found
+
+    def alternate_pairs_alone(self, trials: set[Trial]) -> dict[str, Alternation]:
+        """`alternate_pairs` with the pipelines alone (a device taking no time), where the
+        timed device is a stand-in with a step: what a change costs the pipeline itself."""
+        if self.step_time is None or self.step_time.seconds == 0:
+            return {}
+        return self.alternate_pairs(trials, StandIn(StepTime(0.0, "the pipeline alone")))
 
     def alternate_with_ceiling(self, trials: set[Trial]) -> dict[str, Alternation]:
         """--perf-yardstick: each variant trained in this run (not a base version), its
@@ -404,17 +433,23 @@ class PerfSession:
         }
 
     def alternate(
-        self, head: str, base: str, batches: list[dict[str, tf.Tensor]] | None = None
+        self,
+        head: str,
+        base: str,
+        batches: list[dict[str, tf.Tensor]] | None = None,
+        consumer: EpochLoop | None = None,
     ) -> Alternation:
-        """Steady epochs of ``head`` and ``base`` in alternation on one model, each
-        version built once (with the run's seed), as the run's alternation plan says.
-        ``batches``: the base's epochs are these (the ceiling's batches in memory)."""
+        """Steady epochs of ``head`` and ``base`` in alternation on the timed device (or
+        ``consumer``), each version built once (with the run's seed), as the run's
+        alternation plan says. ``batches``: the base's epochs are these (the ceiling's
+        batches in memory)."""
         built = {BASE: self.build(base) if batches is None else batches, HEAD: self.build(head)}
-        self.trainer.reset(self.initial)
+        consumer = consumer or self.trainer
+        consumer.reset(self.initial)
 
         def run_epoch(side: int) -> float:
             with self.train_source.explain_errors():
-                return self.trainer.train_epoch(built[side], 0, progress=False).examples_per_s
+                return consumer.train_epoch(built[side], 0, progress=False).examples_per_s
 
         def progress(found: Alternation) -> None:
             self.progress.note(f"{head} against {base}, epoch by epoch: round {found.rounds}")
@@ -439,7 +474,10 @@ class PerfSession:
         if trial.kind == "pipeline":
             epoch = self.iterate(self.build(trial.variant, seed=seed))
             return epoch, epoch.seconds
-        if trial.kind == "ceiling":
+        if trial.kind == ACCURACY:
+            data = batches if trial.variant == "ceiling" else self.build(trial.variant, seed=seed)
+            stats = self.train(data, seed, self.model_trainer)
+        elif trial.kind == "ceiling":
             stats = self.train(batches, seed)
         elif trial.kind == "traced":
             stats = self.train_traced(trial.variant, seed=seed)[0]
@@ -470,7 +508,12 @@ class PerfSession:
             "batch_size": self.options.batch_size,
             "image_shape": list(self.image_shape),
             "seed": self.options.seed,
-            "device": device_name(),
+            # What the timed figures were measured on, and where its step time came from.
+            "device": self.step_time.describe() if self.step_time else device_name(),
+            "step_time_s": self.step_time.seconds if self.step_time else None,
+            "step_time_origin": self.step_time.origin if self.step_time else None,
+            # Accuracy always comes from real training, on this device.
+            "accuracy_device": device_name(),
             "strategy": strategy_name(self.strategy or tf.distribute.get_strategy()),
             "mixed_precision": self.options.mixed_precision,
             "jit_compile": self.options.jit_compile,

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+import tensorflow as tf
 
 import pipelines
 from benchmarks.judging import gates
@@ -15,8 +16,9 @@ from benchmarks.measuring.passes import PassPlan
 from benchmarks.measuring.session import PERF_PROFILES, PerfOptions
 from benchmarks.report import page as report
 from benchmarks.run.state import PAIRS_KEY
+from models.stand_in import DeviceChoice, load_profile, parse_duration
 from pipelines.data import DataChoice, default_latency, parse_image_size
-from pipelines.errors import InputError
+from pipelines.errors import DataError, InputError
 from pipelines.sources.latency import parse_latency
 
 # --perf-against: passes allowed within the profile's time limit.
@@ -137,6 +139,29 @@ def _add_training_options(group: pytest.OptionGroup) -> None:
         metavar="K",
         help="interleaved passes to make, exactly (default: the profile's, adding passes"
         " while a ratio's interval is wider than +-5%%, within its time limit)",
+    )
+    group.addoption(
+        "--perf-device",
+        default=None,
+        metavar="stand-in|real|alone",
+        help="what the timed trials feed: stand-in (a device whose step is a wait of its step"
+        " time, using no CPU: the pipeline has the host to itself, as beside a GPU), real"
+        " (the model trained where it is), alone (the pipeline with no device). Accuracy"
+        " always comes from real training. Default: real with a GPU, else stand-in",
+    )
+    group.addoption(
+        "--perf-step-time",
+        default=None,
+        metavar="DURATION",
+        help="the stand-in's step time per batch, e.g. 2ms (your device's; default: a"
+        " shipped device profile for the model, else 2 ms a batch of 64 32x32 images)",
+    )
+    group.addoption(
+        "--perf-device-profile",
+        default=None,
+        metavar="FILE",
+        help="the stand-in's step times from a device profile measured on a real"
+        " accelerator (python -m models.device_profile writes one)",
     )
     group.addoption(
         "--perf-xla",
@@ -267,6 +292,10 @@ def perf_options(config: pytest.Config) -> PerfOptions:
     batch_size = config.getoption("perf_batch_size")
     if batch_size is not None and batch_size < 1:
         raise pytest.UsageError(f"--perf-batch-size: must be 1 or more, got {batch_size}")
+    try:
+        device = device_choice(config, config.getoption("perf_model") or profile.model)
+    except InputError as error:
+        raise pytest.UsageError(str(error)) from None
     return PerfOptions(
         profile,
         data,
@@ -285,7 +314,31 @@ def perf_options(config: pytest.Config) -> PerfOptions:
         pairs=tuple(config.stash.get(PAIRS_KEY, {}).items()),
         alternation=alternation_plan(config),
         yardstick=config.getoption("perf_yardstick", False),
+        device=device,
     )
+
+
+def device_choice(config: pytest.Config, model: str) -> DeviceChoice:
+    """--perf-device, --perf-step-time and --perf-device-profile, validated (`DataError`)."""
+    name = config.getoption("perf_device")
+    if name is None:
+        name = "real" if tf.config.list_physical_devices("GPU") else "stand-in"
+    given = config.getoption("perf_step_time")
+    path = config.getoption("perf_device_profile")
+    choice = DeviceChoice(name)  # an unknown name is refused here
+    if given is not None and path is not None:
+        raise DataError("--perf-step-time", "give a step time or a device profile, not both")
+    if (given is not None or path is not None) and name != "stand-in":
+        option = "--perf-step-time" if given is not None else "--perf-device-profile"
+        raise DataError(option, f"sets the stand-in's step time; --perf-device is {name}")
+    if given is not None:
+        step = parse_duration(given, "--perf-step-time")
+        return DeviceChoice(name, step_s=step, given_as=f"--perf-step-time {given}")
+    if path is not None:
+        profile = load_profile(path)
+        profile.step_for(model, 1, (1, 1, 1))  # refuses a profile without the model
+        return DeviceChoice(name, profile=profile)
+    return choice
 
 
 def pass_plan(config: pytest.Config, plan: PassPlan) -> PassPlan:

@@ -34,6 +34,7 @@ def _write_measurements(terminalreporter: Any, config: pytest.Config) -> None:
         f"measurements: {passes.count} interleaved passes ({passes.stopped}),"
         f" 95% intervals; model threads: {session.options.model_threads or 'not limited'}"
     )
+    terminalreporter.write_line(device_line(session))
     metrics = list(session.records.metrics.values())
     for title, columns in (
         ("steady state", STEADY_COLUMNS),
@@ -49,6 +50,17 @@ def _write_measurements(terminalreporter: Any, config: pytest.Config) -> None:
         terminalreporter.write_line(line, yellow=True)
     for doubt in measurement_doubts(config):
         terminalreporter.write_line(str(doubt), red=doubt.impossible, yellow=not doubt.impossible)
+
+
+def device_line(session: Any) -> str:
+    """What the timed figures were measured on, and where its step time came from."""
+    step = session.step_time
+    if step is None:
+        return f"timed on: the real model ({session.common_info()['device']})"
+    return (
+        f"timed on: {step.describe()} ({step.origin}); accuracy from real training on"
+        f" {session.common_info()['accuracy_device']}"
+    )
 
 
 def _write_verdicts(terminalreporter: Any, title: str, verdicts: list[Verdict]) -> None:
@@ -80,6 +92,8 @@ def _write_alternations(
     session = config.stash.get(SESSION_KEY, None)
     for alternation in session.records.alternations.values() if session else ():
         terminalreporter.write_line(str(alternation))
+    for alternation in session.records.alone_alternations.values() if session else ():
+        terminalreporter.write_line(f"pipelines alone: {alternation}")
     yardsticks = session.records.yardsticks if session else {}
     if yardsticks:
         terminalreporter.section("against the ceiling, epoch by epoch (--perf-yardstick)")
