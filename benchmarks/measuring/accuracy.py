@@ -47,10 +47,18 @@ def with_accuracy(timed: list[EpochStats], trained: list[EpochStats]) -> list[Ep
 
 
 def merge_accuracy(passes: Passes) -> None:
-    """Give each timed run of ``passes`` its twin's accuracy from the same pass (in place)."""
+    """Give each timed run of ``passes`` its twin's accuracy from the same pass (in place).
+
+    Twins made in the first passes only leave the later runs without accuracy
+    (``test_accuracy`` None), which the records then leave out of accuracy figures.
+    """
     for trial, runs in passes.results.items():
         trained = passes.results.get(twin(trial)) if trial.kind in TIMED_KINDS else None
         if trained is not None:
-            passes.results[trial] = [
-                with_accuracy(run, real) for run, real in zip(runs, trained, strict=True)
-            ]
+            merged = [with_accuracy(run, real) for run, real in zip(runs, trained, strict=False)]
+            passes.results[trial] = merged + [without_accuracy(run) for run in runs[len(merged) :]]
+
+
+def without_accuracy(run: list[EpochStats]) -> list[EpochStats]:
+    """``run``'s epochs marked as not evaluated (a stand-in's steps learn nothing)."""
+    return [dataclasses.replace(epoch, test_loss=None, test_accuracy=None) for epoch in run]

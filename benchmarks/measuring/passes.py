@@ -130,6 +130,7 @@ def run_passes(
     run_seed: int = 0,
     progress: Callable[[Progress], None] = lambda progress: None,
     together: Iterable[tuple[Trial, ...]] = (),
+    first_passes_only: Iterable[Trial] = (),
 ) -> Passes:
     """Run ``trials`` in passes, each in a fresh random order, as ``plan`` says.
 
@@ -142,6 +143,8 @@ def run_passes(
     ``together``: groups of trials run one right after the other in every pass (in a
     random order within the group), such as a variant and its base version: the
     less time between two measurements, the less of the machine's drift between them.
+    ``first_passes_only``: trials run in the plan's first ``min_passes`` passes only (real
+    training for accuracy beside a stand-in device: its figures need no more precision).
     """
     ordered = tuple(sorted(set(trials)))
     passes = Passes(ordered, seed)
@@ -151,8 +154,11 @@ def run_passes(
     seeds = pass_seeds(run_seed)
     started = clock()
     groups = _units(ordered, together)
+    early = set(first_passes_only)
+    later = [[t for t in unit if t not in early] for unit in groups]
+    later = [unit for unit in later if unit]
     while True:
-        order = pass_order(groups, rng)
+        order = pass_order(groups if passes.count < plan.min_passes else later, rng)
         pass_seed = next(seeds)
         pass_started = clock()
         for position, trial in enumerate(order, start=1):

@@ -310,9 +310,15 @@ class TrainingRecord:
         return statistics.median(run_totals(self.runs, "wall_s"))
 
     def final_accuracies(self) -> list[float] | None:
-        """Per run, the test accuracy after the last epoch (None: not evaluated)."""
+        """Per run evaluated, the test accuracy after the last epoch (None: none was; on a
+        stand-in device only the runs with real training beside them are)."""
         finals = [run[-1].test_accuracy for run in self.runs]
-        return None if None in finals else finals
+        return [final for final in finals if final is not None] or None
+
+    def _evaluated_run(self) -> list[EpochStats]:
+        """The last run with accuracy (or the last run, where none has)."""
+        evaluated = [run for run in self.runs if run[-1].test_accuracy is not None]
+        return (evaluated or self.runs)[-1]
 
     def final_accuracy(self) -> float | None:
         """Mean over runs of the test accuracy after the last epoch (None: not evaluated)."""
@@ -334,9 +340,9 @@ class TrainingRecord:
             "examples_per_s": sum(s.examples for s in last) / self.train_s,
             "cpu_s": self.cpu_s,
             "input_bound": input_bound_of(s for run in self.runs for s in run),
-            "train_accuracy": [s.train_accuracy for s in last],
-            "test_accuracy_per_epoch": [s.test_accuracy for s in last],
-            "test_accuracy": last[-1].test_accuracy,
+            "train_accuracy": [s.train_accuracy for s in self._evaluated_run()],
+            "test_accuracy_per_epoch": [s.test_accuracy for s in self._evaluated_run()],
+            "test_accuracy": self._evaluated_run()[-1].test_accuracy,
             "rounds": len(self.runs),
         }
         if self.service is not None:

@@ -361,7 +361,10 @@ class PerfSession:
         if self.passes is None:
             trials = set(trials)
             twins = accuracy_trials(trials) if self.step_time is not None else set()
-            self.passes = self.interleave(trials | twins, self.options.plan)
+            # Accuracy in the first passes only, unless base and head are judged on it
+            # pass by pass (--perf-against).
+            first_only = () if self.options.pairs else twins
+            self.passes = self.interleave(trials | twins, self.options.plan, first_only=first_only)
             merge_accuracy(self.passes)
             self.records.passes = self.passes
             self.records.alternations = self.alternate_pairs(trials)
@@ -374,10 +377,12 @@ class PerfSession:
         trials: Iterable[Trial],
         plan: PassPlan,
         estimates: Callable[[Passes], list[Any]] = pass_estimates,
+        first_only: Iterable[Trial] = (),
     ) -> Passes:
         """Run ``trials`` in randomized interleaved passes as ``plan`` says (not kept);
         ``estimates``: the figures whose precision decides whether another pass is needed
-        (by default the run's judged ratios)."""
+        (by default the run's judged ratios); ``first_only``: trials made in the plan's
+        first passes only."""
         trials = list(trials)
         self.warm_up()
         batches = self.in_memory_batches() if any(t.variant == "ceiling" for t in trials) else []
@@ -397,6 +402,7 @@ class PerfSession:
                     for head, base in self.options.pairs
                     for kind in ("training", "pipeline", ACCURACY)
                 ],
+                first_passes_only=first_only,
             )
         finally:
             self.progress.done()

@@ -10,6 +10,7 @@ import pytest
 import pipelines
 from benchmarks.diagnosing.bottleneck import Bottleneck, tracing_caveat
 from benchmarks.diagnosing.effects import no_gain_lines
+from benchmarks.diagnosing.held_back import held_back_lines
 from benchmarks.judging.decide import Verdict
 from benchmarks.report.summary import (
     FULL_EPOCH_COLUMNS,
@@ -47,6 +48,8 @@ def _write_measurements(terminalreporter: Any, config: pytest.Config) -> None:
             terminalreporter.write_line(line)
     trained = {info["variant"]: info for info in metrics if info["kind"] == Kind.TRAINING}
     for line in no_gain_lines(trained, pipelines.VARIANTS, session.options.plan.precision):
+        terminalreporter.write_line(line, yellow=True)
+    for line in held_back_lines(trained, session.records.bottlenecks()):
         terminalreporter.write_line(line, yellow=True)
     for doubt in measurement_doubts(config):
         terminalreporter.write_line(str(doubt), red=doubt.impossible, yellow=not doubt.impossible)

@@ -1,0 +1,72 @@
+"""What holds a variant's steady state below the ceiling, from the run's own figures.
+
+On a stand-in device the ceiling is the device's own pace, and a pipeline that
+keeps it fed reaches it. For every variant whose steady fraction of the ceiling
+lies below `FED` (its interval's top below it), one line says where its steady
+time goes: the share it waits for input, the wait at the start of each later
+epoch (a fresh iterator: files opened again, a shuffle buffer refilled) as a
+share of a steady epoch, and its timeline's limiting stage.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+# A pipeline that keeps the device fed reaches this fraction of the ceiling in steady state.
+FED = 0.95
+
+
+def steady_epoch_s(info: Mapping[str, Any]) -> float | None:
+    """Seconds of one steady epoch: its examples at the steady rate (None: unknown)."""
+    rate, examples_per_s, epoch_s = (
+        info.get("steady_examples_per_s"),
+        info.get("examples_per_s"),
+        info.get("epoch_s"),
+    )
+    if not rate or not examples_per_s or not epoch_s:
+        return None
+    return examples_per_s * epoch_s / rate
+
+
+def held_back_line(
+    variant: str, info: Mapping[str, Any], bottleneck: Mapping[str, Any] | None
+) -> str | None:
+    """The line for ``variant`` (None: it keeps the device fed, or was not measured so)."""
+    fraction, interval = (
+        info.get("steady_fraction_of_ceiling"),
+        info.get("steady_fraction_of_ceiling_ci"),
+    )
+    top = interval[1] if interval and interval[1] is not None else fraction
+    if fraction is None or top is None or top >= FED:
+        return None
+    reasons = []
+    waits = info.get("steady_input_bound")
+    if waits is not None:
+        reasons.append(f"it waits for input {waits:.0%} of its steady time")
+    start, epoch = info.get("epoch_start_s"), steady_epoch_s(info)
+    if start and epoch:
+        reasons.append(
+            f"each later epoch waits {start:.3f} s for its first batch, {start / epoch:.0%} of"
+            " a steady epoch (a fresh iterator: files opened again, a shuffle buffer refilled)"
+        )
+    if bottleneck and bottleneck.get("limiting_stage"):
+        stage = bottleneck["limiting_stage"]
+        share = (bottleneck.get("share_of_input") or {}).get(stage)
+        of_input = f" ({share:.0%} of input time)" if share is not None else ""
+        reasons.append(f"its timeline's limiting stage: {stage}{of_input}")
+    on = info.get("device", "the device")
+    return (
+        f"held back: {variant} keeps {on} fed {fraction:.2f} of its steady time (below"
+        f" {FED}): " + "; ".join(reasons or ["no figure says why"])
+    )
+
+
+def held_back_lines(
+    trained: Mapping[str, Mapping[str, Any]], bottlenecks: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """`held_back_line` for every trained variant that has one."""
+    lines = [
+        held_back_line(variant, info, bottlenecks.get(variant)) for variant, info in trained.items()
+    ]
+    return [line for line in lines if line]
