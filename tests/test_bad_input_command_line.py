@@ -182,7 +182,7 @@ CASES = {
         r"ERROR: --perf-device: unknown device 'tpu9'; choose stand-in, real, alone",
     ),
     "a negative step time": Case(
-        lambda tmp: ["--perf-step-time", "-2ms"],
+        lambda tmp: ["--perf-step-time=-2ms"],
         r"ERROR: --perf-step-time: '-2ms' is not a step time; write it as 2ms, 0\.002s or 500us",
     ),
     "an absurd step time": Case(

@@ -24,7 +24,7 @@ def gate_lines(done: subprocess.CompletedProcess[str]) -> list[str]:
 def baseline(tmp_path_factory) -> Path:
     """An unchanged run, saved: it must pass every gate."""
     tmp_path = tmp_path_factory.mktemp("bench")
-    done = run_benchmarks(tmp_path, "--benchmark-autosave")
+    done = run_benchmarks(tmp_path, "--benchmark-autosave", "--perf-device", "stand-in")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
     assert "all gates passed (naive, optimized)" in done.stdout
     assert "measurements: 2 interleaved passes (as asked), 95% intervals" in done.stdout
@@ -55,7 +55,13 @@ def test_the_unchanged_suite_passes_and_saves_the_ratios(baseline):
     # Two interleaved passes: one round each, ratios paired with their intervals.
     passes = saved["perf_passes"]
     assert passes["passes"] == 2 and len(passes["orders"]) == 2
-    assert sorted(passes["orders"][0]) == ["ceiling:ceiling", "naive", "optimized"]
+    # Timed on the stand-in device, each beside its real training for accuracy.
+    twins = ["accuracy:ceiling", "accuracy:naive", "accuracy:optimized"]
+    assert sorted(passes["orders"][0]) == [*twins, "ceiling:ceiling", "naive", "optimized"]
+    assert optimized["device"].startswith("stand-in 2.00 ms a step")
+    assert "not measured" in optimized["step_time_origin"]
+    assert optimized["accuracy_device"]  # "CPU", or the GPU real training ran on
+    assert len(optimized["samples"]["test_accuracy"]) == 2
     for bench in saved["benchmarks"]:
         assert bench["stats"]["rounds"] == 2, bench["name"]
     for key in ("speedup_over_naive", "fraction_of_ceiling", "epoch_s"):

@@ -154,9 +154,7 @@ def run_passes(
     seeds = pass_seeds(run_seed)
     started = clock()
     groups = _units(ordered, together)
-    early = set(first_passes_only)
-    later = [[t for t in unit if t not in early] for unit in groups]
-    later = [unit for unit in later if unit]
+    later = _without(groups, set(first_passes_only))
     while True:
         order = pass_order(groups if passes.count < plan.min_passes else later, rng)
         pass_seed = next(seeds)
@@ -172,18 +170,34 @@ def run_passes(
         passes.orders.append(order)
         passes.pass_seeds.append(pass_seed)
         passes.elapsed_s = clock() - started
-        if passes.count < plan.min_passes:
-            continue
-        if passes.count >= plan.max_passes:
-            passes.stopped = "as asked" if plan.min_passes == plan.max_passes else "max passes"
-            break
-        if all(e.precise(plan.precision) for e in estimates(passes)):
-            passes.stopped = "precise"
-            break
-        if passes.elapsed_s + (clock() - pass_started) > plan.time_limit_s:
-            passes.stopped = "time limit"
+        passes.stopped = _why_stop(passes, plan, estimates, clock() - pass_started)
+        if passes.stopped:
             break
     return passes
+
+
+def _why_stop(
+    passes: Passes,
+    plan: PassPlan,
+    estimates: Callable[[Passes], Iterable[Estimate]],
+    last_pass_s: float,
+) -> str:
+    """Why the passes made so far are enough ("" while another is needed)."""
+    if passes.count < plan.min_passes:
+        return ""
+    if passes.count >= plan.max_passes:
+        return "as asked" if plan.min_passes == plan.max_passes else "max passes"
+    if all(e.precise(plan.precision) for e in estimates(passes)):
+        return "precise"
+    if passes.elapsed_s + last_pass_s > plan.time_limit_s:
+        return "time limit"
+    return ""
+
+
+def _without(units: list[list[Trial]], left_out: set[Trial]) -> list[list[Trial]]:
+    """``units`` less the trials ``left_out`` (and the units they empty)."""
+    kept = [[trial for trial in unit if trial not in left_out] for unit in units]
+    return [unit for unit in kept if unit]
 
 
 def _units(ordered: tuple[Trial, ...], together: Iterable[tuple[Trial, ...]]) -> list[list[Trial]]:

@@ -29,6 +29,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("perf", "tf.data pipeline benchmarks")
     _add_run_options(group)
     _add_training_options(group)
+    _add_device_options(group)
     _add_judging_options(group)
     _add_change_options(group)
 
@@ -141,6 +142,16 @@ def _add_training_options(group: pytest.OptionGroup) -> None:
         " while a ratio's interval is wider than +-5%%, within its time limit)",
     )
     group.addoption(
+        "--perf-xla",
+        action="store_true",
+        default=False,
+        help="compile the train and test steps with XLA (jit_compile)",
+    )
+
+
+def _add_device_options(group: pytest.OptionGroup) -> None:
+    """What the timed trials feed: a stand-in device and its step time, or the model."""
+    group.addoption(
         "--perf-device",
         default=None,
         metavar="stand-in|real|alone",
@@ -162,12 +173,6 @@ def _add_training_options(group: pytest.OptionGroup) -> None:
         metavar="FILE",
         help="the stand-in's step times from a device profile measured on a real"
         " accelerator (python -m models.device_profile writes one)",
-    )
-    group.addoption(
-        "--perf-xla",
-        action="store_true",
-        default=False,
-        help="compile the train and test steps with XLA (jit_compile)",
     )
 
 
