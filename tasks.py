@@ -5,7 +5,10 @@
                                        and the report in reports/perf.html
     python3 tasks.py test  [ARGS...]   the tests (and every benchmark once, untimed)
     python3 tasks.py full  [ARGS...]   the full profile (CIFAR-size data, the lab's CIFAR
-                                       model) for a GPU machine; report in reports/full.html
+                                       model) for a GPU machine; report in reports/full.html;
+                                       first measures the device's step times into
+                                       reports/device_profile.toml (ship it in
+                                       models/device_profiles/ for the stand-in device)
     python3 tasks.py lint  [ARGS...]   ruff
 
 Needs only `python3` (3.11). The first call creates `.venv` in the repository
@@ -34,6 +37,8 @@ STAMP = VENV / ".requirements.sha256"
 REPORT = ROOT / "reports" / "perf.html"
 # The benchmark jobs: their profile and where their report goes.
 BENCH_JOBS = {"bench": ("smoke", REPORT), "full": ("full", ROOT / "reports" / "full.html")}
+# The full job's device profile: the step times of the suite's workloads on this device.
+DEVICE_PROFILE = ROOT / "reports" / "device_profile.toml"
 
 # pytest's "no tests were collected" exit status; a run that tested nothing
 # must not look green.
@@ -142,6 +147,10 @@ def main(argv: list[str]) -> int:
         return 2
     python = Path(sys.executable) if here else ensure_venv()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+    if job == "full":
+        # Before the benchmarks: the stand-in device of later runs without a GPU reads it.
+        measure = [str(python), "-m", "models.device_profile", "--out", str(DEVICE_PROFILE)]
+        subprocess.run(measure, cwd=ROOT, env=env, check=False)
     status = subprocess.run(job_command(job, python, args), cwd=ROOT, env=env).returncode
     if job == "test" and status == PYTEST_NO_TESTS:
         print("tasks: pytest collected no tests; treating that as a failure", file=sys.stderr)

@@ -193,6 +193,10 @@ def default_step(batch_size: int, image_shape: Sequence[int]) -> StepTime:
     return StepTime(DEFAULT_STEP_S * scale, origin)
 
 
+# The fastest device: none (`--perf-device alone`, and --perf-against's rounds alone).
+ALONE = StepTime(0.0, "the pipeline alone: no device step")
+
+
 class StandIn(EpochLoop):
     """Consumes batches as a device taking ``step.seconds`` a batch would, with no model.
 
@@ -251,7 +255,7 @@ class DeviceChoice:
         if self.name == "real":
             return None
         if self.name == "alone":
-            return StepTime(0.0, "the pipeline alone: no device step")
+            return ALONE
         if self.step_s is not None:
             return StepTime(self.step_s, f"given: {self.given_as}")
         profile = self.profile or shipped_profile(model)

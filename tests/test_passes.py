@@ -107,6 +107,24 @@ def test_passes_are_added_until_the_intervals_are_precise():
     assert passes.count == 5 and passes.stopped == "precise"
 
 
+def test_trials_asked_for_the_first_passes_only_stop_after_the_fewest_passes():
+    twins = [Trial("accuracy", "ceiling"), Trial("accuracy", "naive")]
+    calls: list[Trial] = []
+    passes = run_passes(
+        TRIALS + twins,
+        recording(calls),
+        PassPlan(2, 5, math.inf),
+        0,
+        constant(2.0),
+        first_passes_only=twins,
+    )
+    assert passes.count == 5
+    assert all(len(passes.of(twin)) == 2 for twin in twins)
+    assert all(len(passes.of(trial)) == 5 for trial in TRIALS)
+    assert all(twin not in order for order in passes.orders[2:] for twin in twins)
+    assert calls.count(twins[0]) == 2
+
+
 def test_passes_stop_at_the_time_limit_and_at_the_most_passes():
     ticks = iter(range(10_000))  # every clock reading is one second later
     plan = PassPlan(2, 50, time_limit_s=40.0)

@@ -56,11 +56,13 @@ def write_profile(path, rows) -> None:
 
 def test_a_written_profile_reads_back_and_scales_to_other_batches(tmp_path):
     path = tmp_path / "h100.toml"
-    write_profile(path, [("tiny", 64, (32, 32, 3), 0.0012), ("big", 32, (224, 224, 3), 0.02)])
+    rows = [("tiny", 64, (32, 32, 3), 0.0012), ("tiny", 1024, (32, 32, 3), 0.01)]
+    write_profile(path, [*rows, ("big", 32, (224, 224, 3), 0.02)])
     profile = load_profile(path)
     exact = profile.step_for("tiny", 64, (32, 32, 3))
     assert exact.seconds == pytest.approx(0.0012)
     assert "measured on NVIDIA H100" in exact.origin
+    # Scaled from the nearest size measured (64, not 1024).
     doubled = profile.step_for("tiny", 128, (32, 32, 3))
     assert doubled.seconds == pytest.approx(0.0024)
     assert doubled.origin.startswith("scaled from tiny at batch 64")
@@ -197,3 +199,15 @@ def test_on_a_gpu_the_stand_in_predicts_the_real_epoch_within_ten_percent():
     real = min(trainer.train_epoch(data, 1, progress=False).wall_s for _ in range(3))
     predicted = StandIn(StepTime(step, "here")).train_epoch(data, 1, progress=False).wall_s
     assert predicted == pytest.approx(real, rel=0.10)
+
+
+def test_the_profile_command_writes_a_profile_the_stand_in_reads(tmp_path, capsys):
+    out = tmp_path / "here.toml"
+    assert (
+        device_profile.main(["--out", str(out), "--workload", "tiny,8,8x8x3", "--steps", "3"]) == 0
+    )
+    profile = load_profile(out)
+    step = profile.step_for("tiny", 8, (8, 8, 3))
+    assert step.seconds > 0 and step.origin.startswith(f"measured on {profile.device}")
+    assert device_profile.main(["--out", str(out), "--workload", "tiny,eight"]) == 2
+    assert "error: --workload: 'tiny,eight' is not MODEL,BATCH,HxWxC" in capsys.readouterr().err

@@ -29,7 +29,7 @@ from benchmarks.measuring.passes import Passes, PassPlan, Trial, run_passes
 from benchmarks.measuring.progress import ProgressLine
 from benchmarks.measuring.records import PipelineEpoch, RunRecords, pass_estimates, run_totals
 from models.devices import configure_gpus, default_strategy, precision, strategy_name
-from models.stand_in import DeviceChoice, StandIn, StepTime
+from models.stand_in import ALONE, DeviceChoice, StandIn
 from models.trainer import EpochLoop, EpochStats, InitialModel, Trainer
 from pipelines.data import DataChoice
 from pipelines.element import IMAGE, LABEL
@@ -424,7 +424,7 @@ class PerfSession:
         timed device is a stand-in with a step: what a change costs the pipeline itself."""
         if self.step_time is None or self.step_time.seconds == 0:
             return {}
-        return self.alternate_pairs(trials, StandIn(StepTime(0.0, "the pipeline alone")))
+        return self.alternate_pairs(trials, StandIn(ALONE))
 
     def alternate_with_ceiling(self, trials: set[Trial]) -> dict[str, Alternation]:
         """--perf-yardstick: each variant trained in this run (not a base version), its

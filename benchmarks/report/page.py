@@ -126,6 +126,9 @@ class RunView:
             "cpu_count": self.machine.get("cpu_count", "?"),
             "tensorflow": self.machine.get("tensorflow", "?"),
             "device": sample.get("device", self.machine.get("device", "?")),
+            # On a stand-in: where its step time came from, and where accuracy was trained.
+            "step_time_origin": sample.get("step_time_origin"),
+            "accuracy_device": sample.get("accuracy_device"),
             "profile": sample.get("profile", self.machine.get("perf_profile", "?")),
             "dataset": sample.get("dataset", "?"),
             "model": sample.get("model", "?"),
