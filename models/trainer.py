@@ -209,7 +209,7 @@ class EpochLoop(abc.ABC):
     """The timed loop over an epoch's batches, whatever consumes them: the model's
     training step (`Trainer`) or a stand-in device (`models.stand_in.StandIn`)."""
 
-    # Whether `fit` evaluates on its test data after each epoch.
+    # Whether `fit` evaluates on its test data after each epoch (with ``evaluate``).
     evaluates = True
     strategy: tf.distribute.Strategy | None = None
 
@@ -224,15 +224,6 @@ class EpochLoop(abc.ABC):
     def _distributed(self, ds: tf.data.Dataset | Sequence[Record]) -> Iterable[Record]:
         """``ds`` as the steps take it."""
         return ds
-
-    def evaluate(
-        self,
-        ds: tf.data.Dataset | Sequence[Record],
-        recorder: TimelineRecorder | None = None,
-        epoch: int = 0,
-    ) -> tuple[float, float, float]:
-        """(loss, accuracy, seconds) over ``ds`` (only where `evaluates`)."""
-        raise TypeError(f"{type(self).__name__} does not evaluate")
 
     def train_epoch(
         self,

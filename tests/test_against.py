@@ -8,12 +8,14 @@ import json
 import math
 import random
 import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from bench_runner import ROOT, small_data, suite_from_anywhere
+from scipy import stats
 
 import pipelines
 from benchmarks.judging import gates
@@ -160,6 +162,22 @@ def test_pairing_sees_a_5_percent_loss_through_30_percent_drift():
     assert "paired t" in str(verdict)
     # The same values compared as two unpaired samples cannot see it.
     assert decide("mine", RATE, base, head, RULE).outcome != "regression"
+
+
+def test_the_paired_interval_and_p_value_are_the_textbook_paired_t_tests():
+    """Against scipy's paired t-test on the log ratios: a standard error off by any
+    factor moves both the interval and the p-value."""
+    base, head = drifting(0.04, passes=10, seed=3)
+    logs = [math.log(h / b) for b, h in zip(base, head, strict=True)]
+    verdict = decide_paired("mine", RATE, base, head, RULE)
+    expected = stats.ttest_rel(
+        [math.log(h) for h in head], [math.log(b) for b in base], alternative="less"
+    )
+    assert verdict.p_value == pytest.approx(expected.pvalue, rel=1e-6)
+    half = stats.t.ppf(0.95, len(logs) - 1) * statistics.stdev(logs) / math.sqrt(len(logs))
+    low, high = verdict.interval
+    assert math.log(low) == pytest.approx(statistics.fmean(logs) - half, rel=1e-9)
+    assert math.log(high) == pytest.approx(statistics.fmean(logs) + half, rel=1e-9)
 
 
 def test_unchanged_code_under_drift_is_not_a_regression():
