@@ -3,6 +3,7 @@ and accuracy taken from real training beside it."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -211,3 +212,20 @@ def test_the_profile_command_writes_a_profile_the_stand_in_reads(tmp_path, capsy
     assert step.seconds > 0 and step.origin.startswith(f"measured on {profile.device}")
     assert device_profile.main(["--out", str(out), "--workload", "tiny,eight"]) == 2
     assert "error: --workload: 'tiny,eight' is not MODEL,BATCH,HxWxC" in capsys.readouterr().err
+
+
+def test_a_pairs_start_up_decides_whether_the_run_needs_another_pass():
+    from benchmarks.measuring.records import startup_estimates
+
+    def run(first_batch: float) -> list[EpochStats]:
+        first = EpochStats(1, 1.0 + first_batch, 4, 32, first_batch, 0.9, 0.5, 0.5)
+        first = dataclasses.replace(first, first_batch_s=first_batch)
+        return [first, EpochStats(2, 1.0, 4, 32, 0.1, 0.9, 0.5, 0.5)]
+
+    head, base = Trial("training", "mine"), Trial("training", "mine@main")
+    passes = Passes((head, base), seed=0)
+    passes.results = {head: [run(0.6), run(0.62)], base: [run(0.4), run(0.41)]}
+    first_batch, first_epoch = startup_estimates(passes, [("mine", "mine@main")])
+    assert first_batch.value == pytest.approx(1.5, rel=0.01)
+    assert first_epoch.value > 1
+    assert startup_estimates(passes, [("other", "other@main")]) == []

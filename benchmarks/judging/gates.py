@@ -415,7 +415,7 @@ def device_meaning(verdict: Verdict, now: Mapping[str, Any], then: Mapping[str, 
     device, name = now.get("step_time_s"), verdict.metric.name
     if verdict.change is None or not device or name not in ROUND_BY_ROUND:
         return verdict
-    on_device = f"{now.get('device')} ({now.get('step_time_origin', '')})"
+    on_device = str(now.get("device"))  # its step time's origin heads the run's figures
     if name == ALTERNATED:
         meaning = f"training on {on_device} {_faster_or_slower(verdict.change)}"
     else:

@@ -217,6 +217,26 @@ def pass_estimates(passes: Passes) -> list[Estimate]:
     return [estimate for _, _, estimate in judged_ratios(pass_figures(passes))]
 
 
+# Start-up, head over base pass by pass (--perf-against): what a pair's start-up is judged
+# by, so the passes go on until it is precise too.
+STARTUP = {"first_batch_s": first_batch_s, "first_epoch_extra_s": first_epoch_extra_s}
+
+
+def startup_estimates(passes: Passes, pairs: Iterable[tuple[str, str]]) -> list[Estimate]:
+    """Per `--perf-against` pair trained in ``passes``, its head's start-up over its base's
+    (`STARTUP`), paired within each pass."""
+    found = []
+    for head, base in pairs:
+        runs = [passes.results.get(Trial("training", name)) for name in (head, base)]
+        if not all(runs):
+            continue
+        for figure in STARTUP.values():
+            heads, bases = ([figure(run) for run in side] for side in runs)
+            if min(heads + bases) > 0:
+                found.append(paired_ratio(heads, bases))
+    return found
+
+
 @dataclasses.dataclass(frozen=True)
 class Unreliable:
     """A measured ratio that cannot be trusted, as one line."""

@@ -27,7 +27,13 @@ from benchmarks.measuring.alternation import BASE, HEAD, Alternation, Alternatio
 from benchmarks.measuring.cores import own_threads
 from benchmarks.measuring.passes import Passes, PassPlan, Trial, run_passes
 from benchmarks.measuring.progress import ProgressLine
-from benchmarks.measuring.records import PipelineEpoch, RunRecords, pass_estimates, run_totals
+from benchmarks.measuring.records import (
+    PipelineEpoch,
+    RunRecords,
+    pass_estimates,
+    run_totals,
+    startup_estimates,
+)
 from models.devices import configure_gpus, default_strategy, precision, strategy_name
 from models.stand_in import ALONE, DeviceChoice, StandIn
 from models.trainer import EpochLoop, EpochStats, InitialModel, Trainer
@@ -364,13 +370,20 @@ class PerfSession:
             # Accuracy in the first passes only, unless base and head are judged on it
             # pass by pass (--perf-against).
             first_only = () if self.options.pairs else twins
-            self.passes = self.interleave(trials | twins, self.options.plan, first_only=first_only)
+            self.passes = self.interleave(
+                trials | twins, self.options.plan, self.judged, first_only=first_only
+            )
             merge_accuracy(self.passes)
             self.records.passes = self.passes
             self.records.alternations = self.alternate_pairs(trials)
             self.records.alone_alternations = self.alternate_pairs_alone(trials)
             self.records.yardsticks = self.alternate_with_ceiling(trials)
         return self.passes
+
+    def judged(self, passes: Passes) -> list[Any]:
+        """The estimates that decide whether the run's passes need another: the judged
+        ratios, and each `--perf-against` pair's start-up head over base."""
+        return pass_estimates(passes) + startup_estimates(passes, self.options.pairs)
 
     def interleave(
         self,
