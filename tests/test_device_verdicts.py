@@ -39,6 +39,8 @@ def test_a_variant_below_the_ceiling_is_told_where_its_steady_time_goes():
 def test_a_variant_that_may_keep_the_device_fed_gets_no_line():
     assert held_back_line("mine", fed(0.93, [0.90, 0.96]), None) is None
     assert held_back_line("mine", {"device": "CPU"}, None) is None
+    # Input-bound: its bottleneck line says what to change.
+    assert held_back_line("slow", fed(0.05, [0.04, 0.06], steady_input_bound=0.95), None) is None
 
 
 def paired_run(head_alone: float, head_paced: float, rounds: int = 12) -> dict:
