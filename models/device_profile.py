@@ -55,11 +55,11 @@ def step_seconds(model: str, batch_size: int, shape: Sequence[int], steps: int =
             LABEL: tf.random.uniform((batch_size,), maxval=CLASSES, dtype=tf.int64),
         }
     for _ in range(5):
-        trainer._step(batch)
+        trainer.step(batch)
     times = []
     for _ in range(steps):
         started = time.perf_counter()
-        trainer._step(batch)
+        trainer.step(batch)
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 

@@ -210,16 +210,16 @@ class StandIn(EpochLoop):
     evaluates = False
 
     def __init__(self, step: StepTime) -> None:
-        self.step = step
+        self.step_time = step
 
     def reset(self, initial: Any = None, seed: int | None = None) -> None:
         """Nothing to reset: a stand-in keeps no state between runs."""
 
-    def _step(self, batch: Record) -> tuple[float, int, int]:
+    def step(self, batch: Record) -> tuple[float, int, int]:
         handed = time.perf_counter()
         images = np.array(batch[IMAGE], copy=True)
         np.array(batch[LABEL], copy=True)
-        left = handed + self.step.seconds - time.perf_counter()
+        left = handed + self.step_time.seconds - time.perf_counter()
         if left > 0:
             time.sleep(left)
         return math.nan, 0, int(images.shape[0])

@@ -214,7 +214,7 @@ class EpochLoop(abc.ABC):
     strategy: tf.distribute.Strategy | None = None
 
     @abc.abstractmethod
-    def _step(self, batch: Record) -> tuple[float, int, int]:
+    def step(self, batch: Record) -> tuple[float, int, int]:
         """Consume one batch: (summed loss, correct predictions, examples), synchronised."""
 
     @abc.abstractmethod
@@ -258,7 +258,7 @@ class EpochLoop(abc.ABC):
                 except StopIteration:
                     break
                 fetched = time.perf_counter()
-                results = self._step(batch)
+                results = self.step(batch)
             done = time.perf_counter()
             tally.add(fetched - before, done - fetched, *results)
             if recorder is not None:
@@ -383,7 +383,7 @@ class Trainer(EpochLoop):
         """Raise `DataError` if the images of ``ds`` do not fit the model."""
         check_fits(self.model, ds, where)
 
-    def _step(self, batch: Record) -> tuple[float, int, int]:
+    def step(self, batch: Record) -> tuple[float, int, int]:
         total, right, count = self._train_step(batch[IMAGE], batch[LABEL])
         # Fetching the results waits for the device: the step's real cost.
         return float(total.numpy()), int(right.numpy()), int(count.numpy())
