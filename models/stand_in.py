@@ -117,15 +117,20 @@ class DeviceProfile:
     steps: tuple[ProfileStep, ...]
     measured: str = ""
 
+    def steps_of(self, model: str) -> list[ProfileStep]:
+        """The steps measured for ``model``; a `DataError` naming the file when none was."""
+        mine = [step for step in self.steps if step.model == model]
+        if not mine:
+            names = ", ".join(sorted({step.model for step in self.steps}))
+            raise DataError(self.path, f"no step time for model {model!r} (it has: {names})")
+        return mine
+
     def step_for(self, model: str, batch_size: int, image_shape: Sequence[int]) -> StepTime:
         """The step time of ``model`` at ``batch_size`` and ``image_shape``: measured, or
         scaled from the same model's nearest measured size in proportion to the values a
         batch holds; a `DataError` naming the file when the model was not measured."""
         shape = tuple(int(n) for n in image_shape)
-        mine = [step for step in self.steps if step.model == model]
-        if not mine:
-            measured = ", ".join(sorted({step.model for step in self.steps}))
-            raise DataError(self.path, f"no step time for model {model!r} (it has: {measured})")
+        mine = self.steps_of(model)
         where = f"{self.device}, {self.path.name}"
         for step in mine:
             if step.batch_size == batch_size and step.image_shape == shape:
@@ -244,11 +249,6 @@ class DeviceChoice:
             raise DataError(
                 "--perf-device", f"unknown device {self.name!r}; choose {', '.join(DEVICES)}"
             )
-
-    @property
-    def stand_in(self) -> bool:
-        """Whether the timed trials run on a stand-in (the pipeline alone is one)."""
-        return self.name != "real"
 
     def step_for(self, model: str, batch_size: int, image_shape: Sequence[int]) -> StepTime | None:
         """The stand-in's step time for this workload (None: the real device trains)."""

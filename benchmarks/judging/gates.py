@@ -10,10 +10,8 @@ throughput and accuracy against a saved run, within tolerances.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
-import statistics
 import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -23,6 +21,7 @@ from benchmarks.diagnosing.bottleneck import GATE_FIGURES
 from benchmarks.judging import structure
 from benchmarks.judging.decide import TESTS, Metric, Rule, Verdict, decide, decide_paired
 from benchmarks.measuring.alternation import ALTERNATED, ALTERNATED_ALONE, YARDSTICK
+from benchmarks.measuring.intervals import paired_ratio
 from benchmarks.saving import schema
 from benchmarks.saving.schema import Kind
 from pipelines.errors import DataError
@@ -410,8 +409,8 @@ def compare_pairs(
 
 def device_meaning(verdict: Verdict, now: Mapping[str, Any], then: Mapping[str, Any]) -> Verdict:
     """``verdict`` on steady throughput, saying what its change means on the run's device
-    (a stand-in's step time is in ``now["device"]``): training there goes that much
-    slower or faster; for the pipelines alone, how much of it the device's step hides."""
+    (a stand-in: ``now`` has its ``step_time_s``): training there goes that much slower or
+    faster; for the pipelines alone, how much of it the device's step hides."""
     device, name = now.get("step_time_s"), verdict.metric.name
     if verdict.change is None or not device or name not in ROUND_BY_ROUND:
         return verdict
@@ -419,14 +418,11 @@ def device_meaning(verdict: Verdict, now: Mapping[str, Any], then: Mapping[str, 
     if name == ALTERNATED:
         meaning = f"training on {on_device} {_faster_or_slower(verdict.change)}"
     else:
-        heads, bases = _samples(now, ALTERNATED) or [], _samples(then, ALTERNATED) or []
-        paced = (
-            [h / b for h, b in zip(heads, bases, strict=True)] if len(heads) == len(bases) else []
-        )
+        heads, bases = _samples(now, ALTERNATED), _samples(then, ALTERNATED)
         meaning = f"the pipeline alone {_faster_or_slower(verdict.change)}"
-        if paced:
-            found = math.exp(statistics.fmean(math.log(r) for r in paced))
-            meaning += f"; training on {on_device} {_faster_or_slower(found)}"
+        if heads and bases and len(heads) == len(bases):
+            paced = paired_ratio(heads, bases).value
+            meaning += f"; training on {on_device} {_faster_or_slower(paced)}"
     reason = "; ".join(filter(None, [verdict.reason, meaning]))
     return dataclasses.replace(verdict, reason=reason)
 

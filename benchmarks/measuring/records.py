@@ -352,7 +352,7 @@ class TrainingRecord:
 
     def to_extra_info(self) -> dict[str, Any]:
         """Medians over runs, per-epoch lists of the last run, and the derived ratios."""
-        last = self.runs[-1]
+        last, evaluated = self.runs[-1], self._evaluated_run()
         figures = {
             "train_s": self.train_s,
             "epoch_s": self.train_s / len(last),
@@ -360,9 +360,9 @@ class TrainingRecord:
             "examples_per_s": sum(s.examples for s in last) / self.train_s,
             "cpu_s": self.cpu_s,
             "input_bound": input_bound_of(s for run in self.runs for s in run),
-            "train_accuracy": [s.train_accuracy for s in self._evaluated_run()],
-            "test_accuracy_per_epoch": [s.test_accuracy for s in self._evaluated_run()],
-            "test_accuracy": self._evaluated_run()[-1].test_accuracy,
+            "train_accuracy": [s.train_accuracy for s in evaluated],
+            "test_accuracy_per_epoch": [s.test_accuracy for s in evaluated],
+            "test_accuracy": evaluated[-1].test_accuracy,
             "rounds": len(self.runs),
         }
         if self.service is not None:
@@ -719,16 +719,18 @@ class RunRecords:
         for record in self.records.values():
             if isinstance(record, TimelineRecord):
                 self._analyse(record, training.get(record.variant))
+        for field, found in (
+            ("alternated", self.alternations),
+            ("alternated_alone", self.alone_alternations),
+        ):
+            for alternation in found.values():
+                head, base = training.get(alternation.head), training.get(alternation.base)
+                if head and base:
+                    setattr(head, field, alternation.head_rates)
+                    setattr(base, field, alternation.base_rates)
         for alternation in self.alternations.values():
-            head, base = training.get(alternation.head), training.get(alternation.base)
-            if head and base:
-                head.alternated, base.alternated = alternation.head_rates, alternation.base_rates
-                head.alternation = alternation.to_dict()
-        for alternation in self.alone_alternations.values():
-            head, base = training.get(alternation.head), training.get(alternation.base)
-            if head and base:
-                head.alternated_alone = alternation.head_rates
-                base.alternated_alone = alternation.base_rates
+            if {alternation.head, alternation.base} <= training.keys():
+                training[alternation.head].alternation = alternation.to_dict()
         for alternation in self.yardsticks.values():
             if alternation.head in training:
                 training[alternation.head].yardstick = alternation.ratios()

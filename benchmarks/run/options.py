@@ -341,7 +341,7 @@ def device_choice(config: pytest.Config, model: str) -> DeviceChoice:
         return DeviceChoice(name, step_s=step, given_as=f"--perf-step-time {given}")
     if path is not None:
         profile = load_profile(path)
-        profile.step_for(model, 1, (1, 1, 1))  # refuses a profile without the model
+        profile.steps_of(model)  # refuses a profile without the model
         return DeviceChoice(name, profile=profile)
     return choice
 
