@@ -23,7 +23,7 @@ import math
 import re
 import time
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -220,10 +220,14 @@ class StandIn(EpochLoop):
     def reset(self, initial: Any = None, seed: int | None = None) -> None:
         """Nothing to reset: a stand-in keeps no state between runs."""
 
-    def step(self, batch: Record) -> tuple[float, int, int]:
+    def step(
+        self, batch: Record, alongside: Callable[[], None] | None = None
+    ) -> tuple[float, int, int]:
         handed = time.perf_counter()
         images = np.array(batch[IMAGE], copy=True)
         np.array(batch[LABEL], copy=True)
+        if alongside is not None:
+            alongside()  # the host is free while the device computes
         left = handed + self.step_time.seconds - time.perf_counter()
         if left > 0:
             time.sleep(left)

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError
 from pipelines.registry import build
+from pipelines.runtime_model import EpochSampler, RuntimeModel, RuntimeUnavailable
 from pipelines.sources.base import Record, Source
 from pipelines.timeline import TEST_STEP, TimelineRecorder
 from pipelines.variants import EVALUATION, Variant
@@ -55,6 +56,11 @@ class EpochStats:
     first_batch_s: float = 0.0
     first_step_s: float = 0.0
     first_examples: int = 0
+    # tf.data's own runtime model of the epoch's iterator (`pipelines.runtime_model`),
+    # read during the epoch when asked (``runtime=True``): None otherwise, and for
+    # batches in memory; ``runtime_missing`` says in one line why it could not be read.
+    runtime: RuntimeModel | None = dataclasses.field(default=None, compare=False, repr=False)
+    runtime_missing: str = ""
 
     @property
     def examples_per_s(self) -> float:
@@ -205,6 +211,34 @@ class _EpochTally:
         )
 
 
+class _Sampling:
+    """An epoch's `EpochSampler` bound to its iterator: called after each batch."""
+
+    def __init__(self, iterator: Iterable[Record]) -> None:
+        self.iterator = iterator
+        self.sampler = EpochSampler()
+        # The first batch can consume every read before it is handed over.
+        self.sampler.watch(iterator)
+
+    def __call__(self) -> None:
+        self.sampler.sample(self.iterator)
+
+
+def _sampler(ds: object, iterator: Iterable[Record], wanted: bool) -> _Sampling | None:
+    """A reader of the epoch's runtime model, where one is wanted and ``ds`` is tf.data's."""
+    return _Sampling(iterator) if wanted and isinstance(ds, tf.data.Dataset) else None
+
+
+def _with_runtime(stats: EpochStats, sampling: _Sampling | None) -> EpochStats:
+    """``stats`` with the epoch's runtime model (or why it is missing), read as it ended."""
+    if sampling is None:
+        return stats
+    try:
+        return dataclasses.replace(stats, runtime=sampling.sampler.finish(sampling.iterator))
+    except RuntimeUnavailable as missing:
+        return dataclasses.replace(stats, runtime_missing=str(missing))
+
+
 class EpochLoop(abc.ABC):
     """The timed loop over an epoch's batches, whatever consumes them: the model's
     training step (`Trainer`) or a stand-in device (`models.stand_in.StandIn`)."""
@@ -214,8 +248,14 @@ class EpochLoop(abc.ABC):
     strategy: tf.distribute.Strategy | None = None
 
     @abc.abstractmethod
-    def step(self, batch: Record) -> tuple[float, int, int]:
-        """Consume one batch: (summed loss, correct predictions, examples), synchronised."""
+    def step(
+        self, batch: Record, alongside: Callable[[], None] | None = None
+    ) -> tuple[float, int, int]:
+        """Consume one batch: (summed loss, correct predictions, examples), synchronised.
+
+        ``alongside``: host work to do while the device runs the step (an observer's
+        reading): during a stand-in's wait, after a synchronous step.
+        """
 
     @abc.abstractmethod
     def check_fits(self, ds: tf.data.Dataset | Sequence[Record], where: str) -> None:
@@ -231,11 +271,14 @@ class EpochLoop(abc.ABC):
         epoch: int,
         progress: bool | None = None,
         recorder: TimelineRecorder | None = None,
+        runtime: bool = False,
     ) -> EpochStats:
         """One pass over ``ds``, timing the wait for each batch and each synchronised step.
 
         With a ``recorder``, the waits, the steps and the spans the batches
-        carry go into its timeline as well.
+        carry go into its timeline as well. With ``runtime`` (and a tf.data
+        dataset), tf.data's runtime model is read while the device runs the steps
+        (`pipelines.runtime_model.EpochSampler`) and kept in the stats.
         """
         if recorder is not None and self.strategy is not None:
             raise ValueError("timelines are recorded without a distribution strategy")
@@ -247,6 +290,7 @@ class EpochLoop(abc.ABC):
         # Inside the timed span: creating the iterator is part of the wait for the
         # first batch (a tf.data iterator starts its threads and opens files here).
         iterator = iter(self._distributed(ds))
+        sampler = _sampler(ds, iterator, runtime and self.strategy is None)
         while True:
             before = started if tally.steps == 0 else time.perf_counter()
             # A step marker for the TensorFlow profiler (--perf-profiler): its
@@ -258,7 +302,7 @@ class EpochLoop(abc.ABC):
                 except StopIteration:
                     break
                 fetched = time.perf_counter()
-                results = self.step(batch)
+                results = self.step(batch, sampler)
             done = time.perf_counter()
             tally.add(fetched - before, done - fetched, *results)
             if recorder is not None:
@@ -269,7 +313,7 @@ class EpochLoop(abc.ABC):
         bar.close()
         if tally.examples == 0:
             raise DataError(f"epoch {epoch}", "the training dataset yielded no batches")
-        return tally.stats(epoch, wall, cpu)
+        return _with_runtime(tally.stats(epoch, wall, cpu), sampler)
 
     def fit(
         self,
@@ -280,18 +324,20 @@ class EpochLoop(abc.ABC):
         progress: bool | None = None,
         on_epoch: Callable[[EpochStats], None] | None = None,
         recorder: TimelineRecorder | None = None,
+        runtime: bool = False,
     ) -> list[EpochStats]:
         """Train for ``epochs`` (a fresh iterator each), evaluating on ``test_ds`` after each.
 
         With a ``recorder`` (and a dataset from `pipelines.build_traced`), the
-        run's timeline is recorded as well.
+        run's timeline is recorded as well; with ``runtime``, tf.data's runtime
+        model of each epoch (`train_epoch`).
         """
         self.check_fits(train_ds, "training data")
         history = []
         for epoch in range(1, epochs + 1):
             if recorder is not None:
                 recorder.start_epoch(epoch)
-            stats = self.train_epoch(train_ds, epoch, progress, recorder)
+            stats = self.train_epoch(train_ds, epoch, progress, recorder, runtime)
             if test_ds is not None and self.evaluates:
                 loss, accuracy, seconds = self.evaluate(test_ds, recorder, epoch)
                 stats = dataclasses.replace(
@@ -383,10 +429,15 @@ class Trainer(EpochLoop):
         """Raise `DataError` if the images of ``ds`` do not fit the model."""
         check_fits(self.model, ds, where)
 
-    def step(self, batch: Record) -> tuple[float, int, int]:
+    def step(
+        self, batch: Record, alongside: Callable[[], None] | None = None
+    ) -> tuple[float, int, int]:
         total, right, count = self._train_step(batch[IMAGE], batch[LABEL])
         # Fetching the results waits for the device: the step's real cost.
-        return float(total.numpy()), int(right.numpy()), int(count.numpy())
+        results = float(total.numpy()), int(right.numpy()), int(count.numpy())
+        if alongside is not None:
+            alongside()
+        return results
 
     def _train_step_eager(self, images: tf.Tensor, labels: tf.Tensor) -> tuple[tf.Tensor, ...]:
         """(summed loss, correct, examples) of one step; with a strategy, of one replica's part."""

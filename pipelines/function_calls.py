@@ -124,6 +124,23 @@ def call_name(function: Callable[..., Any]) -> str:
     return name
 
 
+def returns_its_arguments(mapped: tf.data.Dataset) -> bool:
+    """Whether ``mapped`` is a map whose function returns its arguments as they are (through
+    identities only): tf.data drops such a map from a pipeline (noop_elimination)."""
+    function = getattr(getattr(mapped, "_map_func", None), "function", None)
+    graph = getattr(function, "graph", None)
+    if graph is None or graph.captures:
+        return False
+
+    def source(tensor: tf.Tensor) -> tf.Tensor:
+        while tensor.op.type == "Identity":
+            tensor = tensor.op.inputs[0]
+        return tensor
+
+    arguments = [tensor.name for tensor in graph.inputs]
+    return [source(tensor).name for tensor in graph.outputs] == arguments
+
+
 def unwatched_map(ds: tf.data.Dataset, function: Callable[..., Any]) -> tf.data.Dataset:
     """``ds.map(function)``, never taken for a call of the function being watched."""
     return _ORIGINAL["map"](ds, function)
@@ -188,6 +205,7 @@ class Watch:
         self._reads = (len(self.stages), len(self.stages) + 1)
         opening, reading = self.stage("open", "open"), self.stage("read", "read")
         decoding = self.stage("map(decode)", "map")
+        self.stages[-1] = dataclasses.replace(self.stages[-1], inside_read=True)
         read = read_records
         if self.tracer is not None:
             log = self._log()
@@ -219,9 +237,16 @@ class Watch:
             call["num_parallel_calls"] = tf.data.AUTOTUNE
         parallel = call.get("num_parallel_calls") is not None
         index = self.stage(name, "map", parallel, self.batched(ds))
-        if self.tracer is not None:
+        if self.tracer is None:
+            mapped = _ORIGINAL["map"](**call)
+            elided = returns_its_arguments(mapped)
+        else:
+            elided = returns_its_arguments(_ORIGINAL["map"](ds, call["map_func"]))
             call["map_func"] = logged_call(call["map_func"], self._log(), index)
-        return _ORIGINAL["map"](**call)
+            mapped = _ORIGINAL["map"](**call)
+        if elided:
+            self.stages[-1] = dataclasses.replace(self.stages[-1], elided=True)
+        return mapped
 
     def _batch(self, method: str, ds: tf.data.Dataset, *args: Any, **kwargs: Any):
         call = _SIGNATURE[method].bind(ds, *args, **kwargs).arguments

@@ -66,6 +66,10 @@ class Stage:
         observed: seen inside a pipeline function, from a tf.data call it made
             (`pipelines.function_calls`); its spans are logged beside the
             elements (`pipelines.span_log`), not carried in `SPANS`.
+        inside_read: it runs inside each shard's reader (a pipeline function's
+            decode), so tf.data's runtime model counts it with the read.
+        elided: tf.data drops it from an untraced build as doing nothing (a map
+            returning its arguments: noop_elimination); its runtime model lacks it.
     """
 
     name: str
@@ -73,6 +77,8 @@ class Stage:
     parallel: bool = False
     batched: bool = False
     observed: bool = False
+    inside_read: bool = False
+    elided: bool = False
 
 
 class _StampDataset(dataset_ops.UnaryDataset):

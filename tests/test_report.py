@@ -188,6 +188,15 @@ def test_the_run_saves_timelines_bottlenecks_and_the_overhead(bench_run):
     assert optimized["cpu_s"] > 0 and ceiling["cpu_s"] > 0
     assert optimized["pipeline_cpu_s"] == pytest.approx(optimized["cpu_s"] - ceiling["cpu_s"])
     assert saved["perf_gates"]["checked"] == ["cache", "optimized"]
+    # tf.data's runtime statistics, read in every timed epoch, with the variant's names.
+    runtime = optimized["runtime"]
+    assert len(runtime["busy_by_epoch"]) == len(optimized["epoch_times_s"])
+    assert {"map(decode)", "map(augment)", "prefetch"} <= set(runtime["kinds"])
+    assert runtime["tuned"]["prefetch"] == ["buffer_size"]
+    assert runtime["limiting"] in runtime["shares"] and runtime["readings"] > 0
+    # What reading it costs: the training against its unobserved twin, pass by pass.
+    assert len(optimized["samples"]["runtime_overhead"]) == 2
+    assert optimized["runtime_overhead"] == pytest.approx(optimized["observed_over_unobserved"] - 1)
 
 
 def test_the_report_of_a_run_has_every_part(bench_run):
@@ -207,6 +216,9 @@ def test_the_report_of_a_run_has_every_part(bench_run):
         "input and compute per train step of optimized",
         "timeline of cache",
         "Tracing overhead",
+        'id="runtime"',
+        "optimized: busiest stage",
+        "Reading the statistics cost",
         "One run so far",
         "2 randomized interleaved passes",
         # Each variant's steps, as its run saved them.

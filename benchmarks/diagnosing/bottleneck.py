@@ -117,6 +117,8 @@ class Bottleneck:
     # The changes the suggestions name, as `pipelines.fixes.Fix` keys, in the
     # suggestions' order: what --perf-verify-suggestions applies and times.
     fixes: tuple[str, ...] = ()
+    # How many epochs the traced run had (what a runtime view is compared over).
+    epochs: int = 1
 
     def summary(self) -> str:
         """One line: class, limiting stage, first suggestion, what was not explained."""
@@ -145,7 +147,11 @@ def analyze(times: StageTimes) -> Bottleneck:
     share_of_epoch = {name: min(1.0, value / wall) for name, value in active.items()}
     share_of_input = {s.name: active[s.name] / input_active for s in inputs}
     in_flight = {name: busy[name] / value for name, value in active.items() if value > 0}
-    context = {"in_flight": in_flight, "time_shares": time_shares(times)}
+    context = {
+        "in_flight": in_flight,
+        "time_shares": time_shares(times),
+        "epochs": len(times.epoch_s),
+    }
     classification = classify(times.input_bound)
 
     if times.input_bound < MODERATE or not inputs:

@@ -29,7 +29,9 @@ from benchmarks.measuring.intervals import Estimate
 
 # What a trial times: training through a variant, the ceiling (the same model
 # on batches in memory), the pipeline alone, or training through a traced build.
-KINDS = ("ceiling", "training", "pipeline", "traced")
+# "unobserved": training that does not read tf.data's runtime model (its overhead's base).
+UNOBSERVED = "unobserved"
+KINDS = ("ceiling", "training", "pipeline", "traced", UNOBSERVED)
 # The interval a ratio should be within (a fraction either side) before passes stop.
 PRECISION = 0.05
 

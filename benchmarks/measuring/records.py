@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import pipelines
 from benchmarks.diagnosing.bottleneck import Bottleneck, StageTimes, analyze, stage_gate_figures
+from benchmarks.diagnosing.runtime_view import missing_reason, runtime_view
 from benchmarks.judging.gates import metrics_by_variant
 from benchmarks.measuring.alternation import (
     ALTERNATED,
@@ -24,7 +25,7 @@ from benchmarks.measuring.alternation import (
     Alternation,
 )
 from benchmarks.measuring.intervals import Estimate, geometric, mean, paired_ratio
-from benchmarks.measuring.passes import Passes, Trial
+from benchmarks.measuring.passes import UNOBSERVED, Passes, Trial
 from benchmarks.measuring.phases import (
     epoch_start_s,
     first_batch_s,
@@ -34,6 +35,7 @@ from benchmarks.measuring.phases import (
 )
 from benchmarks.saving.schema import Kind
 from models.trainer import EpochStats, input_bound_of
+from pipelines.runtime_model import Legend
 from pipelines.timeline import Timeline
 
 
@@ -96,6 +98,9 @@ class PairedFigures:
     steady_speedup_over_augmented: Estimate | None = None
     steady_fraction_of_ceiling: Estimate | None = None
     steady_traced_over_untraced: Estimate | None = None
+    # Training that reads tf.data's runtime model over training that does not.
+    observed_over_unobserved: Estimate | None = None
+    steady_observed_over_unobserved: Estimate | None = None
 
     def ratios(self) -> dict[str, Estimate]:
         """The ratios measured (by name): full-epoch and steady-state."""
@@ -104,6 +109,8 @@ class PairedFigures:
             "speedup_over_augmented",
             "fraction_of_ceiling",
             "traced_over_untraced",
+            "observed_over_unobserved",
+            "steady_observed_over_unobserved",
             *JUDGED,
         )
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
@@ -129,6 +136,9 @@ class PairedFigures:
             traced = figures.get(f"{prefix}traced_over_untraced")
             if traced is not None:
                 figures[f"{prefix}tracing_overhead"] = traced.shifted(-1)
+            observed = figures.get(f"{prefix}observed_over_unobserved")
+            if observed is not None:
+                figures[f"{prefix}runtime_overhead"] = observed.shifted(-1)
         return figures
 
     def to_extra_info(self) -> dict[str, Any]:
@@ -169,7 +179,10 @@ def _trial_figures(passes: Passes, trial: Trial, rates: dict[Trial, list[float]]
     seconds, times = passes.seconds, passes.seconds[trial]
     runs = passes.results[trial]
     epochs = len(runs[0]) if _epochs_of(runs[0]) is not None else 1
-    untraced = Trial("training", trial.variant)
+    # The plain training run: without the runtime model's readings where it was timed so.
+    untraced = Trial(UNOBSERVED, trial.variant)
+    if untraced not in seconds:
+        untraced = Trial("training", trial.variant)
     figures: dict[str, Estimate] = {"epoch_s": geometric([t / epochs for t in times])}
     for name, reference in SPEEDUP_REFERENCES.items():
         over = Trial(trial.kind, reference)
@@ -180,7 +193,11 @@ def _trial_figures(passes: Passes, trial: Trial, rates: dict[Trial, list[float]]
     if CEILING in seconds and trial.kind == "training":
         figures["fraction_of_ceiling"] = paired_ratio(seconds[CEILING], times)
         figures["steady_fraction_of_ceiling"] = paired_ratio(rates[trial], rates[CEILING])
-    if trial.kind == "traced" and untraced in seconds:
+    if trial.kind in ("traced", "training") and untraced.kind == UNOBSERVED:
+        name = "traced_over_untraced" if trial.kind == "traced" else "observed_over_unobserved"
+        figures[name] = paired_ratio(times, seconds[untraced])
+        figures[f"steady_{name}"] = paired_ratio(rates[untraced], rates[trial])
+    elif trial.kind == "traced" and untraced in seconds:
         figures["traced_over_untraced"] = paired_ratio(times, seconds[untraced])
         figures["steady_traced_over_untraced"] = paired_ratio(rates[untraced], rates[trial])
     if trial in rates:
@@ -323,6 +340,8 @@ class TrainingRecord:
     alternated_alone: list[float] | None = None
     # --perf-yardstick: per round, its steady epoch over the ceiling's.
     yardstick: list[float] | None = None
+    # What names tf.data's runtime model's stages (`pipelines.runtime_model.Legend`).
+    legend: Legend | None = None
 
     @property
     def train_s(self) -> float:
@@ -379,6 +398,11 @@ class TrainingRecord:
             ),
         }
         figures.update({key: value for key, value in unpaired.items() if value is not None})
+        view = runtime_view(self.runs, self.legend)
+        if view is not None:
+            figures["runtime"] = view.to_dict()
+        elif missing_reason(self.runs):
+            figures["runtime_missing"] = missing_reason(self.runs)
         if self.fraction_of_ceiling:
             figures["ceiling_slowdown"] = 1 / self.fraction_of_ceiling
         if self.variant in pipelines.VARIANTS:
@@ -581,12 +605,21 @@ class RunRecords:
         kind: str = Kind.TRAINING,
         service: tuple[str, int | None] | None = None,
         reference: str | None = "ceiling",
+        legend: Legend | None = None,
     ) -> TrainingRecord:
         """Record a training benchmark (``service``: its dispatcher and worker count;
-        ``reference``: the variant its accuracy is judged against, or None)."""
+        ``reference``: the variant its accuracy is judged against, or None;
+        ``legend``: what names its runtime statistics' stages)."""
         address, workers = service or (None, None)
         record = TrainingRecord(
-            kind, variant, self.describe(), runs, address, workers, reference=reference
+            kind,
+            variant,
+            self.describe(),
+            runs,
+            address,
+            workers,
+            reference=reference,
+            legend=legend,
         )
         self.records[name] = record
         return record

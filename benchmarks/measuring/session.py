@@ -25,7 +25,7 @@ import pipelines
 from benchmarks.measuring.accuracy import ACCURACY, accuracy_trials, merge_accuracy
 from benchmarks.measuring.alternation import BASE, HEAD, Alternation, AlternationPlan, alternate
 from benchmarks.measuring.cores import own_threads
-from benchmarks.measuring.passes import Passes, PassPlan, Trial, run_passes
+from benchmarks.measuring.passes import UNOBSERVED, Passes, PassPlan, Trial, run_passes
 from benchmarks.measuring.progress import ProgressLine
 from benchmarks.measuring.records import (
     PipelineEpoch,
@@ -40,6 +40,7 @@ from models.trainer import EpochLoop, EpochStats, InitialModel, Trainer
 from pipelines.data import DataChoice
 from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError
+from pipelines.runtime_model import Legend, StorageWaits
 from pipelines.service import LocalService
 from pipelines.steps import image_shape_for
 from pipelines.timeline import Timeline, TimelineRecorder
@@ -197,6 +198,7 @@ class PerfSession:
         # plugin points it at suspending output capture.
         self.release_output: Callable[[], None] = lambda: None
         self._warm = False
+        self._legends: dict[str, Legend] = {}
         self._batches: list[dict[str, tf.Tensor]] | None = None
         self.passes: Passes | None = None
         # Where the passes say how far they are (`benchmarks.measuring.progress`); the plugin
@@ -283,16 +285,37 @@ class PerfSession:
         self._warm = True
 
     def train(
-        self, dataset: Any, seed: int | None = None, trainer: EpochLoop | None = None
+        self,
+        dataset: Any,
+        seed: int | None = None,
+        trainer: EpochLoop | None = None,
+        runtime: bool = False,
     ) -> list[EpochStats]:
         """Train on ``dataset`` for the epochs with the timed device (or ``trainer``): the
-        session's model from its initial weights (those ``seed`` draws, when given)."""
+        session's model from its initial weights (those ``seed`` draws, when given).
+        ``runtime``: read tf.data's runtime model during each epoch (`EpochStats.runtime`)."""
         trainer = trainer or self.trainer
         trainer.reset(self.initial, seed)
         with self.train_source.explain_errors():
             return trainer.fit(
-                dataset, self.options.epochs, test_ds=self.test_batches, progress=False
+                dataset,
+                self.options.epochs,
+                test_ds=self.test_batches,
+                progress=False,
+                runtime=runtime,
             )
+
+    def legend(self, variant: str) -> Legend:
+        """What names ``variant``'s stages in tf.data's runtime model: its stages as a
+        traced build names them (built once, not run), and the storage latency simulated."""
+        if variant not in self._legends:
+            traced = pipelines.build_traced(variant, self.train_source, **self._build_options(0))
+            latency = self.train_source.latency
+            waits = StorageWaits(latency.open_s, latency.read_s) if latency else StorageWaits()
+            kept = [s for s in traced.stages if not (s.inside_read or s.elided)]
+            names = tuple((s.name, s.kind) for s in kept)
+            self._legends[variant] = Legend(names, waits)
+        return self._legends[variant]
 
     def train_traced(
         self, variant: str, epochs: int | None = None, seed: int | None = None
@@ -501,7 +524,10 @@ class PerfSession:
         elif trial.kind == "traced":
             stats = self.train_traced(trial.variant, seed=seed)[0]
         else:
-            stats = self.train(self.build(trial.variant, seed=seed), seed)
+            # Timed training reads tf.data's runtime model as it goes; the unobserved
+            # twin, timed beside it for the overhead, does not.
+            runtime = trial.kind != UNOBSERVED
+            stats = self.train(self.build(trial.variant, seed=seed), seed, runtime=runtime)
         return stats, run_totals([stats], "wall_s")[0]
 
     def iterate(self, dataset: tf.data.Dataset) -> PipelineEpoch:

@@ -26,6 +26,7 @@ import jinja2
 import pipelines
 from benchmarks.diagnosing.bottleneck import HIGH, MODERATE, tracing_caveat
 from benchmarks.diagnosing.effects import no_gain_lines
+from benchmarks.diagnosing.runtime_view import runtime_line, stage_rows
 from benchmarks.judging.gates import (
     DEFAULT_THRESHOLDS,
     Failure,
@@ -229,6 +230,7 @@ def render(
         accuracy=accuracy,
         timelines=timelines,
         **_phase_view(current),
+        runtime=_runtime_view(current),
         overhead=current.overhead,
         tracing_caveat=tracing_caveat(current.overhead),
         suggestions=current.suggestions,
@@ -250,6 +252,27 @@ def _phase_view(current: RunView) -> dict[str, Any]:
     phases += current.training.items()
     no_gain = no_gain_lines(current.training, pipelines.VARIANTS, PRECISION)
     return {"phases": phases, "phase_columns": PHASE_COLUMNS, "no_gain": no_gain}
+
+
+def _runtime_view(current: RunView) -> list[dict[str, Any]]:
+    """Per trained variant with runtime statistics (or a reason for none): its line, a row
+    per stage, and what reading them cost where it was measured."""
+    shown = []
+    for variant, info in current.training.items():
+        traced = (current.timelines.get(variant) or {}).get("bottleneck")
+        line = runtime_line(variant, info, traced)
+        if line is None:
+            continue
+        runtime = info.get("runtime") or {}
+        shown.append(
+            {
+                "variant": variant,
+                "line": line,
+                "rows": stage_rows(runtime) if runtime else [],
+                "info": info if "runtime_overhead" in info else None,
+            }
+        )
+    return shown
 
 
 def _timeline_view(

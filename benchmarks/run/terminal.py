@@ -11,6 +11,7 @@ import pipelines
 from benchmarks.diagnosing.bottleneck import Bottleneck, tracing_caveat
 from benchmarks.diagnosing.effects import no_gain_lines
 from benchmarks.diagnosing.held_back import held_back_lines
+from benchmarks.diagnosing.runtime_view import runtime_lines
 from benchmarks.judging.decide import Verdict
 from benchmarks.report.summary import (
     FULL_EPOCH_COLUMNS,
@@ -51,8 +52,22 @@ def _write_measurements(terminalreporter: Any, config: pytest.Config) -> None:
         terminalreporter.write_line(line, yellow=True)
     for line in held_back_lines(trained, session.records.bottlenecks()):
         terminalreporter.write_line(line, yellow=True)
+    _write_runtime(terminalreporter, trained, session.records.bottlenecks())
     for doubt in measurement_doubts(config):
         terminalreporter.write_line(str(doubt), red=doubt.impossible, yellow=not doubt.impossible)
+
+
+def _write_runtime(
+    terminalreporter: Any, trained: dict[str, Any], bottlenecks: dict[str, Any]
+) -> None:
+    """tf.data's runtime statistics of the timed runs, a line per variant."""
+    lines = runtime_lines(trained, bottlenecks)
+    if lines:
+        terminalreporter.write_line(
+            "tf.data's runtime statistics (read from the timed runs, no tracing):", bold=True
+        )
+    for line in lines:
+        terminalreporter.write_line(line)
 
 
 def device_line(session: Any) -> str:
