@@ -277,7 +277,12 @@ class EpochSampler:
 def _node(
     proto: Any, inputs: Sequence[int], removed: bool, fills: Sequence[float] | None
 ) -> RuntimeNode:
-    chosen = {p.name: float(p.value) for p in proto.parameters}
+    # A flat_map is an interleave of one: its cycle length of 1 is no one's choice.
+    chosen = {
+        p.name: float(p.value)
+        for p in proto.parameters
+        if p.tunable or not (p.name == "cycle_length" and p.value == 1)
+    }
     return RuntimeNode(
         id=int(proto.id),
         name=str(proto.name),
@@ -311,7 +316,8 @@ def _stages(
     stages = []
     for group, name in zip(groups, named, strict=True):
         parallelism = group.head.parallelism
-        chosen = {key: group.head.chosen[key] for key in TUNED if key in group.head.chosen}
+        shown = group.kind != "read"  # a read's parallelism and choices are its opener's
+        chosen = {k: group.head.chosen[k] for k in TUNED if k in group.head.chosen and shown}
         stages.append(
             RuntimeStage(
                 name=name,
@@ -321,7 +327,7 @@ def _stages(
                 seen_s=sum(node.processing_s for node, _ in group.nodes) / parallelism,
                 parallelism=parallelism,
                 choices=chosen,
-                tuned=group.head.tuned,
+                tuned=group.head.tuned if shown else (),
                 fill=group.head.fill,
             )
         )

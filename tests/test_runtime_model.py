@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import pipelines
 from benchmarks.diagnosing.runtime_view import runtime_line, runtime_view
+from benchmarks.tools import runtime_trials
 from models.stand_in import StandIn, StepTime
 from pipelines.checks.tagged import tagged_source
 from pipelines.runtime_model import (
@@ -155,11 +156,15 @@ def test_what_autotune_and_the_code_set_is_read_and_a_change_is_seen():
     auto = choices(planted(prefetch=-1))  # tf.data.AUTOTUNE is -1
     values, tuned = auto["prefetch"]
     assert tuned == ("buffer_size",) and values["buffer_size"] >= 1
+    # A flat_map's one file at a time is no one's choice; the reads' are their opener's.
+    assert auto["open"] == auto["read"] == ({}, ())
     fixed = choices(planted(prefetch=5))
     assert fixed["prefetch"] == ({"buffer_size": 5.0}, ())
     # An interleave's readers are set by the suite (one per file in flight), not tuned.
-    values, tuned = choices(planted(parallel_read=True))["open"]
+    interleaved = choices(planted(parallel_read=True))
+    values, tuned = interleaved["open"]
     assert values["parallelism"] == values["cycle_length"] == 4 and "parallelism" not in tuned
+    assert interleaved["read"] == ({}, ())
 
 
 def test_a_simulated_storage_latency_is_counted_with_the_open_and_the_read():
@@ -251,3 +256,12 @@ def test_an_epoch_served_by_a_cache_names_what_is_left_after_the_variant():
         "map(_test_costly)",
         "prefetch",
     ]
+
+
+def test_the_planted_stage_trials_name_a_planted_serial_map(capsys):
+    assert (
+        runtime_trials.main(["--trials", "1", "--plants", "serial_map", "--profile", "check"]) == 0
+    )
+    said = capsys.readouterr().out
+    assert "serial_map: the runtime statistics name map(_inject_blur) in 1 of 1;" in said
+    assert "they agree with the timeline over epoch 1 in 1 of 1" in said

@@ -20,7 +20,14 @@ from models.trainer import EpochStats
 from pipelines.runtime_model import RuntimeModel, RuntimeNode
 from tests.constructed import constructed_passes
 
-KINDS = {"read": "read", "map(decode)": "map", "map(augment)": "map", "prefetch": "prefetch"}
+KINDS = {
+    "read": "read",
+    "generator": "generator",
+    "map(decode)": "map",
+    "map(augment)": "map",
+    "shuffle": "shuffle",
+    "prefetch": "prefetch",
+}
 
 
 def view(*epochs: dict[str, float], **fields) -> dict:
@@ -41,12 +48,13 @@ def test_shares_are_of_the_later_epochs_and_of_the_first_apart():
     # A cache: the first epoch reads, the later ones only augment.
     info = view(
         {"read": 3.0, "map(decode)": 1.0, "map(augment)": 1.0, "prefetch": 9.0},
-        {"map(augment)": 1.0, "prefetch": 9.0},
+        {"map(augment)": 1.0, "prefetch": 9.0, "shuffle": 5.0},
         {"map(augment)": 1.0},
     )
     assert info["limiting"] == "map(augment)" and info["shares"] == {"map(augment)": 1.0}
     assert info["first_epoch_limiting"] == "read"
-    assert info["first_epoch_shares"]["read"] == pytest.approx(0.6)  # a prefetch cannot limit
+    # A prefetch's or a shuffle's own time is shown, not weighed.
+    assert info["first_epoch_shares"]["read"] == pytest.approx(0.6)
     line = runtime_line("cached", {"runtime": info, "steady_input_bound": 0.5}, None)
     assert line.startswith(
         "cached: busiest stage map(augment) (100% of the input work in later epochs;"
@@ -69,6 +77,12 @@ def test_the_timeline_is_compared_over_its_own_epochs_with_both_shares():
     assert agreement(info, other) == (
         "the timeline disagrees over epoch 1: it names map(decode) (60% there, 0% here),"
         " these statistics read (75% here, 0% there)"
+    )
+    # A generator reads through an iterator of its own: the timeline's open is inside it.
+    generated = view({"generator": 5.0, "map(decode)": 1.0})
+    opened = {"limiting_stage": "open", "share_of_input": {"open": 0.6}, "epochs": 1}
+    assert agreement(generated, opened) == (
+        "the timeline agrees over epoch 1: its open (60% there) runs inside the generator"
     )
     device = {"limiting_stage": "train step", "epochs": 1}
     assert agreement(info, device) == "the timeline finds the device limits (over epoch 1)"
