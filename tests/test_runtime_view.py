@@ -178,3 +178,16 @@ def test_the_runtime_overhead_pairs_training_with_its_unobserved_twin():
     # Tracing is measured against the unobserved twin: neither reads the model.
     assert figures[traced].to_extra_info()["traced_over_untraced"] == pytest.approx(1.2)
     assert "runtime_overhead" not in figures[unobserved].to_extra_info()
+
+
+def test_stages_keep_their_order_from_the_source_whichever_epoch_showed_them_first():
+    from benchmarks.diagnosing.runtime_view import _in_order
+
+    # A cached epoch first (nothing below the cache), then a first epoch with everything.
+    known = _in_order({}, {"cache": "cache", "map(augment)": "map"})
+    known = _in_order(
+        known, {"open": "open", "read": "read", "cache": "cache", "map(augment)": "map"}
+    )
+    known = _in_order(known, {"read": "read", "map(decode)": "map", "cache": "cache"})
+    assert list(known) == ["open", "read", "map(decode)", "cache", "map(augment)"]
+    assert known["map(decode)"] == "map"

@@ -106,9 +106,10 @@ def runtime_view(
                 continue
             readings += epoch.runtime.readings
             reading_s += epoch.runtime.reading_s
-            for stage in epoch.runtime.stages(legend):
+            stages = epoch.runtime.stages(legend)
+            kinds = _in_order(kinds, {stage.name: stage.kind for stage in stages})
+            for stage in stages:
                 busy[index][stage.name] = busy[index].get(stage.name, 0.0) + stage.busy_s
-                kinds[stage.name] = stage.kind
                 if stage.fill is not None:
                     fills.setdefault(stage.name, []).append(stage.fill)
     last = [epoch.runtime.stages(legend) for epoch in runs[-1] if epoch.runtime is not None]
@@ -121,6 +122,16 @@ def runtime_view(
         readings=readings,
         reading_s=reading_s,
     )
+
+
+def _in_order(known: dict[str, str], stages: dict[str, str]) -> dict[str, str]:
+    """``known`` with the stages of ``stages`` it lacks, each after the one before it
+    there: the source-to-output order of every epoch (a cached epoch has fewer)."""
+    order = list(known)
+    for before, name in zip([None, *stages], stages, strict=False):
+        if name not in order:
+            order.insert(order.index(before) + 1 if before in order else 0, name)
+    return {name: known.get(name) or stages[name] for name in order}
 
 
 def _choices(stages: Sequence[RuntimeStage]) -> dict[str, dict[str, float]]:
