@@ -19,8 +19,8 @@ import pytest
 
 import pipelines
 from benchmarks.diagnosing.verify import verify
+from benchmarks.measuring.pass_figures import CEILING
 from benchmarks.measuring.passes import UNOBSERVED, Passes, Trial
-from benchmarks.measuring.records import CEILING
 from benchmarks.plugin import SERVICE_VARIANT, perf_session, service_setup
 from benchmarks.report import page as report_names
 from benchmarks.saving.bench_adapter import report_rounds

@@ -92,7 +92,7 @@ def seen_steps(built: tf.data.Dataset, given: tuple[tf.data.Dataset, ...]) -> tu
     """The transformations between what the function was ``given`` (its examples, or the
     shards) and what it ``built``, first to last: each dataset's first input followed back
     from ``built`` (stops at one it was given, or at a source). A traced build's stamps
-    (`pipelines.tracing.stamp_map`) are stepped over."""
+    (`pipelines.stamps.stamp_map`) are stepped over."""
     found = []
     dataset = built
     for _ in range(1000):  # a guard: a chain this long is not a user's pipeline

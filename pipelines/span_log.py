@@ -22,7 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines.sources.base import Record
-from pipelines.tracing import call_timed, now_after, on_arrival, shard_spans
+from pipelines.stamps import call_timed, now_after, on_arrival, shard_spans
 
 # Far more rows than an epoch makes (examples times stages); the queue holds
 # what it is given, allocating per row.
@@ -89,7 +89,7 @@ def logged_reader(
 ) -> Callable[[Any], tf.data.Dataset]:
     """``read_shard`` logging each shard's "open" (its first record) and each later
     record's "read", the spans `pipelines.tracing.traced_shard_reader` puts in the
-    elements (`pipelines.tracing.shard_spans`, which says what ``one_record`` spares)."""
+    elements (`pipelines.stamps.shard_spans`, which says what ``one_record`` spares)."""
 
     def log_span(record: Record, first: tf.Tensor, start: tf.Tensor, end: tf.Tensor) -> Record:
         return _passed_after(record, log.record(tf.where(first, opening, reading), start, end))

@@ -1,4 +1,5 @@
-"""The codebase's own rules that no linter checks: functions a reader can hold at once."""
+"""The codebase's own rules that no linter checks: functions a reader can hold at once,
+and modules that import one another in one direction only."""
 
 from __future__ import annotations
 
@@ -27,6 +28,65 @@ def long_functions(root: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
                     where = path.relative_to(root)
                     found.append(f"{where}:{node.lineno} {node.name} ({lines} lines)")
     return found
+
+
+PRODUCT = ("pipelines", "models", "benchmarks")
+
+
+def module_imports(root: Path) -> dict[str, set[str]]:
+    """Per module of the product's packages, the modules of them it imports (at any depth
+    of its code, type-checking blocks included)."""
+    paths = {
+        ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): path
+        for package in PRODUCT
+        for path in sorted((root / package).rglob("*.py"))
+    }
+    edges: dict[str, set[str]] = {}
+    for module, path in paths.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                named = {f"{node.module}.{alias.name}" for alias in node.names}
+                found |= ({node.module} | named) & paths.keys()
+            elif isinstance(node, ast.Import):
+                found |= {alias.name for alias in node.names} & paths.keys()
+        edges[module] = found - {module}
+    return edges
+
+
+def import_cycle(edges: dict[str, set[str]]) -> list[str]:
+    """One cycle of modules importing each other (``a -> b -> a``), or [] where none does."""
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> list[str]:
+        for other in sorted(edges.get(module, ())):
+            if other in path:
+                return [*path[path.index(other) :], other]
+            if other not in done:
+                found = visit(other, [*path, other])
+                if found:
+                    return found
+        done.add(module)
+        return []
+
+    for module in sorted(edges):
+        found = visit(module, [module])
+        if found:
+            return found
+    return []
+
+
+def test_no_module_imports_one_that_imports_it_back():
+    assert import_cycle(module_imports(ROOT)) == []
+
+
+def test_the_check_finds_an_import_cycle_through_a_type_checking_block(tmp_path):
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "a.py").write_text("from pipelines.b import thing\n")
+    (tmp_path / "pipelines" / "b.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pipelines import a\n"
+    )
+    assert import_cycle(module_imports(tmp_path)) == ["pipelines.a", "pipelines.b", "pipelines.a"]
 
 
 def test_no_function_is_longer_than_the_style_allows():

@@ -10,8 +10,8 @@ from constructed import constructed_passes
 from scipy import stats
 
 from benchmarks.measuring.intervals import Estimate, geometric, mean, paired_ratio
+from benchmarks.measuring.pass_figures import CEILING, pass_estimates, pass_figures, unreliable
 from benchmarks.measuring.passes import Passes, PassPlan, Trial, run_passes
-from benchmarks.measuring.records import CEILING, pass_estimates, pass_figures, unreliable
 from benchmarks.report.summary import (
     FULL_EPOCH_COLUMNS,
     STARTUP_COLUMNS,

@@ -14,8 +14,8 @@ from benchmarks.diagnosing.runtime_view import (
     runtime_line,
     runtime_view,
 )
+from benchmarks.measuring.pass_figures import pass_figures
 from benchmarks.measuring.passes import UNOBSERVED, Trial
-from benchmarks.measuring.records import pass_figures
 from models.trainer import EpochStats
 from pipelines.runtime_model import RuntimeModel, RuntimeNode
 from tests.constructed import constructed_passes

@@ -215,7 +215,7 @@ def test_the_profile_command_writes_a_profile_the_stand_in_reads(tmp_path, capsy
 
 
 def test_a_pairs_start_up_decides_whether_the_run_needs_another_pass():
-    from benchmarks.measuring.records import startup_estimates
+    from benchmarks.measuring.pass_figures import startup_estimates
 
     def run(first_batch: float) -> list[EpochStats]:
         first = EpochStats(1, 1.0 + first_batch, 4, 32, first_batch, 0.9, 0.5, 0.5)

@@ -23,8 +23,8 @@ from scipy import stats
 
 from benchmarks.judging.decide import Metric, Rule, decide, smallest_p
 from benchmarks.measuring.intervals import Estimate, geometric, mean, paired_ratio
+from benchmarks.measuring.pass_figures import CEILING, pass_figures
 from benchmarks.measuring.passes import Trial
-from benchmarks.measuring.records import CEILING, pass_figures
 
 loads = st.lists(st.floats(0.2, 5.0), min_size=2, max_size=12)
 ratios = st.floats(0.2, 5.0)

@@ -25,15 +25,10 @@ import pipelines
 from benchmarks.measuring.accuracy import ACCURACY, accuracy_trials, merge_accuracy
 from benchmarks.measuring.alternation import BASE, HEAD, Alternation, AlternationPlan, alternate
 from benchmarks.measuring.cores import own_threads
+from benchmarks.measuring.pass_figures import pass_estimates, run_totals, startup_estimates
 from benchmarks.measuring.passes import UNOBSERVED, Passes, PassPlan, Trial, run_passes
 from benchmarks.measuring.progress import ProgressLine
-from benchmarks.measuring.records import (
-    PipelineEpoch,
-    RunRecords,
-    pass_estimates,
-    run_totals,
-    startup_estimates,
-)
+from benchmarks.measuring.records import PipelineEpoch, RunRecords
 from models.devices import configure_gpus, default_strategy, precision, strategy_name
 from models.stand_in import ALONE, DeviceChoice, StandIn
 from models.trainer import EpochLoop, EpochStats, InitialModel, Trainer

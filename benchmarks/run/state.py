@@ -12,7 +12,7 @@ import pytest
 from benchmarks.judging import gates
 from benchmarks.judging.against import BaseProblem
 from benchmarks.judging.decide import Verdict
-from benchmarks.measuring.records import Unreliable, unreliable
+from benchmarks.measuring.pass_figures import Unreliable, unreliable
 from benchmarks.measuring.session import PerfOptions, PerfSession
 from pipelines.sources import Source
 
