@@ -143,3 +143,22 @@ def test_a_correct_sample_passes_each_check():
     assert independence_p_value(CROP, values, CROP, other) >= FALSE_FAILURE_RATE
     uniform = RandomChoice("u", "uniform", 0.0, 1.0)
     assert choice_p_value(uniform, RNG.uniform(size=2000))[0] >= FALSE_FAILURE_RATE
+
+
+def test_no_two_choices_read_one_random_stream(monkeypatch):
+    # Two choices read from one stream can look independent to any test of their values:
+    # an offset is the whole 32-bit word modulo 9, a flip its top bit. So the streams
+    # themselves are watched: every draw of the augmentation asks with a seed of its own.
+    seeds = []
+    draw = tf.random.stateless_uniform
+
+    def recording(shape, seed, *args, **kwargs):
+        seeds.append(tuple(np.asarray(seed).tolist()))
+        return draw(shape, seed, *args, **kwargs)
+
+    monkeypatch.setattr(tf.random, "stateless_uniform", recording)
+    for seed in ([0, 0], [1, 7]):
+        seeds.clear()
+        draw_params((16,), tf.constant(seed, tf.int64))
+        assert len(seeds) == len(RANDOM_CHOICES) == len(set(seeds))
+        assert tuple(seed) not in seeds  # nor the element's own seed, which others split
