@@ -23,19 +23,34 @@ def test_test_job_runs_tests_and_every_benchmark_untimed(monkeypatch):
     monkeypatch.setattr(tasks, "ensure_venv", lambda: Path("/venv/bin/python"))
     monkeypatch.setattr(tasks.subprocess, "run", fake_run(0, calls))
     assert tasks.main(["test", "-k", "shuffle"]) == 0
-    assert calls == [
-        [
-            "/venv/bin/python",
-            "-m",
-            "pytest",
-            "tests",
-            "benchmarks",
-            *tasks.UNTIMED_BENCHMARKS,
-            *tasks.PARALLEL_TESTS,
-            "-k",
-            "shuffle",
-        ]
-    ]
+    (command,) = calls
+    assert command[:5] == ["/venv/bin/python", "-m", "pytest", "tests", "benchmarks"]
+    args = command[5:]
+    # Every benchmark once, untimed, on the small embedded set, one epoch, no latency.
+    settings = {
+        "--perf-profile": "check",
+        "--perf-epochs": "1",
+        "--perf-latency": "none",
+        "--perf-model-threads": "0",
+        "--dist": "loadfile",
+    }
+    for flag, value in settings.items():
+        assert args[args.index(flag) + 1] == value, flag
+    assert {"--benchmark-disable", "--no-loadscope-reorder"} <= set(args)
+    assert int(args[args.index("-n") + 1]) >= 2  # in parallel, a worker or more per core
+    assert args[-2:] == ["-k", "shuffle"]  # the user's own arguments last
+
+
+def test_the_readme_states_the_test_jobs_command(monkeypatch):
+    calls: list[list[str]] = []
+    monkeypatch.setattr(tasks, "ensure_venv", lambda: Path("python"))
+    monkeypatch.setattr(tasks.subprocess, "run", fake_run(0, calls))
+    tasks.main(["test"])
+    (command,) = calls
+    stated = " ".join(command[2:])
+    workers = command[command.index("-n") + 1]
+    readme = " ".join((Path(tasks.__file__).parent / "README.md").read_text().split())
+    assert f"`{stated}`".replace(f"-n {workers} ", "-n 3 ") in readme
 
 
 def test_pytest_collecting_no_tests_is_a_failure(monkeypatch, capsys):
