@@ -13,13 +13,16 @@ the shard is done, and everything below a batch as the epoch's input runs out.
 Read once as an epoch ends, the model holds little more than the root. So an
 `EpochSampler` reads it during the epoch, within a budget of its own cost, keeps
 each node's last reading, and estimates what a node did after it was last seen
-from its time per element (`RuntimeModel.stages`):
+at its time per element once running (what it added between two readings that
+saw it, so that a reader's opening is not multiplied) (`RuntimeModel.stages`):
 
 - a node on the pipeline's main line is expected to produce what its consumer
   asked of it (its consumer's elements times the consumer's ratio: 64 per
   batch for a batch of 64), or what it was seen to produce where that is unknown;
-- the readers inside a flat_map or interleave (a shard each) are scaled, as one
-  group, by the elements their parent produced over the elements seen from them.
+- the readers inside a flat_map or interleave (a shard each) are one group: a
+  reader never seen costs what a seen one did (a reader's work comes in bursts,
+  its opening and its blocks), and with every reader seen, the group is expected
+  to produce what its parent produced.
 
 Nodes are then grouped into the suite's stage kinds (`STAGE_OPS`): open (the
 flat_map or interleave itself), read (the readers inside it), generator, map,
@@ -54,9 +57,11 @@ TUNED = ("parallelism", "buffer_size", "cycle_length")
 # (the node's ratio) of the node's own.
 KNOWN_RATIO = ("KNOWN_RATIO", "ASYNC_KNOWN_RATIO")
 # The share of an epoch's wall time the sampler may spend reading the model.
-SAMPLE_BUDGET = 0.01
+SAMPLE_BUDGET = 0.02
 # While the first batch is made, how often the sampler's thread asks whether to read.
 WATCH_INTERVAL_S = 0.005
+# However the budget stands, the model is read after every this many batches.
+EVERY_BATCHES = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,6 +105,17 @@ class RuntimeNode:
     # The mean of buffered / buffer_size over the readings (None: no buffer).
     fill: float | None = None
     removed: bool = False  # gone from the model before the epoch ended
+    # What it added between readings that both saw it: its time per element once
+    # running, without what it paid before its first element (a reader's open).
+    grown_s: float = 0.0
+    grown: int = 0
+
+    @property
+    def rate_s(self) -> float:
+        """Its seconds per element once running (its average where no growth was seen)."""
+        if self.grown > 0:
+            return self.grown_s / self.grown
+        return self.processing_s / self.elements if self.elements > 0 else 0.0
 
     @property
     def op(self) -> str:
@@ -203,6 +219,9 @@ class EpochSampler:
         self._fill: dict[int, list[float]] = {}
         self._inputs: dict[int, list[int]] = {}
         self._watcher: tuple[threading.Thread, threading.Event] | None = None
+        self._grown: dict[int, list[float]] = {}  # id -> [seconds, elements] grown
+        self._first_cost = 0.0
+        self._since = 0  # `sample` calls since the last reading
 
     def watch(self, iterator: Iterator[Any]) -> None:
         """Read the model from a thread of its own until the first `sample` (or `finish`)."""
@@ -232,7 +251,11 @@ class EpochSampler:
         if self.missing:
             return
         elapsed = time.perf_counter() - self.started
-        if self.readings and self.cost > self.budget * elapsed:
+        self._since += 1
+        # A new iterator's first reading costs several later ones: it is not counted,
+        # and every `EVERY_BATCHES`-th batch is read whatever the budget says.
+        spent = self.cost - self._first_cost
+        if self.readings and spent > self.budget * elapsed and self._since < EVERY_BATCHES:
             return
         try:
             self._read(iterator)
@@ -245,6 +268,11 @@ class EpochSampler:
         proto = read_model(iterator)
         self.output = int(proto.output)
         for key, node in proto.nodes.items():
+            before = self._last.get(int(key))
+            if before is not None and node.num_elements > before.num_elements:
+                grown = self._grown.setdefault(int(key), [0.0, 0])
+                grown[0] += (node.processing_time - before.processing_time) / 1e9
+                grown[1] += node.num_elements - before.num_elements
             self._last[int(key)] = node
             # An input removed since (its iterator ended) stays this node's input.
             known = self._inputs.setdefault(int(key), [])
@@ -253,7 +281,10 @@ class EpochSampler:
             if size > 0:
                 self._fill.setdefault(int(key), []).append(node.buffered_elements / size)
         self.readings += 1
+        self._since = 0
         self.cost += time.perf_counter() - began
+        if self.readings == 1:
+            self._first_cost = self.cost
         return {int(key) for key in proto.nodes}
 
     def finish(self, iterator: Iterator[Any]) -> RuntimeModel:
@@ -271,6 +302,8 @@ class EpochSampler:
             key: _node(proto, self._inputs[key], key not in live, self._fill.get(key))
             for key, proto in self._last.items()
         }
+        for key, (seconds, elements) in self._grown.items():
+            nodes[key] = dataclasses.replace(nodes[key], grown_s=seconds, grown=int(elements))
         return RuntimeModel(nodes, self.output, self.readings, self.cost)
 
 
@@ -381,10 +414,9 @@ def _expected(
 
 
 def _scaled(node: RuntimeNode, elements: float) -> float:
-    """``node``'s seconds over ``elements``, at its seen time per element."""
-    if node.elements <= 0:
-        return node.processing_s
-    return node.processing_s * max(elements / node.elements, 1.0)
+    """``node``'s seconds over ``elements``: what it was seen to take, and the elements it
+    was not seen making at its time per element once running."""
+    return node.processing_s + max(elements - node.elements, 0.0) * node.rate_s
 
 
 def _subtree(nodes: Mapping[int, RuntimeNode], root: int) -> list[RuntimeNode]:
@@ -400,25 +432,42 @@ def _subtree(nodes: Mapping[int, RuntimeNode], root: int) -> list[RuntimeNode]:
 def _readers(
     nodes: Mapping[int, RuntimeNode], opener: _Group, produced: float, waits: StorageWaits
 ) -> list[_Group]:
-    """The inner iterators of ``opener`` (a flat_map or interleave) as one stage, scaled
-    by the elements it produced over those seen from them: "read", or "generator"
-    where they run a Python generator (the opener then counts as the generator too).
-    A simulated storage latency is added: per file to the opener, per record to the read."""
+    """The inner iterators of ``opener`` (a flat_map or interleave) as one stage: "read", or
+    "generator" where they run a Python generator (the opener then counts as the
+    generator too). Readers no reading saw each cost what a seen one did; with every
+    reader seen, what they made after their last reading is added at their time per
+    element between readings. A simulated storage latency is added: per file to the
+    opener, per record to the read."""
     head = opener.head
     inner = [node for side in head.inputs[1:] for node in _subtree(nodes, side)]
     roots = [nodes[side] for side in head.inputs[1:] if side in nodes]
-    seen = sum(root.elements for root in roots)
-    scale = max(produced / seen, 1.0) if seen > 0 else 1.0
+    files = nodes[head.inputs[0]].elements if head.inputs and head.inputs[0] in nodes else 0
+    total = sum(node.processing_s for node in inner)
+    if roots and files > len(roots):
+        # Readers never seen: each costs what a seen one did (a shard's reader opens,
+        # parses its blocks and hands its records over; per record, that comes in bursts).
+        extra = total * (files / len(roots) - 1)
+    else:
+        # Every reader seen: what each made after its last reading, at its time per
+        # record between readings (one long reader: a generator).
+        unseen = max(produced - sum(root.elements for root in roots), 0.0)
+        grown = sum(root.grown for root in roots)
+        seen = sum(root.elements for root in roots)
+        rate = sum(node.grown_s for node in inner) / grown if grown else total / max(seen, 1)
+        extra = unseen * rate
+
+    def estimated(node: RuntimeNode) -> float:
+        return node.processing_s + (extra * node.processing_s / total if total > 0 else 0.0)
+
     if any(node.op == "Generator" for node in inner):
         opener.kind = "generator"
-        opener.nodes.extend((node, node.processing_s * scale) for node in inner)
+        opener.nodes.extend((node, estimated(node)) for node in inner)
         return []
     if not inner:
         return []
-    files = nodes[head.inputs[0]].elements if head.inputs and head.inputs[0] in nodes else 0
     if waits.open_s > 0 and files:
         opener.nodes.append((_waiting("storage open latency"), waits.open_s * files))
-    read = _Group("read", head, [(node, node.processing_s * scale) for node in inner])
+    read = _Group("read", head, [(node, estimated(node)) for node in inner])
     if waits.read_s > 0:
         read.nodes.append((_waiting("storage read latency"), waits.read_s * (produced + files)))
     return [read]
