@@ -57,11 +57,11 @@ TUNED = ("parallelism", "buffer_size", "cycle_length")
 # (the node's ratio) of the node's own.
 KNOWN_RATIO = ("KNOWN_RATIO", "ASYNC_KNOWN_RATIO")
 # The share of an epoch's wall time the sampler may spend reading the model.
-SAMPLE_BUDGET = 0.02
+SAMPLE_BUDGET = 0.01
 # While the first batch is made, how often the sampler's thread asks whether to read.
 WATCH_INTERVAL_S = 0.005
 # However the budget stands, the model is read after every this many batches.
-EVERY_BATCHES = 4
+EVERY_BATCHES = 16
 
 
 @dataclasses.dataclass(frozen=True)
