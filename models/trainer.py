@@ -15,7 +15,7 @@ import contextlib
 import dataclasses
 import functools
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import keras
 import numpy as np
@@ -211,30 +211,22 @@ class _EpochTally:
         )
 
 
-class _Sampling:
-    """An epoch's `EpochSampler` bound to its iterator: called after each batch."""
-
-    def __init__(self, iterator: Iterable[Record]) -> None:
-        self.iterator = iterator
-        self.sampler = EpochSampler()
-        # The first batch can consume every read before it is handed over.
-        self.sampler.watch(iterator)
-
-    def __call__(self) -> None:
-        self.sampler.sample(self.iterator)
+def _sampler(ds: object, iterator: Iterator[Record], wanted: bool) -> EpochSampler | None:
+    """A reader of the epoch's runtime model, where one is wanted and ``ds`` is tf.data's;
+    it watches from the start, since the first batch can consume every read."""
+    if not (wanted and isinstance(ds, tf.data.Dataset)):
+        return None
+    sampler = EpochSampler(iterator)
+    sampler.watch()
+    return sampler
 
 
-def _sampler(ds: object, iterator: Iterable[Record], wanted: bool) -> _Sampling | None:
-    """A reader of the epoch's runtime model, where one is wanted and ``ds`` is tf.data's."""
-    return _Sampling(iterator) if wanted and isinstance(ds, tf.data.Dataset) else None
-
-
-def _with_runtime(stats: EpochStats, sampling: _Sampling | None) -> EpochStats:
+def _with_runtime(stats: EpochStats, sampler: EpochSampler | None) -> EpochStats:
     """``stats`` with the epoch's runtime model (or why it is missing), read as it ended."""
-    if sampling is None:
+    if sampler is None:
         return stats
     try:
-        return dataclasses.replace(stats, runtime=sampling.sampler.finish(sampling.iterator))
+        return dataclasses.replace(stats, runtime=sampler.finish())
     except RuntimeUnavailable as missing:
         return dataclasses.replace(stats, runtime_missing=str(missing))
 
@@ -291,6 +283,7 @@ class EpochLoop(abc.ABC):
         # first batch (a tf.data iterator starts its threads and opens files here).
         iterator = iter(self._distributed(ds))
         sampler = _sampler(ds, iterator, runtime and self.strategy is None)
+        alongside = sampler.sample if sampler is not None else None
         while True:
             before = started if tally.steps == 0 else time.perf_counter()
             # A step marker for the TensorFlow profiler (--perf-profiler): its
@@ -302,7 +295,7 @@ class EpochLoop(abc.ABC):
                 except StopIteration:
                     break
                 fetched = time.perf_counter()
-                results = self.step(batch, sampler)
+                results = self.step(batch, alongside)
             done = time.perf_counter()
             tally.add(fetched - before, done - fetched, *results)
             if recorder is not None:

@@ -183,11 +183,17 @@ class Watch:
         return tracer.log
 
     def stage(
-        self, name: str, kind: StageKind, parallel: bool = False, batched: bool = False
+        self,
+        name: str,
+        kind: StageKind,
+        parallel: bool = False,
+        batched: bool = False,
+        **flags: bool,
     ) -> int:
-        """Add the next stage (``name``, numbered if taken); returns the index its logged
-        spans carry."""
-        self.stages.append(Stage(self.free(name), kind, parallel, batched, observed=True))
+        """Add the next stage (``name``, numbered if taken; ``flags``: `Stage.inside_read`,
+        `Stage.elided`); returns the index its logged spans carry."""
+        stage = Stage(self.free(name), kind, parallel, batched, observed=True, **flags)
+        self.stages.append(stage)
         return self._first + len(self.stages) - 1
 
     def free(self, name: str) -> str:
@@ -204,8 +210,7 @@ class Watch:
         function as ``params.read_shard`` (and used for the examples it is given)."""
         self._reads = (len(self.stages), len(self.stages) + 1)
         opening, reading = self.stage("open", "open"), self.stage("read", "read")
-        decoding = self.stage("map(decode)", "map")
-        self.stages[-1] = dataclasses.replace(self.stages[-1], inside_read=True)
+        decoding = self.stage("map(decode)", "map", inside_read=True)
         read = read_records
         if self.tracer is not None:
             log = self._log()
@@ -236,17 +241,17 @@ class Watch:
         if name in self.parallelized and call.get("num_parallel_calls") is None:
             call["num_parallel_calls"] = tf.data.AUTOTUNE
         parallel = call.get("num_parallel_calls") is not None
-        index = self.stage(name, "map", parallel, self.batched(ds))
+        batched = self.batched(ds)
         if self.tracer is None:
             mapped = _ORIGINAL["map"](**call)
-            elided = returns_its_arguments(mapped)
-        else:
-            elided = returns_its_arguments(_ORIGINAL["map"](ds, call["map_func"]))
-            call["map_func"] = logged_call(call["map_func"], self._log(), index)
-            mapped = _ORIGINAL["map"](**call)
-        if elided:
-            self.stages[-1] = dataclasses.replace(self.stages[-1], elided=True)
-        return mapped
+            self.stage(name, "map", parallel, batched, elided=returns_its_arguments(mapped))
+            return mapped
+        # Logged, the function does something; whether tf.data drops it untraced is
+        # asked of the map of the function as the user wrote it.
+        elided = returns_its_arguments(_ORIGINAL["map"](ds, call["map_func"]))
+        index = self.stage(name, "map", parallel, batched, elided=elided)
+        call["map_func"] = logged_call(call["map_func"], self._log(), index)
+        return _ORIGINAL["map"](**call)
 
     def _batch(self, method: str, ds: tf.data.Dataset, *args: Any, **kwargs: Any):
         call = _SIGNATURE[method].bind(ds, *args, **kwargs).arguments

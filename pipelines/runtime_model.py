@@ -41,6 +41,8 @@ from typing import Any
 import tensorflow as tf
 from tensorflow.core.framework import model_pb2
 
+from pipelines.sources.latency import Latency
+
 # Stage kinds by tf.data op (as the model names its nodes, less a "V2"-style suffix).
 STAGE_OPS = {
     "open": ("FlatMap", "Interleave", "ParallelInterleave", "LegacyParallelInterleave"),
@@ -65,22 +67,14 @@ EVERY_BATCHES = 16
 
 
 @dataclasses.dataclass(frozen=True)
-class StorageWaits:
-    """A simulated storage latency (`pipelines.sources.latency`): seconds per file opened
-    and per record read (a reader's request for the end of a file included)."""
-
-    open_s: float = 0.0
-    read_s: float = 0.0
-
-
-@dataclasses.dataclass(frozen=True)
 class Legend:
     """What the run knows of a pipeline that tf.data's model does not: its stages as
     (name, kind), as a traced build names them (those on its main line, not those
-    inside a shard's reader), and the storage latency it simulates."""
+    inside a shard's reader), and the storage latency it simulates
+    (`pipelines.registry.legend` makes one)."""
 
     names: tuple[tuple[str, str], ...] = ()
-    waits: StorageWaits = StorageWaits()
+    waits: Latency = dataclasses.field(default_factory=Latency)
 
 
 class RuntimeUnavailable(Exception):
@@ -208,7 +202,8 @@ class EpochSampler:
     consumes every read and decode, whose nodes are gone before the first batch.
     """
 
-    def __init__(self, budget: float = SAMPLE_BUDGET) -> None:
+    def __init__(self, iterator: Iterator[Any], budget: float = SAMPLE_BUDGET) -> None:
+        self.iterator = iterator
         self.budget = budget
         self.started = time.perf_counter()
         self.cost = 0.0
@@ -223,13 +218,13 @@ class EpochSampler:
         self._first_cost = 0.0
         self._since = 0  # `sample` calls since the last reading
 
-    def watch(self, iterator: Iterator[Any]) -> None:
+    def watch(self) -> None:
         """Read the model from a thread of its own until the first `sample` (or `finish`)."""
         stop = threading.Event()
 
         def watching() -> None:
             while not stop.wait(WATCH_INTERVAL_S):
-                self._sample(iterator)
+                self._sample()
 
         thread = threading.Thread(target=watching, name="runtime-model-watch", daemon=True)
         self._watcher = (thread, stop)
@@ -242,12 +237,12 @@ class EpochSampler:
             thread.join()
             self._watcher = None
 
-    def sample(self, iterator: Iterator[Any]) -> None:
+    def sample(self) -> None:
         """Read the model now if the budget allows (never raises)."""
         self._unwatch()
-        self._sample(iterator)
+        self._sample()
 
-    def _sample(self, iterator: Iterator[Any]) -> None:
+    def _sample(self) -> None:
         if self.missing:
             return
         elapsed = time.perf_counter() - self.started
@@ -258,14 +253,14 @@ class EpochSampler:
         if self.readings and spent > self.budget * elapsed and self._since < EVERY_BATCHES:
             return
         try:
-            self._read(iterator)
+            self._read()
         except RuntimeUnavailable as why:
             self.missing = str(why)
 
-    def _read(self, iterator: Iterator[Any]) -> set[int]:
+    def _read(self) -> set[int]:
         """Read the model once; the ids of the nodes it holds now."""
         began = time.perf_counter()
-        proto = read_model(iterator)
+        proto = read_model(self.iterator)
         self.output = int(proto.output)
         for key, node in proto.nodes.items():
             before = self._last.get(int(key))
@@ -287,13 +282,13 @@ class EpochSampler:
             self._first_cost = self.cost
         return {int(key) for key in proto.nodes}
 
-    def finish(self, iterator: Iterator[Any]) -> RuntimeModel:
+    def finish(self) -> RuntimeModel:
         """The epoch's model: a last reading, with every node seen before it."""
         self._unwatch()
         live: set[int] = set()
         if not self.missing:
             try:
-                live = self._read(iterator)
+                live = self._read()
             except RuntimeUnavailable as why:
                 self.missing = str(why)
         if self.missing:
@@ -342,7 +337,7 @@ class _Group:
 
 
 def _stages(
-    model: RuntimeModel, names: Sequence[tuple[str, str]], waits: StorageWaits
+    model: RuntimeModel, names: Sequence[tuple[str, str]], waits: Latency
 ) -> list[RuntimeStage]:
     groups = _groups(model, waits)
     named = _names([group.kind for group in groups], names)
@@ -367,7 +362,7 @@ def _stages(
     return stages
 
 
-def _groups(model: RuntimeModel, waits: StorageWaits) -> list[_Group]:
+def _groups(model: RuntimeModel, waits: Latency) -> list[_Group]:
     """The main line's stages from the source up, each with its nodes and their
     estimated seconds (the readers inside an open stage as a stage of their own)."""
     nodes, groups = model.nodes, []
@@ -430,7 +425,7 @@ def _subtree(nodes: Mapping[int, RuntimeNode], root: int) -> list[RuntimeNode]:
 
 
 def _readers(
-    nodes: Mapping[int, RuntimeNode], opener: _Group, produced: float, waits: StorageWaits
+    nodes: Mapping[int, RuntimeNode], opener: _Group, produced: float, waits: Latency
 ) -> list[_Group]:
     """The inner iterators of ``opener`` (a flat_map or interleave) as one stage: "read", or
     "generator" where they run a Python generator (the opener then counts as the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import tensorflow as tf
 
@@ -16,11 +18,10 @@ from pipelines.runtime_model import (
     EpochSampler,
     Legend,
     RuntimeUnavailable,
-    StorageWaits,
     _subtree,
     read_model,
 )
-from pipelines.sources.latency import with_latency
+from pipelines.sources.latency import Latency, with_latency
 from pipelines.steps import (
     Batch,
     Cache,
@@ -69,19 +70,16 @@ def sampled(dataset: tf.data.Dataset, epochs: int = 1, every: int = 1):
     models = []
     for _ in range(epochs):
         iterator = iter(dataset)
-        sampler = EpochSampler(budget=1.0)
+        sampler = EpochSampler(iterator, budget=1.0)
         for number, _ in enumerate(iterator, start=1):
             if number % every == 0:
-                sampler.sample(iterator)
-        models.append(sampler.finish(iterator))
+                sampler.sample()
+        models.append(sampler.finish())
     return models
 
 
-def legend_of(variant: Variant, source, waits: StorageWaits | None = None) -> Legend:
-    waits = waits or StorageWaits()
-    traced = pipelines.build_traced(variant, source, batch_size=8)
-    kept = [s for s in traced.stages if not (s.inside_read or s.elided)]
-    return Legend(tuple((s.name, s.kind) for s in kept), waits)
+def legend_of(variant: Variant, source) -> Legend:
+    return pipelines.legend(variant, source, batch_size=8)
 
 
 def test_nodes_gone_before_the_epoch_ended_are_kept_and_marked():
@@ -178,10 +176,10 @@ def test_what_autotune_and_the_code_set_is_read_and_a_change_is_seen():
 def test_a_simulated_storage_latency_is_counted_with_the_open_and_the_read():
     source = with_latency(tagged_source(64, num_shards=4), "open=20ms,read=2ms")
     variant = planted()
-    waits = StorageWaits(0.020, 0.002)
     (model,) = sampled(pipelines.build(variant, source, batch_size=8))
-    without = {s.name: s for s in model.stages(legend_of(variant, source))}
-    counted = {s.name: s for s in model.stages(legend_of(variant, source, waits))}
+    legend = legend_of(variant, source)  # with the source's latency
+    counted = {s.name: s for s in model.stages(legend)}
+    without = {s.name: s for s in model.stages(dataclasses.replace(legend, waits=Latency()))}
     # tf.data's model does not see a sleeping reader; the legend's waits add it back:
     # 4 files opened, 64 records and each file's end read.
     assert counted["open"].busy_s - without["open"].busy_s == pytest.approx(4 * 0.020)

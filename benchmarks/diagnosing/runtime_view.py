@@ -96,31 +96,30 @@ def runtime_view(
     """
     if not any(epoch.runtime is not None for run in runs for epoch in run):
         return None
+    # Each epoch's stages, worked out once: (epoch index, its model, its stages), by run.
+    staged = [
+        [(index, e.runtime, e.runtime.stages(legend)) for index, e in enumerate(run) if e.runtime]
+        for run in runs
+    ]
     busy: list[dict[str, float]] = [{} for _ in range(max(len(run) for run in runs))]
     kinds: dict[str, str] = {}
     fills: dict[str, list[float]] = {}
-    readings, reading_s = 0, 0.0
-    for run in runs:
-        for index, epoch in enumerate(run):
-            if epoch.runtime is None:
-                continue
-            readings += epoch.runtime.readings
-            reading_s += epoch.runtime.reading_s
-            stages = epoch.runtime.stages(legend)
-            kinds = _in_order(kinds, {stage.name: stage.kind for stage in stages})
-            for stage in stages:
-                busy[index][stage.name] = busy[index].get(stage.name, 0.0) + stage.busy_s
-                if stage.fill is not None:
-                    fills.setdefault(stage.name, []).append(stage.fill)
-    last = [epoch.runtime.stages(legend) for epoch in runs[-1] if epoch.runtime is not None]
+    for index, _, stages in (epoch for run in staged for epoch in run):
+        kinds = _in_order(kinds, {stage.name: stage.kind for stage in stages})
+        for stage in stages:
+            busy[index][stage.name] = busy[index].get(stage.name, 0.0) + stage.busy_s
+            if stage.fill is not None:
+                fills.setdefault(stage.name, []).append(stage.fill)
+    models = [model for run in staged for _, model, _ in run]
+    last = [stages for _, _, stages in staged[-1]]
     return RuntimeView(
         busy_by_epoch=busy,
         kinds=kinds,
         choices=[_choices(stages) for stages in last],
         tuned={stage.name: list(stage.tuned) for stages in last for stage in stages if stage.tuned},
         fill={name: sum(values) / len(values) for name, values in fills.items()},
-        readings=readings,
-        reading_s=reading_s,
+        readings=sum(model.readings for model in models),
+        reading_s=sum(model.reading_s for model in models),
     )
 
 

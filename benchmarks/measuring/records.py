@@ -152,10 +152,11 @@ class TrainingRecord:
         }
         figures.update({key: value for key, value in unpaired.items() if value is not None})
         view = runtime_view(self.runs, self.legend)
+        missing = missing_reason(self.runs) if view is None else ""
         if view is not None:
             figures["runtime"] = view.to_dict()
-        elif missing_reason(self.runs):
-            figures["runtime_missing"] = missing_reason(self.runs)
+        elif missing:
+            figures["runtime_missing"] = missing
         if self.fraction_of_ceiling:
             figures["ceiling_slowdown"] = 1 / self.fraction_of_ceiling
         if self.variant in pipelines.VARIANTS:

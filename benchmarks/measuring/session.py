@@ -35,7 +35,7 @@ from models.trainer import EpochLoop, EpochStats, InitialModel, Trainer
 from pipelines.data import DataChoice
 from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError
-from pipelines.runtime_model import Legend, StorageWaits
+from pipelines.runtime_model import Legend
 from pipelines.service import LocalService
 from pipelines.steps import image_shape_for
 from pipelines.timeline import Timeline, TimelineRecorder
@@ -301,15 +301,11 @@ class PerfSession:
             )
 
     def legend(self, variant: str) -> Legend:
-        """What names ``variant``'s stages in tf.data's runtime model: its stages as a
-        traced build names them (built once, not run), and the storage latency simulated."""
+        """What names ``variant``'s stages in tf.data's runtime model (`pipelines.legend`),
+        made once per variant."""
         if variant not in self._legends:
-            traced = pipelines.build_traced(variant, self.train_source, **self._build_options(0))
-            latency = self.train_source.latency
-            waits = StorageWaits(latency.open_s, latency.read_s) if latency else StorageWaits()
-            kept = [s for s in traced.stages if not (s.inside_read or s.elided)]
-            names = tuple((s.name, s.kind) for s in kept)
-            self._legends[variant] = Legend(names, waits)
+            options = self._build_options(0)
+            self._legends[variant] = pipelines.legend(variant, self.train_source, **options)
         return self._legends[variant]
 
     def train_traced(

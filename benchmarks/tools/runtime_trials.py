@@ -27,7 +27,7 @@ from benchmarks.diagnosing.runtime_view import runtime_view, shares_over
 from models.stand_in import StandIn, StepTime
 from models.trainer import input_bound_of
 from pipelines.data import DataChoice, open_data
-from pipelines.runtime_model import Legend, StorageWaits
+from pipelines.runtime_model import Legend
 from pipelines.steps import Batch, Map, Prefetch, Read, Shuffle
 from pipelines.timeline import TimelineRecorder
 from pipelines.variants import AUGMENTED, Contract, Variant
@@ -119,15 +119,6 @@ PLANTS = {
 }
 
 
-def legend_for(variant: Variant, source: pipelines.Source) -> Legend:
-    """The variant's stage names (as `benchmarks.measuring.session.PerfSession.legend`)."""
-    traced = pipelines.build_traced(variant, source)
-    kept = [s for s in traced.stages if not (s.inside_read or s.elided)]
-    latency = source.latency
-    waits = StorageWaits(latency.open_s, latency.read_s) if latency else StorageWaits()
-    return Legend(tuple((s.name, s.kind) for s in kept), waits)
-
-
 def trial(plant: Plant, source: pipelines.Source, legend: Legend, seed: int) -> dict[str, str]:
     """One trial: the runtime view's busiest stages and the traced analysis' limiting one."""
     device = StandIn(STEP)
@@ -155,7 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in args.plants.split(","):
         plant = PLANTS[name]
         source, _ = open_data(DataChoice(profile=args.profile, latency=plant.latency))
-        legend = legend_for(plant.variant, source)
+        legend = pipelines.legend(plant.variant, source)
         found = [trial(plant, source, legend, seed) for seed in range(args.trials)]
         for seed, row in enumerate(found):
             print(name, seed, row, flush=True)
