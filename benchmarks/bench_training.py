@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import pytest
 
 import pipelines
-from benchmarks.diagnosing.verify import verify
+from benchmarks.diagnosing.verify import analyses_so_far, verify
 from benchmarks.measuring.pass_figures import CEILING
 from benchmarks.measuring.passes import UNOBSERVED, Passes, Trial
 from benchmarks.plugin import SERVICE_VARIANT, perf_session, service_setup
@@ -163,7 +163,7 @@ def verification(perf):
     """--perf-verify-suggestions: the selected variants' suggestions, each applied to a copy,
     checked against the contract and timed, all in one set of interleaved passes."""
     variants = [name for name in perf.options.variants if not pipelines.get(name).served]
-    return verify(perf, variants)
+    return verify(perf, analyses_so_far(perf.records, variants))
 
 
 def test_suggestions(benchmark, perf, verification, variant_name):

@@ -38,6 +38,7 @@ from benchmarks.run.state import (
     STATE_KEY,
     RunState,
     measurement_doubts,
+    run_result,
 )
 from benchmarks.run.terminal import pytest_terminal_summary
 from benchmarks.saving import bench_adapter, schema
@@ -301,10 +302,9 @@ def pytest_benchmark_update_json(
     """Write the ratios measured in this session into the saved run."""
     if SESSION_KEY not in config.stash:
         return
-    session = config.stash[SESSION_KEY]
-    records = session.records
-    records.derive()
-    metrics = records.metrics
+    records = config.stash[SESSION_KEY].records
+    result = run_result(config)
+    metrics = result.metrics
     schema.stamp(output_json)
     for bench in output_json.get("benchmarks", []):
         info = metrics.get(bench.get("fullname")) or metrics.get(bench.get("name"))
@@ -319,7 +319,7 @@ def pytest_benchmark_update_json(
     if failures is not None:
         # The verdicts travel with the run, so a report built later shows them.
         output_json["perf_gates"] = {
-            "checked": sorted(records.gate_metrics()),
+            "checked": sorted(result.gate_metrics),
             "failures": [dataclasses.asdict(failure) for failure in failures],
         }
     config.stash[STATE_KEY].run_json = output_json
@@ -337,9 +337,7 @@ def evaluate_gates(config: pytest.Config) -> list[gates.Failure] | None:
     if state.abandoned:
         return None
     if state.failures is None:
-        session = config.stash[SESSION_KEY]
-        session.records.derive()
-        results = session.records.gate_metrics()
+        results = dict(run_result(config).gate_metrics)
         pairs = config.stash.get(PAIRS_KEY, {})
         # A base version (--perf-against) is judged only as what the head is compared with.
         bases = set(pairs.values())

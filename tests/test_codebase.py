@@ -80,6 +80,40 @@ def test_no_module_imports_one_that_imports_it_back():
     assert import_cycle(module_imports(ROOT)) == []
 
 
+def room_imports(edges: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The module graph with each sub-package's modules as one node (``benchmarks.measuring``);
+    a module at a package's top (``benchmarks.plugin``, ``pipelines.steps``) is its own."""
+
+    def room(module: str) -> str:
+        parts = module.split(".")
+        return ".".join(parts[:2]) if len(parts) > 2 else module
+
+    rooms: dict[str, set[str]] = {}
+    for module, imported in edges.items():
+        rooms.setdefault(room(module), set()).update(
+            room(other) for other in imported if room(other) != room(module)
+        )
+    return rooms
+
+
+def test_no_room_imports_one_that_imports_it_back():
+    """measuring, diagnosing, judging, report, run: each only below the next."""
+    assert import_cycle(room_imports(module_imports(ROOT))) == []
+
+
+def test_the_check_finds_rooms_importing_each_other_through_different_modules(tmp_path):
+    for room, module, imported in (("a", "one", "b.two"), ("b", "three", "a.four")):
+        (tmp_path / "benchmarks" / room).mkdir(parents=True)
+        (tmp_path / "benchmarks" / room / f"{module}.py").write_text(
+            f"from benchmarks.{imported} import thing\n"
+        )
+    (tmp_path / "benchmarks" / "a" / "four.py").write_text("thing = 1\n")
+    (tmp_path / "benchmarks" / "b" / "two.py").write_text("thing = 2\n")
+    edges = module_imports(tmp_path)
+    assert import_cycle(edges) == []
+    assert import_cycle(room_imports(edges)) == ["benchmarks.a", "benchmarks.b", "benchmarks.a"]
+
+
 def test_the_check_finds_an_import_cycle_through_a_type_checking_block(tmp_path):
     (tmp_path / "pipelines").mkdir()
     (tmp_path / "pipelines" / "a.py").write_text("from pipelines.b import thing\n")

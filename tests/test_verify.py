@@ -12,7 +12,7 @@ import pytest
 from bench_runner import ROOT, suite_command
 
 import pipelines
-from benchmarks.diagnosing.bottleneck import Bottleneck, StageTimes, analyze
+from benchmarks.diagnosing.bottleneck import StageTimes, analyze
 from benchmarks.diagnosing.verify import (
     TOGETHER,
     Candidate,
@@ -146,11 +146,10 @@ def test_the_verdict_without_suggestions_says_why():
 
 
 class _Session:
-    """What `verify` needs of a run: its records' analyses, its plan, and passes that
-    really build and iterate each trial's variant (the pipeline alone, on a tagged source)."""
+    """What `verify` needs of a run: its plan, and passes that really build and iterate
+    each trial's variant (the pipeline alone, on a tagged source)."""
 
-    def __init__(self, analyses: dict[str, Bottleneck]) -> None:
-        self.records = SimpleNamespace(analysis=analyses.get)
+    def __init__(self) -> None:
         self.options = SimpleNamespace(plan=PassPlan(3, 3, 1e9))
         self.source = tagged_source(60, num_shards=2)
         self.planned: set[Trial] = set()
@@ -186,8 +185,8 @@ def test_a_small_variant_gets_its_suggestions_verified(small_variant):
         StageTimes((*stages, *TRAINER_STAGES), (busy,), (busy,), (10.0,), input_bound=0.6)
     )
     assert analysis.fixes == ("parallelize:map(decode)", "vectorize:map(decode)", "prefetch")
-    session = _Session({small_variant.name: analysis})
-    outcomes, passes = verify(session, [small_variant.name])
+    session = _Session()
+    outcomes, passes = verify(session, {small_variant.name: analysis})
     outcome = outcomes[small_variant.name]
     assert passes == 3
     # The variant, each copy and the reference were timed in the same passes.
@@ -219,8 +218,8 @@ def verify_alone(variant: pipelines.Variant, fixes: tuple[str, ...]):
     pipelines.register(variant)
     try:
         analysis = SimpleNamespace(fixes=fixes, input_bound=0.5)
-        session = _Session({variant.name: analysis})
-        outcomes, passes = verify(session, [variant.name])
+        session = _Session()
+        outcomes, passes = verify(session, {variant.name: analysis})
     finally:
         pipelines.unregister(variant.name)
     return outcomes[variant.name], passes, session

@@ -13,6 +13,9 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import pipelines
+from benchmarks.measuring.records import TimelineRecord, TrainingRecord
+from models.trainer import input_bound_of
 from pipelines.fixes import spared_by_cache
 from pipelines.timeline import UNEXPLAINED
 from pipelines.tracing import Stage
@@ -396,3 +399,17 @@ def stage_gate_figures(
     if concurrency:
         figures["map_concurrency"] = max(concurrency)
     return figures
+
+
+def traced_analysis(
+    traced: TimelineRecord, untraced: TrainingRecord | None
+) -> tuple[Bottleneck, dict[str, Any]]:
+    """A traced run's bottleneck analysis and the figures the gates read from it
+    (`stage_gate_figures`). ``untraced``: the same variant's timed training, whose
+    waiting share is the truer one, when there is one."""
+    runs = untraced.runs if untraced else [traced.stats]
+    input_bound = input_bound_of(s for run in runs for s in run)
+    variant = pipelines.get(traced.variant)
+    times = StageTimes.from_timeline(traced.timeline, input_bound, variant, traced.fits_in_memory)
+    analysis = analyze(times)
+    return analysis, stage_gate_figures(times, analysis, traced.timeline)

@@ -16,13 +16,14 @@ the suggestion buys on this machine, the way Plumber (Kuchnik et al., MLSys
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import pipelines
-from benchmarks.diagnosing.bottleneck import MODERATE
+from benchmarks.diagnosing.bottleneck import MODERATE, Bottleneck, traced_analysis
 from benchmarks.measuring.intervals import Estimate, mean, paired_ratio
 from benchmarks.measuring.passes import Passes, Trial
+from benchmarks.measuring.records import RunRecords
 from pipelines.checks.contract import CHECKS, ContractViolation, check_variant
 from pipelines.errors import InputError
 from pipelines.fixes import Fix, applied
@@ -326,18 +327,29 @@ class Outcome:
     best_seconds: list[float]
 
 
+def analyses_so_far(records: RunRecords, variants: Iterable[str]) -> dict[str, Bottleneck | None]:
+    """Per variant, the bottleneck analysis of its traced run in ``records`` so far
+    (None: not traced), for `verify` to run before the run's result is derived."""
+    analyses: dict[str, Bottleneck | None] = {}
+    for variant in variants:
+        traced = records.timeline_of(variant)
+        untraced = records.training_of(variant)
+        analyses[variant] = None if traced is None else traced_analysis(traced, untraced)[0]
+    return analyses
+
+
 def verify(
     session: Any,
-    variants: Sequence[str],
+    analyses: Mapping[str, Bottleneck | None],
     check: Callable[..., None] = check_variant,
 ) -> tuple[dict[str, Outcome], int]:
-    """Verify the suggestions of each of ``variants`` in one set of interleaved passes.
+    """Verify the suggestions of each variant of ``analyses`` in one set of interleaved passes.
 
-    ``session``: the run's `benchmarks.measuring.session.PerfSession`; its records must
-    hold the variants' traced runs. Returns per variant its `Outcome`, and
-    how many passes timed them. The copies are registered only while timed.
+    ``session``: the run's `benchmarks.measuring.session.PerfSession`; ``analyses``: per
+    variant, its traced run's analysis (`analyses_so_far`; None: not traced). Returns
+    per variant its `Outcome`, and how many passes timed them. The copies are
+    registered only while timed.
     """
-    analyses = {name: session.records.analysis(name) for name in variants}
     groups: dict[str, list[Candidate]] = {}
     owns: dict[str, OwnContract] = {}
     for name, analysis in analyses.items():

@@ -1,9 +1,10 @@
-"""What each benchmark of a session measured, and the figures derived across them.
+"""What each benchmark of a session measured, collected as it runs.
 
-Every benchmark records its figures here (they become its ``extra_info``),
-keyed by the benchmark's name. Ratios that need two measurements of the same
-session (speedup over ``naive``, slowdown against the ceiling, the traced
-runs' bottleneck analysis) are filled in at the end, by `RunRecords.derive`.
+Every benchmark records what it measured here, keyed by the benchmark's name;
+each record becomes its benchmark's ``extra_info`` (`to_extra_info`). The
+fields that need two measurements of the same session (speedup over ``naive``,
+slowdown against the ceiling, the traced runs' bottleneck analysis) are filled
+in on copies, once every benchmark has run, by `benchmarks.run.result.derive`.
 """
 
 from __future__ import annotations
@@ -14,9 +15,6 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pipelines
-from benchmarks.diagnosing.bottleneck import Bottleneck, StageTimes, analyze, stage_gate_figures
-from benchmarks.diagnosing.runtime_view import missing_reason, runtime_view
-from benchmarks.judging.gates import metrics_by_variant
 from benchmarks.measuring.alternation import (
     ALTERNATED,
     ALTERNATED_ALONE,
@@ -76,7 +74,7 @@ class TrainingRecord:
     service_workers: int | None = None
     # Whose accuracy its own is judged against (`Contract.accuracy_reference`).
     reference: str | None = "ceiling"
-    # Filled in by `RunRecords.derive`: paired within passes (with intervals),
+    # Filled in by `benchmarks.run.result.derive`: paired within passes (with intervals),
     # or, for benchmarks timed on their own, ratios of medians.
     paired: PairedFigures | None = None
     speedup_over_naive: float | None = None
@@ -151,12 +149,6 @@ class TrainingRecord:
             ),
         }
         figures.update({key: value for key, value in unpaired.items() if value is not None})
-        view = runtime_view(self.runs, self.legend)
-        missing = missing_reason(self.runs) if view is None else ""
-        if view is not None:
-            figures["runtime"] = view.to_dict()
-        elif missing:
-            figures["runtime_missing"] = missing
         if self.fraction_of_ceiling:
             figures["ceiling_slowdown"] = 1 / self.fraction_of_ceiling
         if self.variant in pipelines.VARIANTS:
@@ -221,7 +213,8 @@ class TimelineRecord:
     stats: list[EpochStats]
     timeline: dict[str, Any]  # `Timeline.to_dict`, compact
     fits_in_memory: bool
-    bottleneck: Bottleneck | None = None
+    # Its bottleneck analysis (`benchmarks.diagnosing.bottleneck.Bottleneck.to_dict`).
+    bottleneck: dict[str, Any] | None = None
     gate_figures: dict[str, Any] = dataclasses.field(default_factory=dict)
     kind: str = Kind.TIMELINE
     # Every span, in the Trace Event Format (`Timeline.chrome_trace`): written
@@ -229,7 +222,7 @@ class TimelineRecord:
     trace: dict[str, Any] | None = None
 
     def to_extra_info(self) -> dict[str, Any]:
-        """The timeline, and (after `RunRecords.derive`) its analysis and gated figures."""
+        """The timeline, and (once derived) its analysis and gated figures."""
         figures = {
             "epoch_times_s": [s.wall_s for s in self.stats],
             "input_bound": input_bound_of(self.stats),
@@ -237,7 +230,7 @@ class TimelineRecord:
             "timeline": self.timeline,
         }
         if self.bottleneck is not None:
-            figures["bottleneck"] = self.bottleneck.to_dict()
+            figures["bottleneck"] = self.bottleneck
         return _as_extra_info(self, {**figures, **self.gate_figures})
 
 
@@ -323,11 +316,9 @@ Record = (
 
 
 class RunRecords:
-    """The figures of one session's benchmarks: benchmark name -> its typed record.
-
-    Each record becomes its benchmark's ``extra_info`` at one boundary,
-    `metrics` (read when the run is saved, gated and reported).
-    """
+    """What one session's benchmarks measured: benchmark name -> its typed record, and
+    the passes and alternations they were timed in (`benchmarks.run.result.derive` makes the
+    run's figures from them)."""
 
     def __init__(self, describe: Callable[[], dict[str, Any]]) -> None:
         """``describe()``: the parameters every figure carries (see
@@ -391,7 +382,7 @@ class RunRecords:
         timeline: Timeline,
         fits_in_memory: bool,
     ) -> TimelineRecord:
-        """Record a traced run (its bottleneck analysis comes in `derive`)."""
+        """Record a traced run (its bottleneck analysis is derived at the end)."""
         record = TimelineRecord(variant, self.describe(), stats, timeline.to_dict(), fits_in_memory)
         record.trace = timeline.chrome_trace()
         self.records[name] = record
@@ -421,13 +412,9 @@ class RunRecords:
             None,
         )
 
-    def analysis(self, variant: str) -> Bottleneck | None:
-        """The bottleneck analysis of ``variant``'s traced run (None: it was not traced),
-        available before `derive`, from the records so far."""
-        record = self.timeline_of(variant)
-        if record is None:
-            return None
-        untraced = next(
+    def training_of(self, variant: str) -> TrainingRecord | None:
+        """The training benchmark of ``variant`` (None: it was not trained)."""
+        return next(
             (
                 r
                 for r in self.records.values()
@@ -437,16 +424,6 @@ class RunRecords:
             ),
             None,
         )
-        self._analyse(record, untraced)
-        return record.bottleneck
-
-    def verified_suggestions(self) -> dict[str, dict[str, Any]]:
-        """Per variant whose suggestions were verified, its record's ``extra_info``."""
-        return {
-            r.variant: r.to_extra_info()
-            for r in self.records.values()
-            if isinstance(r, SuggestionsRecord)
-        }
 
     def traces(self) -> dict[str, dict[str, Any]]:
         """Per traced variant, its run in the Trace Event Format."""
@@ -466,103 +443,3 @@ class RunRecords:
         """Record traced against untraced training runs of the same variant."""
         self.records[name] = record = OverheadRecord(variant, self.describe(), untraced, traced)
         return record
-
-    @property
-    def metrics(self) -> dict[str, dict[str, Any]]:
-        """Benchmark name -> its ``extra_info``: the one place records become dicts."""
-        return {name: record.to_extra_info() for name, record in self.records.items()}
-
-    def derive(self) -> None:
-        """Fill in the ratios between benchmarks of this session (call once all have run).
-
-        Benchmarks measured in the interleaved passes get ratios paired within
-        each pass, with intervals; the rest (the tf.data service's runs, timed
-        on their own) get ratios of medians.
-        """
-        paired = self.paired()
-        for record in self.records.values():
-            trial = Trial(
-                "traced" if record.kind == Kind.TRACING_OVERHEAD else record.kind, record.variant
-            )
-            if isinstance(record, TrainingRecord | PipelineRecord | OverheadRecord):
-                record.paired = paired.get(trial)
-        training = {r.variant: r for r in self.records.values() if isinstance(r, TrainingRecord)}
-        ceiling = training.pop("ceiling", None)
-        naive = training.get("naive")
-        one_worker = next((r for r in training.values() if r.service_workers == 1), None)
-        for record in training.values():
-            if naive and record.paired is None:
-                record.speedup_over_naive = naive.train_s / record.train_s
-            if ceiling and record.paired is None:
-                record.fraction_of_ceiling = ceiling.train_s / record.train_s
-            if ceiling and not record.service:
-                # The CPU the pipeline costs beyond the model's own: where a
-                # CPU-only machine's gap to the ceiling comes from. (Service
-                # workers are other processes: their CPU is not in this one's.)
-                record.pipeline_cpu_s = record.cpu_s - ceiling.cpu_s
-            self._judge_accuracy(record, ceiling, training.get("augmented"))
-            if one_worker and record.service_workers:
-                record.speedup_over_1_worker = one_worker.train_s / record.train_s
-        for record in self.records.values():
-            if isinstance(record, TimelineRecord):
-                self._analyse(record, training.get(record.variant))
-        for field, found in (
-            ("alternated", self.alternations),
-            ("alternated_alone", self.alone_alternations),
-        ):
-            for alternation in found.values():
-                head, base = training.get(alternation.head), training.get(alternation.base)
-                if head and base:
-                    setattr(head, field, alternation.head_rates)
-                    setattr(base, field, alternation.base_rates)
-        for alternation in self.alternations.values():
-            if {alternation.head, alternation.base} <= training.keys():
-                training[alternation.head].alternation = alternation.to_dict()
-        for alternation in self.yardsticks.values():
-            if alternation.head in training:
-                training[alternation.head].yardstick = alternation.ratios()
-
-    @staticmethod
-    def _judge_accuracy(
-        record: TrainingRecord, ceiling: TrainingRecord | None, augmented: TrainingRecord | None
-    ) -> None:
-        """Set how far the record's final test accuracy fell below its reference's.
-
-        The reference trains the same model the same way, in the same run: the
-        ceiling for a variant that does not augment, and `augmented` for one
-        that does (random crops and flips slow learning down, more so on small
-        real data; docs/measurements.md, 2026-11-30).
-        `augmented` itself has none (an absolute floor can still be set).
-        """
-        reference = {"ceiling": ceiling, "augmented": augmented}.get(record.reference or "")
-        if reference is None or reference is record:
-            return
-        # The mean over the runs (one per pass): a variant whose order or
-        # augmentation differs run to run ends its few epochs at scattered accuracies.
-        final, wanted = record.final_accuracy(), reference.final_accuracy()
-        if final is not None and wanted is not None:
-            record.accuracy_below_reference = wanted - final
-
-    @staticmethod
-    def _analyse(record: TimelineRecord, untraced: TrainingRecord | None) -> None:
-        """The traced run's bottleneck analysis and gated figures."""
-        # The untraced run's waiting share is the truer one, when there is one.
-        runs = untraced.runs if untraced else [record.stats]
-        input_bound = input_bound_of(s for run in runs for s in run)
-        times = StageTimes.from_timeline(
-            record.timeline, input_bound, pipelines.get(record.variant), record.fits_in_memory
-        )
-        record.bottleneck = analyze(times)
-        record.gate_figures = stage_gate_figures(times, record.bottleneck, record.timeline)
-
-    def bottlenecks(self) -> dict[str, dict[str, Any]]:
-        """Per traced variant, its bottleneck analysis (after `derive`)."""
-        return {
-            r.variant: r.bottleneck.to_dict()
-            for r in self.records.values()
-            if isinstance(r, TimelineRecord) and r.bottleneck is not None
-        }
-
-    def gate_metrics(self) -> dict[str, dict[str, Any]]:
-        """Per trained variant, the metrics the gates check (after `derive`)."""
-        return metrics_by_variant(self.metrics.values())

@@ -14,6 +14,7 @@ from benchmarks.judging.against import BaseProblem
 from benchmarks.judging.decide import Verdict
 from benchmarks.measuring.pass_figures import Unreliable, unreliable
 from benchmarks.measuring.session import PerfOptions, PerfSession
+from benchmarks.run.result import RunResult, derive
 from pipelines.sources import Source
 
 SESSION_KEY = pytest.StashKey[PerfSession]()
@@ -43,12 +44,23 @@ class RunState:
     abandoned: bool = False
     # The run as pytest-benchmark saves it, once it has been written.
     run_json: dict[str, Any] | None = None
+    # What the run measured, derived once after every benchmark ran (`run_result`).
+    result: RunResult | None = None
     # The gates' failed checks, evaluated once after every benchmark ran.
     failures: list[gates.Failure] | None = None
     report: Path | None = None
     report_error: str | None = None
     # Ctrl-C: the run stopped part way (and is abandoned).
     interrupted: bool = False
+
+
+def run_result(config: pytest.Config) -> RunResult:
+    """The run's result (`benchmarks.run.result.derive`), made the first time it is asked
+    for, once every benchmark has run: saving, gating and the terminal read the same."""
+    state = config.stash[STATE_KEY]
+    if state.result is None:
+        state.result = derive(config.stash[SESSION_KEY].records)
+    return state.result
 
 
 def measurement_doubts(config: pytest.Config) -> list[Unreliable]:

@@ -19,7 +19,13 @@ from benchmarks.report.summary import (
     STEADY_COLUMNS,
     summary_table,
 )
-from benchmarks.run.state import AGAINST_PROBLEMS_KEY, SESSION_KEY, STATE_KEY, measurement_doubts
+from benchmarks.run.state import (
+    AGAINST_PROBLEMS_KEY,
+    SESSION_KEY,
+    STATE_KEY,
+    measurement_doubts,
+    run_result,
+)
 from benchmarks.saving.schema import Kind
 
 # How many of the records --skip-corrupt left out the terminal lists (the count is always shown).
@@ -37,7 +43,8 @@ def _write_measurements(terminalreporter: Any, config: pytest.Config) -> None:
         f" 95% intervals; model threads: {session.options.model_threads or 'not limited'}"
     )
     terminalreporter.write_line(device_line(session))
-    metrics = list(session.records.metrics.values())
+    result = run_result(config)
+    metrics = list(result.metrics.values())
     for title, columns in (
         ("steady state", STEADY_COLUMNS),
         ("start-up and full epochs", STARTUP_COLUMNS + FULL_EPOCH_COLUMNS),
@@ -50,9 +57,9 @@ def _write_measurements(terminalreporter: Any, config: pytest.Config) -> None:
     trained = {info["variant"]: info for info in metrics if info["kind"] == Kind.TRAINING}
     for line in no_gain_lines(trained, pipelines.VARIANTS, session.options.plan.precision):
         terminalreporter.write_line(line, yellow=True)
-    for line in held_back_lines(trained, session.records.bottlenecks()):
+    for line in held_back_lines(trained, result.bottlenecks):
         terminalreporter.write_line(line, yellow=True)
-    _write_runtime(terminalreporter, trained, session.records.bottlenecks())
+    _write_runtime(terminalreporter, trained, result.bottlenecks)
     for doubt in measurement_doubts(config):
         terminalreporter.write_line(str(doubt), red=doubt.impossible, yellow=not doubt.impossible)
 
@@ -146,26 +153,18 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     for failure in state.failures:
         terminalreporter.write_line(str(failure), red=True)
     if not state.failures:
-        checked = ", ".join(sorted(config.stash[SESSION_KEY].records.gate_metrics())) or "nothing"
+        checked = ", ".join(sorted(run_result(config).gate_metrics)) or "nothing"
         terminalreporter.write_line(f"all gates passed ({checked})", green=True)
-    records = config.stash[SESSION_KEY].records
-    bottlenecks = records.bottlenecks()
-    if bottlenecks:
+    result = run_result(config)
+    if result.bottlenecks:
         terminalreporter.section("bottlenecks")
-        overhead = next(
-            (
-                r.to_extra_info()
-                for r in records.records.values()
-                if r.kind == Kind.TRACING_OVERHEAD
-            ),
-            None,
-        )
+        overhead = next(iter(result.of_kind(Kind.TRACING_OVERHEAD)), None)
         caveat = tracing_caveat(overhead)
         if caveat:
             terminalreporter.write_line(caveat, yellow=True)
-        for variant, analysis in bottlenecks.items():
+        for variant, analysis in result.bottlenecks.items():
             terminalreporter.write_line(f"{variant}: {Bottleneck(**analysis).summary()}")
-    verified = config.stash[SESSION_KEY].records.verified_suggestions()
+    verified = result.verified_suggestions()
     if verified:
         terminalreporter.section("verified suggestions (each change applied to a copy)")
         for variant, info in verified.items():
