@@ -20,8 +20,8 @@ from scipy import stats
 import pipelines
 from benchmarks.judging import gates
 from benchmarks.judging.against import base_versions, check_bases
-from benchmarks.judging.decide import Metric, Rule, decide, decide_paired
-from benchmarks.saving import schema
+from benchmarks.judging.decide import Rule, decide, decide_paired
+from benchmarks.saving import metrics, schema
 from pipelines import steps
 from pipelines.checks.contract import ContractViolation
 from pipelines.errors import UsageError
@@ -137,7 +137,7 @@ def test_a_file_absent_at_the_ref_or_failing_there_is_one_line(project):
         load_base([str(plugin)], "HEAD")
 
 
-RATE = Metric("steady_fraction_of_ceiling")
+RATE = metrics.STEADY_FRACTION_OF_CEILING
 RULE = Rule(0.03, alpha=0.05)
 
 
@@ -190,7 +190,7 @@ def test_unchanged_code_under_drift_is_not_a_regression():
 def test_an_accuracy_difference_is_paired_as_a_difference():
     base = [0.80, 0.70, 0.90, 0.75, 0.85]
     head = [b - 0.05 for b in base]
-    verdict = decide_paired("mine", Metric("test_accuracy", absolute=True), base, head, RULE)
+    verdict = decide_paired("mine", metrics.TEST_ACCURACY, base, head, RULE)
     assert verdict.outcome == "regression" and verdict.change == pytest.approx(-0.05)
 
 

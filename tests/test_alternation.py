@@ -10,14 +10,15 @@ import pytest
 
 from benchmarks.judging import gates
 from benchmarks.measuring.alternation import (
-    ALTERNATED,
     BASE,
     HEAD,
-    YARDSTICK,
     Alternation,
     AlternationPlan,
     alternate,
 )
+from benchmarks.saving import metrics
+
+ALTERNATED, YARDSTICK = metrics.ALTERNATED.name, metrics.YARDSTICK.name
 
 
 class FakeEpochs:

@@ -166,3 +166,45 @@ def test_every_pipelines_name_the_docs_call_is_there():
     assert [
         f"{page}: pipelines.{name}" for page, name in sorted(called) if not hasattr(pipelines, name)
     ] == []
+
+
+def metric_literals(root: Path) -> list[str]:
+    """``path:line name`` for every declared metric's name (or its interval's key) written
+    as a string under ``root``'s benchmarks/ outside `benchmarks.saving.metrics`, in code
+    or in the report's templates. `Kind`'s values are benchmark kinds, not figures."""
+    from benchmarks.saving.metrics import DECLARED
+    from benchmarks.saving.schema import Kind
+
+    names = (set(DECLARED) | {f"{name}_ci" for name in DECLARED}) - {kind.value for kind in Kind}
+    found = []
+    for path in sorted((root / "benchmarks").rglob("*.py")):
+        if path.parts[-2:] == ("saving", "metrics.py"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and node.value in names:
+                found.append(f"{path.relative_to(root)}:{node.lineno} {node.value}")
+    for path in sorted((root / "benchmarks").rglob("*.j2")):
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            for name in names:
+                if f'"{name}"' in line or f".{name} " in line or f".{name})" in line:
+                    found.append(f"{path.relative_to(root)}:{number} {name}")
+    return found
+
+
+def test_every_figure_is_read_through_its_declaration():
+    assert metric_literals(ROOT) == []
+
+
+def test_the_check_finds_a_figure_read_by_its_name(tmp_path):
+    (tmp_path / "benchmarks" / "report" / "templates").mkdir(parents=True)
+    (tmp_path / "benchmarks" / "report" / "page.py").write_text(
+        'ratio = info.get("steady_fraction_of_ceiling")\nlow = info["epoch_s_ci"][0]\n'
+    )
+    (tmp_path / "benchmarks" / "report" / "templates" / "t.j2").write_text(
+        "{{ row.info.examples_per_s }}\n"
+    )
+    assert metric_literals(tmp_path) == [
+        "benchmarks/report/page.py:1 steady_fraction_of_ceiling",
+        "benchmarks/report/page.py:2 epoch_s_ci",
+        "benchmarks/report/templates/t.j2:1 examples_per_s",
+    ]

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 
 from benchmarks.judging import gates
-from benchmarks.judging.decide import Metric, Rule, decide, smallest_p
+from benchmarks.judging.decide import Rule, decide, smallest_p
+from benchmarks.saving import metrics
 from pipelines.errors import DataError
 
-FRACTION = Metric("fraction_of_ceiling")
-CPU = Metric("cpu_s_per_example", higher_is_better=False)
-ACCURACY = Metric("test_accuracy", absolute=True)
+FRACTION = metrics.FRACTION_OF_CEILING
+CPU = metrics.CPU_S_PER_EXAMPLE
+ACCURACY = metrics.TEST_ACCURACY
 RULE = Rule(0.10, origin="thresholds.toml:3 [defaults] max_throughput_drop")
 
 

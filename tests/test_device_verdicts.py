@@ -7,7 +7,9 @@ import math
 
 from benchmarks.diagnosing.held_back import held_back_line
 from benchmarks.judging import gates
-from benchmarks.measuring.alternation import ALTERNATED, ALTERNATED_ALONE
+from benchmarks.saving import metrics
+
+ALTERNATED, ALTERNATED_ALONE = metrics.ALTERNATED.name, metrics.ALTERNATED_ALONE.name
 
 DEVICE = {"device": "stand-in 2.00 ms a step", "step_time_s": 0.002, "step_time_origin": "given"}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from types import SimpleNamespace
 
 import pytest
 import tensorflow as tf
@@ -11,6 +12,7 @@ import pipelines
 from benchmarks.diagnosing.runtime_view import runtime_line, runtime_view
 from benchmarks.tools import runtime_trials
 from models.stand_in import StandIn, StepTime
+from pipelines import runtime_model
 from pipelines.checks.tagged import tagged_source
 from pipelines.runtime_model import (
     EVERY_BATCHES,
@@ -209,7 +211,7 @@ def test_without_the_call_or_with_autotune_off_one_line_says_why(monkeypatch):
     assert recorder.timeline().span_count()["map(_test_costly)"] == 32
 
 
-def test_a_timed_epoch_reads_the_model_only_when_asked_and_within_its_budget():
+def test_a_timed_epoch_reads_the_model_only_when_asked():
     source = tagged_source(64, num_shards=4)
     trainer = StandIn(StepTime(0.001, "test"))
     built = pipelines.build(planted(), source, batch_size=8)
@@ -217,14 +219,43 @@ def test_a_timed_epoch_reads_the_model_only_when_asked_and_within_its_budget():
     assert plain.runtime is None and plain.runtime_missing == ""
     (read,) = trainer.fit(built, 1, runtime=True, progress=False)
     assert read.runtime is not None and read.runtime.readings >= 2
-    # Within the budget (a share of the epoch), but for the first reading (a new
-    # iterator's costs more), one every `EVERY_BATCHES` batches whatever the budget,
-    # and the last.
-    per_reading = read.runtime.reading_s / read.runtime.readings
-    within = SAMPLE_BUDGET * read.wall_s / per_reading
-    assert read.runtime.readings <= 3 + read.steps // EVERY_BATCHES + within
     view = runtime_view([[read]], legend_of(planted(), source)).to_dict()
     assert view["limiting"] == "map(_test_costly)"
+
+
+def sampled_on_a_clock(
+    monkeypatch: pytest.MonkeyPatch, batches: int, budget: float, first_s: float, read_s: float
+) -> tuple[EpochSampler, float]:
+    """A sampler asked after each of ``batches`` batches of 10 ms on a clock of its own,
+    each reading taking ``read_s`` (the first ``first_s``): (the sampler, the time spent)."""
+    clock = [0.0]
+
+    def read(iterator):
+        clock[0] += first_s if not sampler.readings else read_s
+        return SimpleNamespace(output=1, nodes={})
+
+    monkeypatch.setattr(runtime_model, "read_model", read)
+    monkeypatch.setattr(runtime_model, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    sampler = EpochSampler(iter(()), budget=budget)
+    for _ in range(batches):
+        clock[0] += 0.010
+        sampler.sample()
+    return sampler, clock[0]
+
+
+def test_with_no_budget_the_model_is_read_first_and_then_every_few_batches(monkeypatch):
+    sampler, _ = sampled_on_a_clock(monkeypatch, 64, budget=0.0, first_s=0.004, read_s=0.001)
+    # The first, the second (nothing counted is spent yet), then one every few batches.
+    assert sampler.readings == 2 + (64 - 2) // EVERY_BATCHES
+
+
+def test_the_readings_after_the_first_cost_at_most_their_budget_of_the_epoch(monkeypatch):
+    # The first reading costs five times the whole budget: it is not counted.
+    sampler, elapsed = sampled_on_a_clock(
+        monkeypatch, 400, budget=SAMPLE_BUDGET, first_s=0.05, read_s=0.001
+    )
+    later = sampler.readings - 1
+    assert later * 0.001 == pytest.approx(SAMPLE_BUDGET * elapsed, abs=0.002)
 
 
 def test_reads_consumed_before_the_first_batch_are_seen_while_it_is_made():

@@ -21,10 +21,11 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
-from benchmarks.judging.decide import Metric, Rule, decide, smallest_p
+from benchmarks.judging.decide import Rule, decide, smallest_p
 from benchmarks.measuring.intervals import Estimate, geometric, mean, paired_ratio
 from benchmarks.measuring.pass_figures import CEILING, pass_figures
 from benchmarks.measuring.passes import Trial
+from benchmarks.saving import metrics
 
 loads = st.lists(st.floats(0.2, 5.0), min_size=2, max_size=12)
 ratios = st.floats(0.2, 5.0)
@@ -120,13 +121,15 @@ def test_every_figure_written_to_a_saved_run_is_an_ordered_interval(load, naive,
             assert info["tracing_overhead"] == pytest.approx(info["traced_over_untraced"] - 1)
 
 
-THROUGHPUT = Metric("fraction_of_ceiling")
-CPU = Metric("cpu_s_per_example", higher_is_better=False)
+THROUGHPUT = metrics.FRACTION_OF_CEILING
+CPU = metrics.CPU_S_PER_EXAMPLE
 RULE = Rule(tolerance=0.05, test="mann-whitney", alpha=0.05)
 samples = st.lists(st.floats(0.5, 2.0), min_size=1, max_size=10)
 
 
-def expected_outcome(metric: Metric, before: list[float], after: list[float], rule: Rule) -> str:
+def expected_outcome(
+    metric: metrics.Metric, before: list[float], after: list[float], rule: Rule
+) -> str:
     """The decision rule written out from its definition (module docstring of decide)."""
     if smallest_p(len(before), len(after)) >= rule.alpha:
         return "inconclusive"

@@ -15,6 +15,7 @@ from typing import Any
 
 import pipelines
 from benchmarks.measuring.records import TimelineRecord, TrainingRecord
+from benchmarks.saving.metrics import MAP_CONCURRENCY, TRACING_OVERHEAD
 from models.trainer import input_bound_of
 from pipelines.fixes import spared_by_cache
 from pipelines.timeline import UNEXPLAINED
@@ -210,12 +211,12 @@ def tracing_caveat(overhead: Mapping[str, Any] | None) -> str | None:
     """A line when tracing measurably slowed the traced run (its interval wholly above
     `TRACING_TRUSTED`); None when it did not, or was not measured. ``overhead``: the
     tracing-overhead benchmark's figures."""
-    if not overhead or overhead.get("tracing_overhead") is None:
+    if not overhead or TRACING_OVERHEAD.of(overhead) is None:
         return None
-    low, high = overhead.get("tracing_overhead_ci") or (None, None)
+    low, high = overhead.get(TRACING_OVERHEAD.interval_key) or (None, None)
     if low is None or low <= TRACING_TRUSTED:
         return None
-    value = overhead["tracing_overhead"]
+    value = TRACING_OVERHEAD.of(overhead)
     return (
         f"the traced run of {overhead.get('variant', '?')} was {value:+.0%} [{low:+.0%},"
         f" {high:+.0%}] slower than the untraced one, more than {TRACING_TRUSTED:.0%}: its"
@@ -368,7 +369,7 @@ def _stage_advice(stage: Stage, percent: str) -> list[tuple[str, tuple[str, ...]
 # between unchanged runs in the gate trials).
 GATED_STAGE_SHARE = 0.2
 GATED_STAGE_SPANS = 200
-GATE_FIGURES = ("map_concurrency", "stage_p10_s")
+GATE_FIGURES = (MAP_CONCURRENCY.name, "stage_p10_s")
 
 
 def stage_gate_figures(
@@ -397,7 +398,7 @@ def stage_gate_figures(
         peaks[s.name] for s in times.input_stages() if s.kind == "map" and s.name in peaks
     ]
     if concurrency:
-        figures["map_concurrency"] = max(concurrency)
+        figures[MAP_CONCURRENCY.name] = max(concurrency)
     return figures
 
 

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from benchmarks.measuring.intervals import t_quantile
+from benchmarks.saving.metrics import STEADY_EXAMPLES_PER_S, STEADY_INPUT_BOUND
 from benchmarks.saving.schema import Kind
 from pipelines.steps import Prefetch
 from pipelines.variants import Variant
@@ -38,7 +39,7 @@ def gain_bound(reference: Mapping[str, Any], overlap_only: bool) -> float:
     ``overlap_only``: the change only overlaps input with training (a prefetch):
     it hides at most the shorter of the wait and the step.
     """
-    wait = min(max(reference.get("steady_input_bound") or 0.0, 0.0), 1.0)
+    wait = min(max(reference.get(STEADY_INPUT_BOUND.name) or 0.0, 0.0), 1.0)
     if overlap_only:
         return 1.0 / max(wait, 1.0 - wait)
     return math.inf if wait >= 1.0 else 1.0 / (1.0 - wait)
@@ -52,11 +53,11 @@ def adds_only_overlap(variant: Variant, reference: Variant) -> bool:
 
 def per_batch_ms(info: Mapping[str, Any], batch_size: int) -> tuple[float, float]:
     """(wait, step) milliseconds per batch in steady state, from examples/s and input-bound."""
-    rate = info.get("steady_examples_per_s") or 0.0
+    rate = info.get(STEADY_EXAMPLES_PER_S.name) or 0.0
     if rate <= 0:
         return 0.0, 0.0
     batch_ms = 1000.0 * batch_size / rate
-    wait = min(max(info.get("steady_input_bound") or 0.0, 0.0), 1.0)
+    wait = min(max(info.get(STEADY_INPUT_BOUND.name) or 0.0, 0.0), 1.0)
     return wait * batch_ms, (1.0 - wait) * batch_ms
 
 
@@ -90,7 +91,7 @@ def no_gain_line(
     shown = f"{name}: {value:.2f}x [{interval[0]:.2f}, {interval[1]:.2f}] over {reference_name}"
     bound = gain_bound(reference, overlap_only)
     wait_ms, step_ms = per_batch_ms(reference, int(info.get("batch_size") or 1))
-    share = reference.get("steady_input_bound") or 0.0
+    share = reference.get(STEADY_INPUT_BOUND.name) or 0.0
     if bound < NOTHING_TO_GAIN:
         if overlap_only:
             why = (

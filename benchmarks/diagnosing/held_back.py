@@ -15,6 +15,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from benchmarks.saving.metrics import (
+    EPOCH_S,
+    EPOCH_START_S,
+    EXAMPLES_PER_S,
+    STEADY_EXAMPLES_PER_S,
+    STEADY_FRACTION_OF_CEILING,
+    STEADY_INPUT_BOUND,
+)
+
 # A pipeline that keeps the device fed reaches this fraction of the ceiling in steady state.
 FED = 0.95
 # Waiting for input less than this share of its steady time, a variant mostly keeps up.
@@ -24,9 +33,9 @@ MOSTLY_FED = 0.5
 def steady_epoch_s(info: Mapping[str, Any]) -> float | None:
     """Seconds of one steady epoch: its examples at the steady rate (None: unknown)."""
     rate, examples_per_s, epoch_s = (
-        info.get("steady_examples_per_s"),
-        info.get("examples_per_s"),
-        info.get("epoch_s"),
+        info.get(STEADY_EXAMPLES_PER_S.name),
+        info.get(EXAMPLES_PER_S.name),
+        info.get(EPOCH_S.name),
     )
     if not rate or not examples_per_s or not epoch_s:
         return None
@@ -38,17 +47,17 @@ def held_back_line(
 ) -> str | None:
     """The line for ``variant`` (None: it keeps the device fed, or was not measured so)."""
     fraction, interval = (
-        info.get("steady_fraction_of_ceiling"),
-        info.get("steady_fraction_of_ceiling_ci"),
+        info.get(STEADY_FRACTION_OF_CEILING.name),
+        info.get(STEADY_FRACTION_OF_CEILING.interval_key),
     )
     top = interval[1] if interval and interval[1] is not None else fraction
-    waits = info.get("steady_input_bound")
+    waits = info.get(STEADY_INPUT_BOUND.name)
     if fraction is None or top is None or top >= FED or (waits or 0) >= MOSTLY_FED:
         return None
     reasons = []
     if waits is not None:
         reasons.append(f"it waits for input {waits:.0%} of its steady time")
-    start, epoch = info.get("epoch_start_s"), steady_epoch_s(info)
+    start, epoch = info.get(EPOCH_START_S.name), steady_epoch_s(info)
     if start and epoch:
         reasons.append(
             f"each later epoch waits {start:.3f} s for its first batch, {start / epoch:.0%} of"

@@ -18,6 +18,7 @@ from typing import Any
 
 from benchmarks.diagnosing.bottleneck import INPUT_KINDS, MODERATE
 from benchmarks.measuring.cores import cpu_cores
+from benchmarks.saving.metrics import INPUT_BOUND, RUNTIME_OVERHEAD, STEADY_INPUT_BOUND
 from models.trainer import EpochStats
 from pipelines.runtime_model import Legend, RuntimeStage
 
@@ -249,13 +250,13 @@ def runtime_line(
     later = len(info.get("busy_by_epoch") or ()) > 1
     head = f"{variant}: busiest stage {limiting} ({share} of the input work"
     head += f" in later epochs; the first epoch's: {first})" if later and first != limiting else ")"
-    waiting = metrics.get("steady_input_bound")
-    waiting = metrics.get("input_bound") if waiting is None else waiting
+    waiting = metrics.get(STEADY_INPUT_BOUND.name)
+    waiting = metrics.get(INPUT_BOUND.name) if waiting is None else waiting
     if waiting is not None and waiting < MODERATE:
         head += f", but the device limits (input waits {waiting:.0%})"
-    cost = metrics.get("runtime_overhead")
+    cost = metrics.get(RUNTIME_OVERHEAD.name)
     if cost is not None:
-        low, high = metrics.get("runtime_overhead_ci") or (cost, cost)
+        low, high = metrics.get(RUNTIME_OVERHEAD.interval_key) or (cost, cost)
         head += f"; reading them cost {cost:+.1%} [{low:+.1%}, {high:+.1%}] of its training time"
     parts = [
         head,

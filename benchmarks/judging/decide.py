@@ -28,35 +28,11 @@ from typing import Literal
 import numpy as np
 
 from benchmarks.measuring.intervals import t_quantile
+from benchmarks.saving.metrics import Metric
 
 Outcome = Literal["regression", "inconclusive", "ok", "improvement"]
 TESTS = ("mann-whitney", "bootstrap")
 BOOTSTRAP_RESAMPLES = 4000
-
-
-@dataclasses.dataclass(frozen=True)
-class Metric:
-    """How a gated metric is compared.
-
-    Attributes:
-        name: the key in ``extra_info`` and its ``samples``.
-        higher_is_better: fraction of the ceiling, accuracy; false for times and CPU.
-        absolute: the change is a difference (accuracy), not a ratio.
-    """
-
-    name: str
-    higher_is_better: bool = True
-    absolute: bool = False
-
-    def limit(self, before: float, tolerance: float) -> float:
-        """The worst value allowed against ``before``: a floor where higher is better, a
-        ceiling otherwise; ``tolerance`` a fraction of it, or an amount if absolute."""
-        moved = tolerance if self.absolute else before * tolerance
-        return before - moved if self.higher_is_better else before + moved
-
-    def beyond(self, value: float, limit: float) -> bool:
-        """Whether ``value`` is worse than ``limit``."""
-        return value < limit if self.higher_is_better else value > limit
 
 
 @dataclasses.dataclass(frozen=True)

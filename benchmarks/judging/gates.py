@@ -19,74 +19,61 @@ from typing import Any
 
 from benchmarks.diagnosing.bottleneck import GATE_FIGURES
 from benchmarks.judging import structure
-from benchmarks.judging.decide import TESTS, Metric, Rule, Verdict, decide, decide_paired
-from benchmarks.measuring.alternation import ALTERNATED, ALTERNATED_ALONE, YARDSTICK
+from benchmarks.judging.decide import TESTS, Rule, Verdict, decide, decide_paired
 from benchmarks.measuring.intervals import paired_ratio
-from benchmarks.saving import schema
+from benchmarks.saving import metrics, schema
+from benchmarks.saving.metrics import Metric, Pairing
 from benchmarks.saving.schema import Kind
 from pipelines.errors import DataError
 
 DEFAULT_THRESHOLDS = Path(__file__).resolve().parents[1] / "thresholds.toml"
 
-# metric key -> (measured quantity, direction): "min" limits fail below, "max" above.
-LIMITS = {
-    "min_test_accuracy": ("test_accuracy", "min"),
+# metric key -> (the metric, direction): "min" limits fail below, "max" above.
+LIMITS: dict[str, tuple[Metric, str]] = {
+    "min_test_accuracy": (metrics.TEST_ACCURACY, "min"),
     # The same run's reference accuracy (the ceiling's, or augmented's for a variant
     # that augments) minus this variant's: judged against the run, it holds on any data.
-    "max_accuracy_below_reference": ("accuracy_below_reference", "max"),
-    "min_speedup": ("speedup_over_naive", "min"),
-    "max_input_bound": ("input_bound", "max"),
-    "max_ceiling_slowdown": ("ceiling_slowdown", "max"),
-    "min_map_concurrency": ("map_concurrency", "min"),
+    "max_accuracy_below_reference": (metrics.ACCURACY_BELOW_REFERENCE, "max"),
+    "min_speedup": (metrics.SPEEDUP_OVER_NAIVE, "min"),
+    "max_input_bound": (metrics.INPUT_BOUND, "max"),
+    "max_ceiling_slowdown": (metrics.CEILING_SLOWDOWN, "max"),
+    "min_map_concurrency": (metrics.MAP_CONCURRENCY, "min"),
     # Steady state and start-up, each its own line (`benchmarks.measuring.phases`).
-    "max_steady_ceiling_slowdown": ("steady_ceiling_slowdown", "max"),
-    "max_first_batch_s": ("first_batch_s", "max"),
-    "max_epoch_start_s": ("epoch_start_s", "max"),
+    "max_steady_ceiling_slowdown": (metrics.STEADY_CEILING_SLOWDOWN, "max"),
+    "max_first_batch_s": (metrics.FIRST_BATCH_S, "max"),
+    "max_epoch_start_s": (metrics.EPOCH_START_S, "max"),
 }
-# Tolerances for the comparison with a baseline run (fractions and absolute accuracy).
+# Tolerances for the comparison with a baseline run (fractions and absolute accuracy);
+# each metric says which way is worse and whether its change is a ratio or a difference.
 # Throughput is compared as the fraction of the ceiling (the variant's
 # examples/s over the in-memory ceiling's, same run): examples/s alone halved
 # between unchanged runs when the shared machine was busy; the ratio moved far less.
-TOLERANCES = {
-    "max_throughput_drop": "fraction_of_ceiling",
+TOLERANCES: dict[str, Metric] = {
+    "max_throughput_drop": metrics.FRACTION_OF_CEILING,
     # The same in steady state, and the wait for the first batch: a regression in
     # start-up and one in steady state are different lines.
-    "max_steady_throughput_drop": "steady_fraction_of_ceiling",
-    "max_startup_increase": "first_batch_s",
-    "max_accuracy_drop": "test_accuracy",
+    "max_steady_throughput_drop": metrics.STEADY_FRACTION_OF_CEILING,
+    "max_startup_increase": metrics.FIRST_BATCH_S,
+    "max_accuracy_drop": metrics.TEST_ACCURACY,
     # The pipeline's CPU seconds per example, alone (`test_pipeline`). Not in the
     # default thresholds: it moved by up to 2x between passes of an unchanged
     # pipeline (docs/measurements.md, 2026-12-03).
-    "max_cpu_increase": "cpu_s_per_example",
+    "max_cpu_increase": metrics.CPU_S_PER_EXAMPLE,
     # --perf-yardstick: the steady fraction of the ceiling, epoch by epoch (each round a
     # variant's epoch over the ceiling's: both drift with the machine).
-    "max_yardstick_drop": YARDSTICK,
+    "max_yardstick_drop": metrics.YARDSTICK,
     # --perf-against on a stand-in device: the pipelines alone, epoch by epoch (what a
     # change costs the pipeline itself, whatever the device's step hides of it).
-    "max_alone_throughput_drop": ALTERNATED_ALONE,
+    "max_alone_throughput_drop": metrics.ALTERNATED_ALONE,
     # The first epoch's time beyond its examples at the steady rate (start-up's cost).
-    "max_first_epoch_increase": "first_epoch_extra_s",
+    "max_first_epoch_increase": metrics.FIRST_EPOCH_EXTRA_S,
 }
-# Metric -> its tolerance's key.
-TOLERANCE_OF = {metric: key for key, metric in TOLERANCES.items()}
-# How each compared metric is decided against the baseline's passes (`benchmarks.judging.decide`).
-COMPARED = {
-    "fraction_of_ceiling": Metric("fraction_of_ceiling"),
-    "steady_fraction_of_ceiling": Metric("steady_fraction_of_ceiling"),
-    "first_batch_s": Metric("first_batch_s", higher_is_better=False),
-    "test_accuracy": Metric("test_accuracy", absolute=True),
-    "cpu_s_per_example": Metric("cpu_s_per_example", higher_is_better=False),
-    ALTERNATED: Metric(ALTERNATED),
-    ALTERNATED_ALONE: Metric(ALTERNATED_ALONE),
-    YARDSTICK: Metric(YARDSTICK),
-    "first_epoch_extra_s": Metric("first_epoch_extra_s", higher_is_better=False),
-}
-# Samples taken round by round (`benchmarks.measuring.alternation`), not pass by pass.
-ROUND_BY_ROUND = (ALTERNATED, ALTERNATED_ALONE)
+# Metric name -> its tolerance's key.
+TOLERANCE_OF = {metric.name: key for key, metric in TOLERANCES.items()}
 # Head against base (--perf-against): where both sides have these samples, the metric
 # is decided from them instead: steady state from the epochs alternated round by round,
 # six times as many pairs as passes and seconds apart (`benchmarks.measuring.alternation`).
-PAIRED_FROM = {"steady_fraction_of_ceiling": ALTERNATED}
+PAIRED_FROM = {metrics.STEADY_FRACTION_OF_CEILING.name: metrics.ALTERNATED}
 # The [statistics] section: which test decides, at what level (defaults below).
 STATISTICS_KEYS = {"test": TESTS, "alpha": (0.0, 0.5)}
 # With a baseline: a gated stage's 10th-percentile span may grow by this fraction (see
@@ -283,12 +270,12 @@ def _statistics(table: Mapping[str, object], where: Any) -> dict[str, Any]:
 def check_run(thresholds: Thresholds, results: Mapping[str, Mapping[str, Any]]) -> list[Failure]:
     """Check each variant's metrics of this run against its limits."""
     failures = []
-    for variant, metrics in results.items():
+    for variant, figures in results.items():
         for key, limit in thresholds.limits_for(variant).items():
             if key not in LIMITS:
                 continue
             metric, direction = LIMITS[key]
-            value = metrics.get(metric)
+            value = metric.of(figures)
             if value is None:
                 continue  # e.g. no speedup when naive was not run
             if (direction == "min" and value < limit.value) or (
@@ -296,21 +283,21 @@ def check_run(thresholds: Thresholds, results: Mapping[str, Mapping[str, Any]]) 
             ):
                 relation = ">=" if direction == "min" else "<="
                 failures.append(
-                    Failure(variant, metric, value, limit.value, relation, limit.origin)
+                    Failure(variant, metric.name, value, limit.value, relation, limit.origin)
                 )
     return failures
 
 
 def below_baseline(
-    thresholds: Thresholds, variant: str, metric: str, value: float | None, before: float | None
+    thresholds: Thresholds, variant: str, metric: Metric, value: float | None, before: float | None
 ) -> tuple[float, Limit] | None:
     """(limit value, limit) when ``value`` moved beyond the tolerance for ``metric`` from
     ``before``: the throughput and accuracy floors, the CPU ceiling (`Metric.limit`)."""
-    limit = thresholds.limits_for(variant).get(TOLERANCE_OF[metric])
+    limit = thresholds.limits_for(variant).get(TOLERANCE_OF[metric.name])
     if limit is None or value is None or not before:
         return None
-    worst = COMPARED[metric].limit(before, limit.value)
-    return (worst, limit) if COMPARED[metric].beyond(value, worst) else None
+    worst = metric.limit(before, limit.value)
+    return (worst, limit) if metric.beyond(value, worst) else None
 
 
 def check_baseline(
@@ -336,7 +323,7 @@ def compare_with_baseline(
     without samples is compared by its single value against the tolerance.
     """
     failures, verdicts = [], []
-    for variant, metrics in results.items():
+    for variant, figures in results.items():
         before = baseline.get(variant)
         if before is None:
             continue
@@ -345,26 +332,27 @@ def compare_with_baseline(
             limit = limits.get(key)
             if limit is None:
                 continue
-            then = (before.get("samples") or {}).get(metric)
-            now = (metrics.get("samples") or {}).get(metric)
+            then, now = metric.samples_of(before), metric.samples_of(figures)
             verdict = None
             if then and now:
                 rule = thresholds.rule(limit)
                 rule = dataclasses.replace(rule, origin=f"{rule.origin}, baseline {baseline_name}")
-                verdict = decide(variant, COMPARED[metric], then, now, rule)
+                verdict = decide(variant, metric, then, now, rule)
                 verdicts.append(verdict)
             if verdict is None or verdict.change is None:
                 # No samples, or too few passes to decide by statistics: a change
                 # beyond the tolerance still fails on the single values.
                 failures += _beyond_tolerance(
-                    thresholds, variant, metric, metrics, before, baseline_name
+                    thresholds, variant, metric, figures, before, baseline_name
                 )
             elif verdict.outcome == "regression":
                 failures.append(
-                    Failure(variant, metric, verdict.change, limit.value, "", rule.origin, verdict)
+                    Failure(
+                        variant, metric.name, verdict.change, limit.value, "", rule.origin, verdict
+                    )
                 )
-        failures += _slower_stages(thresholds, variant, metrics, before, baseline_name)
-        failures += _lost_steps(variant, metrics, before, baseline_name)
+        failures += _slower_stages(thresholds, variant, figures, before, baseline_name)
+        failures += _lost_steps(variant, figures, before, baseline_name)
     return failures, verdicts
 
 
@@ -387,23 +375,23 @@ def compare_pairs(
             continue
         for key, limit in paired.limits_for(head).items():
             metric = TOLERANCES.get(key)
-            finer = PAIRED_FROM.get(metric)
-            if finer and _samples(then, finer) and _samples(now, finer):
-                metric = finer
-            before, after = _samples(then, metric), _samples(now, metric)
-            if not metric or not before or not after or len(before) != len(after):
+            if metric is None:
                 continue
-            paired_by = "round by round" if metric in ROUND_BY_ROUND else "in the same passes"
+            finer = PAIRED_FROM.get(metric.name)
+            if finer and finer.samples_of(then) and finer.samples_of(now):
+                metric = finer
+            before, after = metric.samples_of(then), metric.samples_of(now)
+            if not before or not after or len(before) != len(after):
+                continue
+            by_round = metric.pairing is Pairing.ROUND
+            paired_by = "round by round" if by_round else "in the same passes"
             origin = f"{limit.origin}, base {base} {paired_by}"
             rule = Rule(limit.value, "paired t", paired.alpha, origin)
-            verdict = device_meaning(
-                decide_paired(head, COMPARED[metric], before, after, rule), now, then
-            )
+            verdict = device_meaning(decide_paired(head, metric, before, after, rule), now, then)
             verdicts.append(verdict)
             if verdict.outcome == "regression":
-                failures.append(
-                    Failure(head, metric, verdict.change, limit.value, "", rule.origin, verdict)
-                )
+                change, worst = verdict.change, limit.value
+                failures.append(Failure(head, metric.name, change, worst, "", rule.origin, verdict))
     return failures, verdicts
 
 
@@ -411,14 +399,14 @@ def device_meaning(verdict: Verdict, now: Mapping[str, Any], then: Mapping[str, 
     """``verdict`` on steady throughput, saying what its change means on the run's device
     (a stand-in: ``now`` has its ``step_time_s``): training there goes that much slower or
     faster; for the pipelines alone, how much of it the device's step hides."""
-    device, name = now.get("step_time_s"), verdict.metric.name
-    if verdict.change is None or not device or name not in ROUND_BY_ROUND:
+    device = now.get("step_time_s")
+    if verdict.change is None or not device or verdict.metric.pairing is not Pairing.ROUND:
         return verdict
     on_device = str(now.get("device"))  # its step time's origin heads the run's figures
-    if name == ALTERNATED:
+    if verdict.metric.name == metrics.ALTERNATED.name:
         meaning = f"training on {on_device} {_faster_or_slower(verdict.change)}"
     else:
-        heads, bases = _samples(now, ALTERNATED), _samples(then, ALTERNATED)
+        heads, bases = metrics.ALTERNATED.samples_of(now), metrics.ALTERNATED.samples_of(then)
         meaning = f"the pipeline alone {_faster_or_slower(verdict.change)}"
         if heads and bases and len(heads) == len(bases):
             paced = paired_ratio(heads, bases).value
@@ -434,20 +422,15 @@ def _faster_or_slower(ratio: float) -> str:
     return f"goes {abs(1 - ratio):.0%} {'slower' if ratio < 1 else 'faster'}"
 
 
-def _samples(metrics: Mapping[str, Any], metric: str | None) -> list[float] | None:
-    """``metric``'s per-pass (or per-round) samples in a variant's gated metrics."""
-    return (metrics.get("samples") or {}).get(metric) if metric else None
-
-
 def _lost_steps(
-    variant: str, metrics: Mapping[str, Any], before: Mapping[str, Any], baseline_name: str
+    variant: str, figures: Mapping[str, Any], before: Mapping[str, Any], baseline_name: str
 ) -> list[Failure]:
     """A failure when the variant's steps lost an optimization the baseline's had."""
-    had, has = structure.optimizations(before), structure.optimizations(metrics)
+    had, has = structure.optimizations(before), structure.optimizations(figures)
     gone = structure.lost(had, has) if had is not None and has is not None else []
     if not gone:
         return []
-    then, now = before.get("steps"), metrics.get("steps")
+    then, now = before.get("steps"), figures.get("steps")
     detail = f"lost {', '.join(gone)}: steps were {then}, now {now}"
     return [Failure(variant, "steps", 0.0, 0.0, "", f"baseline {baseline_name}", detail=detail)]
 
@@ -455,31 +438,32 @@ def _lost_steps(
 def _beyond_tolerance(
     thresholds: Thresholds,
     variant: str,
-    metric: str,
-    metrics: Mapping[str, Any],
+    metric: Metric,
+    figures: Mapping[str, Any],
     before: Mapping[str, Any],
     baseline_name: str,
 ) -> list[Failure]:
     """The single-value comparison: a failure when ``metric`` moved beyond its tolerance."""
-    fell = below_baseline(thresholds, variant, metric, metrics.get(metric), before.get(metric))
+    value = metric.of(figures)
+    fell = below_baseline(thresholds, variant, metric, value, metric.of(before))
     if not fell:
         return []
     worst, limit = fell
     origin = f"{limit.origin}, baseline {baseline_name}"
-    relation = ">=" if COMPARED[metric].higher_is_better else "<="
-    return [Failure(variant, metric, metrics[metric], worst, relation, origin)]
+    relation = ">=" if metric.higher_is_better else "<="
+    return [Failure(variant, metric.name, value, worst, relation, origin)]
 
 
 def _slower_stages(
     thresholds: Thresholds,
     variant: str,
-    metrics: Mapping[str, Any],
+    figures: Mapping[str, Any],
     before: Mapping[str, Any],
     baseline_name: str,
 ) -> list[Failure]:
     """The stages the baseline gated whose 10th-percentile span grew beyond the tolerance."""
     limit = thresholds.limits_for(variant).get(STAGE_TOLERANCE)
-    now = metrics.get("stage_p10_s") or {}
+    now = figures.get("stage_p10_s") or {}
     if limit is None:
         return []
     failures = []
@@ -508,11 +492,12 @@ def metrics_by_variant(infos: Iterable[Mapping[str, Any]]) -> dict[str, dict[str
         variant = info["variant"]
         gated = {k: v for k, v in traced.get(variant, {}).items() if k in GATE_FIGURES}
         pipeline = alone.get(variant, {})
-        if "cpu_s_per_example" in pipeline:
-            gated["cpu_s_per_example"] = pipeline["cpu_s_per_example"]
+        cpu = metrics.CPU_S_PER_EXAMPLE
+        if cpu.of(pipeline) is not None:
+            gated[cpu.name] = cpu.of(pipeline)
         samples = {**(info.get("samples") or {})}
-        if (pipeline.get("samples") or {}).get("cpu_s_per_example"):
-            samples["cpu_s_per_example"] = pipeline["samples"]["cpu_s_per_example"]
+        if cpu.samples_of(pipeline):
+            samples[cpu.name] = cpu.samples_of(pipeline)
         merged[variant] = {**info, **gated, "samples": samples}
     return merged
 

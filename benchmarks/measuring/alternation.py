@@ -28,16 +28,8 @@ from typing import Any
 
 BASE, HEAD = 0, 1
 SIDES = ("base", "head")
-# The samples it saves on both records, one per round (paired by index), which
-# `--perf-against` decides steady-state throughput from (`benchmarks.judging.gates.compare_pairs`).
-ALTERNATED = "alternated_examples_per_s"
-# The same with the pipelines alone (no device step), where the timed device is a stand-in
-# with a step: what a change costs the pipeline itself, whatever the device hides of it.
-ALTERNATED_ALONE = "alternated_alone_examples_per_s"
-# --perf-yardstick: per round, a variant's steady epoch over the ceiling's, the ceiling
-# the yardstick that drifts with the machine (`benchmarks.judging.gates` against a
-# saved baseline).
-YARDSTICK = "alternated_fraction_of_ceiling"
+# What it saves on the records, one per round: `benchmarks.saving.metrics.ALTERNATED`,
+# `ALTERNATED_ALONE` and `YARDSTICK`.
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,6 +25,31 @@ from benchmarks.measuring.phases import (
     steady_epochs,
     steady_rate,
 )
+from benchmarks.saving.metrics import (
+    CEILING_SLOWDOWN,
+    EPOCH_S,
+    EPOCH_START_S,
+    FIRST_BATCH_S,
+    FIRST_EPOCH_EXTRA_S,
+    FRACTION_OF_CEILING,
+    INPUT_BOUND,
+    OBSERVED_OVER_UNOBSERVED,
+    RUNTIME_OVERHEAD,
+    SPEEDUP_OVER_AUGMENTED,
+    SPEEDUP_OVER_NAIVE,
+    STEADY_CEILING_SLOWDOWN,
+    STEADY_EXAMPLES_PER_S,
+    STEADY_FRACTION_OF_CEILING,
+    STEADY_INPUT_BOUND,
+    STEADY_OBSERVED_OVER_UNOBSERVED,
+    STEADY_RUNTIME_OVERHEAD,
+    STEADY_SPEEDUP_OVER_AUGMENTED,
+    STEADY_SPEEDUP_OVER_NAIVE,
+    STEADY_TRACED_OVER_UNTRACED,
+    STEADY_TRACING_OVERHEAD,
+    TRACED_OVER_UNTRACED,
+    TRACING_OVERHEAD,
+)
 from models.trainer import EpochStats, input_bound_of
 
 
@@ -38,17 +63,37 @@ def run_totals(
 CEILING = Trial("ceiling", "ceiling")
 # Speedups are measured over these variants: the lab's baseline, and the one
 # each single optimization (prefetch, interleave, ...) is added to.
-SPEEDUP_REFERENCES = {"speedup_over_naive": "naive", "speedup_over_augmented": "augmented"}
+# (full epochs, steady state, the variant it is over).
+SPEEDUP_REFERENCES = (
+    (SPEEDUP_OVER_NAIVE, STEADY_SPEEDUP_OVER_NAIVE, "naive"),
+    (SPEEDUP_OVER_AUGMENTED, STEADY_SPEEDUP_OVER_AUGMENTED, "augmented"),
+)
+REFERENCE_OF = {m.name: ref for *speedups, ref in SPEEDUP_REFERENCES for m in speedups}
+# A traced run over its untraced twin, and an observed training run over its unobserved
+# twin: full epochs and steady state.
+TWIN_RATIOS = {
+    "traced": (TRACED_OVER_UNTRACED, STEADY_TRACED_OVER_UNTRACED),
+    "training": (OBSERVED_OVER_UNOBSERVED, STEADY_OBSERVED_OVER_UNOBSERVED),
+}
+# Figures derived from a ratio: (from, to, how).
+DERIVED = (
+    (FRACTION_OF_CEILING, CEILING_SLOWDOWN, Estimate.inverse),
+    (TRACED_OVER_UNTRACED, TRACING_OVERHEAD, lambda ratio: ratio.shifted(-1)),
+    (OBSERVED_OVER_UNOBSERVED, RUNTIME_OVERHEAD, lambda ratio: ratio.shifted(-1)),
+    (STEADY_FRACTION_OF_CEILING, STEADY_CEILING_SLOWDOWN, Estimate.inverse),
+    (STEADY_TRACED_OVER_UNTRACED, STEADY_TRACING_OVERHEAD, lambda ratio: ratio.shifted(-1)),
+    (STEADY_OBSERVED_OVER_UNOBSERVED, STEADY_RUNTIME_OVERHEAD, lambda ratio: ratio.shifted(-1)),
+)
 
 
 # The ratios a run is judged by, and whose intervals decide whether it needs another
 # pass: steady state (what a change to the pipeline's throughput moves), and what
 # tracing costs there. The full-epoch ratios are reported beside them.
 JUDGED = (
-    "steady_speedup_over_naive",
-    "steady_speedup_over_augmented",
-    "steady_fraction_of_ceiling",
-    "steady_traced_over_untraced",
+    STEADY_SPEEDUP_OVER_NAIVE.name,
+    STEADY_SPEEDUP_OVER_AUGMENTED.name,
+    STEADY_FRACTION_OF_CEILING.name,
+    STEADY_TRACED_OVER_UNTRACED.name,
 )
 
 
@@ -85,40 +130,34 @@ class PairedFigures:
     def ratios(self) -> dict[str, Estimate]:
         """The ratios measured (by name): full-epoch and steady-state."""
         names = (
-            "speedup_over_naive",
-            "speedup_over_augmented",
-            "fraction_of_ceiling",
-            "traced_over_untraced",
-            "observed_over_unobserved",
-            "steady_observed_over_unobserved",
+            SPEEDUP_OVER_NAIVE.name,
+            SPEEDUP_OVER_AUGMENTED.name,
+            FRACTION_OF_CEILING.name,
+            TRACED_OVER_UNTRACED.name,
+            OBSERVED_OVER_UNOBSERVED.name,
+            STEADY_OBSERVED_OVER_UNOBSERVED.name,
             *JUDGED,
         )
         return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
     def figures(self) -> dict[str, Estimate]:
         """Every figure by its saved name, the derived ones (slowdowns, overheads) included."""
-        figures: dict[str, Estimate] = {"epoch_s": self.epoch_s, **self.ratios()}
+        figures: dict[str, Estimate] = {EPOCH_S.name: self.epoch_s, **self.ratios()}
         singles = (
-            "input_bound",
-            "steady_examples_per_s",
-            "steady_input_bound",
-            "first_batch_s",
-            "first_epoch_extra_s",
-            "epoch_start_s",
+            INPUT_BOUND.name,
+            STEADY_EXAMPLES_PER_S.name,
+            STEADY_INPUT_BOUND.name,
+            FIRST_BATCH_S.name,
+            FIRST_EPOCH_EXTRA_S.name,
+            EPOCH_START_S.name,
         )
         figures.update(
             {name: getattr(self, name) for name in singles if getattr(self, name) is not None}
         )
-        for prefix in ("", "steady_"):
-            fraction = figures.get(f"{prefix}fraction_of_ceiling")
-            if fraction is not None:
-                figures[f"{prefix}ceiling_slowdown"] = fraction.inverse()
-            traced = figures.get(f"{prefix}traced_over_untraced")
-            if traced is not None:
-                figures[f"{prefix}tracing_overhead"] = traced.shifted(-1)
-            observed = figures.get(f"{prefix}observed_over_unobserved")
-            if observed is not None:
-                figures[f"{prefix}runtime_overhead"] = observed.shifted(-1)
+        for source, derived, how in DERIVED:
+            ratio = figures.get(source.name)
+            if ratio is not None:
+                figures[derived.name] = how(ratio)
         return figures
 
     def to_extra_info(self) -> dict[str, Any]:
@@ -163,35 +202,35 @@ def _trial_figures(passes: Passes, trial: Trial, rates: dict[Trial, list[float]]
     untraced = Trial(UNOBSERVED, trial.variant)
     if untraced not in seconds:
         untraced = Trial("training", trial.variant)
-    figures: dict[str, Estimate] = {"epoch_s": geometric([t / epochs for t in times])}
-    for name, reference in SPEEDUP_REFERENCES.items():
+    figures: dict[str, Estimate] = {EPOCH_S.name: geometric([t / epochs for t in times])}
+    for full, steady, reference in SPEEDUP_REFERENCES:
         over = Trial(trial.kind, reference)
         if over in seconds and trial.kind != "traced":
-            figures[name] = paired_ratio(seconds[over], times)
+            figures[full.name] = paired_ratio(seconds[over], times)
             if trial in rates and over in rates:
-                figures[f"steady_{name}"] = paired_ratio(rates[trial], rates[over])
+                figures[steady.name] = paired_ratio(rates[trial], rates[over])
     if CEILING in seconds and trial.kind == "training":
-        figures["fraction_of_ceiling"] = paired_ratio(seconds[CEILING], times)
-        figures["steady_fraction_of_ceiling"] = paired_ratio(rates[trial], rates[CEILING])
+        figures[FRACTION_OF_CEILING.name] = paired_ratio(seconds[CEILING], times)
+        figures[STEADY_FRACTION_OF_CEILING.name] = paired_ratio(rates[trial], rates[CEILING])
     if trial.kind in ("traced", "training") and untraced.kind == UNOBSERVED:
-        name = "traced_over_untraced" if trial.kind == "traced" else "observed_over_unobserved"
-        figures[name] = paired_ratio(times, seconds[untraced])
-        figures[f"steady_{name}"] = paired_ratio(rates[untraced], rates[trial])
+        full, steady = TWIN_RATIOS[trial.kind]
+        figures[full.name] = paired_ratio(times, seconds[untraced])
+        figures[steady.name] = paired_ratio(rates[untraced], rates[trial])
     elif trial.kind == "traced" and untraced in seconds:
-        figures["traced_over_untraced"] = paired_ratio(times, seconds[untraced])
-        figures["steady_traced_over_untraced"] = paired_ratio(rates[untraced], rates[trial])
+        figures[TRACED_OVER_UNTRACED.name] = paired_ratio(times, seconds[untraced])
+        figures[STEADY_TRACED_OVER_UNTRACED.name] = paired_ratio(rates[untraced], rates[trial])
     if trial in rates:
         positive = (0.0, math.inf)
-        figures["input_bound"] = mean([input_bound_of(run) for run in runs], within=(0, 1))
-        figures["steady_examples_per_s"] = geometric(rates[trial])
+        figures[INPUT_BOUND.name] = mean([input_bound_of(run) for run in runs], within=(0, 1))
+        figures[STEADY_EXAMPLES_PER_S.name] = geometric(rates[trial])
         steady_waits = [input_bound_of(steady_epochs(run)) for run in runs]
-        figures["steady_input_bound"] = mean(steady_waits, within=(0, 1))
-        figures["first_batch_s"] = mean([first_batch_s(run) for run in runs], within=positive)
+        figures[STEADY_INPUT_BOUND.name] = mean(steady_waits, within=(0, 1))
+        figures[FIRST_BATCH_S.name] = mean([first_batch_s(run) for run in runs], within=positive)
         if epochs > 1:
             extra = [first_epoch_extra_s(run) for run in runs]
-            figures["first_epoch_extra_s"] = mean(extra, within=positive)
+            figures[FIRST_EPOCH_EXTRA_S.name] = mean(extra, within=positive)
             starts = [epoch_start_s(run) for run in runs]
-            figures["epoch_start_s"] = mean(starts, within=positive)
+            figures[EPOCH_START_S.name] = mean(starts, within=positive)
     return PairedFigures(**figures)
 
 
@@ -204,7 +243,7 @@ def judged_ratios(
         if trial.kind not in {"training", "traced"}:
             continue
         for name, estimate in paired.ratios().items():
-            reference = SPEEDUP_REFERENCES.get(name.removeprefix("steady_"))
+            reference = REFERENCE_OF.get(name)
             if name in JUDGED and reference != trial.variant:
                 yield trial, name, estimate
 
@@ -216,7 +255,7 @@ def pass_estimates(passes: Passes) -> list[Estimate]:
 
 # Start-up, head over base pass by pass (--perf-against): what a pair's start-up is judged
 # by, so the passes go on until it is precise too.
-STARTUP = {"first_batch_s": first_batch_s, "first_epoch_extra_s": first_epoch_extra_s}
+STARTUP = {FIRST_BATCH_S.name: first_batch_s, FIRST_EPOCH_EXTRA_S.name: first_epoch_extra_s}
 
 
 def startup_estimates(passes: Passes, pairs: Iterable[tuple[str, str]]) -> list[Estimate]:
@@ -267,5 +306,5 @@ def unreliable(figures: dict[Trial, PairedFigures], precision: float) -> list[Un
     for trial, paired in figures.items():
         fraction = paired.fraction_of_ceiling
         if fraction is not None and fraction.low is not None and fraction.low > 1:
-            found.append(Unreliable(trial, "fraction_of_ceiling", fraction, True, precision))
+            found.append(Unreliable(trial, FRACTION_OF_CEILING.name, fraction, True, precision))
     return found

@@ -15,18 +15,26 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import pipelines
-from benchmarks.measuring.alternation import (
-    ALTERNATED,
-    ALTERNATED_ALONE,
-    YARDSTICK,
-    Alternation,
-)
+from benchmarks.measuring.alternation import Alternation
 from benchmarks.measuring.pass_figures import (
     PairedFigures,
     pass_figures,
     run_totals,
 )
 from benchmarks.measuring.passes import Passes, Trial
+from benchmarks.saving import metrics
+from benchmarks.saving.metrics import (
+    ACCURACY_BELOW_REFERENCE,
+    CEILING_SLOWDOWN,
+    CPU_S_PER_EXAMPLE,
+    EPOCH_S,
+    EXAMPLES_PER_S,
+    FRACTION_OF_CEILING,
+    INPUT_BOUND,
+    SPEEDUP_OVER_NAIVE,
+    TEST_ACCURACY,
+    TRACING_OVERHEAD,
+)
 from benchmarks.saving.schema import Kind
 from models.trainer import EpochStats, input_bound_of
 from pipelines.runtime_model import Legend
@@ -87,7 +95,7 @@ class TrainingRecord:
     # (`benchmarks.measuring.alternation`), and how the rounds went (the head's record only).
     alternated: list[float] | None = None
     alternation: dict[str, Any] | None = None
-    # The same with the pipelines alone (`ALTERNATED_ALONE`), where the device is a stand-in.
+    # The same with the pipelines alone (`metrics.ALTERNATED_ALONE`), on a stand-in device.
     alternated_alone: list[float] | None = None
     # --perf-yardstick: per round, its steady epoch over the ceiling's.
     yardstick: list[float] | None = None
@@ -125,24 +133,24 @@ class TrainingRecord:
         last, evaluated = self.runs[-1], self._evaluated_run()
         figures = {
             "train_s": self.train_s,
-            "epoch_s": self.train_s / len(last),
+            EPOCH_S.name: self.train_s / len(last),
             "epoch_times_s": [s.wall_s for s in last],
-            "examples_per_s": sum(s.examples for s in last) / self.train_s,
+            EXAMPLES_PER_S.name: sum(s.examples for s in last) / self.train_s,
             "cpu_s": self.cpu_s,
-            "input_bound": input_bound_of(s for run in self.runs for s in run),
+            INPUT_BOUND.name: input_bound_of(s for run in self.runs for s in run),
             "train_accuracy": [s.train_accuracy for s in evaluated],
             "test_accuracy_per_epoch": [s.test_accuracy for s in evaluated],
-            "test_accuracy": evaluated[-1].test_accuracy,
+            TEST_ACCURACY.name: evaluated[-1].test_accuracy,
             "rounds": len(self.runs),
         }
         if self.service is not None:
             figures.update(service=self.service, service_workers=self.service_workers)
         unpaired = {
-            "speedup_over_naive": self.speedup_over_naive,
-            "fraction_of_ceiling": self.fraction_of_ceiling,
+            SPEEDUP_OVER_NAIVE.name: self.speedup_over_naive,
+            FRACTION_OF_CEILING.name: self.fraction_of_ceiling,
             "speedup_over_1_worker": self.speedup_over_1_worker,
             "pipeline_cpu_s": self.pipeline_cpu_s,
-            "accuracy_below_reference": self.accuracy_below_reference,
+            ACCURACY_BELOW_REFERENCE.name: self.accuracy_below_reference,
             # The variant judged against, where it was (the same run's ceiling or augmented).
             "accuracy_reference": (
                 self.reference if self.accuracy_below_reference is not None else None
@@ -150,29 +158,29 @@ class TrainingRecord:
         }
         figures.update({key: value for key, value in unpaired.items() if value is not None})
         if self.fraction_of_ceiling:
-            figures["ceiling_slowdown"] = 1 / self.fraction_of_ceiling
+            figures[CEILING_SLOWDOWN.name] = 1 / self.fraction_of_ceiling
         if self.variant in pipelines.VARIANTS:
             # What it is made of: a baseline comparison names a lost optimization.
             variant = pipelines.get(self.variant)
             figures["steps"] = variant.describe()
             figures["optimizations"] = variant.optimizations()
         samples = {
-            "examples_per_s": [
+            EXAMPLES_PER_S.name: [
                 sum(s.examples for s in run) / sum(s.wall_s for s in run) for run in self.runs
             ],
         }
         finals = self.final_accuracies()
         if finals is not None:
-            samples["test_accuracy"] = finals
+            samples[TEST_ACCURACY.name] = finals
         if self.alternated:
-            samples[ALTERNATED] = self.alternated
+            samples[metrics.ALTERNATED.name] = self.alternated
         if self.alternated_alone:
-            samples[ALTERNATED_ALONE] = self.alternated_alone
+            samples[metrics.ALTERNATED_ALONE.name] = self.alternated_alone
         if self.alternation:
             figures["alternation"] = self.alternation
         if self.yardstick:
-            samples[YARDSTICK] = self.yardstick
-            figures[YARDSTICK] = statistics.median(self.yardstick)
+            samples[metrics.YARDSTICK.name] = self.yardstick
+            figures[metrics.YARDSTICK.name] = statistics.median(self.yardstick)
         return _as_extra_info(self, figures, samples)
 
 
@@ -196,12 +204,12 @@ class PipelineRecord:
         figures = {
             "seconds": seconds,
             "cpu_s": statistics.median(run.cpu_s for run in self.runs),
-            "cpu_s_per_example": statistics.median(per_example),
+            CPU_S_PER_EXAMPLE.name: statistics.median(per_example),
             "batches": self.runs[-1].batches,
             "elements": self.runs[-1].elements,
             "elements_per_s": self.runs[-1].elements / seconds if seconds else 0.0,
         }
-        return _as_extra_info(self, figures, {"cpu_s_per_example": per_example})
+        return _as_extra_info(self, figures, {CPU_S_PER_EXAMPLE.name: per_example})
 
 
 @dataclasses.dataclass
@@ -225,7 +233,7 @@ class TimelineRecord:
         """The timeline, and (once derived) its analysis and gated figures."""
         figures = {
             "epoch_times_s": [s.wall_s for s in self.stats],
-            "input_bound": input_bound_of(self.stats),
+            INPUT_BOUND.name: input_bound_of(self.stats),
             "fits_in_memory": self.fits_in_memory,
             "timeline": self.timeline,
         }
@@ -261,7 +269,7 @@ class OverheadRecord:
         figures = {
             "untraced_s": run_totals(self.untraced, "wall_s"),
             "traced_s": run_totals(self.traced, "wall_s"),
-            "tracing_overhead": self.overhead("wall_s"),
+            TRACING_OVERHEAD.name: self.overhead("wall_s"),
             "tracing_cpu_overhead": self.overhead("cpu_s"),
             # Where it goes: the first epoch stamps every read and decode; a
             # cached variant's later epochs stamp only its batches and maps.

@@ -37,7 +37,7 @@ from benchmarks.judging.gates import (
 from benchmarks.measuring.passes import PRECISION
 from benchmarks.report import figures
 from benchmarks.report.summary import STARTUP_COLUMNS, STEADY_COLUMNS, figure_text
-from benchmarks.saving import schema
+from benchmarks.saving import metrics, schema
 from benchmarks.saving.schema import Kind, SavedRun
 from benchmarks.saving.storage import find_saved_run, saved_runs, write_atomic
 from pipelines.errors import DataError, InputError
@@ -51,10 +51,13 @@ DEFAULT_STORAGE = Path(".benchmarks")
 # The trends shown across saved runs: each with its name and unit, on an axis
 # from zero (ratios and throughput) or over the whole range (accuracy).
 HISTORY_METRICS = {
-    "examples_per_s": figures.Axis("training throughput", "examples/s"),
-    "fraction_of_ceiling": figures.Axis("fraction of the ceiling", "x the ceiling's throughput"),
-    "speedup_over_naive": figures.Axis("speedup over naive", "x naive's throughput"),
-    "test_accuracy": figures.Axis("final test accuracy", "fraction correct", 0.0, 1.0),
+    metric.name: (metric, figures.Axis(metric.label, metric.unit, *bounds))
+    for metric, bounds in (
+        (metrics.EXAMPLES_PER_S, ()),
+        (metrics.FRACTION_OF_CEILING, ()),
+        (metrics.SPEEDUP_OVER_NAIVE, ()),
+        (metrics.TEST_ACCURACY, (0.0, 1.0)),
+    )
 }
 
 
@@ -202,10 +205,10 @@ def render(
         training = [current.training[v] for v in variants]
         throughput = figures.throughput_bars(
             variants,
-            [info["examples_per_s"] for info in training],
-            [info.get("speedup_over_naive") for info in training],
-            current.ceiling["examples_per_s"] if current.ceiling else None,
-            [info.get("speedup_over_naive_ci") for info in training],
+            [metrics.EXAMPLES_PER_S.of(info) for info in training],
+            [metrics.SPEEDUP_OVER_NAIVE.of(info) for info in training],
+            metrics.EXAMPLES_PER_S.of(current.ceiling) if current.ceiling else None,
+            [metrics.SPEEDUP_OVER_NAIVE.interval_of(info) for info in training],
         )
         accuracy = figures.accuracy_curves(
             {v: info["test_accuracy_per_epoch"] for v, info in zip(variants, training, strict=True)}
@@ -220,6 +223,7 @@ def render(
         undefined=jinja2.StrictUndefined,
     )
     environment.globals["figure"] = figure_text
+    environment.globals["m"] = metrics
     return environment.get_template("report.html.j2").render(
         run=current,
         summary=current.summary(),
@@ -269,7 +273,7 @@ def _runtime_view(current: RunView) -> list[dict[str, Any]]:
                 "variant": variant,
                 "line": line,
                 "rows": stage_rows(runtime) if runtime else [],
-                "info": info if "runtime_overhead" in info else None,
+                "info": info if metrics.RUNTIME_OVERHEAD.of(info) is not None else None,
             }
         )
     return shown
@@ -324,18 +328,18 @@ def history_figures(
     order = _variants_in_order(history)
     labels = [f"{view.label} {view.datetime[:16]}" for view in history]
     out = []
-    for metric, axis in HISTORY_METRICS.items():
-        series = {v: [view.training.get(v, {}).get(metric) for view in history] for v in order}
+    for name, (metric, axis) in HISTORY_METRICS.items():
+        series = {v: [metric.of(view.training.get(v, {})) for view in history] for v in order}
         if not any(value is not None for values in series.values() for value in values):
             continue
         bounds = {
-            v: [view.training.get(v, {}).get(f"{metric}_ci") for view in history] for v in order
+            v: [metric.interval_of(view.training.get(v, {})) for view in history] for v in order
         }
         out.append(
             {
                 "metric": axis.title,
-                "figure": figures.history(labels, series, marks[metric], axis, bounds),
-                "marked": {v: [history[i].label for i in idx] for v, idx in marks[metric].items()},
+                "figure": figures.history(labels, series, marks[name], axis, bounds),
+                "marked": {v: [history[i].label for i in idx] for v, idx in marks[name].items()},
             }
         )
     return out

@@ -36,6 +36,7 @@ from scipy import stats
 
 from benchmarks.judging import gates
 from benchmarks.judging.decide import decide
+from benchmarks.saving.metrics import FRACTION_OF_CEILING, Metric
 from benchmarks.saving.storage import saved_runs
 from benchmarks.tools.inject import BASE
 from pipelines.errors import InputError
@@ -198,7 +199,7 @@ SHIFTS = tuple(round(0.02 * k, 2) for k in range(1, 21))  # 2% to 40% slower
 
 
 def smallest_detected(
-    runs: list[list[float]], thresholds: gates.Thresholds, metric: str = "fraction_of_ceiling"
+    runs: list[list[float]], thresholds: gates.Thresholds, metric: Metric = FRACTION_OF_CEILING
 ) -> tuple[float | None, dict[float, float]]:
     """The smallest change for the worse the gate detects in 9 of 10 comparisons, from
     unchanged runs (for throughput: a drop).
@@ -209,14 +210,13 @@ def smallest_detected(
     runs, as CI meets it. Returns the smallest shift detected in 90% of the
     pairs (None: none is), and the detection rate per shift.
     """
-    limit = thresholds.limits_for(BASE)[gates.TOLERANCE_OF[metric]]
+    limit = thresholds.limits_for(BASE)[gates.TOLERANCE_OF[metric.name]]
     rule = thresholds.rule(limit)
     pairs = [(a, b) for i, a in enumerate(runs) for j, b in enumerate(runs) if i != j]
     rates = {}
     for shift in SHIFTS:
         found = [
-            decide(BASE, gates.COMPARED[metric], a, worse(b, shift, metric), rule).outcome
-            == "regression"
+            decide(BASE, metric, a, worse(b, shift, metric), rule).outcome == "regression"
             for a, b in pairs
         ]
         rates[shift] = sum(found) / len(found) if found else 0.0
@@ -224,9 +224,9 @@ def smallest_detected(
     return smallest, rates
 
 
-def worse(sample: list[float], shift: float, metric: str) -> list[float]:
+def worse(sample: list[float], shift: float, metric: Metric) -> list[float]:
     """``sample`` made worse by ``shift``: lower where higher is better, higher otherwise."""
-    factor = 1 - shift if gates.COMPARED[metric].higher_is_better else 1 + shift
+    factor = 1 - shift if metric.higher_is_better else 1 + shift
     return [x * factor for x in sample]
 
 
@@ -234,7 +234,7 @@ AB_ORDER = ((0, 3, 4), (1, 2, 5))  # three rounds as benchmarks.tools.ab runs th
 
 
 def alternated(
-    runs: list[list[float]], thresholds: gates.Thresholds, metric: str = "fraction_of_ceiling"
+    runs: list[list[float]], thresholds: gates.Thresholds, metric: Metric = FRACTION_OF_CEILING
 ) -> dict[float, tuple[int, int]]:
     """`benchmarks.tools.ab`'s power from unchanged runs: per drop (0 included), detections
     out of comparisons.
@@ -245,7 +245,7 @@ def alternated(
     ``[base_vs_head]`` tolerances.
     """
     paired = thresholds.paired()
-    limit = paired.limits_for(BASE)[gates.TOLERANCE_OF[metric]]
+    limit = paired.limits_for(BASE)[gates.TOLERANCE_OF[metric.name]]
     rule = paired.rule(limit)
     windows = [runs[i : i + 6] for i in range(len(runs) - 5)]
     found = {}
@@ -255,18 +255,18 @@ def alternated(
             for base, head in (AB_ORDER, AB_ORDER[::-1]):
                 before = [x for i in base for x in window[i]]
                 after = worse([x for i in head for x in window[i]], shift, metric)
-                verdict = decide(BASE, gates.COMPARED[metric], before, after, rule)
+                verdict = decide(BASE, metric, before, after, rule)
                 hits += verdict.outcome == "regression"
         found[shift] = (hits, 2 * len(windows))
     return found
 
 
-def unchanged_samples(out: Path, storage: Path, metric: str = "fraction_of_ceiling") -> list:
+def unchanged_samples(out: Path, storage: Path, metric: Metric = FRACTION_OF_CEILING) -> list:
     """``metric``'s samples of `optimized` in every unchanged run kept in ``out``."""
     paths = [*saved_runs(storage), *sorted(out.glob(f"trial_*_{UNCHANGED}.json"))]
     samples = []
     for path in paths:
-        found = gates.load_saved_metrics(path).get(BASE, {}).get("samples", {}).get(metric)
+        found = metric.samples_of(gates.load_saved_metrics(path).get(BASE, {}))
         if found:
             samples.append(found)
     return samples

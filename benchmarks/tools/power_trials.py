@@ -42,7 +42,7 @@ from typing import NamedTuple
 from scipy import stats
 
 from benchmarks.judging import gates
-from benchmarks.measuring.alternation import ALTERNATED
+from benchmarks.saving.metrics import ALTERNATED, EXAMPLES_PER_S, TEST_ACCURACY
 from benchmarks.tools.gate_trials import Tally
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -99,7 +99,7 @@ ONE_PASS = ("--perf-passes", "1")
 # Accuracy is decided pass by pass: the run's own passes, and the fewest alternated rounds.
 ACCURACY_RUN = ("--perf-epoch-pairs", "2")
 # Per loss: the metric judged, and whether its change is a ratio (logged) or a difference.
-JUDGED = {"speed": (ALTERNATED, True), "accuracy": ("test_accuracy", False)}
+JUDGED = {"speed": (ALTERNATED.name, True), "accuracy": (TEST_ACCURACY.name, False)}
 
 
 def shift_names(shifts: list[float]) -> list[str]:
@@ -171,9 +171,9 @@ def calibrate(out: Path, batch_size: int, given: Path | None = None) -> float:
     write_project(out / "base", {"mine_0": 0})
     write_project(out / "head", {"mine_0": 0})
     metrics = bench(out, ["mine_0"], out / "calibration.log", *ONE_PASS, "--perf-epoch-pairs", "6")
-    rate = statistics.median(metrics["mine_0"]["samples"][ALTERNATED])
+    rate = statistics.median(metrics["mine_0"]["samples"][ALTERNATED.name])
     batch_s = batch_size / rate
-    saved.write_text(json.dumps({"batch_s": batch_s, "examples_per_s": rate}))
+    saved.write_text(json.dumps({"batch_s": batch_s, EXAMPLES_PER_S.name: rate}))
     return batch_s
 
 
