@@ -43,7 +43,7 @@ from benchmarks.run.state import (
 from benchmarks.run.terminal import pytest_terminal_summary
 from benchmarks.saving import bench_adapter, schema
 from benchmarks.saving import storage as storage_files
-from pipelines.data import open_data
+from pipelines.data.opening import open_data
 from pipelines.errors import DataError, InputError
 from pipelines.functions import FunctionPipeline
 from pipelines.plugins import load_plugins

@@ -14,8 +14,8 @@ import sys
 import pipelines
 from models.trainer import EpochStats, InitialModel, summarize, train_variant
 from models.zoo import MODELS, build_for
-from pipelines.data import DataChoice, open_data, parse_image_size
-from pipelines.embedded import EMBEDDED_PROFILES, FORMATS
+from pipelines.data.embedded import EMBEDDED_PROFILES, FORMATS
+from pipelines.data.opening import DataChoice, open_data, parse_image_size
 from pipelines.errors import InputError
 from pipelines.plugins import add_plugin_argument, load_plugins
 from pipelines.steps import image_shape_for

@@ -24,10 +24,10 @@ from tqdm import tqdm
 
 from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError
+from pipelines.observing.runtime_model import EpochSampler, RuntimeModel, RuntimeUnavailable
+from pipelines.observing.timeline import TEST_STEP, TimelineRecorder
 from pipelines.registry import build
-from pipelines.runtime_model import EpochSampler, RuntimeModel, RuntimeUnavailable
 from pipelines.sources.base import Record, Source
-from pipelines.timeline import TEST_STEP, TimelineRecorder
 from pipelines.variants import EVALUATION, Variant
 
 
@@ -56,7 +56,7 @@ class EpochStats:
     first_batch_s: float = 0.0
     first_step_s: float = 0.0
     first_examples: int = 0
-    # tf.data's own runtime model of the epoch's iterator (`pipelines.runtime_model`),
+    # tf.data's own runtime model of the epoch's iterator (`pipelines.observing.runtime_model`),
     # read during the epoch when asked (``runtime=True``): None otherwise, and for
     # batches in memory; ``runtime_missing`` says in one line why it could not be read.
     runtime: RuntimeModel | None = dataclasses.field(default=None, compare=False, repr=False)
@@ -270,7 +270,7 @@ class EpochLoop(abc.ABC):
         With a ``recorder``, the waits, the steps and the spans the batches
         carry go into its timeline as well. With ``runtime`` (and a tf.data
         dataset), tf.data's runtime model is read while the device runs the steps
-        (`pipelines.runtime_model.EpochSampler`) and kept in the stats.
+        (`pipelines.observing.runtime_model.EpochSampler`) and kept in the stats.
         """
         if recorder is not None and self.strategy is not None:
             raise ValueError("timelines are recorded without a distribution strategy")

@@ -7,10 +7,10 @@
 - `pipelines.registry`: `VARIANTS`, `register`, `pipeline` (a function as a variant), `build`;
   `register_transform` (from `pipelines.steps`) makes ``Map(name)`` of a user's own;
 - `pipelines.functions`: pipelines written as plain functions ``f(ds, params)``;
-- `pipelines.tracing`: in-graph span recording (``build_traced``); `pipelines.timeline`
-  turns the spans into per-stage timelines;
+- `pipelines.observing`: in-graph span recording (``build_traced``), the per-stage
+  timelines made of the spans, and tf.data's own runtime model;
 - `pipelines.augment`: the augmentations, per example and batched;
-- `pipelines.embedded`: the default dataset, generated locally on first use;
+- `pipelines.data.embedded`: the default dataset, generated locally on first use;
 - `pipelines.element`: the ``{"image", "label", "id"}`` element every step passes on;
 - `pipelines.errors`: `DataError` (bad input data), `UsageError` (an unknown name).
 """

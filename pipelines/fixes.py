@@ -7,7 +7,7 @@ variant, with the same contract: ``--perf-verify-suggestions`` then checks
 that the copy keeps it and times it (`benchmarks.diagnosing.verify`).
 
 A user's pipeline function is changed only where the suite steers its build
-(`pipelines.function_calls`): a map it calls is parallelized, the examples
+(`pipelines.observing.function_calls`): a map it calls is parallelized, the examples
 it is given are read in parallel, a prefetch follows it; other changes are
 the user's to make.
 

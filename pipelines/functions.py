@@ -16,7 +16,7 @@ No ``id`` is needed: the property tests follow each example through the
 function by the index its tagged image encodes (``pipelines/checks/tagged.py``).
 
 What happens inside the function is seen without rewriting it
-(`pipelines.function_calls`): while it builds, each map and batch it calls
+(`pipelines.observing.function_calls`): while it builds, each map and batch it calls
 becomes a stage that a traced build times (``open``, ``read``,
 ``map(decode)``, ``map(sharpen)``, ``batch``), and the dataset it returned,
 walked back to the one it was given (`seen_steps`), makes the variant's
@@ -33,10 +33,10 @@ from typing import Any, Literal
 import tensorflow as tf
 
 from pipelines.element import IMAGE, LABEL
-from pipelines.function_calls import SeenStep, Watch, seen_steps
+from pipelines.observing.function_calls import SeenStep, Watch, seen_steps
+from pipelines.observing.tracing import Stage
 from pipelines.sources.base import Record
 from pipelines.steps import MAX_READERS, BuildContext, count_speed
-from pipelines.tracing import Stage
 from pipelines.variants import Contract, Variant
 
 ElementForm = Literal["tuple", "dict"]

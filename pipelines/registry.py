@@ -11,12 +11,12 @@ import tensorflow as tf
 from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError, UsageError
 from pipelines.functions import ElementForm, FunctionPipeline, PipelineFunction, function_variant
-from pipelines.runtime_model import Legend
+from pipelines.observing.runtime_model import Legend
+from pipelines.observing.span_log import SpanLog
+from pipelines.observing.tracing import Stage, Tracer
 from pipelines.sources.base import Source
 from pipelines.sources.latency import Latency
-from pipelines.span_log import SpanLog
 from pipelines.steps import CHECK_ONLY, BuildContext, GeneratorRead, Read, apply_steps
-from pipelines.tracing import Stage, Tracer
 from pipelines.variants import SEED_VARIANTS, Contract, Variant
 
 VARIANTS: dict[str, Variant] = {}
@@ -158,7 +158,7 @@ def build_traced(variant: str | Variant, source: Source, **options: Any) -> Trac
     stages inside a pipeline function log their spans.
 
     Record a run of it with ``TimelineRecorder(traced.stages, traced.log)``.
-    See `pipelines.tracing`.
+    See `pipelines.observing.tracing`.
     """
     tracer = Tracer()
     ctx = BuildContext(source, observer=tracer, **options)
@@ -167,10 +167,11 @@ def build_traced(variant: str | Variant, source: Source, **options: Any) -> Trac
 
 
 def legend(variant: str | Variant, source: Source, **options: Any) -> Legend:
-    """What names ``variant``'s stages in tf.data's runtime model (`pipelines.runtime_model`):
-    the stages of a traced build (same keyword options as `build`; built, not run) on the
-    pipeline's main line, none that runs inside a shard's reader or that tf.data drops,
-    and the storage latency ``source`` simulates."""
+    """What names ``variant``'s stages in tf.data's runtime model
+    (`pipelines.observing.runtime_model`): the stages of a traced build (same keyword
+    options as `build`; built, not run) on the pipeline's main line, none that runs
+    inside a shard's reader or that tf.data drops, and the storage latency ``source``
+    simulates."""
     stages = build_traced(variant, source, **options).stages
     kept = tuple((s.name, s.kind) for s in stages if not (s.inside_read or s.elided))
     return Legend(kept, source.latency or Latency())

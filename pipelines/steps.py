@@ -23,8 +23,8 @@ import tensorflow as tf
 from pipelines.augment import augment, standardize
 from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError
+from pipelines.observing.tracing import UNTRACED, Stage, Untraced
 from pipelines.sources.base import Record, Source
-from pipelines.tracing import UNTRACED, Stage, Untraced
 
 AUTOTUNE = tf.data.AUTOTUNE
 # The service of a build that only checks that a variant fits its source
@@ -54,7 +54,7 @@ class BuildContext:
     image_size: tuple[int, int] | None = None
     # The tf.data service's dispatcher ("grpc://host:port") for `Distribute`.
     service: str | None = None
-    # Where steps hand the work a tracer could observe (`pipelines.tracing`):
+    # Where steps hand the work a tracer could observe (`pipelines.observing.tracing`):
     # `UNTRACED` does it as it is, a `Tracer` adds each stage's row to elements.
     observer: Untraced = UNTRACED
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.embedded import ensure_embedded
+from pipelines.data.embedded import ensure_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 THRESHOLDS = """
@@ -32,7 +32,7 @@ def small_data(fmt: str = "tfrecord") -> Path:
     """The folder of one format of the embedded ``check`` set (a third of smoke's training
     examples), for end-to-end runs that check what a run writes and says rather than its
     figures: the report's run took 72 s on the smoke set and 45 s on this one. Generated
-    once, shared by every worker (`pipelines.embedded.ensure_embedded` locks and reuses it)."""
+    once, shared by every worker (`pipelines.data.embedded.ensure_embedded` locks and reuses it)."""
     return ensure_embedded("check").path(fmt)
 
 

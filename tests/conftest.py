@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from pipelines.embedded import EmbeddedConfig, EmbeddedDataset, ensure_embedded
+from pipelines.data.embedded import EmbeddedConfig, EmbeddedDataset, ensure_embedded
 from pipelines.service import LocalService
 
 # The same bounded number of examples everywhere, so that `python3 tasks.py test`

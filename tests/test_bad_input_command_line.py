@@ -24,7 +24,7 @@ import pytest
 from bench_runner import ROOT, fingerprint, suite_command
 
 from pipelines import sources
-from pipelines.synthetic import CLASS_NAMES, make_examples
+from pipelines.data.synthetic import CLASS_NAMES, make_examples
 
 # A minute or more in all: the test job starts this module first (conftest.py).
 pytestmark = pytest.mark.slow

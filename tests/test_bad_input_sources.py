@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from pipelines import DataError, sources
-from pipelines.synthetic import CLASS_NAMES, make_examples
+from pipelines.data.synthetic import CLASS_NAMES, make_examples
 
 
 def raises_one_line(where: Path | str, pattern: str) -> pytest.RaisesExc:

@@ -8,9 +8,9 @@ import itertools
 import pytest
 
 from benchmarks.diagnosing.bottleneck import StageTimes, analyze, classify
-from pipelines.timeline import TEST_STEP as TEST
-from pipelines.timeline import TRAINER_STAGES
-from pipelines.tracing import Stage
+from pipelines.observing.timeline import TEST_STEP as TEST
+from pipelines.observing.timeline import TRAINER_STAGES
+from pipelines.observing.tracing import Stage
 
 OPEN = Stage("open", "open")
 READ = Stage("read", "read")
@@ -106,7 +106,7 @@ def test_a_model_bound_run_points_at_the_model():
 
 
 def test_every_second_of_an_epoch_is_attributed_to_a_named_part():
-    from pipelines.timeline import (
+    from pipelines.observing.timeline import (
         EVALUATION_START,
         ITERATOR_START,
         TEST_STEP,
@@ -181,7 +181,7 @@ def test_an_input_bound_run_with_every_fix_in_place_still_gets_advice():
 def test_a_run_becomes_a_trace_event_file_with_a_track_per_stage_and_lane():
     import json
 
-    from pipelines.timeline import TRAIN_STEP, WAIT, Span, Timeline
+    from pipelines.observing.timeline import TRAIN_STEP, WAIT, Span, Timeline
 
     read = Stage("read", "read", parallel=True)
     spans = (
@@ -213,7 +213,7 @@ def test_a_run_becomes_a_trace_event_file_with_a_track_per_stage_and_lane():
 
 
 def test_a_span_ending_where_the_next_begins_does_not_overlap_it_once_rounded():
-    from pipelines.timeline import Span, Timeline
+    from pipelines.observing.timeline import Span, Timeline
 
     read = Stage("read", "read")
     # Rounded to 0.1 us apart, 0.06 -> 0.1 and a duration of 10.08 -> 10.1 would
@@ -268,7 +268,7 @@ def test_decoding_before_the_first_random_step_counts_for_the_cache_advice():
 
 
 def test_a_batch_waiting_on_a_slow_read_is_not_the_limiting_stage():
-    from pipelines.timeline import Span, Timeline
+    from pipelines.observing.timeline import Span, Timeline
 
     # Many small files: 60 opens of 0.08 s and reads of 0.02 s, one at a time, while a
     # batch (behind a shuffle buffer that fills from them) waits from its request at
@@ -290,7 +290,7 @@ def test_a_batch_waiting_on_a_slow_read_is_not_the_limiting_stage():
 
 
 def test_subtracting_intervals_keeps_only_what_no_other_covers():
-    from pipelines.timeline import subtract_intervals
+    from pipelines.observing.timeline import subtract_intervals
 
     assert subtract_intervals([(0, 10)], [(1, 2), (4, 5)]) == [(0, 1), (2, 4), (5, 10)]
     assert subtract_intervals([(0, 1), (3, 4)], [(0.5, 3.5)]) == [(0, 0.5), (3.5, 4)]

@@ -150,6 +150,14 @@ def test_benchmarks_is_rooms_each_saying_what_it_holds():
         assert said and len(said) > 60, f"{room.name}/__init__.py does not say what it holds"
 
 
+def test_pipelines_is_rooms_each_saying_what_it_holds():
+    rooms = [p for p in (ROOT / "pipelines").iterdir() if (p / "__init__.py").exists()]
+    assert {"observing", "data", "sources", "checks"} <= {room.name for room in rooms}
+    for room in rooms:
+        said = ast.get_docstring(ast.parse((room / "__init__.py").read_text()))
+        assert said and len(said) > 60, f"{room.name}/__init__.py does not say what it holds"
+
+
 def test_every_pipelines_name_the_docs_call_is_there():
     """What README.md and docs/ tell a user to call as ``pipelines.NAME(...)`` exists."""
     import re

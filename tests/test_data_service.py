@@ -20,8 +20,8 @@ from benchmarks.measuring.session import DIED_WORKER_EXIT, PerfSession
 from models.trainer import EpochStats
 from pipelines import DataError, sources
 from pipelines.checks.tagged import tagged_source
+from pipelines.data.synthetic import CLASS_NAMES, make_examples
 from pipelines.service import LocalService, _listening, port_is_free
-from pipelines.synthetic import CLASS_NAMES, make_examples
 
 # A minute or more in all: the test job starts this module first (conftest.py).
 pytestmark = pytest.mark.slow

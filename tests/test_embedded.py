@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import TINY
-from pipelines import embedded
-from pipelines.embedded import MANIFEST, ensure_embedded
+from pipelines.data import embedded
+from pipelines.data.embedded import MANIFEST, ensure_embedded
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,7 +107,7 @@ def test_command_line_generates_and_lists_the_set(tmp_path):
     args = [
         sys.executable,
         "-m",
-        "pipelines.embedded",
+        "pipelines.data.embedded",
         "--profile",
         "smoke",
         "--root",
@@ -124,7 +124,15 @@ def test_command_line_generates_and_lists_the_set(tmp_path):
 
 def test_command_line_rejects_an_unknown_profile_in_one_line(tmp_path):
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.embedded", "--profile", "huge", "--root", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "pipelines.data.embedded",
+            "--profile",
+            "huge",
+            "--root",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -14,7 +14,7 @@ from bench_runner import ROOT
 
 import tasks
 from pipelines import sources
-from pipelines.synthetic import CLASS_NAMES, make_examples
+from pipelines.data.synthetic import CLASS_NAMES, make_examples
 
 
 def test_the_full_job_runs_end_to_end_on_a_slice_of_cifar_size_data(tmp_path: Path):

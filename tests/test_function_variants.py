@@ -20,9 +20,9 @@ from pipelines import BuildParams, Contract
 from pipelines.checks.contract import ContractViolation, check_variant
 from pipelines.checks.tagged import decode_ids, tagged_source
 from pipelines.functions import function_variant
+from pipelines.observing.timeline import TimelineRecorder
 from pipelines.plugins import load_plugin
 from pipelines.steps import fit_to
-from pipelines.timeline import TimelineRecorder
 
 # A minute or more in all: the test job starts this module first (conftest.py).
 pytestmark = pytest.mark.slow

@@ -12,9 +12,9 @@ import pipelines
 from benchmarks.diagnosing.runtime_view import runtime_line, runtime_view
 from benchmarks.tools import runtime_trials
 from models.stand_in import StandIn, StepTime
-from pipelines import runtime_model
 from pipelines.checks.tagged import tagged_source
-from pipelines.runtime_model import (
+from pipelines.observing import runtime_model
+from pipelines.observing.runtime_model import (
     EVERY_BATCHES,
     SAMPLE_BUDGET,
     EpochSampler,
@@ -23,6 +23,7 @@ from pipelines.runtime_model import (
     _subtree,
     read_model,
 )
+from pipelines.observing.timeline import TimelineRecorder
 from pipelines.sources.latency import Latency, with_latency
 from pipelines.steps import (
     Batch,
@@ -34,7 +35,6 @@ from pipelines.steps import (
     Unbatch,
     register_transform,
 )
-from pipelines.timeline import TimelineRecorder
 from pipelines.variants import Contract, Variant
 
 PASSES = 60  # the planted stage's cost: enough to stand far above the rest

@@ -17,7 +17,7 @@ from benchmarks.diagnosing.runtime_view import (
 from benchmarks.measuring.pass_figures import pass_figures
 from benchmarks.measuring.passes import UNOBSERVED, Trial
 from models.trainer import EpochStats
-from pipelines.runtime_model import RuntimeModel, RuntimeNode
+from pipelines.observing.runtime_model import RuntimeModel, RuntimeNode
 from tests.constructed import constructed_passes
 
 KINDS = {

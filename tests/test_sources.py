@@ -10,7 +10,7 @@ import tensorflow as tf
 from PIL import Image
 
 from pipelines import sources
-from pipelines.synthetic import CLASS_NAMES, make_examples
+from pipelines.data.synthetic import CLASS_NAMES, make_examples
 
 # JPEG at quality 90 drops the synthetic images' per-pixel noise (std 10/255)
 # and blurs colour edges: measured mean absolute error 11/255 against the

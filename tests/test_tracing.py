@@ -13,11 +13,11 @@ import models
 import pipelines
 from models.trainer import Trainer
 from pipelines import sources
+from pipelines.data.synthetic import CLASS_NAMES
 from pipelines.element import ID
+from pipelines.observing.timeline import Timeline, TimelineRecorder, merge_intervals
+from pipelines.observing.tracing import SPANS, Stage, traced_shard_reader
 from pipelines.steps import Batch, Cache, Map, Read
-from pipelines.synthetic import CLASS_NAMES
-from pipelines.timeline import Timeline, TimelineRecorder, merge_intervals
-from pipelines.tracing import SPANS, Stage, traced_shard_reader
 
 EXAMPLES, SHARDS, BATCH = 48, 3, 8
 READ_S = 0.002

@@ -24,7 +24,7 @@ MISLABELLED = Variant(
 
 @pytest.fixture(scope="module")
 def smoke():
-    from pipelines.embedded import ensure_embedded
+    from pipelines.data.embedded import ensure_embedded
 
     dataset = ensure_embedded("smoke")
     return dataset.source("tfrecord", "train"), dataset.source("tfrecord", "test")

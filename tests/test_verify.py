@@ -29,9 +29,9 @@ from benchmarks.measuring.intervals import Estimate, paired_ratio
 from benchmarks.measuring.passes import Passes, PassPlan, Trial, run_passes
 from pipelines.checks.tagged import tagged_source
 from pipelines.fixes import Fix
+from pipelines.observing.timeline import TRAINER_STAGES
+from pipelines.observing.tracing import Stage
 from pipelines.steps import Batch, Map, Prefetch, Read, Shuffle
-from pipelines.timeline import TRAINER_STAGES
-from pipelines.tracing import Stage
 
 # A minute or more in all: the test job starts this module first (conftest.py).
 pytestmark = pytest.mark.slow

@@ -18,8 +18,8 @@ from benchmarks.measuring.records import TimelineRecord, TrainingRecord
 from benchmarks.saving.metrics import MAP_CONCURRENCY, TRACING_OVERHEAD
 from models.trainer import input_bound_of
 from pipelines.fixes import spared_by_cache
-from pipelines.timeline import UNEXPLAINED
-from pipelines.tracing import Stage
+from pipelines.observing.timeline import UNEXPLAINED
+from pipelines.observing.tracing import Stage
 from pipelines.variants import Variant
 
 MODERATE = 0.05
@@ -53,7 +53,7 @@ class StageTimes:
         prefetches: whether the variant ends with a prefetch (or similar overlap).
         fits_in_memory: whether the decoded data would fit in memory.
         attribution: per epoch, its wall time in named parts
-            (`pipelines.timeline.Timeline.attribution`); empty for older runs.
+            (`pipelines.observing.timeline.Timeline.attribution`); empty for older runs.
     """
 
     stages: tuple[Stage, ...]

@@ -1,7 +1,7 @@
 """What tf.data's runtime statistics say of a variant: its limiting stage, AUTOTUNE's choices.
 
 Read from the timed training runs' own iterators while the device runs its steps
-(`pipelines.runtime_model`), so it needs no traced run and stamps no element.
+(`pipelines.observing.runtime_model`), so it needs no traced run and stamps no element.
 Per variant: each stage's busy time (its own time, estimated over the whole
 epoch and divided among its parallel calls) summed over every epoch of every
 run, its share, the stage with the largest share, and the values AUTOTUNE had
@@ -20,7 +20,7 @@ from benchmarks.diagnosing.bottleneck import INPUT_KINDS, MODERATE
 from benchmarks.measuring.cores import cpu_cores
 from benchmarks.saving.metrics import INPUT_BOUND, RUNTIME_OVERHEAD, STEADY_INPUT_BOUND
 from models.trainer import EpochStats
-from pipelines.runtime_model import Legend, RuntimeStage
+from pipelines.observing.runtime_model import Legend, RuntimeStage
 
 # Stage kinds that can limit: those the traced analysis weighs. A shuffle's, a cache's
 # and a prefetch's own time is shown but does not limit: it is mostly handing over what

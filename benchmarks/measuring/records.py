@@ -37,8 +37,8 @@ from benchmarks.saving.metrics import (
 )
 from benchmarks.saving.schema import Kind
 from models.trainer import EpochStats, input_bound_of
-from pipelines.runtime_model import Legend
-from pipelines.timeline import Timeline
+from pipelines.observing.runtime_model import Legend
+from pipelines.observing.timeline import Timeline
 
 
 class PipelineEpoch(NamedTuple):
@@ -99,7 +99,7 @@ class TrainingRecord:
     alternated_alone: list[float] | None = None
     # --perf-yardstick: per round, its steady epoch over the ceiling's.
     yardstick: list[float] | None = None
-    # What names tf.data's runtime model's stages (`pipelines.runtime_model.Legend`).
+    # What names tf.data's runtime model's stages (`pipelines.observing.runtime_model.Legend`).
     legend: Legend | None = None
 
     @property

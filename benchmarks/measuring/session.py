@@ -32,13 +32,13 @@ from benchmarks.measuring.records import PipelineEpoch, RunRecords
 from models.devices import configure_gpus, default_strategy, precision, strategy_name
 from models.stand_in import ALONE, DeviceChoice, StandIn
 from models.trainer import EpochLoop, EpochStats, InitialModel, Trainer
-from pipelines.data import DataChoice
+from pipelines.data.opening import DataChoice
 from pipelines.element import IMAGE, LABEL
 from pipelines.errors import DataError
-from pipelines.runtime_model import Legend
+from pipelines.observing.runtime_model import Legend
+from pipelines.observing.timeline import Timeline, TimelineRecorder
 from pipelines.service import LocalService
 from pipelines.steps import image_shape_for
-from pipelines.timeline import Timeline, TimelineRecorder
 from pipelines.variants import EVALUATION
 
 # The exit status when a tf.data service worker dies mid-run (pytest's own go up to 5).

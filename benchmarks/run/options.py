@@ -17,7 +17,7 @@ from benchmarks.measuring.session import PERF_PROFILES, PerfOptions
 from benchmarks.report import page as report
 from benchmarks.run.state import PAIRS_KEY
 from models.stand_in import DeviceChoice, load_profile, parse_duration
-from pipelines.data import DataChoice, default_latency, parse_image_size
+from pipelines.data.opening import DataChoice, default_latency, parse_image_size
 from pipelines.errors import DataError, InputError
 from pipelines.sources.latency import parse_latency
 

@@ -26,10 +26,10 @@ from benchmarks.diagnosing.bottleneck import StageTimes, analyze
 from benchmarks.diagnosing.runtime_view import runtime_view, shares_over
 from models.stand_in import StandIn, StepTime
 from models.trainer import input_bound_of
-from pipelines.data import DataChoice, open_data
-from pipelines.runtime_model import Legend
+from pipelines.data.opening import DataChoice, open_data
+from pipelines.observing.runtime_model import Legend
+from pipelines.observing.timeline import TimelineRecorder
 from pipelines.steps import Batch, Map, Prefetch, Read, Shuffle
-from pipelines.timeline import TimelineRecorder
 from pipelines.variants import AUGMENTED, Contract, Variant
 
 STEP = StepTime(0.002, "runtime trials")

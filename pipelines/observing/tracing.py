@@ -5,7 +5,7 @@ key, `SPANS`: a float64 tensor ``[stages, 2]`` (``[batch, stages, 2]``
 once batched) of (start, end) wall-clock times in seconds since the Unix
 epoch, one row per stage it went through, in order. The times are
 `tf.timestamp` ops ordered by control dependencies inside the dataset's own
-functions (`pipelines.stamps`): no sleeps, no `tf.py_function` round trips,
+functions (`pipelines.observing.stamps`): no sleeps, no `tf.py_function` round trips,
 no Python in the map stages, so tracing changes little of what it measures.
 
 Steps do not know whether they are traced. Each hands the work a tracer
@@ -13,13 +13,13 @@ could observe (reading a shard, crossing a generator, a map call, a batch)
 to its build's observer: `UNTRACED` passes it through unchanged, a `Tracer`
 wraps it so that it adds its row, and records the row's `Stage` (which stage
 it is, and whether it runs in parallel). `pipelines.build_traced` hands the
-tracer's stages back, and its `pipelines.span_log.SpanLog`: the stages seen
-inside a user's pipeline function (`pipelines.function_calls`) cannot add a
+tracer's stages back, and its `pipelines.observing.span_log.SpanLog`: the stages seen
+inside a user's pipeline function (`pipelines.observing.function_calls`) cannot add a
 key to the user's elements, and log their spans there instead.
 
 A stage that does not happen for an element gets the row (-1, -1): the
 shard's "open" is paid by its first record only. Elements replayed from a
-cache carry the spans of the epoch that filled it; `pipelines.timeline`
+cache carry the spans of the epoch that filled it; `pipelines.observing.timeline`
 drops spans that ended before their epoch began, so a cached epoch shows no
 open, read or map work.
 """
@@ -32,9 +32,8 @@ from typing import Literal
 
 import tensorflow as tf
 
-from pipelines.sources.base import Record
-from pipelines.span_log import SpanLog
-from pipelines.stamps import (
+from pipelines.observing.span_log import SpanLog
+from pipelines.observing.stamps import (
     SPANS,
     append_span,
     last_end,
@@ -44,10 +43,11 @@ from pipelines.stamps import (
     stamp_map,
     timed,
 )
+from pipelines.sources.base import Record
 
 NOT_RECORDED = -1.0
 
-# The pipeline's kinds, then the trainer's (recorded in Python by `pipelines.timeline`).
+# The pipeline's kinds, then the trainer's (recorded in Python by `pipelines.observing.timeline`).
 # A "function" stage, a whole pipeline function timed from outside only, is
 # found in runs saved before the stages inside functions were seen.
 StageKind = Literal[
@@ -65,8 +65,8 @@ class Stage:
         parallel: whether several elements can be in this stage at once.
         batched: whether it runs once per batch rather than per example.
         observed: seen inside a pipeline function, from a tf.data call it made
-            (`pipelines.function_calls`); its spans are logged beside the
-            elements (`pipelines.span_log`), not carried in `SPANS`.
+            (`pipelines.observing.function_calls`); its spans are logged beside the
+            elements (`pipelines.observing.span_log`), not carried in `SPANS`.
         inside_read: it runs inside each shard's reader (a pipeline function's
             decode), so tf.data's runtime model counts it with the read.
         elided: tf.data drops it from an untraced build as doing nothing (a map
@@ -171,7 +171,7 @@ class Tracer(Untraced):
 
     ``stages`` lists the rows' stages in order, as the steps added them.
     ``log``: where the stages seen inside a pipeline function log their spans
-    (`pipelines.function_calls`); None until one does.
+    (`pipelines.observing.function_calls`); None until one does.
     """
 
     def __init__(self) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from pipelines.embedded import FORMATS, ensure_embedded
+from pipelines.data.embedded import FORMATS, ensure_embedded
 from pipelines.errors import DataError, UsageError
 from pipelines.sources import Source, open_source, with_latency
 from pipelines.sources.latency import parse_latency

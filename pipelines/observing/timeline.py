@@ -1,7 +1,7 @@
 """Timelines: the spans of a traced training run, per stage and epoch.
 
 The pipeline's stages come from the spans each batch carries (see
-`pipelines.tracing`); the trainer adds its own: waiting for input, the
+`pipelines.observing.tracing`); the trainer adds its own: waiting for input, the
 train step, the test step. `TimelineRecorder` collects them while the
 trainer runs (holding the raw arrays, so recording costs one list append
 per batch) and `TimelineRecorder.timeline` turns them into `Span`s.
@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from pipelines.element import ID
+from pipelines.observing.span_log import SpanLog
+from pipelines.observing.tracing import NOT_RECORDED, SPANS, Stage
 from pipelines.sources.base import Record
-from pipelines.span_log import SpanLog
-from pipelines.tracing import NOT_RECORDED, SPANS, Stage
 
 WAIT = Stage("wait for input", "wait")
 TRAIN_STEP = Stage("train step", "train")
@@ -80,7 +80,7 @@ class Timeline:
     def active_s(self, epoch: int | None = None) -> dict[str, float]:
         """Per stage, its own wall time: while at least one of its spans ran.
 
-        A batch's span runs from its request (`pipelines.tracing.traced_batch`), so
+        A batch's span runs from its request (`pipelines.observing.tracing.traced_batch`), so
         it also covers the wait for upstream work, a shuffle buffer filling from
         slow reads for one; while a stage before it ran, the time is that stage's,
         not the batch's, so a batch counts only what no earlier stage accounts for

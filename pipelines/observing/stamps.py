@@ -4,8 +4,8 @@
 functions (`now_after`, `call_timed`), a map cheap enough to stamp every element
 with (`stamp_map`), the moment each element is asked for (`requests`,
 `on_arrival`), and a shard reader whose records each come with their span
-(`shard_spans`). `pipelines.tracing` carries the spans in each element's `SPANS`
-key; `pipelines.span_log` logs them beside a pipeline function's elements.
+(`shard_spans`). `pipelines.observing.tracing` carries the spans in each element's `SPANS`
+key; `pipelines.observing.span_log` logs them beside a pipeline function's elements.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tensorflow.python.ops import gen_dataset_ops
 
 from pipelines.sources.base import Record
 
-# The key a traced element carries its spans in (`pipelines.tracing`).
+# The key a traced element carries its spans in (`pipelines.observing.tracing`).
 SPANS = "spans"
 
 
@@ -37,7 +37,7 @@ class _StampDataset(dataset_ops.UnaryDataset):
     ) -> None:
         self._input_dataset = input_dataset
         # The dataset whose elements it stamps, when it is not its input (a zip with
-        # `requests`): `pipelines.function_calls.seen_steps` steps over the stamp to it.
+        # `requests`): `pipelines.observing.function_calls.seen_steps` steps over the stamp to it.
         self.stamped_over = over
         self._name = None
         # A tf.data function is instantiated as a multi-device function, which

@@ -1,12 +1,12 @@
 """Spans recorded beside the elements: for stages inside a user's pipeline function.
 
-A steps variant's elements carry their spans (`pipelines.tracing.SPANS`). A
+A steps variant's elements carry their spans (`pipelines.observing.tracing.SPANS`). A
 user's function passes its own elements, ``(image, label)`` tuples, from one
 tf.data call to the next, and one more key would break its code. So the
-stages seen inside a function (`pipelines.function_calls`) write each span
+stages seen inside a function (`pipelines.observing.function_calls`) write each span
 as a row ``(stage, start, end)`` into a `SpanLog`, a TensorFlow queue the
 dataset's functions enqueue into as they run; the trainer's recorder
-(`pipelines.timeline.TimelineRecorder`) drains it at each epoch's end.
+(`pipelines.observing.timeline.TimelineRecorder`) drains it at each epoch's end.
 
 A row costs one enqueue beside the stamps: the same two `tf.timestamp` ops
 as a carried span, no Python and no `tf.py_function`. Spans are per call,
@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+from pipelines.observing.stamps import call_timed, now_after, on_arrival, shard_spans
 from pipelines.sources.base import Record
-from pipelines.stamps import call_timed, now_after, on_arrival, shard_spans
 
 # Far more rows than an epoch makes (examples times stages); the queue holds
 # what it is given, allocating per row.
@@ -71,7 +71,7 @@ def logged_call(function: Callable[..., Any], log: SpanLog, stage: int) -> Calla
 
 def logged_batches(ds: tf.data.Dataset, log: SpanLog, stage: int) -> tf.data.Dataset:
     """``ds`` (a batch's output) unchanged, logging per batch the span from its request
-    to its arrival; like `pipelines.tracing.traced_batch`, the analysis counts only the
+    to its arrival; like `pipelines.observing.tracing.traced_batch`, the analysis counts only the
     part no earlier stage accounts for."""
 
     def stamp(requested: tf.Tensor, batch: Any) -> Any:
@@ -88,8 +88,8 @@ def logged_reader(
     one_record: bool = False,
 ) -> Callable[[Any], tf.data.Dataset]:
     """``read_shard`` logging each shard's "open" (its first record) and each later
-    record's "read", the spans `pipelines.tracing.traced_shard_reader` puts in the
-    elements (`pipelines.stamps.shard_spans`, which says what ``one_record`` spares)."""
+    record's "read", the spans `pipelines.observing.tracing.traced_shard_reader` puts in the
+    elements (`pipelines.observing.stamps.shard_spans`, which says what ``one_record`` spares)."""
 
     def log_span(record: Record, first: tf.Tensor, start: tf.Tensor, end: tf.Tensor) -> Record:
         return _passed_after(record, log.record(tf.where(first, opening, reading), start, end))

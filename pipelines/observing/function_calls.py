@@ -6,7 +6,7 @@ Two views, both without asking the user to rewrite anything:
   ``padded_batch`` and ``interleave`` are stood in for while the function
   runs. Each map and batch it calls becomes a named stage (``map(sharpen)``,
   ``batch``); in a traced build each map call and each batch logs its span
-  (`pipelines.span_log`), as a steps variant's stages record theirs. The
+  (`pipelines.observing.span_log`), as a steps variant's stages record theirs. The
   reading the suite hands the function (its examples, or
   ``params.read_shard``) is the "open", "read" and "map(decode)" stages.
 - **Once built** (`seen_steps`): the dataset it returned, walked back to the
@@ -38,8 +38,8 @@ import tensorflow as tf
 # The methods a watch stands in for, on the class every dataset inherits them from.
 from tensorflow.python.data.ops import dataset_ops
 
-from pipelines.span_log import SpanLog, logged_batches, logged_call, logged_reader
-from pipelines.tracing import Stage, StageKind, Tracer, Untraced, numbered
+from pipelines.observing.span_log import SpanLog, logged_batches, logged_call, logged_reader
+from pipelines.observing.tracing import Stage, StageKind, Tracer, Untraced, numbered
 
 _DATASET = dataset_ops.DatasetV2
 _WATCHED = ("map", "batch", "padded_batch", "interleave")
@@ -92,7 +92,7 @@ def seen_steps(built: tf.data.Dataset, given: tuple[tf.data.Dataset, ...]) -> tu
     """The transformations between what the function was ``given`` (its examples, or the
     shards) and what it ``built``, first to last: each dataset's first input followed back
     from ``built`` (stops at one it was given, or at a source). A traced build's stamps
-    (`pipelines.stamps.stamp_map`) are stepped over."""
+    (`pipelines.observing.stamps.stamp_map`) are stepped over."""
     found = []
     dataset = built
     for _ in range(1000):  # a guard: a chain this long is not a user's pipeline
@@ -151,7 +151,7 @@ class Watch:
     """One build of a pipeline function, as its tf.data calls show it.
 
     Attributes:
-        observer: the build's; a `pipelines.tracing.Tracer` makes the stages log spans.
+        observer: the build's; a `pipelines.observing.tracing.Tracer` makes the stages log spans.
         given: the datasets the function was handed (where `seen_steps` stops).
         parallelized: map stages to run in parallel (a fix the analysis suggested).
         stages: every stage seen so far, in order (traced or not).

@@ -12,7 +12,7 @@ Generation writes into a temporary folder and renames it into place only
 when complete, under a lock, so an interrupted or concurrent run never
 leaves a half-written set that is later taken as complete.
 
-Run ``python -m pipelines.embedded --profile smoke`` to generate and list it.
+Run ``python -m pipelines.data.embedded --profile smoke`` to generate and list it.
 """
 
 from __future__ import annotations
@@ -35,14 +35,14 @@ from typing import Any
 import numpy as np
 
 from pipelines import sources
+from pipelines.data.synthetic import CLASS_NAMES, make_examples
 from pipelines.errors import DataError, InputError, UsageError
 from pipelines.sources import Source
-from pipelines.synthetic import CLASS_NAMES, make_examples
 
 # Bump when the drawing code or the layout changes: cached sets are then regenerated.
 GENERATOR_VERSION = 1
 MANIFEST = "manifest.json"
-DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache" / "embedded"
+DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".cache" / "embedded"
 FORMATS = ("image_folder", "cifar", "tfrecord")
 
 
@@ -288,7 +288,7 @@ def summary(dataset: EmbeddedDataset) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command line: generate (or find) the embedded dataset and print what it holds."""
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.embedded", description=__doc__.split("\n")[0]
+        prog="python -m pipelines.data.embedded", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--profile", default="smoke", help="smoke (default), check or full")
     parser.add_argument("--root", type=Path, default=None, help="cache folder")
