@@ -23,7 +23,7 @@ import pytest
 
 import models
 import pipelines
-from benchmarks.judging import gates
+from benchmarks.judging import compare, gates
 from benchmarks.judging.against import base_versions, check_bases
 from benchmarks.measuring.cores import apply_core_budget
 from benchmarks.measuring.progress import ProgressLine
@@ -345,12 +345,12 @@ def evaluate_gates(config: pytest.Config) -> list[gates.Failure] | None:
         failures = gates.check_run(state.thresholds, current)
         if state.baseline:
             path, saved = state.baseline
-            found, state.verdicts = gates.compare_with_baseline(
+            found, state.verdicts = compare.compare_with_baseline(
                 state.thresholds, results, saved, str(path)
             )
             failures += found
         if pairs:
-            found, state.pair_verdicts = gates.compare_pairs(state.thresholds, results, pairs)
+            found, state.pair_verdicts = compare.compare_pairs(state.thresholds, results, pairs)
             failures += found
         state.failures = failures
     return state.failures

@@ -1,6 +1,6 @@
 """Base against head in one run (`--perf-against`): loading a user's files at a git ref
 or from a folder (`pipelines.versions`), and deciding pass by pass
-(`benchmarks.judging.decide.decide_paired`, `benchmarks.judging.gates.compare_pairs`)."""
+(`benchmarks.judging.decide.decide_paired`, `benchmarks.judging.compare.compare_pairs`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from bench_runner import ROOT, small_data, suite_from_anywhere
 from scipy import stats
 
 import pipelines
-from benchmarks.judging import gates
+from benchmarks.judging import compare, gates
 from benchmarks.judging.against import base_versions, check_bases
 from benchmarks.judging.decide import Rule, decide, decide_paired
 from benchmarks.saving import metrics, schema
@@ -209,7 +209,7 @@ def test_the_gates_pair_each_head_with_its_base(tmp_path):
         "mine": {"samples": {"steady_fraction_of_ceiling": head}},
         "mine@main": {"samples": {"steady_fraction_of_ceiling": base}},
     }
-    failures, verdicts = gates.compare_pairs(loaded, results, {"mine": "mine@main"})
+    failures, verdicts = compare.compare_pairs(loaded, results, {"mine": "mine@main"})
     (verdict,) = verdicts
     assert verdict.outcome == "regression" and failures[0].variant == "mine"
     assert "base mine@main in the same passes" in str(failures[0])

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from benchmarks.judging import gates
+from benchmarks.judging import compare, gates
 from benchmarks.measuring.alternation import (
     BASE,
     HEAD,
@@ -107,13 +107,13 @@ def test_a_pairs_steady_state_is_decided_from_its_alternated_epochs_when_it_has_
     # The passes say no change; the alternated epochs say 6% slower: they decide.
     same = [0.5, 0.52, 0.49]
     results = pair_results(found.head_rates, found.base_rates, same, same)
-    failures, verdicts = gates.compare_pairs(loaded, results, {"mine": "mine@main"})
+    failures, verdicts = compare.compare_pairs(loaded, results, {"mine": "mine@main"})
     (verdict,) = verdicts
     assert verdict.metric.name == ALTERNATED and verdict.outcome == "regression"
     assert "base mine@main round by round" in str(failures[0])
     # Without alternated epochs on both sides, the passes decide.
     del results["mine@main"]["samples"][ALTERNATED]
-    failures, (verdict,) = gates.compare_pairs(loaded, results, {"mine": "mine@main"})
+    failures, (verdict,) = compare.compare_pairs(loaded, results, {"mine": "mine@main"})
     assert verdict.metric.name == "steady_fraction_of_ceiling" and not failures
 
 
@@ -186,6 +186,6 @@ def test_a_yardstick_run_saves_each_variants_fraction_of_the_ceiling_round_by_ro
     # A later run is judged on them against the saved one (here: the run against itself).
     saved_metrics = gates.load_saved_metrics(saved)
     loaded = gates.load_thresholds(thresholds)
-    _, verdicts = gates.compare_with_baseline(loaded, saved_metrics, saved_metrics, "saved")
+    _, verdicts = compare.compare_with_baseline(loaded, saved_metrics, saved_metrics, "saved")
     (verdict,) = [v for v in verdicts if v.metric.name == YARDSTICK]
     assert verdict.outcome == "ok" and verdict.current == ratios

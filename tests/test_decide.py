@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
-from benchmarks.judging import gates
+from benchmarks.judging import compare, gates
 from benchmarks.judging.decide import Rule, decide, smallest_p
 from benchmarks.saving import metrics
 from pipelines.errors import DataError
@@ -100,25 +102,25 @@ def thresholds(tmp_path):
 def test_the_baseline_gate_decides_from_the_saved_passes(thresholds):
     baseline = {"optimized": {"samples": {"fraction_of_ceiling": noisy(0.62, 6)}}}
     slower = {"optimized": {"samples": {"fraction_of_ceiling": noisy(0.50, 6, seed=1)}}}
-    failures, verdicts = gates.compare_with_baseline(thresholds, slower, baseline, "run 0001")
+    failures, verdicts = compare.compare_with_baseline(thresholds, slower, baseline, "run 0001")
     (failure,) = failures
     assert str(failure).startswith("GATE FAILED regression: optimized fraction_of_ceiling")
     assert "at level 0.01" in str(failure)
     assert "thresholds.toml:2 [defaults] max_throughput_drop" in str(failure)
     assert "[statistics], baseline run 0001)" in str(failure)
     same = {"optimized": {"samples": {"fraction_of_ceiling": noisy(0.62, 6, seed=2)}}}
-    failures, verdicts = gates.compare_with_baseline(thresholds, same, baseline, "run 0001")
+    failures, verdicts = compare.compare_with_baseline(thresholds, same, baseline, "run 0001")
     assert failures == [] and [v.outcome for v in verdicts] == ["ok"]
 
 
 def test_pipeline_cpu_per_example_is_gated_where_its_samples_were_saved(thresholds):
     baseline = {"optimized": {"samples": {"cpu_s_per_example": noisy(1e-3, 6)}}}
     costlier = {"optimized": {"samples": {"cpu_s_per_example": noisy(1.3e-3, 6, seed=1)}}}
-    (failure,) = gates.check_baseline(thresholds, costlier, baseline, "run 0001")
+    (failure,) = compare.check_baseline(thresholds, costlier, baseline, "run 0001")
     assert "optimized cpu_s_per_example" in str(failure) and "tolerance +15%" in str(failure)
     # A run saved before samples were kept: its single value against the tolerance.
     old = {"optimized": {"cpu_s_per_example": 1e-3}}
-    (failure,) = gates.check_baseline(
+    (failure,) = compare.check_baseline(
         thresholds, {"optimized": {"cpu_s_per_example": 1.2e-3}}, old, "r"
     )
     assert "cpu_s_per_example = 0.0012, limit <= 0.00115" in str(failure)
@@ -192,7 +194,9 @@ def test_a_lost_optimization_step_fails_against_the_baseline(thresholds, regress
     then = {"steps": optimized.describe(), "optimizations": optimized.optimizations()}
     now = {"steps": steps, "optimizations": changed.optimizations()}
     for before in (then, {"steps": then["steps"]}):  # a baseline saved before the counts
-        failures = gates.check_baseline(thresholds, {"optimized": now}, {"optimized": before}, "r")
+        failures = compare.check_baseline(
+            thresholds, {"optimized": now}, {"optimized": before}, "r"
+        )
         assert [str(f) for f in failures] == expected
 
 
@@ -231,3 +235,32 @@ def test_the_trials_estimate_base_against_head_from_windows_of_unchanged_runs():
     found = alternated(steady, shipped)
     assert found[0.0] == (0, 6)  # three windows, both orientations: no alarm
     assert found[0.14] == (6, 6)  # twice the 7% tolerance: every one
+
+
+def test_one_engine_pairs_the_same_samples_as_it_is_told(thresholds):
+    """Passes that drift by +-20% hide a steady 10% loss from a comparison of two runs;
+    paired pass by pass, as head and base timed in the same run are, it is plain."""
+    drift = [1.0, 1.2, 0.8, 1.15, 0.85, 1.1, 0.9, 1.05]
+    wobble = noisy(1.0, len(drift), spread=0.003, seed=3)
+    base = [0.6 * d for d in drift]
+    head = [0.54 * d * w for d, w in zip(drift, wobble, strict=True)]
+    sides = [
+        compare.Sides(
+            "mine",
+            {"samples": {"fraction_of_ceiling": head}},
+            "base mine@main",
+            {"samples": {"fraction_of_ceiling": base}},
+        )
+    ]
+    strict = dataclasses.replace(
+        thresholds,
+        defaults={
+            **thresholds.defaults,
+            "max_throughput_drop": gates.Limit("max_throughput_drop", 0.05, "test"),
+        },
+    )
+    _, (apart,) = compare.compare(strict, sides, compare.Across.RUNS)
+    assert apart.outcome != "regression" and "mann-whitney" in str(apart)
+    failures, (paired,) = compare.compare(strict, sides, compare.Across.SAME_RUN)
+    assert paired.outcome == "regression" and "paired t" in str(paired)
+    assert [f.metric for f in failures] == ["fraction_of_ceiling"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 
 from benchmarks.diagnosing.held_back import held_back_line
-from benchmarks.judging import gates
+from benchmarks.judging import compare, gates
 from benchmarks.saving import metrics
 
 ALTERNATED, ALTERNATED_ALONE = metrics.ALTERNATED.name, metrics.ALTERNATED_ALONE.name
@@ -62,7 +62,7 @@ def test_a_slower_pipeline_is_judged_alone_and_said_in_device_terms(tmp_path):
         "[base_vs_head]\nmax_steady_throughput_drop = 0.03\nmax_alone_throughput_drop = 0.03\n"
     )
     thresholds = gates.load_thresholds(path)
-    failures, verdicts = gates.compare_pairs(
+    failures, verdicts = compare.compare_pairs(
         thresholds, paired_run(head_alone=0.5, head_paced=0.8), {"mine": "mine@main"}
     )
     by_metric = {v.metric.name: v for v in verdicts}
@@ -75,7 +75,7 @@ def test_a_slower_pipeline_is_judged_alone_and_said_in_device_terms(tmp_path):
 
 
 def test_a_change_the_device_hides_is_caught_alone_and_said_to_cost_nothing():
-    failures, verdicts = gates.compare_pairs(
+    failures, verdicts = compare.compare_pairs(
         gates.load_thresholds(gates.DEFAULT_THRESHOLDS),
         paired_run(head_alone=0.7, head_paced=1.0),
         {"mine": "mine@main"},

@@ -365,7 +365,7 @@ def test_what_a_function_builds_is_seen_as_its_steps(registered):
 
 
 def test_an_optimization_lost_inside_a_function_fails_against_the_baseline(registered):
-    from benchmarks.judging import gates
+    from benchmarks.judging import compare, gates
 
     def untuned(ds, params):
         """The same, its prefetch and parallel calls lost in an edit."""
@@ -378,7 +378,7 @@ def test_an_optimization_lost_inside_a_function_fails_against_the_baseline(regis
         variant = registered(function_variant(function, Contract(), name="mine"))
         pipelines.build(variant, tagged_source(20, 2), batch_size=4, seed=1)
         saved[function] = {"steps": variant.describe(), "optimizations": variant.optimizations()}
-    (failure,) = gates.check_baseline(
+    (failure,) = compare.check_baseline(
         gates.load_thresholds(), {"mine": saved[untuned]}, {"mine": saved[tuned]}, "r"
     )
     assert str(failure).startswith("GATE FAILED mine: lost a prefetch, a parallel map: steps")

@@ -9,7 +9,7 @@ import re
 import pytest
 
 import pipelines
-from benchmarks.judging import gates
+from benchmarks.judging import compare, gates
 from benchmarks.saving import storage
 from pipelines import DataError
 
@@ -134,9 +134,9 @@ def test_a_missing_measurement_is_not_a_failure(thresholds):
 def test_the_baseline_comparison_allows_the_tolerance_and_no_more(thresholds):
     baseline = {"optimized": {"fraction_of_ceiling": 0.8, "test_accuracy": 0.95}}
     within = {"optimized": {"fraction_of_ceiling": 0.65, "test_accuracy": 0.91}}
-    assert gates.check_baseline(thresholds, within, baseline, "run 0001") == []
+    assert compare.check_baseline(thresholds, within, baseline, "run 0001") == []
     worse = {"optimized": {"fraction_of_ceiling": 0.63, "test_accuracy": 0.89}}
-    failures = [str(f) for f in gates.check_baseline(thresholds, worse, baseline, "run 0001")]
+    failures = [str(f) for f in compare.check_baseline(thresholds, worse, baseline, "run 0001")]
     assert failures[0].startswith(
         "GATE FAILED optimized: fraction_of_ceiling = 0.63, limit >= 0.64 (from "
     )
@@ -220,15 +220,15 @@ def test_a_gated_stage_may_slow_by_the_tolerance_and_no_more(tmp_path):
     thresholds = stage_thresholds(tmp_path)
     baseline = {"optimized": {"stage_p10_s": {"read": 0.0010, "open": 0.040}}}
     within = {"optimized": {"stage_p10_s": {"read": 0.00114, "open": 0.046}}}
-    assert gates.check_baseline(thresholds, within, baseline, "run 0001") == []
+    assert compare.check_baseline(thresholds, within, baseline, "run 0001") == []
     slower = {"optimized": {"stage_p10_s": {"read": 0.00125, "open": 0.040}}}
-    (failure,) = gates.check_baseline(thresholds, slower, baseline, "run 0001")
+    (failure,) = compare.check_baseline(thresholds, slower, baseline, "run 0001")
     assert str(failure).startswith(
         "GATE FAILED optimized: p10 read span (s) = 0.00125, limit <= 0.00115 (from "
     )
     assert str(failure).endswith("max_stage_slowdown, baseline run 0001)")
     # A stage the baseline did not gate, or a run that was not traced, is not compared.
-    assert gates.check_baseline(thresholds, {"optimized": {}}, baseline, "run 0001") == []
+    assert compare.check_baseline(thresholds, {"optimized": {}}, baseline, "run 0001") == []
 
 
 def test_accuracy_is_judged_against_the_runs_ceiling_by_default():

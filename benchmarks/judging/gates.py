@@ -1,10 +1,11 @@
-"""Regression gates: thresholds from `thresholds.toml`, checks on one run and against a baseline.
+"""Regression gates: thresholds from `thresholds.toml`, and the checks on one run.
 
 A failed check is one line: variant, metric, value, limit, and where the
 limit came from (file, line, key). Gates prefer ratios measured within one
 run (speedup over ``naive``, slowdown against the ceiling) and accuracy,
-which hold on a noisy shared machine; the baseline comparison adds
-throughput and accuracy against a saved run, within tolerances.
+which hold on a noisy shared machine; the comparisons of a head with its base
+(a saved baseline, a base version in the same run) use the tolerances declared
+here and live in `benchmarks.judging.compare`.
 """
 
 from __future__ import annotations
@@ -18,11 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.diagnosing.bottleneck import GATE_FIGURES
-from benchmarks.judging import structure
-from benchmarks.judging.decide import TESTS, Rule, Verdict, decide, decide_paired
-from benchmarks.measuring.intervals import paired_ratio
+from benchmarks.judging.decide import TESTS, Rule, Verdict
 from benchmarks.saving import metrics, schema
-from benchmarks.saving.metrics import Metric, Pairing
+from benchmarks.saving.metrics import Metric
 from benchmarks.saving.schema import Kind
 from pipelines.errors import DataError
 
@@ -285,194 +284,6 @@ def check_run(thresholds: Thresholds, results: Mapping[str, Mapping[str, Any]]) 
                 failures.append(
                     Failure(variant, metric.name, value, limit.value, relation, limit.origin)
                 )
-    return failures
-
-
-def below_baseline(
-    thresholds: Thresholds, variant: str, metric: Metric, value: float | None, before: float | None
-) -> tuple[float, Limit] | None:
-    """(limit value, limit) when ``value`` moved beyond the tolerance for ``metric`` from
-    ``before``: the throughput and accuracy floors, the CPU ceiling (`Metric.limit`)."""
-    limit = thresholds.limits_for(variant).get(TOLERANCE_OF[metric.name])
-    if limit is None or value is None or not before:
-        return None
-    worst = metric.limit(before, limit.value)
-    return (worst, limit) if metric.beyond(value, worst) else None
-
-
-def check_baseline(
-    thresholds: Thresholds,
-    results: Mapping[str, Mapping[str, Any]],
-    baseline: Mapping[str, Mapping[str, Any]],
-    baseline_name: str,
-) -> list[Failure]:
-    """The failed comparisons with a baseline run (see `compare_with_baseline`)."""
-    return compare_with_baseline(thresholds, results, baseline, baseline_name)[0]
-
-
-def compare_with_baseline(
-    thresholds: Thresholds,
-    results: Mapping[str, Mapping[str, Any]],
-    baseline: Mapping[str, Mapping[str, Any]],
-    baseline_name: str,
-) -> tuple[list[Failure], list[Verdict]]:
-    """Compare throughput, accuracy and pipeline CPU with a baseline run: failures and verdicts.
-
-    Where both runs saved their passes' samples, each metric is decided by
-    `benchmarks.judging.decide` (significant and beyond its tolerance); a run saved
-    without samples is compared by its single value against the tolerance.
-    """
-    failures, verdicts = [], []
-    for variant, figures in results.items():
-        before = baseline.get(variant)
-        if before is None:
-            continue
-        limits = thresholds.limits_for(variant)
-        for key, metric in TOLERANCES.items():
-            limit = limits.get(key)
-            if limit is None:
-                continue
-            then, now = metric.samples_of(before), metric.samples_of(figures)
-            verdict = None
-            if then and now:
-                rule = thresholds.rule(limit)
-                rule = dataclasses.replace(rule, origin=f"{rule.origin}, baseline {baseline_name}")
-                verdict = decide(variant, metric, then, now, rule)
-                verdicts.append(verdict)
-            if verdict is None or verdict.change is None:
-                # No samples, or too few passes to decide by statistics: a change
-                # beyond the tolerance still fails on the single values.
-                failures += _beyond_tolerance(
-                    thresholds, variant, metric, figures, before, baseline_name
-                )
-            elif verdict.outcome == "regression":
-                failures.append(
-                    Failure(
-                        variant, metric.name, verdict.change, limit.value, "", rule.origin, verdict
-                    )
-                )
-        failures += _slower_stages(thresholds, variant, figures, before, baseline_name)
-        failures += _lost_steps(variant, figures, before, baseline_name)
-    return failures, verdicts
-
-
-def compare_pairs(
-    thresholds: Thresholds,
-    results: Mapping[str, Mapping[str, Any]],
-    pairs: Mapping[str, str],
-) -> tuple[list[Failure], list[Verdict]]:
-    """Each head variant against its base measured in the same passes (``pairs``: head
-    name -> base name, `pipelines.versions`): failures and verdicts.
-
-    Decided pass by pass (`benchmarks.judging.decide.decide_paired`) with the tolerances of
-    ``[base_vs_head]`` over the rest (`Thresholds.paired`): no drift between runs enters.
-    """
-    paired = thresholds.paired()
-    failures, verdicts = [], []
-    for head, base in pairs.items():
-        now, then = results.get(head), results.get(base)
-        if now is None or then is None:
-            continue
-        for key, limit in paired.limits_for(head).items():
-            metric = TOLERANCES.get(key)
-            if metric is None:
-                continue
-            finer = PAIRED_FROM.get(metric.name)
-            if finer and finer.samples_of(then) and finer.samples_of(now):
-                metric = finer
-            before, after = metric.samples_of(then), metric.samples_of(now)
-            if not before or not after or len(before) != len(after):
-                continue
-            by_round = metric.pairing is Pairing.ROUND
-            paired_by = "round by round" if by_round else "in the same passes"
-            origin = f"{limit.origin}, base {base} {paired_by}"
-            rule = Rule(limit.value, "paired t", paired.alpha, origin)
-            verdict = device_meaning(decide_paired(head, metric, before, after, rule), now, then)
-            verdicts.append(verdict)
-            if verdict.outcome == "regression":
-                change, worst = verdict.change, limit.value
-                failures.append(Failure(head, metric.name, change, worst, "", rule.origin, verdict))
-    return failures, verdicts
-
-
-def device_meaning(verdict: Verdict, now: Mapping[str, Any], then: Mapping[str, Any]) -> Verdict:
-    """``verdict`` on steady throughput, saying what its change means on the run's device
-    (a stand-in: ``now`` has its ``step_time_s``): training there goes that much slower or
-    faster; for the pipelines alone, how much of it the device's step hides."""
-    device = now.get("step_time_s")
-    if verdict.change is None or not device or verdict.metric.pairing is not Pairing.ROUND:
-        return verdict
-    on_device = str(now.get("device"))  # its step time's origin heads the run's figures
-    if verdict.metric.name == metrics.ALTERNATED.name:
-        meaning = f"training on {on_device} {_faster_or_slower(verdict.change)}"
-    else:
-        heads, bases = metrics.ALTERNATED.samples_of(now), metrics.ALTERNATED.samples_of(then)
-        meaning = f"the pipeline alone {_faster_or_slower(verdict.change)}"
-        if heads and bases and len(heads) == len(bases):
-            paced = paired_ratio(heads, bases).value
-            meaning += f"; training on {on_device} {_faster_or_slower(paced)}"
-    reason = "; ".join(filter(None, [verdict.reason, meaning]))
-    return dataclasses.replace(verdict, reason=reason)
-
-
-def _faster_or_slower(ratio: float) -> str:
-    """``0.52`` -> ``goes 48% slower`` (head over base examples/s)."""
-    if abs(ratio - 1) < 0.0005:
-        return "goes as fast"
-    return f"goes {abs(1 - ratio):.0%} {'slower' if ratio < 1 else 'faster'}"
-
-
-def _lost_steps(
-    variant: str, figures: Mapping[str, Any], before: Mapping[str, Any], baseline_name: str
-) -> list[Failure]:
-    """A failure when the variant's steps lost an optimization the baseline's had."""
-    had, has = structure.optimizations(before), structure.optimizations(figures)
-    gone = structure.lost(had, has) if had is not None and has is not None else []
-    if not gone:
-        return []
-    then, now = before.get("steps"), figures.get("steps")
-    detail = f"lost {', '.join(gone)}: steps were {then}, now {now}"
-    return [Failure(variant, "steps", 0.0, 0.0, "", f"baseline {baseline_name}", detail=detail)]
-
-
-def _beyond_tolerance(
-    thresholds: Thresholds,
-    variant: str,
-    metric: Metric,
-    figures: Mapping[str, Any],
-    before: Mapping[str, Any],
-    baseline_name: str,
-) -> list[Failure]:
-    """The single-value comparison: a failure when ``metric`` moved beyond its tolerance."""
-    value = metric.of(figures)
-    fell = below_baseline(thresholds, variant, metric, value, metric.of(before))
-    if not fell:
-        return []
-    worst, limit = fell
-    origin = f"{limit.origin}, baseline {baseline_name}"
-    relation = ">=" if metric.higher_is_better else "<="
-    return [Failure(variant, metric.name, value, worst, relation, origin)]
-
-
-def _slower_stages(
-    thresholds: Thresholds,
-    variant: str,
-    figures: Mapping[str, Any],
-    before: Mapping[str, Any],
-    baseline_name: str,
-) -> list[Failure]:
-    """The stages the baseline gated whose 10th-percentile span grew beyond the tolerance."""
-    limit = thresholds.limits_for(variant).get(STAGE_TOLERANCE)
-    now = figures.get("stage_p10_s") or {}
-    if limit is None:
-        return []
-    failures = []
-    for stage, then in (before.get("stage_p10_s") or {}).items():
-        ceiling = then * (1 + limit.value)
-        if stage in now and now[stage] > ceiling:
-            origin = f"{limit.origin}, baseline {baseline_name}"
-            metric = f"p10 {stage} span (s)"
-            failures.append(Failure(variant, metric, now[stage], ceiling, "<=", origin))
     return failures
 
 

@@ -27,11 +27,11 @@ import pipelines
 from benchmarks.diagnosing.bottleneck import HIGH, MODERATE, tracing_caveat
 from benchmarks.diagnosing.effects import no_gain_lines
 from benchmarks.diagnosing.runtime_view import runtime_line, stage_rows
+from benchmarks.judging.compare import compare_with_baseline
 from benchmarks.judging.gates import (
     DEFAULT_THRESHOLDS,
     Failure,
     Thresholds,
-    compare_with_baseline,
     load_thresholds,
 )
 from benchmarks.measuring.passes import PRECISION
@@ -158,7 +158,7 @@ def regressions(
 ) -> dict[str, dict[str, list[int]]]:
     """Per metric and variant, the runs (indices) that fell beyond tolerance from the run before.
 
-    The same comparison as ``--perf-baseline`` (`gates.compare_with_baseline`: by
+    The same comparison as ``--perf-baseline`` (`compare_with_baseline`: by
     the passes' samples where both runs saved them), run to run.
     """
     out: dict[str, dict[str, list[int]]] = {metric: {} for metric in HISTORY_METRICS}

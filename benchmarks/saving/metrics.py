@@ -181,7 +181,7 @@ MAP_CONCURRENCY = Metric(
 
 # Alternated rounds (`benchmarks.measuring.alternation`), saved as samples on both
 # records, one per round (paired by index): `--perf-against` decides steady-state
-# throughput from them (`benchmarks.judging.gates.compare_pairs`); the same with the
+# throughput from them (`benchmarks.judging.compare.compare_pairs`); the same with the
 # pipelines alone (no device step) where the timed device is a stand-in with a step: what
 # a change costs the pipeline itself, whatever the device hides of it; --perf-yardstick:
 # per round, a variant's steady epoch over the ceiling's, the ceiling the yardstick that

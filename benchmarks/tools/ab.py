@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.judging import gates
+from benchmarks.judging.compare import compare_with_baseline
 from benchmarks.judging.decide import Verdict
 from pipelines.errors import InputError
 
@@ -121,7 +122,7 @@ def compare(
                 outputs[side].append(output)
                 say(f"round {number}: {side} in {time.monotonic() - started:.0f} s")
     base, head = merged_metrics(outputs["base"]), merged_metrics(outputs["head"])
-    failures, verdicts = gates.compare_with_baseline(thresholds, head, base, f"base {base_ref}")
+    failures, verdicts = compare_with_baseline(thresholds, head, base, f"base {base_ref}")
     return verdicts, failures
 
 

@@ -34,7 +34,7 @@ from typing import Any
 
 from scipy import stats
 
-from benchmarks.judging import gates
+from benchmarks.judging import compare, gates
 from benchmarks.judging.decide import decide
 from benchmarks.saving.metrics import FRACTION_OF_CEILING, Metric
 from benchmarks.saving.storage import saved_runs
@@ -98,7 +98,7 @@ def judge(
     """The failed checks of ``metrics`` judged as `optimized`'s: its own gates and the baseline."""
     judged = {BASE: metrics}
     failures = gates.check_run(thresholds, judged)
-    return failures + gates.check_baseline(thresholds, judged, baseline, baseline_name)
+    return failures + compare.check_baseline(thresholds, judged, baseline, baseline_name)
 
 
 def run_trial(

@@ -19,7 +19,7 @@ function unchanged; in ``head/`` each copy carries its loss:
 Each trial is one run as a user makes it,
 ``pytest benchmarks --perf-plugin head/user_pipelines.py --perf-against base``,
 every shift's pair in it, and each pair is judged as that run judges it
-(`benchmarks.judging.gates.compare_pairs`). A shift of 0 is unchanged code: a
+(`benchmarks.judging.compare.compare_pairs`). A shift of 0 is unchanged code: a
 flagged one is a false alarm.
 
 The table gives, per shift, the change all the trials measured together (with
@@ -41,7 +41,7 @@ from typing import NamedTuple
 
 from scipy import stats
 
-from benchmarks.judging import gates
+from benchmarks.judging import compare, gates
 from benchmarks.saving.metrics import ALTERNATED, EXAMPLES_PER_S, TEST_ACCURACY
 from benchmarks.tools.gate_trials import Tally
 
@@ -191,7 +191,7 @@ def judge(
     """Per shift, what its run said of the head against its base on ``loss``'s metric."""
     metric, ratio = JUDGED[loss]
     pairs = {name: metrics[name]["alternation"]["base"] for name in names if name in metrics}
-    failures, _ = gates.compare_pairs(thresholds, metrics, pairs)
+    failures, _ = compare.compare_pairs(thresholds, metrics, pairs)
     flagged = {failure.variant for failure in failures if failure.metric == metric}
     found = {}
     for name, base in pairs.items():
