@@ -247,3 +247,24 @@ def test_the_time_left_counts_every_pass_asked_for_past_the_time_limit():
     assert _remaining(passes, exact, before_pass_s=120.0, into_pass_s=10.0) == 27 * 40.0 - 10.0
     # Not asked for: the time limit bounds it (room for one more pass).
     assert _remaining(passes, PassPlan(3, 30, 140.0), 120.0, 10.0) == 20.0 + 40.0 - 10.0
+
+
+def test_a_trained_variant_saves_its_estimates_where_it_was_timed_in_the_passes():
+    """Its epoch time is the passes' estimate with its interval, not the median of its
+    runs written and then overwritten; timed on its own, it is the median."""
+    from benchmarks.measuring.records import RunRecords
+    from benchmarks.run.result import derive
+
+    seconds = {CEILING: [1.0, 1.3, 1.0], Trial("training", "naive"): [4.0, 6.0, 4.4]}
+    passes = constructed_passes(seconds)
+    records = RunRecords(dict)
+    records.passes = passes
+    for trial in seconds:
+        records.training(trial.variant, trial.variant, passes.of(trial), kind=trial.kind)
+    records.training("served", "naive_service", passes.of(Trial("training", "naive")))
+    metrics = derive(records).metrics
+    estimate = pass_figures(passes)[Trial("training", "naive")].epoch_s
+    assert metrics["naive"]["epoch_s"] == estimate.value
+    assert metrics["naive"]["epoch_s_ci"] == estimate.to_list()
+    assert metrics["served"]["epoch_s"] == 4.4 / 2  # the median run's, per epoch
+    assert "epoch_s_ci" not in metrics["served"]

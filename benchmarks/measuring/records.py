@@ -59,7 +59,11 @@ def _as_extra_info(
     info = {**record.setting, "kind": record.kind, "variant": record.variant, **figures}
     paired = getattr(record, "paired", None)
     if paired is not None:
-        info.update(paired.to_extra_info())
+        estimated = paired.to_extra_info()
+        twice = (info.keys() & estimated.keys()) - {"samples"}
+        if twice:
+            raise ValueError(f"{record.variant}: {sorted(twice)} both estimated and recorded")
+        info.update(estimated)
     info["samples"] = {**info.get("samples", {}), **(samples or {})}
     return info
 
@@ -129,20 +133,23 @@ class TrainingRecord:
         return statistics.median(run_totals(self.runs, "cpu_s"))
 
     def to_extra_info(self) -> dict[str, Any]:
-        """Medians over runs, per-epoch lists of the last run, and the derived ratios."""
+        """Medians over runs, per-epoch lists of the last run, and the derived ratios (an
+        epoch's time and the input-bound share: estimated over the passes where it was
+        timed in them, else medians and shares of its runs)."""
         last, evaluated = self.runs[-1], self._evaluated_run()
         figures = {
             "train_s": self.train_s,
-            EPOCH_S.name: self.train_s / len(last),
             "epoch_times_s": [s.wall_s for s in last],
             EXAMPLES_PER_S.name: sum(s.examples for s in last) / self.train_s,
             "cpu_s": self.cpu_s,
-            INPUT_BOUND.name: input_bound_of(s for run in self.runs for s in run),
             "train_accuracy": [s.train_accuracy for s in evaluated],
             "test_accuracy_per_epoch": [s.test_accuracy for s in evaluated],
             TEST_ACCURACY.name: evaluated[-1].test_accuracy,
             "rounds": len(self.runs),
         }
+        if self.paired is None:
+            figures[EPOCH_S.name] = self.train_s / len(last)
+            figures[INPUT_BOUND.name] = input_bound_of(s for run in self.runs for s in run)
         if self.service is not None:
             figures.update(service=self.service, service_workers=self.service_workers)
         unpaired = {
@@ -265,16 +272,18 @@ class OverheadRecord:
         )
 
     def to_extra_info(self) -> dict[str, Any]:
-        """Both sides' times and the overheads; with passes, the paired one and its interval."""
+        """Both sides' times and the overheads: the wall-time one paired within the passes
+        with its interval where they were timed in them, else the medians' ratio."""
         figures = {
             "untraced_s": run_totals(self.untraced, "wall_s"),
             "traced_s": run_totals(self.traced, "wall_s"),
-            TRACING_OVERHEAD.name: self.overhead("wall_s"),
             "tracing_cpu_overhead": self.overhead("cpu_s"),
             # Where it goes: the first epoch stamps every read and decode; a
             # cached variant's later epochs stamp only its batches and maps.
             "tracing_overhead_first_epoch": self.overhead("wall_s", slice(0, 1)),
         }
+        if self.paired is None:
+            figures[TRACING_OVERHEAD.name] = self.overhead("wall_s")
         if min(map(len, self.untraced + self.traced)) > 1:
             figures["tracing_overhead_later_epochs"] = self.overhead("wall_s", slice(1, None))
         return _as_extra_info(self, figures)

@@ -34,6 +34,7 @@ from typing import Any
 from benchmarks.judging import gates
 from benchmarks.judging.compare import compare_with_baseline
 from benchmarks.judging.decide import Verdict
+from benchmarks.tools.harness import RunFailed, run_suite
 from pipelines.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -76,16 +77,13 @@ def worktree(repo: Path, ref: str) -> Iterator[Path]:
 
 def run_once(tree: Path, output: Path, args: Sequence[str], log: Path) -> None:
     """One benchmark run in ``tree`` (its own code on the path), its JSON to ``output``."""
-    command = [sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider"]
-    command += [*args, f"--benchmark-json={output}"]
-    env = {**os.environ, "PYTHONPATH": str(tree)}
     # One embedded dataset for both sides: generated once, by head's code.
-    env.setdefault("TFDATA_PERF_CACHE", str(ROOT / ".cache" / "embedded"))
-    with log.open("w") as out:
-        code = subprocess.call(command, cwd=tree, env=env, stdout=out, stderr=subprocess.STDOUT)
-    # 1: a gate of the run itself failed, which the comparison does not need.
-    if code not in (0, 1) or not output.exists():
-        raise AbError(f"the run in {tree} failed (exit {code}); its output: {log}")
+    cache = os.environ.get("TFDATA_PERF_CACHE", str(ROOT / ".cache" / "embedded"))
+    env = {"PYTHONPATH": str(tree), "TFDATA_PERF_CACHE": cache}
+    try:
+        run_suite(args, output, log, cwd=tree, env=env)
+    except RunFailed as failed:
+        raise AbError(str(failed)) from None
 
 
 def merged_metrics(outputs: Sequence[Path]) -> dict[str, dict[str, Any]]:

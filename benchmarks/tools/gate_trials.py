@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -38,6 +36,7 @@ from benchmarks.judging import compare, gates
 from benchmarks.judging.decide import decide
 from benchmarks.saving.metrics import FRACTION_OF_CEILING, Metric
 from benchmarks.saving.storage import saved_runs
+from benchmarks.tools.harness import RunFailed, run_suite
 from benchmarks.tools.inject import BASE
 from pipelines.errors import InputError
 
@@ -72,21 +71,27 @@ class Tally:
         return f"{self.flagged}/{self.runs} [{interval.low:.2f}, {interval.high:.2f}]"
 
 
-def bench_command(storage: Path, thresholds: Path, passes: int, *extra: str) -> list[str]:
-    """`pytest benchmarks` on the gated benchmarks of `optimized`, storage under ``storage``."""
-    command = [sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "benchmarks.tools.inject"]
+def bench_args(storage: Path, thresholds: Path, passes: int, *extra: str) -> list[str]:
+    """`pytest benchmarks`' arguments for the gated benchmarks of `optimized`, storage
+    under ``storage``."""
+    args = ["-p", "benchmarks.tools.inject"]
     # Each pipeline alone too (--perf-alone): its CPU per example is among what is judged.
-    command += ["-k", GATED, "--perf-alone", "--perf-profile", "smoke"]
-    command += ["--perf-passes", str(passes)]
-    command += ["--perf-thresholds", str(thresholds), f"--benchmark-storage=file://{storage}"]
-    return [*command, *extra]
+    args += ["-k", GATED, "--perf-alone", "--perf-profile", "smoke"]
+    args += ["--perf-passes", str(passes)]
+    args += ["--perf-thresholds", str(thresholds), f"--benchmark-storage=file://{storage}"]
+    return [*args, *extra]
 
 
-def run(command: list[str], inject: str, log: Path, alongside: bool) -> int:
-    """Run one benchmark session, its output to ``log``; its exit code."""
-    env = dict(os.environ, PERF_INJECT=inject, PERF_INJECT_ALONGSIDE="1" if alongside else "")
-    with log.open("w") as out:
-        return subprocess.call(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+def run(args: list[str], inject: str, output: Path, alongside: bool) -> bool:
+    """Run one benchmark session with ``inject``'s regressions, its output beside ``output``
+    (``.log``); whether it finished (else a line says so)."""
+    env = {"PERF_INJECT": inject, "PERF_INJECT_ALONGSIDE": "1" if alongside else ""}
+    try:
+        run_suite(args, output, output.with_suffix(".log"), cwd=ROOT, env=env)
+    except RunFailed as failed:
+        print(f"error: {failed}")
+        return False
+    return True
 
 
 def judge(
@@ -115,18 +120,10 @@ def run_trial(
         output = args.out / f"trial_{trial:02d}_{label}.json"
         if not args.judge_only:
             variants = ",".join([BASE, *(f"{BASE}_{n}" for n in INJECTED)]) if alongside else BASE
-            command = bench_command(
-                storage,
-                args.thresholds,
-                args.passes,
-                "--perf-variants",
-                variants,
-                f"--benchmark-json={output}",
-            )
+            command = bench_args(storage, args.thresholds, args.passes, "--perf-variants", variants)
             injected = "" if inject == UNCHANGED else inject
-            code = run(command, injected, output.with_suffix(".log"), alongside)
-            if code not in (0, 1) or not output.exists():
-                print(f"error: trial {trial} ({label}) did not run (exit {code}); see its .log")
+            if not run(command, injected, output, alongside):
+                print(f"trial {trial} ({label}) did not run")
                 return None
         if not output.exists():
             continue  # judging again: a condition this trial did not run
@@ -275,15 +272,13 @@ def unchanged_samples(out: Path, storage: Path, metric: Metric = FRACTION_OF_CEI
 def save_baseline(args: argparse.Namespace, storage: Path) -> bool:
     """Run `optimized` unchanged once and save the run as the trials' baseline."""
     started = time.monotonic()
-    command = bench_command(
+    command = bench_args(
         storage, args.thresholds, args.passes, "--perf-variants", BASE, "--benchmark-autosave"
     )
-    code = run(command, "", args.out / "baseline.log", alongside=False)
-    print(f"baseline run: exit {code} in {time.monotonic() - started:.0f} s", flush=True)
-    if code not in (0, 1):
-        print(f"error: the baseline run failed; see {args.out / 'baseline.log'}")
-        return False
-    return True
+    done = run(command, "", args.out / "baseline.json", alongside=False)
+    outcome = "done" if done else "failed"
+    print(f"baseline run: {outcome} in {time.monotonic() - started:.0f} s", flush=True)
+    return done
 
 
 def count(condition: str, failures: list[gates.Failure], tally: Tally) -> list[str]:

@@ -33,7 +33,6 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -44,6 +43,7 @@ from scipy import stats
 from benchmarks.judging import compare, gates
 from benchmarks.saving.metrics import ALTERNATED, EXAMPLES_PER_S, TEST_ACCURACY
 from benchmarks.tools.gate_trials import Tally
+from benchmarks.tools.harness import RunFailed, run_suite
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = '''"""A user's pipeline function, once per shift (by benchmarks.tools.power_trials)."""
@@ -127,15 +127,14 @@ def write_project(
 def bench(out: Path, names: list[str], log: Path, *extra: str) -> dict:
     """One `--perf-against` run of ``names`` (head/ against base/): its saved figures."""
     output = log.with_suffix(".json")
-    command = [sys.executable, "-m", "pytest", str(ROOT / "benchmarks"), "-q"]
     # No per-test time limit: a trial of many pairs and passes outlasts the test suite's.
-    command += ["-p", "no:cacheprovider", "-o", "timeout=0", "-k", "test_training"]
-    command += ["--perf-plugin", str(out / "head" / PLUGIN), "--perf-against", str(out / "base")]
-    command += ["--perf-variants", ",".join(names), f"--benchmark-json={output}", *extra]
-    with log.open("w") as written:
-        code = subprocess.call(command, stdout=written, stderr=subprocess.STDOUT, cwd=out)
-    if code not in (0, 1) or not output.exists():
-        raise SystemExit(f"error: the run did not finish (exit {code}); see {log}")
+    args = ["-o", "timeout=0", "-k", "test_training"]
+    args += ["--perf-plugin", str(out / "head" / PLUGIN), "--perf-against", str(out / "base")]
+    args += ["--perf-variants", ",".join(names), *extra]
+    try:
+        run_suite(args, output, log, cwd=out, suite=str(ROOT / "benchmarks"))
+    except RunFailed as failed:
+        raise SystemExit(f"error: {failed}") from None
     return gates.load_saved_metrics(output)
 
 
