@@ -417,8 +417,14 @@ def apply_steps(steps: tuple[Step, ...], ctx: BuildContext, where: str) -> tf.da
         try:
             ds = step.apply(ds, ctx)
         except (ValueError, TypeError, tf.errors.OpError) as error:
-            reason = (
-                str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            )
-            raise DataError(f"{where} step {number} ({step})", reason) from None
+            raise DataError(f"{where} step {number} ({step})", one_line(error)) from None
     return ds
+
+
+def one_line(error: BaseException) -> str:
+    """An exception in one line: its first, or, where TensorFlow traced a user's function
+    ("in user code:", then the trace), the last, which says what went wrong."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return lines[-1] if lines[0] == "in user code:" else lines[0]

@@ -108,6 +108,11 @@ def test_a_function_that_pairs_the_wrong_label_is_caught(registered):
         check_variant(registered(function_variant(relabelled, Contract())), 30, 1, 8, seed=0)
 
 
+def one_argument(element):
+    """A map function written for one element where the run's are (image, label) pairs."""
+    return element
+
+
 @pytest.mark.parametrize(
     ("function", "message"),
     [
@@ -119,6 +124,8 @@ def test_a_function_that_pairs_the_wrong_label_is_caught(registered):
             "(one-hot?): yield class indices",
         ),
         (lambda ds, params: ds.batch(4), "the run's are float32 (8, 8, 3)"),
+        # Raised inside the traced map: the cause, not TensorFlow's "in user code:".
+        (lambda ds, params: ds.map(one_argument), "takes 1 positional argument"),
     ],
 )
 def test_a_function_that_cannot_run_is_one_line_naming_it(function, message):
