@@ -34,3 +34,13 @@ class DataError(InputError):
 
 class UsageError(InputError):
     """A name the suite does not know: a model, a variant, a profile."""
+
+
+def one_line(error: BaseException) -> str:
+    """An exception in one line: its first, or, where TensorFlow traced a user's function
+    ("in user code:", then the trace), the last, which says what went wrong; its type's
+    name where it says nothing."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return lines[-1] if lines[0] == "in user code:" else lines[0]

@@ -22,7 +22,7 @@ import tensorflow as tf
 
 from pipelines.augment import augment, standardize
 from pipelines.element import IMAGE, LABEL
-from pipelines.errors import DataError
+from pipelines.errors import DataError, one_line
 from pipelines.observing.tracing import UNTRACED, Stage, Untraced
 from pipelines.sources.base import Record, Source
 
@@ -419,12 +419,3 @@ def apply_steps(steps: tuple[Step, ...], ctx: BuildContext, where: str) -> tf.da
         except (ValueError, TypeError, tf.errors.OpError) as error:
             raise DataError(f"{where} step {number} ({step})", one_line(error)) from None
     return ds
-
-
-def one_line(error: BaseException) -> str:
-    """An exception in one line: its first, or, where TensorFlow traced a user's function
-    ("in user code:", then the trace), the last, which says what went wrong."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    if not lines:
-        return type(error).__name__
-    return lines[-1] if lines[0] == "in user code:" else lines[0]

@@ -212,13 +212,12 @@ def _trial_figures(passes: Passes, trial: Trial, rates: dict[Trial, list[float]]
     if CEILING in seconds and trial.kind == "training":
         figures[FRACTION_OF_CEILING.name] = paired_ratio(seconds[CEILING], times)
         figures[STEADY_FRACTION_OF_CEILING.name] = paired_ratio(rates[trial], rates[CEILING])
-    if trial.kind in ("traced", "training") and untraced.kind == UNOBSERVED:
+    # A traced run over its plain twin; a training run over its unobserved twin, where
+    # it was timed without the readings too.
+    if trial.kind in TWIN_RATIOS and untraced in seconds and untraced != trial:
         full, steady = TWIN_RATIOS[trial.kind]
         figures[full.name] = paired_ratio(times, seconds[untraced])
         figures[steady.name] = paired_ratio(rates[untraced], rates[trial])
-    elif trial.kind == "traced" and untraced in seconds:
-        figures[TRACED_OVER_UNTRACED.name] = paired_ratio(times, seconds[untraced])
-        figures[STEADY_TRACED_OVER_UNTRACED.name] = paired_ratio(rates[untraced], rates[trial])
     if trial in rates:
         positive = (0.0, math.inf)
         figures[INPUT_BOUND.name] = mean([input_bound_of(run) for run in runs], within=(0, 1))

@@ -22,9 +22,10 @@ from benchmarks.measuring.pass_figures import (
     run_totals,
 )
 from benchmarks.measuring.passes import Passes, Trial
-from benchmarks.saving import metrics
 from benchmarks.saving.metrics import (
     ACCURACY_BELOW_REFERENCE,
+    ALTERNATED,
+    ALTERNATED_ALONE,
     CEILING_SLOWDOWN,
     CPU_S_PER_EXAMPLE,
     EPOCH_S,
@@ -34,6 +35,7 @@ from benchmarks.saving.metrics import (
     SPEEDUP_OVER_NAIVE,
     TEST_ACCURACY,
     TRACING_OVERHEAD,
+    YARDSTICK,
 )
 from benchmarks.saving.schema import Kind
 from models.trainer import EpochStats, input_bound_of
@@ -99,7 +101,7 @@ class TrainingRecord:
     # (`benchmarks.measuring.alternation`), and how the rounds went (the head's record only).
     alternated: list[float] | None = None
     alternation: dict[str, Any] | None = None
-    # The same with the pipelines alone (`metrics.ALTERNATED_ALONE`), on a stand-in device.
+    # The same with the pipelines alone (`ALTERNATED_ALONE`), on a stand-in device.
     alternated_alone: list[float] | None = None
     # --perf-yardstick: per round, its steady epoch over the ceiling's.
     yardstick: list[float] | None = None
@@ -180,14 +182,14 @@ class TrainingRecord:
         if finals is not None:
             samples[TEST_ACCURACY.name] = finals
         if self.alternated:
-            samples[metrics.ALTERNATED.name] = self.alternated
+            samples[ALTERNATED.name] = self.alternated
         if self.alternated_alone:
-            samples[metrics.ALTERNATED_ALONE.name] = self.alternated_alone
+            samples[ALTERNATED_ALONE.name] = self.alternated_alone
         if self.alternation:
             figures["alternation"] = self.alternation
         if self.yardstick:
-            samples[metrics.YARDSTICK.name] = self.yardstick
-            figures[metrics.YARDSTICK.name] = statistics.median(self.yardstick)
+            samples[YARDSTICK.name] = self.yardstick
+            figures[YARDSTICK.name] = statistics.median(self.yardstick)
         return _as_extra_info(self, figures, samples)
 
 

@@ -11,8 +11,9 @@ the terminal and the report all read that one value
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from benchmarks.diagnosing.bottleneck import traced_analysis
@@ -36,8 +37,20 @@ class RunResult:
     the traced variants' analyses and, per trained variant, what the gates check."""
 
     metrics: Mapping[str, Mapping[str, Any]]
-    bottlenecks: Mapping[str, Mapping[str, Any]]
-    gate_metrics: Mapping[str, Mapping[str, Any]]
+
+    @property
+    def bottlenecks(self) -> dict[str, Mapping[str, Any]]:
+        """Per traced variant, its bottleneck analysis."""
+        return {
+            info["variant"]: info["bottleneck"]
+            for info in self.of_kind(Kind.TIMELINE)
+            if info.get("bottleneck") is not None
+        }
+
+    @functools.cached_property
+    def gate_metrics(self) -> dict[str, dict[str, Any]]:
+        """Per trained variant, what the gates check (`metrics_by_variant`), merged once."""
+        return metrics_by_variant(self.metrics.values())
 
     def of_kind(self, kind: Kind) -> list[Mapping[str, Any]]:
         """The ``extra_info`` of every benchmark of ``kind``, in the order they ran."""
@@ -64,19 +77,10 @@ def derive(records: RunRecords) -> RunResult:
             record.bottleneck = bottleneck.to_dict()
     _alternations(training, records)
     metrics = {name: _extra_info(record) for name, record in derived.items()}
-    bottlenecks = {
-        r.variant: r.bottleneck
-        for r in derived.values()
-        if isinstance(r, TimelineRecord) and r.bottleneck is not None
-    }
-    return RunResult(
-        metrics=types.MappingProxyType(metrics),
-        bottlenecks=types.MappingProxyType(bottlenecks),
-        gate_metrics=types.MappingProxyType(metrics_by_variant(metrics.values())),
-    )
+    return RunResult(types.MappingProxyType(metrics))
 
 
-def _pair(derived: Any, records: RunRecords) -> None:
+def _pair(derived: Iterable[Record], records: RunRecords) -> None:
     """Give each benchmark measured in the interleaved passes its paired figures."""
     paired = records.paired()
     for record in derived:

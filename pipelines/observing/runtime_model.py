@@ -41,6 +41,7 @@ from typing import Any
 import tensorflow as tf
 from tensorflow.core.framework import model_pb2
 
+from pipelines.errors import one_line
 from pipelines.sources.latency import Latency
 
 # Stage kinds by tf.data op (as the model names its nodes, less a "V2"-style suffix).
@@ -185,9 +186,8 @@ def read_model(iterator: Iterator[Any]) -> Any:
             " dataset (tf.data.Options().autotune.enabled = False)"
         ) from None
     except (TypeError, AttributeError, ValueError, tf.errors.OpError) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise RuntimeUnavailable(
-            f"tf.data's runtime model cannot be read: {message or type(error).__name__}"
+            f"tf.data's runtime model cannot be read: {one_line(error)}"
         ) from None
 
 
