@@ -37,41 +37,46 @@ def plain() -> sources.Source:
     return sources.arrays_source(images, np.arange(60) % 10, num_shards=4)
 
 
-def added_seconds(latency: Latency, num_examples: int, num_shards: int) -> float:
-    """Time the latency adds to one sequential pass over a small in-memory source."""
+def timed(latency: Latency, num_examples: int, num_shards: int) -> tuple[float, float]:
+    """One sequential pass over a small in-memory source: with the latency, and without."""
     images = np.zeros((num_examples, 4, 4, 3), np.uint8)
     plain = sources.arrays_source(images, np.arange(num_examples) % 10, num_shards=num_shards)
-    return epoch_seconds(sources.with_latency(plain, latency)) - epoch_seconds(plain)
+    return epoch_seconds(sources.with_latency(plain, latency)), epoch_seconds(plain)
 
 
+# Each delay is paid: a sleep is never shorter, so a sequential pass with the
+# latency lasts at least the delays it promises. That bound is read on the pass
+# itself, not on its difference from a pass without: a plain pass slowed by
+# another job on the two cores once made the difference 8% short (0.344 s of
+# 0.376 s in CI). Each delay is paid once: what the latency adds, and the
+# marginal cost of more shards or records (fixed costs per pass cancel out),
+# stay within the late-wake limit. A difference is noisy under load, so it
+# bounds only from above.
 def test_latency_adds_at_least_the_promised_delay(plain):
-    added = epoch_seconds(sources.with_latency(plain, Latency(OPEN_S, READ_S))) - epoch_seconds(
-        plain
-    )
+    with_latency, without = timed(Latency(OPEN_S, READ_S), plain.num_examples, plain.num_shards)
     # Each shard: one open, one read per record, and one read that finds its end.
     promised = plain.num_shards * OPEN_S + (plain.num_examples + plain.num_shards) * READ_S
-    assert 0.97 <= added / promised <= LATE_WAKE_LIMIT, (
-        f"added {added:.3f}s, promised {promised:.3f}s"
-    )
+    assert with_latency >= promised, f"a pass took {with_latency:.3f}s, promised {promised:.3f}s"
+    added = with_latency - without
+    assert added / promised <= LATE_WAKE_LIMIT, f"added {added:.3f}s, promised {promised:.3f}s"
 
 
-# Each delay is paid (a sleep is never shorter: the whole added time over the
-# count is at least the delay), and paid once (the marginal cost of more
-# shards or records, where fixed costs per pass cancel out, is at most the
-# late-wake limit). A difference of two timings is noisy on a loaded machine
-# (20.6 ms per 30 ms open measured once in CI), so it bounds only from above.
 def test_open_delay_is_paid_once_per_shard():
-    few, many = (added_seconds(Latency(open_s=OPEN_S), 20, shards) for shards in (2, 10))
-    assert many / 10 >= 0.9 * OPEN_S, f"{many / 10 * 1e3:.1f} ms per open in all"
-    per_open = (many - few) / 8
+    (few, few_plain), (many, many_plain) = (
+        timed(Latency(open_s=OPEN_S), 20, shards) for shards in (2, 10)
+    )
+    assert many >= 10 * OPEN_S, f"{many / 10 * 1e3:.1f} ms a shard in all"
+    per_open = ((many - many_plain) - (few - few_plain)) / 8
     assert per_open / OPEN_S <= LATE_WAKE_LIMIT, f"{per_open * 1e3:.1f} ms per open"
 
 
 def test_read_delay_is_paid_once_per_record():
-    few, many = (added_seconds(Latency(read_s=READ_S), records, 1) for records in (20, 120))
+    (few, few_plain), (many, many_plain) = (
+        timed(Latency(read_s=READ_S), records, 1) for records in (20, 120)
+    )
     # 120 records and the read that finds the end.
-    assert many / 121 >= 0.9 * READ_S, f"{many / 121 * 1e3:.2f} ms per record in all"
-    per_record = (many - few) / 100
+    assert many >= 121 * READ_S, f"{many / 121 * 1e3:.2f} ms a record in all"
+    per_record = ((many - many_plain) - (few - few_plain)) / 100
     assert per_record / READ_S <= LATE_WAKE_LIMIT, f"{per_record * 1e3:.2f} ms per record"
 
 
