@@ -73,7 +73,7 @@ def run_benchmarks(
 ) -> subprocess.CompletedProcess[str]:
     """`pytest benchmarks` on ``variants``, 2 epochs, 2 passes, no latency, storage under tmp_path.
 
-    ``inject`` names a regression from `benchmarks.tools.inject` (empty: none);
+    ``inject`` names a regression from `trials.inject` (empty: none);
     ``select`` is the ``-k`` expression choosing benchmarks; ``data`` a ``--perf-data``
     folder (None: the embedded smoke set); ``thresholds_text`` the gates' file.
     """
@@ -85,7 +85,7 @@ def run_benchmarks(
         "pytest",
         "benchmarks",
         "-p",
-        "benchmarks.tools.inject",
+        "trials.inject",
         "-q",
         "-k",
         select,

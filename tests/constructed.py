@@ -1,8 +1,12 @@
-"""Constructed training runs and passes, for tests of the figures derived from them."""
+"""Constructed training runs, passes and saved figures, for tests of what is derived from them."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from benchmarks.measuring.passes import Passes, Trial
+from benchmarks.saving.schema import nested
 from models.trainer import EpochStats
 
 
@@ -37,3 +41,15 @@ def constructed_passes(seconds: dict[Trial, list[float]]) -> Passes:
     passes.results = {trial: [training_run(s) for s in times] for trial, times in seconds.items()}
     passes.orders = [list(seconds)] * len(next(iter(seconds.values())))
     return passes
+
+
+def as_saved(figures: Mapping[str, Any]) -> dict[str, Any]:
+    """A benchmark's figures as a run saves them (schema 4: each declared metric one
+    nested value), from the flat layout a test writes briefly: a metric's value under its
+    name, its interval under ``name_ci``, its samples in ``samples`` by name."""
+    return nested(figures)
+
+
+def by_variant(results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """`as_saved` for each variant's figures."""
+    return {variant: as_saved(figures) for variant, figures in results.items()}

@@ -1,4 +1,4 @@
-"""`python -m benchmarks.tools.ab`: base and head alternated on one machine, decided per metric."""
+"""`python -m trials.ab`: base and head alternated on one machine, decided per metric."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ def repo(tmp_path):
 
 
 def ab(repo, tmp_path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "benchmarks.tools.ab", *args, "--repo", str(repo)]
+    command = [sys.executable, "-m", "trials.ab", *args, "--repo", str(repo)]
     command += ["--out", str(tmp_path / "runs"), "--", "-p", "no:randomly"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env, timeout=600)

@@ -206,8 +206,8 @@ def test_the_gates_pair_each_head_with_its_base(tmp_path):
     loaded = gates.load_thresholds(thresholds, ["mine", "mine@main"])
     base, head = drifting(0.10)
     results = {
-        "mine": {"samples": {"steady_fraction_of_ceiling": head}},
-        "mine@main": {"samples": {"steady_fraction_of_ceiling": base}},
+        "mine": {"steady_fraction_of_ceiling": metrics.saved(samples=head)},
+        "mine@main": {"steady_fraction_of_ceiling": metrics.saved(samples=base)},
     }
     failures, verdicts = compare.compare_pairs(loaded, results, {"mine": "mine@main"})
     (verdict,) = verdicts
@@ -248,11 +248,11 @@ def test_a_run_times_head_and_base_in_the_same_passes_and_judges_each_pair(proje
         for b in json.loads(saved.read_text())["benchmarks"]
         if b["extra_info"].get("kind") == "training"
     }
-    assert len(runs[name]["samples"]["steady_fraction_of_ceiling"]) == 2
-    assert len(runs[f"{name}@HEAD"]["samples"]["steady_fraction_of_ceiling"]) == 2
+    assert len(runs[name]["steady_fraction_of_ceiling"]["samples"]) == 2
+    assert len(runs[f"{name}@HEAD"]["steady_fraction_of_ceiling"]["samples"]) == 2
     # And the alternated rounds, one per round on each side.
-    assert len(runs[name]["samples"]["alternated_examples_per_s"]) == 3
-    assert len(runs[f"{name}@HEAD"]["samples"]["alternated_examples_per_s"]) == 3
+    assert len(runs[name]["alternated_examples_per_s"]["samples"]) == 3
+    assert len(runs[f"{name}@HEAD"]["alternated_examples_per_s"]["samples"]) == 3
     assert runs[name]["alternation"]["rounds"] == 3
 
 

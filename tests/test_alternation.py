@@ -17,6 +17,7 @@ from benchmarks.measuring.alternation import (
     alternate,
 )
 from benchmarks.saving import metrics
+from tests.constructed import by_variant
 
 ALTERNATED, YARDSTICK = metrics.ALTERNATED.name, metrics.YARDSTICK.name
 
@@ -91,12 +92,16 @@ def test_the_ratio_is_the_heads_over_the_bases_despite_the_drift():
 
 
 def pair_results(head_rates, base_rates, head_steady, base_steady):
-    return {
-        "mine": {"samples": {ALTERNATED: head_rates, "steady_fraction_of_ceiling": head_steady}},
-        "mine@main": {
-            "samples": {ALTERNATED: base_rates, "steady_fraction_of_ceiling": base_steady}
-        },
-    }
+    return by_variant(
+        {
+            "mine": {
+                "samples": {ALTERNATED: head_rates, "steady_fraction_of_ceiling": head_steady}
+            },
+            "mine@main": {
+                "samples": {ALTERNATED: base_rates, "steady_fraction_of_ceiling": base_steady}
+            },
+        }
+    )
 
 
 def test_a_pairs_steady_state_is_decided_from_its_alternated_epochs_when_it_has_them(tmp_path):
@@ -112,13 +117,13 @@ def test_a_pairs_steady_state_is_decided_from_its_alternated_epochs_when_it_has_
     assert verdict.metric.name == ALTERNATED and verdict.outcome == "regression"
     assert "base mine@main round by round" in str(failures[0])
     # Without alternated epochs on both sides, the passes decide.
-    del results["mine@main"]["samples"][ALTERNATED]
+    del results["mine@main"][ALTERNATED]
     failures, (verdict,) = compare.compare_pairs(loaded, results, {"mine": "mine@main"})
     assert verdict.metric.name == "steady_fraction_of_ceiling" and not failures
 
 
 def test_power_trials_wait_makes_training_slower_by_the_shift_asked():
-    from benchmarks.tools import power_trials
+    from trials import power_trials
 
     waits = power_trials.waits_for([0.0, 0.05, 0.2, 0.0], batch_s=0.1)
     assert waits == {"mine_0": 0, "mine_5": 5263, "mine_20": 25000, "mine_0b": 0}
@@ -128,7 +133,7 @@ def test_power_trials_wait_makes_training_slower_by_the_shift_asked():
 
 
 def test_power_trials_project_is_python_that_registers_a_pipeline_per_shift(tmp_path):
-    from benchmarks.tools import power_trials
+    from trials import power_trials
 
     path = power_trials.write_project(tmp_path, {"mine_0": 0, "mine_5": 5263}, {"mine_5": 0.1})
     text = path.read_text()
@@ -140,7 +145,7 @@ def test_power_trials_project_is_python_that_registers_a_pipeline_per_shift(tmp_
 def test_power_trials_extend_a_series_with_its_calibration_and_refuse_a_bad_one(
     tmp_path, monkeypatch
 ):
-    from benchmarks.tools import power_trials
+    from trials import power_trials
 
     monkeypatch.setattr(power_trials, "bench", lambda *a, **k: pytest.fail("measured again"))
     earlier = tmp_path / "earlier.json"
@@ -181,7 +186,7 @@ def test_a_yardstick_run_saves_each_variants_fraction_of_the_ceiling_round_by_ro
         for b in json.loads(saved.read_text())["benchmarks"]
         if b["extra_info"].get("kind") == "training"
     ]
-    ratios = info["samples"][YARDSTICK]
+    ratios = info[YARDSTICK]["samples"]
     assert len(ratios) == 4 and all(0 < r < 2 for r in ratios)
     # A later run is judged on them against the saved one (here: the run against itself).
     saved_metrics = gates.load_saved_metrics(saved)

@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("pipelines", "models", "benchmarks", "tests", "examples")
+PACKAGES = ("pipelines", "models", "benchmarks", "trials", "tests", "examples")
 # The longest function (docstring included) the style allows.
 MAX_FUNCTION_LINES = 60
 
@@ -31,14 +31,16 @@ def long_functions(root: Path, limit: int = MAX_FUNCTION_LINES) -> list[str]:
 
 
 PRODUCT = ("pipelines", "models", "benchmarks")
+# The suite's own studies (trials/): above the product, which never imports them.
+STUDIES = ("trials",)
 
 
 def module_imports(root: Path) -> dict[str, set[str]]:
-    """Per module of the product's packages, the modules of them it imports (at any depth
-    of its code, type-checking blocks included)."""
+    """Per module of the product's packages and the studies, the modules of them it imports
+    (at any depth of its code, type-checking blocks included)."""
     paths = {
         ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): path
-        for package in PRODUCT
+        for package in PRODUCT + STUDIES
         for path in sorted((root / package).rglob("*.py"))
     }
     edges: dict[str, set[str]] = {}
@@ -135,6 +137,26 @@ def test_the_check_finds_a_long_function(tmp_path):
     assert long_functions(tmp_path) == [expected]
 
 
+def imports_of_the_studies(edges: dict[str, set[str]]) -> list[str]:
+    """``module -> study`` for every module of the product that imports one of the studies."""
+    return [
+        f"{module} -> {other}"
+        for module, imported in sorted(edges.items())
+        if module.split(".")[0] in PRODUCT
+        for other in sorted(imported)
+        if other.split(".")[0] in STUDIES
+    ]
+
+
+def test_what_a_user_runs_imports_none_of_the_suites_own_studies():
+    edges = module_imports(ROOT)
+    assert any(module.startswith("trials.") for module in edges), "trials/ was not read"
+    assert imports_of_the_studies(edges) == []
+    # The check sees such an import.
+    edges["benchmarks.plugin"] = {*edges["benchmarks.plugin"], "trials.inject"}
+    assert imports_of_the_studies(edges) == ["benchmarks.plugin -> trials.inject"]
+
+
 def test_benchmarks_is_rooms_each_saying_what_it_holds():
     benchmarks = ROOT / "benchmarks"
     # At the top only what pytest loads: the plugin and the benchmarks themselves.
@@ -185,7 +207,9 @@ def metric_literals(root: Path) -> list[str]:
 
     names = (set(DECLARED) | {f"{name}_ci" for name in DECLARED}) - {kind.value for kind in Kind}
     found = []
-    for path in sorted((root / "benchmarks").rglob("*.py")):
+    for path in sorted(
+        path for top in ("benchmarks", *STUDIES) for path in (root / top).rglob("*.py")
+    ):
         if path.parts[-2:] == ("saving", "metrics.py"):
             continue
         for node in ast.walk(ast.parse(path.read_text(), str(path))):

@@ -10,6 +10,7 @@ import pytest
 from benchmarks.judging import compare, gates
 from benchmarks.judging.decide import Rule, decide, smallest_p
 from benchmarks.saving import metrics
+from benchmarks.saving.metrics import saved
 from pipelines.errors import DataError
 
 FRACTION = metrics.FRACTION_OF_CEILING
@@ -100,28 +101,28 @@ def thresholds(tmp_path):
 
 
 def test_the_baseline_gate_decides_from_the_saved_passes(thresholds):
-    baseline = {"optimized": {"samples": {"fraction_of_ceiling": noisy(0.62, 6)}}}
-    slower = {"optimized": {"samples": {"fraction_of_ceiling": noisy(0.50, 6, seed=1)}}}
+    baseline = {"optimized": {"fraction_of_ceiling": saved(samples=noisy(0.62, 6))}}
+    slower = {"optimized": {"fraction_of_ceiling": saved(samples=noisy(0.50, 6, seed=1))}}
     failures, verdicts = compare.compare_with_baseline(thresholds, slower, baseline, "run 0001")
     (failure,) = failures
     assert str(failure).startswith("GATE FAILED regression: optimized fraction_of_ceiling")
     assert "at level 0.01" in str(failure)
     assert "thresholds.toml:2 [defaults] max_throughput_drop" in str(failure)
     assert "[statistics], baseline run 0001)" in str(failure)
-    same = {"optimized": {"samples": {"fraction_of_ceiling": noisy(0.62, 6, seed=2)}}}
+    same = {"optimized": {"fraction_of_ceiling": saved(samples=noisy(0.62, 6, seed=2))}}
     failures, verdicts = compare.compare_with_baseline(thresholds, same, baseline, "run 0001")
     assert failures == [] and [v.outcome for v in verdicts] == ["ok"]
 
 
 def test_pipeline_cpu_per_example_is_gated_where_its_samples_were_saved(thresholds):
-    baseline = {"optimized": {"samples": {"cpu_s_per_example": noisy(1e-3, 6)}}}
-    costlier = {"optimized": {"samples": {"cpu_s_per_example": noisy(1.3e-3, 6, seed=1)}}}
+    baseline = {"optimized": {"cpu_s_per_example": saved(samples=noisy(1e-3, 6))}}
+    costlier = {"optimized": {"cpu_s_per_example": saved(samples=noisy(1.3e-3, 6, seed=1))}}
     (failure,) = compare.check_baseline(thresholds, costlier, baseline, "run 0001")
     assert "optimized cpu_s_per_example" in str(failure) and "tolerance +15%" in str(failure)
     # A run saved before samples were kept: its single value against the tolerance.
-    old = {"optimized": {"cpu_s_per_example": 1e-3}}
+    old = {"optimized": {"cpu_s_per_example": saved(1e-3)}}
     (failure,) = compare.check_baseline(
-        thresholds, {"optimized": {"cpu_s_per_example": 1.2e-3}}, old, "r"
+        thresholds, {"optimized": {"cpu_s_per_example": saved(1.2e-3)}}, old, "r"
     )
     assert "cpu_s_per_example = 0.0012, limit <= 0.00115" in str(failure)
 
@@ -143,7 +144,7 @@ def test_a_bad_statistics_section_is_one_line_naming_the_line(tmp_path, text, me
 
 
 def test_the_trials_find_the_smallest_drop_detected_nine_times_in_ten():
-    from benchmarks.tools.gate_trials import Tally, smallest_detected
+    from trials.gate_trials import Tally, smallest_detected
 
     shipped = gates.load_thresholds()
     steady = [noisy(0.62, 6, 0.01, seed) for seed in range(4)]
@@ -172,7 +173,7 @@ def test_the_trials_find_the_smallest_drop_detected_nine_times_in_ten():
 def test_a_lost_optimization_step_fails_against_the_baseline(thresholds, regression, lost):
     import pipelines
     from benchmarks.judging import structure
-    from benchmarks.tools.inject import regressed
+    from trials.inject import regressed
 
     optimized = pipelines.get("optimized")
     changed = regressed(regression, optimized)
@@ -228,7 +229,7 @@ def test_a_new_step_that_declares_its_speed_is_seen_whatever_its_words():
 
 
 def test_the_trials_estimate_base_against_head_from_windows_of_unchanged_runs():
-    from benchmarks.tools.gate_trials import alternated
+    from trials.gate_trials import alternated
 
     shipped = gates.load_thresholds()
     steady = [noisy(0.62, 4, 0.02, seed) for seed in range(8)]
@@ -247,9 +248,9 @@ def test_one_engine_pairs_the_same_samples_as_it_is_told(thresholds):
     sides = [
         compare.Sides(
             "mine",
-            {"samples": {"fraction_of_ceiling": head}},
+            {"fraction_of_ceiling": saved(samples=head)},
             "base mine@main",
-            {"samples": {"fraction_of_ceiling": base}},
+            {"fraction_of_ceiling": saved(samples=base)},
         )
     ]
     strict = dataclasses.replace(

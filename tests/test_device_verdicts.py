@@ -8,6 +8,7 @@ import math
 from benchmarks.diagnosing.held_back import held_back_line
 from benchmarks.judging import compare, gates
 from benchmarks.saving import metrics
+from tests.constructed import as_saved, by_variant
 
 ALTERNATED, ALTERNATED_ALONE = metrics.ALTERNATED.name, metrics.ALTERNATED_ALONE.name
 
@@ -16,7 +17,7 @@ DEVICE = {"device": "stand-in 2.00 ms a step", "step_time_s": 0.002, "step_time_
 
 def fed(fraction: float, interval: list[float], **more) -> dict:
     info = {"steady_fraction_of_ceiling": fraction, "steady_fraction_of_ceiling_ci": interval}
-    return {**DEVICE, **info, **more}
+    return as_saved({**DEVICE, **info, **more})
 
 
 def test_a_variant_below_the_ceiling_is_told_where_its_steady_time_goes():
@@ -53,7 +54,9 @@ def paired_run(head_alone: float, head_paced: float, rounds: int = 12) -> dict:
         ALTERNATED: [100.0 * head_paced * w for w in reversed(wobble)],
         ALTERNATED_ALONE: [300.0 * head_alone * w for w in reversed(wobble)],
     }
-    return {"mine": {**DEVICE, "samples": head}, "mine@main": {**DEVICE, "samples": base}}
+    return by_variant(
+        {"mine": {**DEVICE, "samples": head}, "mine@main": {**DEVICE, "samples": base}}
+    )
 
 
 def test_a_slower_pipeline_is_judged_alone_and_said_in_device_terms(tmp_path):

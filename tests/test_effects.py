@@ -11,21 +11,24 @@ from benchmarks.diagnosing.effects import (
     no_gain_lines,
     passes_needed,
 )
+from tests.constructed import as_saved
 
 PRECISION = 0.05
 
 
 def trained(value: float, low: float, high: float, input_bound: float = 0.5, **more) -> dict:
-    return {
-        "kind": "training",
-        "batch_size": 64,
-        "passes": 6,
-        "steady_examples_per_s": 1000.0,
-        "steady_input_bound": input_bound,
-        "steady_speedup_over_augmented": value,
-        "steady_speedup_over_augmented_ci": [low, high],
-        **more,
-    }
+    return as_saved(
+        {
+            "kind": "training",
+            "batch_size": 64,
+            "passes": 6,
+            "steady_examples_per_s": 1000.0,
+            "steady_input_bound": input_bound,
+            "steady_speedup_over_augmented": value,
+            "steady_speedup_over_augmented_ci": [low, high],
+            **more,
+        }
+    )
 
 
 def lines(metrics: dict) -> list[str]:
@@ -33,11 +36,19 @@ def lines(metrics: dict) -> list[str]:
 
 
 def test_the_bound_is_what_an_infinitely_fast_input_or_a_perfect_overlap_could_give():
-    assert gain_bound({"steady_input_bound": 0.5}, overlap_only=False) == pytest.approx(2.0)
-    assert gain_bound({"steady_input_bound": 0.5}, overlap_only=True) == pytest.approx(2.0)
+    assert gain_bound(as_saved({"steady_input_bound": 0.5}), overlap_only=False) == pytest.approx(
+        2.0
+    )
+    assert gain_bound(as_saved({"steady_input_bound": 0.5}), overlap_only=True) == pytest.approx(
+        2.0
+    )
     # Waiting 90% of the time: a faster input could give 10x, overlap only 1.11x.
-    assert gain_bound({"steady_input_bound": 0.9}, overlap_only=False) == pytest.approx(10.0)
-    assert gain_bound({"steady_input_bound": 0.9}, overlap_only=True) == pytest.approx(1 / 0.9)
+    assert gain_bound(as_saved({"steady_input_bound": 0.9}), overlap_only=False) == pytest.approx(
+        10.0
+    )
+    assert gain_bound(as_saved({"steady_input_bound": 0.9}), overlap_only=True) == pytest.approx(
+        1 / 0.9
+    )
 
 
 def test_only_a_variant_that_adds_a_prefetch_and_nothing_else_is_an_overlap():

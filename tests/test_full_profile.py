@@ -47,5 +47,6 @@ def test_the_full_job_runs_end_to_end_on_a_slice_of_cifar_size_data(tmp_path: Pa
     optimized = infos["optimized"]
     assert optimized["model"] == "cifar_cnn_bn" and optimized["batch_size"] == 128
     # Start-up and steady state are figures of the run, as in the smoke profile.
-    assert optimized["first_batch_s"] > 0 and optimized["steady_examples_per_s"] > 0
+    assert optimized["first_batch_s"]["value"] > 0
+    assert optimized["steady_examples_per_s"]["value"] > 0
     assert "steady state:" in done.stdout and report.is_file()

@@ -11,7 +11,9 @@ import pytest
 import pipelines
 from benchmarks.judging import compare, gates
 from benchmarks.saving import storage
+from benchmarks.saving.metrics import ACCURACY_BELOW_REFERENCE
 from pipelines import DataError
+from tests.constructed import by_variant
 
 VARIANTS = ["naive", "optimized"]
 
@@ -102,7 +104,7 @@ def test_a_run_within_its_limits_passes(thresholds):
             "input_bound": 0.1,
         },
     }
-    assert gates.check_run(thresholds, results) == []
+    assert gates.check_run(thresholds, by_variant(results)) == []
 
 
 def test_each_limit_fails_with_one_line_naming_variant_metric_value_limit_and_origin(thresholds):
@@ -115,7 +117,7 @@ def test_each_limit_fails_with_one_line_naming_variant_metric_value_limit_and_or
             "input_bound": 0.4,
         },
     }
-    lines = sorted(str(f) for f in gates.check_run(thresholds, results))
+    lines = sorted(str(f) for f in gates.check_run(thresholds, by_variant(results)))
     assert len(lines) == 4
     assert lines[0].startswith("GATE FAILED naive: test_accuracy = 0.5, limit >= 0.8 (from ")
     assert lines[0].endswith("thresholds.toml:2 [defaults] min_test_accuracy)")
@@ -128,14 +130,14 @@ def test_each_limit_fails_with_one_line_naming_variant_metric_value_limit_and_or
 
 
 def test_a_missing_measurement_is_not_a_failure(thresholds):
-    assert gates.check_run(thresholds, {"optimized": {"test_accuracy": 0.9}}) == []
+    assert gates.check_run(thresholds, by_variant({"optimized": {"test_accuracy": 0.9}})) == []
 
 
 def test_the_baseline_comparison_allows_the_tolerance_and_no_more(thresholds):
-    baseline = {"optimized": {"fraction_of_ceiling": 0.8, "test_accuracy": 0.95}}
-    within = {"optimized": {"fraction_of_ceiling": 0.65, "test_accuracy": 0.91}}
+    baseline = by_variant({"optimized": {"fraction_of_ceiling": 0.8, "test_accuracy": 0.95}})
+    within = by_variant({"optimized": {"fraction_of_ceiling": 0.65, "test_accuracy": 0.91}})
     assert compare.check_baseline(thresholds, within, baseline, "run 0001") == []
-    worse = {"optimized": {"fraction_of_ceiling": 0.63, "test_accuracy": 0.89}}
+    worse = by_variant({"optimized": {"fraction_of_ceiling": 0.63, "test_accuracy": 0.89}})
     failures = [str(f) for f in compare.check_baseline(thresholds, worse, baseline, "run 0001")]
     assert failures[0].startswith(
         "GATE FAILED optimized: fraction_of_ceiling = 0.63, limit >= 0.64 (from "
@@ -168,9 +170,8 @@ def test_saved_runs_are_found_by_path_id_or_latest(tmp_path):
         "optimized": {
             "kind": "training",
             "variant": "optimized",
-            "fraction_of_ceiling": 0.7,
-            "test_accuracy": 0.9,
-            "samples": {},
+            "fraction_of_ceiling": {"value": 0.7},
+            "test_accuracy": {"value": 0.9},
         }
     }
 
@@ -210,8 +211,8 @@ def stage_thresholds(tmp_path):
 
 def test_a_map_that_never_ran_two_calls_at_once_fails(tmp_path):
     thresholds = stage_thresholds(tmp_path)
-    assert gates.check_run(thresholds, {"optimized": {"map_concurrency": 3}}) == []
-    (failure,) = gates.check_run(thresholds, {"optimized": {"map_concurrency": 1}})
+    assert gates.check_run(thresholds, by_variant({"optimized": {"map_concurrency": 3}})) == []
+    (failure,) = gates.check_run(thresholds, by_variant({"optimized": {"map_concurrency": 1}}))
     assert str(failure).startswith("GATE FAILED optimized: map_concurrency = 1, limit >= 2 (from ")
     assert str(failure).endswith("[variants.optimized] min_map_concurrency)")
 
@@ -236,8 +237,8 @@ def test_accuracy_is_judged_against_the_runs_ceiling_by_default():
 
     shipped = gates.load_thresholds(gates.DEFAULT_THRESHOLDS, pipelines.VARIANTS)
     # Real data a small model learns to 0.3 in three epochs: the ceiling too.
-    assert gates.check_run(shipped, {"naive": {"accuracy_below_reference": 0.02}}) == []
-    (failure,) = gates.check_run(shipped, {"naive": {"accuracy_below_reference": 0.6}})
+    assert gates.check_run(shipped, by_variant({"naive": {"accuracy_below_reference": 0.02}})) == []
+    (failure,) = gates.check_run(shipped, by_variant({"naive": {"accuracy_below_reference": 0.6}}))
     assert (failure.metric, failure.relation) == ("accuracy_below_reference", "<=")
     assert "[defaults] max_accuracy_below_reference" in str(failure)
 
@@ -257,9 +258,9 @@ def test_accuracy_is_set_against_the_ceiling_or_against_augmented_when_it_augmen
     records.training("o", "optimized", [run(0.45)], reference="augmented")
     records.training("u", "lab_optimized", [run(0.1)], reference=None)
     metrics = derive(records).metrics
-    assert metrics["n"]["accuracy_below_reference"] == pytest.approx(0.2)
+    assert ACCURACY_BELOW_REFERENCE.of(metrics["n"]) == pytest.approx(0.2)
     assert metrics["n"]["accuracy_reference"] == "ceiling"
-    assert metrics["o"]["accuracy_below_reference"] == pytest.approx(0.05)
+    assert ACCURACY_BELOW_REFERENCE.of(metrics["o"]) == pytest.approx(0.05)
     assert metrics["o"]["accuracy_reference"] == "augmented"
     assert "accuracy_below_reference" not in metrics["a"]  # the reference itself
     # An augmentation of its own: nothing in the run shares its recipe.

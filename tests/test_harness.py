@@ -1,11 +1,11 @@
 """The trial tools' harness: a run of the suite that did not finish is one error naming
-its exit and its log (a run that did is tested through `benchmarks.tools.ab`)."""
+its exit and its log (a run that did is tested through `trials.ab`)."""
 
 from __future__ import annotations
 
 import pytest
 
-from benchmarks.tools.harness import RunFailed, run_suite
+from trials.harness import RunFailed, run_suite
 
 
 def test_a_run_that_did_not_finish_names_its_exit_and_its_log(tmp_path):

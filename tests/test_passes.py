@@ -18,6 +18,7 @@ from benchmarks.report.summary import (
     STEADY_COLUMNS,
     summary_table,
 )
+from benchmarks.saving.metrics import EPOCH_S
 
 TRIALS = [CEILING] + [Trial("training", v) for v in ("naive", "cache", "prefetch", "optimized")]
 
@@ -154,11 +155,11 @@ def test_ratios_are_paired_within_a_pass_so_a_drifting_machine_cancels_out():
     assert cache.fraction_of_ceiling.value == pytest.approx(0.25)
     # Unpaired, the medians would say the same here, but the spread of either side is 4x.
     assert cache.epoch_s.half_width > 1.0
-    info = cache.to_extra_info()
-    assert info["ceiling_slowdown"] == pytest.approx(4.0)
-    assert info["ceiling_slowdown_ci"] == pytest.approx([4.0, 4.0])
-    assert info["input_bound"] == pytest.approx(0.25)
-    assert info["passes"] == 3
+    figures = cache.figures()
+    assert figures["ceiling_slowdown"].value == pytest.approx(4.0)
+    assert figures["ceiling_slowdown"].to_list() == pytest.approx([4.0, 4.0])
+    assert figures["input_bound"].value == pytest.approx(0.25)
+    assert cache.epoch_s.n == 3
 
 
 def test_an_interval_is_the_t_interval_of_the_log_ratios():
@@ -227,7 +228,7 @@ def test_the_summary_table_shows_each_figure_with_its_interval():
     )
     infos = []
     for trial, figures in pass_figures(passes).items():
-        infos.append({"kind": trial.kind, "variant": trial.variant, **figures.to_extra_info()})
+        infos.append({"kind": trial.kind, "variant": trial.variant, **figures.saved()})
     lines = summary_table(infos, STARTUP_COLUMNS + FULL_EPOCH_COLUMNS)
     assert lines[0].split()[:4] == ["variant", "first", "batch", "s"]
     (cache,) = [line for line in lines if line.startswith("cache")]
@@ -264,7 +265,34 @@ def test_a_trained_variant_saves_its_estimates_where_it_was_timed_in_the_passes(
     records.training("served", "naive_service", passes.of(Trial("training", "naive")))
     metrics = derive(records).metrics
     estimate = pass_figures(passes)[Trial("training", "naive")].epoch_s
-    assert metrics["naive"]["epoch_s"] == estimate.value
-    assert metrics["naive"]["epoch_s_ci"] == estimate.to_list()
-    assert metrics["served"]["epoch_s"] == 4.4 / 2  # the median run's, per epoch
-    assert "epoch_s_ci" not in metrics["served"]
+    assert EPOCH_S.of(metrics["naive"]) == estimate.value
+    assert EPOCH_S.interval_of(metrics["naive"]) == estimate.to_list()
+    assert metrics["naive"]["passes"] == 3
+    assert EPOCH_S.of(metrics["served"]) == 4.4 / 2  # the median run's, per epoch
+    assert EPOCH_S.interval_of(metrics["served"]) is None
+
+
+def test_a_record_saves_each_metric_as_one_value_with_its_interval_and_samples():
+    """Schema 4: a figure timed in the passes keeps its value, interval and one sample a
+    pass together; one recorded per run, its value and one sample a run; what is not a
+    declared metric stays as recorded, and nothing is left in the old flat layout."""
+    from benchmarks.measuring.records import RunRecords
+    from benchmarks.run.result import derive
+    from benchmarks.saving.metrics import EXAMPLES_PER_S, FRACTION_OF_CEILING
+
+    seconds = {CEILING: [1.0, 1.3, 1.0], Trial("training", "naive"): [4.0, 6.0, 4.4]}
+    passes = constructed_passes(seconds)
+    records = RunRecords(dict)
+    records.passes = passes
+    for trial in seconds:
+        records.training(trial.variant, trial.variant, passes.of(trial), kind=trial.kind)
+    info = derive(records).metrics["naive"]
+    fraction = pass_figures(passes)[Trial("training", "naive")].fraction_of_ceiling
+    assert FRACTION_OF_CEILING.estimate_of(info).value == fraction.value
+    assert FRACTION_OF_CEILING.interval_of(info) == fraction.to_list()
+    assert FRACTION_OF_CEILING.samples_of(info) == list(fraction.samples)
+    rates = EXAMPLES_PER_S.estimate_of(info)
+    assert rates.interval is None and len(rates.samples) == 3  # one a run
+    assert rates.value == pytest.approx(640 * 2 / 4.4)  # the last run's
+    assert info["rounds"] == 3 and isinstance(info["train_s"], float)
+    assert "samples" not in info and not [key for key in info if key.endswith("_ci")]

@@ -179,7 +179,7 @@ def test_the_run_saves_timelines_bottlenecks_and_the_overhead(bench_run):
     overhead = infos[("tracing_overhead", "optimized")]["extra_info"]
     # Paired within each of the two passes, with an interval.
     assert len(overhead["traced_s"]) == len(overhead["untraced_s"]) == 2
-    assert len(overhead["tracing_overhead_ci"]) == 2
+    assert len(overhead["tracing_overhead"]["ci"]) == 2
     # The core budget is in force, and recorded.
     assert overhead["model_threads"] == default_model_threads()
     assert -0.5 < overhead["tracing_cpu_overhead"] < 1.0  # a ratio - 1, of real CPU times
@@ -195,8 +195,9 @@ def test_the_run_saves_timelines_bottlenecks_and_the_overhead(bench_run):
     assert runtime["tuned"]["prefetch"] == ["buffer_size"]
     assert runtime["limiting"] in runtime["shares"] and runtime["readings"] > 0
     # What reading it costs: the training against its unobserved twin, pass by pass.
-    assert len(optimized["samples"]["runtime_overhead"]) == 2
-    assert optimized["runtime_overhead"] == pytest.approx(optimized["observed_over_unobserved"] - 1)
+    assert len(optimized["runtime_overhead"]["samples"]) == 2
+    overhead, ratio = optimized["runtime_overhead"], optimized["observed_over_unobserved"]
+    assert overhead["value"] == pytest.approx(ratio["value"] - 1)
 
 
 def test_the_report_of_a_run_has_every_part(bench_run):
@@ -249,11 +250,9 @@ def make_history(bench_run: Path, tmp_path: Path) -> Path:
     for bench in second["benchmarks"]:
         info = bench["extra_info"]
         if info["kind"] == "training" and info["variant"] == "cache":
-            info["fraction_of_ceiling"] *= 0.3  # beyond max_throughput_drop
-            samples = info.setdefault("samples", {})
-            samples["fraction_of_ceiling"] = [
-                x * 0.3 for x in samples.get("fraction_of_ceiling", [])
-            ]
+            figure = info["fraction_of_ceiling"]  # beyond max_throughput_drop:
+            figure["value"] *= 0.3
+            figure["samples"] = [x * 0.3 for x in figure.get("samples", [])]
     (first.parent / first.name.replace("0001_", "0002_")).write_text(json.dumps(second))
     return storage
 

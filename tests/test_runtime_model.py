@@ -10,7 +10,6 @@ import tensorflow as tf
 
 import pipelines
 from benchmarks.diagnosing.runtime_view import runtime_line, runtime_view
-from benchmarks.tools import runtime_trials
 from models.stand_in import StandIn, StepTime
 from pipelines.checks.tagged import tagged_source
 from pipelines.observing import runtime_model
@@ -36,6 +35,7 @@ from pipelines.steps import (
     register_transform,
 )
 from pipelines.variants import Contract, Variant
+from trials import runtime_trials
 
 PASSES = 60  # the planted stage's cost: enough to stand far above the rest
 

@@ -18,7 +18,7 @@ from benchmarks.measuring.pass_figures import pass_figures
 from benchmarks.measuring.passes import UNOBSERVED, Trial
 from models.trainer import EpochStats
 from pipelines.observing.runtime_model import RuntimeModel, RuntimeNode
-from tests.constructed import constructed_passes
+from tests.constructed import as_saved, constructed_passes
 
 KINDS = {
     "read": "read",
@@ -55,7 +55,7 @@ def test_shares_are_of_the_later_epochs_and_of_the_first_apart():
     assert info["first_epoch_limiting"] == "read"
     # A prefetch's or a shuffle's own time is shown, not weighed.
     assert info["first_epoch_shares"]["read"] == pytest.approx(0.6)
-    line = runtime_line("cached", {"runtime": info, "steady_input_bound": 0.5}, None)
+    line = runtime_line("cached", as_saved({"runtime": info, "steady_input_bound": 0.5}), None)
     assert line.startswith(
         "cached: busiest stage map(augment) (100% of the input work in later epochs;"
         " the first epoch's: read); no timeline to compare"
@@ -90,7 +90,7 @@ def test_the_timeline_is_compared_over_its_own_epochs_with_both_shares():
 
 def test_a_device_bound_run_says_the_device_limits():
     info = view({"read": 1.0})
-    line = runtime_line("fast", {"runtime": info, "steady_input_bound": 0.01}, None)
+    line = runtime_line("fast", as_saved({"runtime": info, "steady_input_bound": 0.01}), None)
     assert "busiest stage read (100% of the input work), but the device limits" in line
     assert "input waits 1%" in line
 
@@ -172,12 +172,12 @@ def test_the_runtime_overhead_pairs_training_with_its_unobserved_twin():
         {training: [2.0, 2.2, 2.1], unobserved: [2.0, 2.0, 2.0], traced: [2.4, 2.4, 2.4]}
     )
     figures = pass_figures(passes)
-    info = figures[training].to_extra_info()
-    assert info["runtime_overhead"] == pytest.approx(info["observed_over_unobserved"] - 1)
-    assert info["observed_over_unobserved"] == pytest.approx((1.0 * 1.1 * 1.05) ** (1 / 3))
+    value = {name: estimate.value for name, estimate in figures[training].figures().items()}
+    assert value["runtime_overhead"] == pytest.approx(value["observed_over_unobserved"] - 1)
+    assert value["observed_over_unobserved"] == pytest.approx((1.0 * 1.1 * 1.05) ** (1 / 3))
     # Tracing is measured against the unobserved twin: neither reads the model.
-    assert figures[traced].to_extra_info()["traced_over_untraced"] == pytest.approx(1.2)
-    assert "runtime_overhead" not in figures[unobserved].to_extra_info()
+    assert figures[traced].figures()["traced_over_untraced"].value == pytest.approx(1.2)
+    assert "runtime_overhead" not in figures[unobserved].figures()
 
 
 def test_stages_keep_their_order_from_the_source_whichever_epoch_showed_them_first():

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from benchmarks.judging import gates
-from benchmarks.saving import schema
+from benchmarks.saving import metrics, schema
 from benchmarks.saving.schema import SCHEMA_VERSION, VERSION_KEY, Kind
 from pipelines.errors import DataError
 
@@ -22,6 +22,7 @@ def bench(name, kind, variant, **figures):
     return {"name": name, "extra_info": {"kind": kind, "variant": variant, **figures}}
 
 
+FRACTION = metrics.FRACTION_OF_CEILING
 TRAINING = bench(
     "test_training[mine]", "training", "mine", samples={"fraction_of_ceiling": [0.5, 0.6]}
 )
@@ -32,15 +33,61 @@ def test_a_run_saved_before_the_version_was_written_loads_as_version_1(tmp_path)
     assert run.version == 1
     (figures,) = run.figures  # the benchmark that is not the suite's is left out
     assert figures.kind is Kind.TRAINING and figures.variant == "mine"
-    assert figures.samples == {"fraction_of_ceiling": [0.5, 0.6]}
+    assert FRACTION.samples_of(figures.values) == [0.5, 0.6]
     assert run.of_kind(Kind.TRAINING) == {"mine": figures}
     assert run.of_kind(Kind.CEILING) == {}
 
 
 def test_a_run_of_this_version_loads_and_the_gates_read_it_through_the_schema(tmp_path):
-    path = saved(tmp_path, [TRAINING], **{VERSION_KEY: SCHEMA_VERSION})
+    now = bench("test_training[mine]", "training", "mine", fraction_of_ceiling={"samples": [0.5]})
+    path = saved(tmp_path, [now], **{VERSION_KEY: SCHEMA_VERSION})
     assert schema.load(path).version == SCHEMA_VERSION
-    assert gates.load_saved_metrics(path)["mine"]["samples"]["fraction_of_ceiling"] == [0.5, 0.6]
+    assert FRACTION.samples_of(gates.load_saved_metrics(path)["mine"]) == [0.5]
+
+
+# One figure of each shape a run saved before schema 4: a value with its interval and
+# samples, a value alone, samples alone, and an interval of None (one pass); beside them a
+# figure that is not a declared metric, and samples of a name no longer declared.
+FLAT = {
+    "steady_fraction_of_ceiling": 0.6,
+    "steady_fraction_of_ceiling_ci": [0.55, 0.65],
+    "map_concurrency": 3,
+    "epoch_s": 2.0,
+    "epoch_s_ci": None,
+    "train_s": 4.0,
+    "samples": {
+        "steady_fraction_of_ceiling": [0.58, 0.62],
+        "alternated_examples_per_s": [900.0, 910.0],
+        "epoch_s": [2.0],
+        "retired_figure": [1.0],
+    },
+}
+NESTED = {
+    "steady_fraction_of_ceiling": {"value": 0.6, "ci": [0.55, 0.65], "samples": [0.58, 0.62]},
+    "map_concurrency": {"value": 3},
+    "alternated_examples_per_s": {"samples": [900.0, 910.0]},
+    "epoch_s": {"value": 2.0, "samples": [2.0]},
+    "train_s": 4.0,
+    "samples": {"retired_figure": [1.0]},
+}
+
+
+@pytest.mark.parametrize("version", [None, 2, 3])
+def test_runs_saved_by_schemas_1_to_3_read_as_schema_4_saves_them(tmp_path, version):
+    top = {} if version is None else {VERSION_KEY: version}
+    path = saved(tmp_path, [bench("test_training[mine]", "training", "mine", **FLAT)], **top)
+    (figures,) = schema.load(path).figures
+    assert dict(figures.values) == {"kind": "training", "variant": "mine", **NESTED}
+    steady = metrics.STEADY_FRACTION_OF_CEILING
+    assert steady.of(figures.values) == 0.6
+    assert steady.interval_of(figures.values) == [0.55, 0.65]
+    assert metrics.EPOCH_S.interval_of(figures.values) is None
+    assert metrics.ALTERNATED.of(figures.values) is None
+
+
+def test_a_figure_read_outside_the_schema_in_the_old_layout_is_refused():
+    with pytest.raises(TypeError, match=r"fraction_of_ceiling is saved as 0\.6, not as its value"):
+        FRACTION.of({"fraction_of_ceiling": 0.6})
 
 
 def test_a_run_from_a_newer_suite_is_one_line_naming_the_file(tmp_path):

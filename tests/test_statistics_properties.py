@@ -97,7 +97,7 @@ def test_every_estimate_operation_keeps_its_interval_in_order(samples, by):
     cache=st.lists(st.floats(0.5, 2.0), min_size=12, max_size=12),
 )
 @settings(max_examples=60)
-def test_every_figure_written_to_a_saved_run_is_an_ordered_interval(load, naive, cache):
+def test_every_paired_figure_is_an_ordered_interval(load, naive, cache):
     n = len(load)
     passes = constructed_passes(
         {
@@ -108,17 +108,15 @@ def test_every_figure_written_to_a_saved_run_is_an_ordered_interval(load, naive,
         }
     )
     for figures in pass_figures(passes).values():
-        info = figures.to_extra_info()
-        for name, interval in info.items():
-            if not name.endswith("_ci") or interval is None:
-                continue
-            value, (low, high) = info[name.removesuffix("_ci")], interval
-            assert ordered(Estimate(value, low, high, 2)), name
+        estimates = figures.figures()
+        for name, estimate in estimates.items():
+            assert ordered(estimate), name
+        value = {name: estimate.value for name, estimate in estimates.items()}
         # A slowdown is the inverse of a fraction, an overhead the ratio less one.
-        if "ceiling_slowdown" in info:
-            assert info["ceiling_slowdown"] == pytest.approx(1 / info["fraction_of_ceiling"])
-        if "tracing_overhead" in info:
-            assert info["tracing_overhead"] == pytest.approx(info["traced_over_untraced"] - 1)
+        if "ceiling_slowdown" in value:
+            assert value["ceiling_slowdown"] == pytest.approx(1 / value["fraction_of_ceiling"])
+        if "tracing_overhead" in value:
+            assert value["tracing_overhead"] == pytest.approx(value["traced_over_untraced"] - 1)
 
 
 THROUGHPUT = metrics.FRACTION_OF_CEILING

@@ -290,7 +290,7 @@ def pipeline_timeline(variant: str, source) -> Timeline:
 
 def test_peak_concurrency_tells_parallel_maps_from_sequential_ones(slow_source):
     """The figure the map-parallelism gate reads, measured on real traced runs."""
-    from benchmarks.tools.inject import regressed
+    from trials.inject import regressed
 
     # Without latency or a model, inputs are always ready: parallel calls overlap.
     images = np.random.default_rng(1).integers(0, 255, (512, 32, 32, 3), dtype=np.uint8)

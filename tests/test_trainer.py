@@ -10,10 +10,10 @@ import tensorflow as tf
 
 import models
 import pipelines
-from benchmarks.tools.inject import MISLABEL
 from models.trainer import InitialModel, Trainer, summarize, train_variant
 from pipelines import Contract, Variant, sources
 from pipelines.steps import Batch, Map, Read, Shuffle
+from trials.inject import MISLABEL
 
 MISLABELLED = Variant(
     "mislabelled",

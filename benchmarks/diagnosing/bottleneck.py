@@ -213,7 +213,7 @@ def tracing_caveat(overhead: Mapping[str, Any] | None) -> str | None:
     tracing-overhead benchmark's figures."""
     if not overhead or TRACING_OVERHEAD.of(overhead) is None:
         return None
-    low, high = overhead.get(TRACING_OVERHEAD.interval_key) or (None, None)
+    low, high = TRACING_OVERHEAD.interval_of(overhead) or (None, None)
     if low is None or low <= TRACING_TRUSTED:
         return None
     value = TRACING_OVERHEAD.of(overhead)

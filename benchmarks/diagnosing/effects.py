@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from benchmarks.measuring.intervals import t_quantile
-from benchmarks.saving.metrics import STEADY_EXAMPLES_PER_S, STEADY_INPUT_BOUND
+from benchmarks.saving.metrics import DECLARED, STEADY_EXAMPLES_PER_S, STEADY_INPUT_BOUND
 from benchmarks.saving.schema import Kind
 from pipelines.steps import Prefetch
 from pipelines.variants import Variant
@@ -39,7 +39,7 @@ def gain_bound(reference: Mapping[str, Any], overlap_only: bool) -> float:
     ``overlap_only``: the change only overlaps input with training (a prefetch):
     it hides at most the shorter of the wait and the step.
     """
-    wait = min(max(reference.get(STEADY_INPUT_BOUND.name) or 0.0, 0.0), 1.0)
+    wait = min(max(STEADY_INPUT_BOUND.of(reference) or 0.0, 0.0), 1.0)
     if overlap_only:
         return 1.0 / max(wait, 1.0 - wait)
     return math.inf if wait >= 1.0 else 1.0 / (1.0 - wait)
@@ -53,11 +53,11 @@ def adds_only_overlap(variant: Variant, reference: Variant) -> bool:
 
 def per_batch_ms(info: Mapping[str, Any], batch_size: int) -> tuple[float, float]:
     """(wait, step) milliseconds per batch in steady state, from examples/s and input-bound."""
-    rate = info.get(STEADY_EXAMPLES_PER_S.name) or 0.0
+    rate = STEADY_EXAMPLES_PER_S.of(info) or 0.0
     if rate <= 0:
         return 0.0, 0.0
     batch_ms = 1000.0 * batch_size / rate
-    wait = min(max(info.get(STEADY_INPUT_BOUND.name) or 0.0, 0.0), 1.0)
+    wait = min(max(STEADY_INPUT_BOUND.of(info) or 0.0, 0.0), 1.0)
     return wait * batch_ms, (1.0 - wait) * batch_ms
 
 
@@ -84,14 +84,16 @@ def no_gain_line(
     precision: float,
 ) -> str | None:
     """One line on why ``name`` shows no steady gain over ``reference_name`` (None: it does)."""
-    key = f"steady_speedup_over_{reference_name}"
-    value, interval = info.get(key), info.get(f"{key}_ci")
+    speedup = DECLARED.get(f"steady_speedup_over_{reference_name}")
+    if speedup is None:
+        return None
+    value, interval = speedup.of(info), speedup.interval_of(info)
     if value is None or not interval or interval[0] > 1.0:
         return None
     shown = f"{name}: {value:.2f}x [{interval[0]:.2f}, {interval[1]:.2f}] over {reference_name}"
     bound = gain_bound(reference, overlap_only)
     wait_ms, step_ms = per_batch_ms(reference, int(info.get("batch_size") or 1))
-    share = reference.get(STEADY_INPUT_BOUND.name) or 0.0
+    share = STEADY_INPUT_BOUND.of(reference) or 0.0
     if bound < NOTHING_TO_GAIN:
         if overlap_only:
             why = (

@@ -33,9 +33,9 @@ MOSTLY_FED = 0.5
 def steady_epoch_s(info: Mapping[str, Any]) -> float | None:
     """Seconds of one steady epoch: its examples at the steady rate (None: unknown)."""
     rate, examples_per_s, epoch_s = (
-        info.get(STEADY_EXAMPLES_PER_S.name),
-        info.get(EXAMPLES_PER_S.name),
-        info.get(EPOCH_S.name),
+        STEADY_EXAMPLES_PER_S.of(info),
+        EXAMPLES_PER_S.of(info),
+        EPOCH_S.of(info),
     )
     if not rate or not examples_per_s or not epoch_s:
         return None
@@ -46,18 +46,16 @@ def held_back_line(
     variant: str, info: Mapping[str, Any], bottleneck: Mapping[str, Any] | None
 ) -> str | None:
     """The line for ``variant`` (None: it keeps the device fed, or was not measured so)."""
-    fraction, interval = (
-        info.get(STEADY_FRACTION_OF_CEILING.name),
-        info.get(STEADY_FRACTION_OF_CEILING.interval_key),
-    )
+    fraction = STEADY_FRACTION_OF_CEILING.of(info)
+    interval = STEADY_FRACTION_OF_CEILING.interval_of(info)
     top = interval[1] if interval and interval[1] is not None else fraction
-    waits = info.get(STEADY_INPUT_BOUND.name)
+    waits = STEADY_INPUT_BOUND.of(info)
     if fraction is None or top is None or top >= FED or (waits or 0) >= MOSTLY_FED:
         return None
     reasons = []
     if waits is not None:
         reasons.append(f"it waits for input {waits:.0%} of its steady time")
-    start, epoch = info.get(EPOCH_START_S.name), steady_epoch_s(info)
+    start, epoch = EPOCH_START_S.of(info), steady_epoch_s(info)
     if start and epoch:
         reasons.append(
             f"each later epoch waits {start:.3f} s for its first batch, {start / epoch:.0%} of"

@@ -250,13 +250,13 @@ def runtime_line(
     later = len(info.get("busy_by_epoch") or ()) > 1
     head = f"{variant}: busiest stage {limiting} ({share} of the input work"
     head += f" in later epochs; the first epoch's: {first})" if later and first != limiting else ")"
-    waiting = metrics.get(STEADY_INPUT_BOUND.name)
-    waiting = metrics.get(INPUT_BOUND.name) if waiting is None else waiting
+    waiting = STEADY_INPUT_BOUND.of(metrics)
+    waiting = INPUT_BOUND.of(metrics) if waiting is None else waiting
     if waiting is not None and waiting < MODERATE:
         head += f", but the device limits (input waits {waiting:.0%})"
-    cost = metrics.get(RUNTIME_OVERHEAD.name)
+    cost = RUNTIME_OVERHEAD.of(metrics)
     if cost is not None:
-        low, high = metrics.get(RUNTIME_OVERHEAD.interval_key) or (cost, cost)
+        low, high = RUNTIME_OVERHEAD.interval_of(metrics) or (cost, cost)
         head += f"; reading them cost {cost:+.1%} [{low:+.1%}, {high:+.1%}] of its training time"
     parts = [
         head,

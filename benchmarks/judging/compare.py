@@ -4,7 +4,7 @@ Every way the suite compares base and head calls `compare`, told what the two si
 are (`Sides`) and how they were measured (`Across`):
 
 - ``Across.RUNS``: two saved runs (``--perf-baseline``, the report's history,
-  `benchmarks.tools.ab` for the suite's own commits). Samples from different runs
+  `trials.ab` for the suite's own commits). Samples from different runs
   pair with nothing: each metric is decided by the ``[statistics]`` test
   (`benchmarks.judging.decide.decide`: Mann-Whitney or the bootstrap); a run saved
   without samples is compared by its single values; the gated stages' spans and the

@@ -102,7 +102,7 @@ class Thresholds:
     alpha: float = 0.05
     statistics_origin: str = "built-in defaults"
 
-    # [base_vs_head]: the tolerances of `benchmarks.tools.ab`, whose runs alternate on one machine.
+    # [base_vs_head]: the tolerances of `trials.ab`, whose runs alternate on one machine.
     base_vs_head: dict[str, Limit] = dataclasses.field(default_factory=dict)
 
     def limits_for(self, variant: str) -> dict[str, Limit]:
@@ -110,7 +110,7 @@ class Thresholds:
         return {**self.defaults, **self.variants.get(variant, {})}
 
     def paired(self) -> Thresholds:
-        """These thresholds as `benchmarks.tools.ab` applies them: [base_vs_head]'s tolerances over
+        """These thresholds as `trials.ab` applies them: [base_vs_head]'s tolerances over
         every variant's, the rest unchanged."""
         variants = {
             name: {k: v for k, v in limits.items() if k not in self.base_vs_head}
@@ -304,12 +304,9 @@ def metrics_by_variant(infos: Iterable[Mapping[str, Any]]) -> dict[str, dict[str
         gated = {k: v for k, v in traced.get(variant, {}).items() if k in GATE_FIGURES}
         pipeline = alone.get(variant, {})
         cpu = metrics.CPU_S_PER_EXAMPLE
-        if cpu.of(pipeline) is not None:
-            gated[cpu.name] = cpu.of(pipeline)
-        samples = {**(info.get("samples") or {})}
-        if cpu.samples_of(pipeline):
-            samples[cpu.name] = cpu.samples_of(pipeline)
-        merged[variant] = {**info, **gated, "samples": samples}
+        if cpu.estimate_of(pipeline) is not None:
+            gated[cpu.name] = pipeline[cpu.name]
+        merged[variant] = {**info, **gated}
     return merged
 
 

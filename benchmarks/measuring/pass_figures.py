@@ -49,6 +49,7 @@ from benchmarks.saving.metrics import (
     STEADY_TRACING_OVERHEAD,
     TRACED_OVER_UNTRACED,
     TRACING_OVERHEAD,
+    saved,
 )
 from models.trainer import EpochStats, input_bound_of
 
@@ -160,14 +161,13 @@ class PairedFigures:
                 figures[derived.name] = how(ratio)
         return figures
 
-    def to_extra_info(self) -> dict[str, Any]:
-        """Each figure as ``name`` (its value) and ``name_ci`` (its 95% interval, or None)."""
-        info: dict[str, Any] = {"passes": self.epoch_s.n, "samples": {}}
-        for name, estimate in self.figures().items():
-            info[name] = estimate.value
-            info[f"{name}_ci"] = estimate.to_list()
-            info["samples"][name] = list(estimate.samples)
-        return info
+    def saved(self) -> dict[str, dict[str, Any]]:
+        """Each figure by its name as a run saves it: value, interval and samples in one
+        nested value (`benchmarks.saving.metrics.Saved`)."""
+        return {
+            name: saved(estimate.value, estimate.to_list(), estimate.samples)
+            for name, estimate in self.figures().items()
+        }
 
 
 def _epochs_of(result: Any) -> list[EpochStats] | None:

@@ -28,6 +28,7 @@ from benchmarks.saving.metrics import (
     ALTERNATED_ALONE,
     CEILING_SLOWDOWN,
     CPU_S_PER_EXAMPLE,
+    DECLARED,
     EPOCH_S,
     EXAMPLES_PER_S,
     FRACTION_OF_CEILING,
@@ -36,6 +37,7 @@ from benchmarks.saving.metrics import (
     TEST_ACCURACY,
     TRACING_OVERHEAD,
     YARDSTICK,
+    saved,
 )
 from benchmarks.saving.schema import Kind
 from models.trainer import EpochStats, input_bound_of
@@ -57,16 +59,23 @@ def _as_extra_info(
 ) -> dict[str, Any]:
     """A record's ``extra_info``: the run's setting, its kind and variant, ``figures``,
     its paired figures with their intervals when it was measured in the passes, and
-    ``samples``: per metric, one value per run (what `benchmarks.judging.decide` compares)."""
-    info = {**record.setting, "kind": record.kind, "variant": record.variant, **figures}
+    ``samples``: per metric, one value per run (what `benchmarks.judging.decide` compares).
+    Each declared metric is saved as one nested value (`benchmarks.saving.metrics.Saved`)."""
+    samples = samples or {}
+    undeclared = samples.keys() - DECLARED.keys()
+    if undeclared:
+        raise ValueError(f"{record.variant}: samples of undeclared figures {sorted(undeclared)}")
+    info = {**record.setting, "kind": record.kind, "variant": record.variant}
+    info.update({name: value for name, value in figures.items() if name not in DECLARED})
+    for name in (figures.keys() | samples.keys()) & DECLARED.keys():
+        info[name] = saved(figures.get(name), samples=samples.get(name))
     paired = getattr(record, "paired", None)
     if paired is not None:
-        estimated = paired.to_extra_info()
-        twice = (info.keys() & estimated.keys()) - {"samples"}
+        estimated = paired.saved()
+        twice = info.keys() & estimated.keys()
         if twice:
             raise ValueError(f"{record.variant}: {sorted(twice)} both estimated and recorded")
-        info.update(estimated)
-    info["samples"] = {**info.get("samples", {}), **(samples or {})}
+        info.update(estimated, passes=paired.epoch_s.n)
     return info
 
 

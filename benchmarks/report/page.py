@@ -283,13 +283,15 @@ def _timeline_view(
     variant: str, info: Mapping[str, Any], trace: str | None, capture: str | None
 ) -> dict[str, Any]:
     """What the report shows of one traced run: its Gantt chart, step chart and analysis."""
-    timeline = info["timeline"]
+    timeline, analysis = info["timeline"], info.get("bottleneck")
     steps = timeline.get("steps") or []
     title = f"{variant}: each train step, input and compute"
     return {
         "variant": variant,
         "figure": figures.gantt(timeline, f"{variant}: traced run"),
-        "bottleneck": info.get("bottleneck"),
+        "bottleneck": analysis,
+        # The analysis's own share (the untraced runs'), a field of it, not a saved figure.
+        "waiting_share": analysis and analysis.get(metrics.INPUT_BOUND.name),
         "epoch_times_s": info.get("epoch_times_s", []),
         "trace": trace,
         "capture": capture,

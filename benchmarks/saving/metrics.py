@@ -3,12 +3,15 @@
 A `Metric` is a name in a benchmark's ``extra_info`` with what a reader needs to
 know of it: what to call it, its unit and how to print it, which way is better,
 whether a change in it is a ratio or a difference, and how its per-pass
-``samples`` pair between two runs. The gates' limits and tolerances
+samples pair between two runs. Its figure is saved under its name as one
+nested value (schema 4, `saved`): ``{"value": v, "ci": [low, high], "samples":
+[...]}``, each part there where it was measured. The gates' limits and tolerances
 (`benchmarks.judging.gates`), the comparisons (`benchmarks.judging.decide`), the
 terminal's and the report's columns and the run's paired figures
 (`benchmarks.measuring.pass_figures`) all name figures through these
-declarations; a figure is read from ``extra_info`` with `Metric.of`,
-`Metric.interval_of` and `Metric.samples_of`.
+declarations; a figure is read from ``extra_info`` with `Metric.estimate_of` (a
+`Saved`), or one part of it with `Metric.of`, `Metric.interval_of` and
+`Metric.samples_of`.
 
 A new metric: declare it here, then record it (docs/ARCHITECTURE.md, "A metric").
 """
@@ -17,8 +20,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+# The parts of a figure's nested value in ``extra_info`` (schema 4).
+VALUE, INTERVAL, SAMPLES = "value", "ci", "samples"
 
 
 class Pairing(enum.StrEnum):
@@ -32,12 +38,50 @@ class Pairing(enum.StrEnum):
 
 
 @dataclasses.dataclass(frozen=True)
+class Saved:
+    """A metric's figure as a run saves it: its value, its 95% interval where one was
+    measured, and its samples (one per pass or per round) where they were kept."""
+
+    value: Any = None
+    interval: tuple[float, float] | None = None
+    samples: tuple[float, ...] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The nested value saved in ``extra_info``: only the parts that were measured."""
+        parts = {
+            VALUE: self.value,
+            INTERVAL: None if self.interval is None else list(self.interval),
+            SAMPLES: None if self.samples is None else list(self.samples),
+        }
+        return {key: part for key, part in parts.items() if part is not None}
+
+    @classmethod
+    def from_json(cls, saved: Mapping[str, Any]) -> Saved:
+        """The figure from its nested value in ``extra_info``."""
+        interval, samples = saved.get(INTERVAL), saved.get(SAMPLES)
+        return cls(
+            saved.get(VALUE),
+            None if interval is None else (interval[0], interval[1]),
+            None if samples is None else tuple(samples),
+        )
+
+
+def saved(
+    value: Any = None,
+    interval: Sequence[float] | None = None,
+    samples: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """A figure's nested value for ``extra_info`` (`Saved.to_json`)."""
+    low_high = None if interval is None else (interval[0], interval[1])
+    return Saved(value, low_high, None if samples is None else tuple(samples)).to_json()
+
+
+@dataclasses.dataclass(frozen=True)
 class Metric:
     """One declared metric.
 
     Attributes:
-        name: its key in ``extra_info`` and in ``extra_info["samples"]``; its 95%
-            interval is saved under ``name + "_ci"`` where it has one.
+        name: its key in ``extra_info``, where its figure is saved (`Saved`).
         label: what a plot's axis or a sentence calls it.
         unit: what its values count ("x naive's throughput", "s", "examples/s").
         form: how one value prints (a `str.format` field).
@@ -61,22 +105,32 @@ class Metric:
         """Its heading in a table's column."""
         return self.heading or self.label
 
-    @property
-    def interval_key(self) -> str:
-        """Where its 95% interval is saved beside its value."""
-        return f"{self.name}_ci"
+    def estimate_of(self, info: Mapping[str, Any]) -> Saved | None:
+        """Its figure in a benchmark's ``extra_info`` (None: not measured there)."""
+        saved = info.get(self.name)
+        if saved is None:
+            return None
+        if not isinstance(saved, Mapping):
+            raise TypeError(
+                f"{self.name} is saved as {saved!r}, not as its value, interval and samples"
+                " (schema 4): read a saved run through benchmarks.saving.schema"
+            )
+        return Saved.from_json(saved)
 
     def of(self, info: Mapping[str, Any]) -> Any:
         """Its value in a benchmark's ``extra_info`` (None: not measured there)."""
-        return info.get(self.name)
+        saved = self.estimate_of(info)
+        return None if saved is None else saved.value
 
     def interval_of(self, info: Mapping[str, Any]) -> list[float] | None:
         """Its 95% interval in ``extra_info`` (None: none was measured)."""
-        return info.get(self.interval_key)
+        saved = self.estimate_of(info)
+        return None if saved is None or saved.interval is None else list(saved.interval)
 
     def samples_of(self, info: Mapping[str, Any]) -> list[float] | None:
         """Its samples in ``extra_info``: one per pass, or per round (None: none saved)."""
-        return (info.get("samples") or {}).get(self.name)
+        saved = self.estimate_of(info)
+        return None if saved is None or saved.samples is None else list(saved.samples)
 
     def limit(self, before: float, tolerance: float) -> float:
         """The worst value allowed against ``before``: a floor where higher is better, a

@@ -1,16 +1,18 @@
 """The saved run's schema: the suite's fields in pytest-benchmark's JSON, read back in one place.
 
 A saved run is pytest-benchmark's file: ``benchmarks`` (each with the
-``extra_info`` that `benchmarks.measuring.records` wrote: its `Kind`, its variant, its
-figures and their per-pass ``samples``), ``machine_info``, ``commit_info``,
+``extra_info`` that `benchmarks.measuring.records` wrote: its `Kind`, its variant, and
+its figures, each declared metric one nested value with its interval and per-pass
+samples, `benchmarks.saving.metrics.Saved`), ``machine_info``, ``commit_info``,
 ``datetime``, and the suite's own top-level keys: `VERSION_KEY`,
 ``perf_passes`` (how the run measured) and ``perf_gates`` (its verdicts).
 
-`load` is how gates, the report, `benchmarks.tools.ab` and the trial tools read a
+`load` is how gates, the report, `trials.ab` and the trial tools read a
 saved run: validated (`benchmarks.saving.storage.read_run`), its schema version
 checked, every benchmark's kind one of `Kind`. A run saved before the version
-was written is version 1 and loads (its readers default what it lacks); one
-saved by a newer suite is one line saying so.
+was written is version 1 and loads (its readers default what it lacks); runs of
+schemas 1 to 3 read in schema 4's layout (`nested`); one saved by a newer suite is
+one line saying so.
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from benchmarks.saving.metrics import DECLARED, SAMPLES, saved
 from benchmarks.saving.storage import read_run
 from pipelines.errors import DataError
 
 # 1: runs saved before the version was written (up to 2026-12-03); 2: with it; 3: the
 # profiler's capture has kind "profiler_capture" and its folder under "capture_folder"
-# (before, kind "profile" and key "profile", which hid the run's profile name).
-SCHEMA_VERSION = 3
+# (before, kind "profile" and key "profile", which hid the run's profile name); 4: each
+# declared metric one nested value, its interval and samples in it (`metrics.Saved`;
+# before, its value under its name, its interval under name + "_ci" and its samples in
+# "samples", keyed by name).
+SCHEMA_VERSION = 4
 # The capture's kind before schema 3.
 EARLIER_CAPTURE_KIND = "profile"
 VERSION_KEY = "perf_schema_version"
@@ -53,11 +59,6 @@ class Figures:
     kind: Kind
     variant: str
     values: Mapping[str, Any]
-
-    @property
-    def samples(self) -> dict[str, list[float]]:
-        """Per metric, one value per pass (what `benchmarks.judging.decide` compares)."""
-        return dict(self.values.get("samples") or {})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +104,8 @@ def from_dict(data: Mapping[str, Any], path: Path | None = None) -> SavedRun:
             continue  # not one of the suite's benchmarks (or saved untimed)
         if version < 3 and info["kind"] == EARLIER_CAPTURE_KIND:
             info = _capture_as_now(info, data)
+        if version < 4:
+            info = nested(info)
         try:
             kind = Kind(info["kind"])
         except ValueError:
@@ -135,6 +138,21 @@ def _capture_as_now(info: Mapping[str, Any], data: Mapping[str, Any]) -> dict[st
         "capture_folder": info.get("profile"),
         "profile": machine.get("perf_profile", "?"),
     }
+
+
+def nested(info: Mapping[str, Any]) -> dict[str, Any]:
+    """A benchmark's figures as schemas 1 to 3 saved them (a metric's value under its name,
+    its interval under name + "_ci", its samples under ``samples``) as schema 4 saves them:
+    each declared metric one nested value. Samples of a name not declared stay in
+    ``samples``, as saved."""
+    figures = dict(info)
+    samples = dict(figures.pop(SAMPLES, None) or {})
+    for name in (figures.keys() | samples.keys()) & DECLARED.keys():
+        interval = figures.pop(f"{name}_ci", None)
+        figures[name] = saved(figures.get(name), interval, samples.pop(name, None))
+    if samples:
+        figures[SAMPLES] = samples
+    return figures
 
 
 def load(path: Path) -> SavedRun:

@@ -1,6 +1,6 @@
 """The trial tools' one harness: the suite run in a process of its own, as a user runs it.
 
-`benchmarks.tools.ab`, `gate_trials` and `power_trials` each run ``pytest benchmarks``
+`trials.ab`, `gate_trials` and `power_trials` each run ``pytest benchmarks``
 many times and read back what it saved; `run_suite` is how they all do it: its
 output to a log, its saved run to a JSON file, and `RunFailed` where it did not finish.
 """
@@ -12,6 +12,9 @@ import subprocess
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+
+# The repository the suite runs from.
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class RunFailed(Exception):

@@ -1,6 +1,6 @@
 """Injected regressions of `optimized`, for the gate tests and the gate trials.
 
-A pytest plugin, loaded with ``-p benchmarks.tools.inject``. ``$PERF_INJECT``
+A pytest plugin, loaded with ``-p trials.inject``. ``$PERF_INJECT``
 lists regressions by name (comma-separated):
 
 - ``slow_read``: the read stage 25% slower (each record waits a quarter of the
@@ -20,7 +20,7 @@ lists regressions by name (comma-separated):
 By default each replaces `optimized` (so the ordinary gates judge it); with
 ``$PERF_INJECT_ALONGSIDE=1`` each is registered beside it instead, as
 ``optimized_<name>``, so one run measures the unchanged variant and every
-regressed copy under the same load (`benchmarks.tools.gate_trials` does this).
+regressed copy under the same load (`trials.gate_trials` does this).
 """
 
 from __future__ import annotations

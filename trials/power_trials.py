@@ -1,7 +1,7 @@
 """How small a loss `--perf-against` catches: known losses in a user's pipeline function.
 
-    python -m benchmarks.tools.power_trials --runs 10 --shifts 0,0,0.05,0.10 --out power-trials
-    python -m benchmarks.tools.power_trials --loss accuracy --shifts 0,0,0.1,0.2 --out acc-trials
+    python -m trials.power_trials --runs 10 --shifts 0,0,0.05,0.10 --out power-trials
+    python -m trials.power_trials --loss accuracy --shifts 0,0,0.1,0.2 --out acc-trials
 
 It writes a small user project twice, ``base/`` and ``head/``: a plain tf.data
 function (shuffle, a parallel augmentation, batch, prefetch) registered with
@@ -42,11 +42,10 @@ from scipy import stats
 
 from benchmarks.judging import compare, gates
 from benchmarks.saving.metrics import ALTERNATED, EXAMPLES_PER_S, TEST_ACCURACY
-from benchmarks.tools.gate_trials import Tally
-from benchmarks.tools.harness import RunFailed, run_suite
+from trials.gate_trials import Tally
+from trials.harness import ROOT, RunFailed, run_suite
 
-ROOT = Path(__file__).resolve().parents[2]
-PROJECT = '''"""A user's pipeline function, once per shift (by benchmarks.tools.power_trials)."""
+PROJECT = '''"""A user's pipeline function, once per shift (by trials.power_trials)."""
 import tensorflow as tf
 from tensorflow.python.data.experimental.ops.testing import sleep
 
@@ -99,7 +98,7 @@ ONE_PASS = ("--perf-passes", "1")
 # Accuracy is decided pass by pass: the run's own passes, and the fewest alternated rounds.
 ACCURACY_RUN = ("--perf-epoch-pairs", "2")
 # Per loss: the metric judged, and whether its change is a ratio (logged) or a difference.
-JUDGED = {"speed": (ALTERNATED.name, True), "accuracy": (TEST_ACCURACY.name, False)}
+JUDGED = {"speed": (ALTERNATED, True), "accuracy": (TEST_ACCURACY, False)}
 
 
 def shift_names(shifts: list[float]) -> list[str]:
@@ -170,7 +169,7 @@ def calibrate(out: Path, batch_size: int, given: Path | None = None) -> float:
     write_project(out / "base", {"mine_0": 0})
     write_project(out / "head", {"mine_0": 0})
     metrics = bench(out, ["mine_0"], out / "calibration.log", *ONE_PASS, "--perf-epoch-pairs", "6")
-    rate = statistics.median(metrics["mine_0"]["samples"][ALTERNATED.name])
+    rate = statistics.median(ALTERNATED.samples_of(metrics["mine_0"]) or [])
     batch_s = batch_size / rate
     saved.write_text(json.dumps({"batch_s": batch_s, EXAMPLES_PER_S.name: rate}))
     return batch_s
@@ -191,10 +190,10 @@ def judge(
     metric, ratio = JUDGED[loss]
     pairs = {name: metrics[name]["alternation"]["base"] for name in names if name in metrics}
     failures, _ = compare.compare_pairs(thresholds, metrics, pairs)
-    flagged = {failure.variant for failure in failures if failure.metric == metric}
+    flagged = {failure.variant for failure in failures if failure.metric == metric.name}
     found = {}
     for name, base in pairs.items():
-        head, then = metrics[name]["samples"][metric], metrics[base]["samples"][metric]
+        head, then = metric.samples_of(metrics[name]) or [], metric.samples_of(metrics[base]) or []
         moved = [math.log(h / b) if ratio else h - b for h, b in zip(head, then, strict=True)]
         found[name] = PairTrial(name in flagged, statistics.fmean(moved))
     return found

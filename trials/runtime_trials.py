@@ -1,6 +1,6 @@
 """Planted slow stages: does tf.data's runtime view name them, and agree with the timeline?
 
-    python -m benchmarks.tools.runtime_trials --trials 10 [--plants serial_map,...]
+    python -m trials.runtime_trials --trials 10 [--plants serial_map,...]
 
 Each plant is a variant with one stage made slow (`PLANTS`). Per trial, on the
 embedded smoke set and a stand-in device of 2 ms a step: two epochs timed with the
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-import benchmarks.tools.inject  # noqa: F401  (registers the _inject_blur transform)
 import pipelines
+import trials.inject  # noqa: F401  (registers the _inject_blur transform)
 from benchmarks.diagnosing.bottleneck import StageTimes, analyze
 from benchmarks.diagnosing.runtime_view import runtime_view, shares_over
 from models.stand_in import StandIn, StepTime

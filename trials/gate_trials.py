@@ -1,10 +1,10 @@
 """How often the gate cries wolf, and how often it catches a real regression.
 
-    python -m benchmarks.tools.gate_trials --mode ci --runs 3 --out gate-trials
+    python -m trials.gate_trials --mode ci --runs 3 --out gate-trials
 
 First one unchanged run is saved as the baseline (as CI saves one on the main
 branch). Then each trial judges every condition, the unchanged code and each
-injected regression of `optimized` (`benchmarks.tools.inject`), exactly as
+injected regression of `optimized` (`trials.inject`), exactly as
 `optimized` is judged: the run's own gates, and the comparison with the
 baseline's passes (`benchmarks.judging.decide`). Two modes:
 
@@ -36,11 +36,10 @@ from benchmarks.judging import compare, gates
 from benchmarks.judging.decide import decide
 from benchmarks.saving.metrics import FRACTION_OF_CEILING, Metric
 from benchmarks.saving.storage import saved_runs
-from benchmarks.tools.harness import RunFailed, run_suite
-from benchmarks.tools.inject import BASE
 from pipelines.errors import InputError
+from trials.harness import ROOT, RunFailed, run_suite
+from trials.inject import BASE
 
-ROOT = Path(__file__).resolve().parents[2]
 # The realistic regressions the gate must catch (issue: a lost prefetch, a lost
 # cache, sequential reads, a costlier augmentation, an un-vectorized one, labels).
 INJECTED = (
@@ -74,7 +73,7 @@ class Tally:
 def bench_args(storage: Path, thresholds: Path, passes: int, *extra: str) -> list[str]:
     """`pytest benchmarks`' arguments for the gated benchmarks of `optimized`, storage
     under ``storage``."""
-    args = ["-p", "benchmarks.tools.inject"]
+    args = ["-p", "trials.inject"]
     # Each pipeline alone too (--perf-alone): its CPU per example is among what is judged.
     args += ["-k", GATED, "--perf-alone", "--perf-profile", "smoke"]
     args += ["--perf-passes", str(passes)]
@@ -227,17 +226,17 @@ def worse(sample: list[float], shift: float, metric: Metric) -> list[float]:
     return [x * factor for x in sample]
 
 
-AB_ORDER = ((0, 3, 4), (1, 2, 5))  # three rounds as benchmarks.tools.ab runs them: B H, H B, B H
+AB_ORDER = ((0, 3, 4), (1, 2, 5))  # three rounds as trials.ab runs them: B H, H B, B H
 
 
 def alternated(
     runs: list[list[float]], thresholds: gates.Thresholds, metric: Metric = FRACTION_OF_CEILING
 ) -> dict[float, tuple[int, int]]:
-    """`benchmarks.tools.ab`'s power from unchanged runs: per drop (0 included), detections
+    """`trials.ab`'s power from unchanged runs: per drop (0 included), detections
     out of comparisons.
 
     Every window of six consecutive runs is three rounds of base and head in
-    the order `benchmarks.tools.ab` runs them, each side as the head in turn; the
+    the order `trials.ab` runs them, each side as the head in turn; the
     head's samples are scaled down by the drop and decided with the
     ``[base_vs_head]`` tolerances.
     """
@@ -321,7 +320,7 @@ def summarize(
         if len(runs) >= 6:
             found = alternated(runs, thresholds)
             shown = ", ".join(f"{shift:.0%}: {hits}/{n}" for shift, (hits, n) in found.items())
-            print(f"benchmarks.tools.ab, as windows of 6 unchanged runs, flagged per drop: {shown}")
+            print(f"trials.ab, as windows of 6 unchanged runs, flagged per drop: {shown}")
     missed = caught.runs - caught.flagged
     return 0 if tallies[UNCHANGED].flagged == 0 and missed == 0 else 1
 

@@ -1,6 +1,6 @@
 """Base against head on one machine: did this change make the pipelines slower or worse?
 
-    python -m benchmarks.tools.ab BASE_REF [--rounds 3] [--out ab-runs] [-- PYTEST_ARGS...]
+    python -m trials.ab BASE_REF [--rounds 3] [--out ab-runs] [-- PYTEST_ARGS...]
 
 Checks ``BASE_REF`` out into a temporary git worktree and runs the
 benchmarks there and here (the working tree, "head") in alternation, ``--rounds``
@@ -34,10 +34,10 @@ from typing import Any
 from benchmarks.judging import gates
 from benchmarks.judging.compare import compare_with_baseline
 from benchmarks.judging.decide import Verdict
-from benchmarks.tools.harness import RunFailed, run_suite
+from benchmarks.saving.metrics import DECLARED, saved
 from pipelines.errors import InputError
+from trials.harness import ROOT, RunFailed, run_suite
 
-ROOT = Path(__file__).resolve().parents[2]
 # What a run measures by default: the timed benchmarks the gated metrics come from.
 DEFAULT_ARGS = (
     "-k",
@@ -91,9 +91,16 @@ def merged_metrics(outputs: Sequence[Path]) -> dict[str, dict[str, Any]]:
     pooled: dict[str, dict[str, Any]] = {}
     for output in outputs:
         for variant, metrics in gates.load_saved_metrics(output).items():
-            into = pooled.setdefault(variant, {**metrics, "samples": {}})
-            for name, values in (metrics.get("samples") or {}).items():
-                into["samples"].setdefault(name, []).extend(values)
+            into = pooled.setdefault(variant, {})
+            for name, value in metrics.items():
+                metric = DECLARED.get(name)
+                if name not in into or metric is None:
+                    into.setdefault(name, value)
+                    continue
+                # The first run's value and interval; every run's samples.
+                first, found = metric.estimate_of(into), metric.estimate_of(metrics)
+                samples = (*(first.samples or ()), *(found.samples or ()))
+                into[name] = saved(first.value, first.interval, samples or None)
     return pooled
 
 
@@ -127,7 +134,7 @@ def compare(
 def main(argv: list[str] | None = None) -> int:
     """Command line entry point."""
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.tools.ab", description=__doc__.split("\n\n")[0]
+        prog="python -m trials.ab", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("base", help="the base commit, branch or tag (e.g. origin/main)")
     parser.add_argument("--rounds", type=int, default=3, help="runs of each side (default 3)")
