@@ -86,12 +86,18 @@ def legend_of(variant: Variant, source) -> Legend:
 
 def test_nodes_gone_before_the_epoch_ended_are_kept_and_marked():
     dataset = tf.data.Dataset.range(200).map(lambda x: x + 1).shuffle(50, seed=1).batch(10)
+    # Without the prefetch tf.data would add after the batch: its buffer, autotuned, grew
+    # under a loaded machine's waits and let the map run ahead (197 elements made by the
+    # last reading in CI, 169 to 173 here on an idle one; 169 every time without it).
+    options = tf.data.Options()
+    options.experimental_optimization.inject_prefetch = False
+    dataset = dataset.with_options(options)
     iterator = iter(dataset)
     for _ in iterator:
         pass
     # Read once at the end, the model has lost everything below the batch.
     left = {node.name for node in read_model(iterator).nodes.values()}
-    assert left <= {"Root", "Prefetch", "BatchV2"}  # tf.data may add a prefetch
+    assert left <= {"Root", "BatchV2"}
     # Read after batches 6, 12 and 18 (the map is done before 18: it runs 50 ahead).
     (model,) = sampled(dataset, every=6)
     # tf.data runs the map in parallel on its own (map_parallelization).
