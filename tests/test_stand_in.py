@@ -15,7 +15,6 @@ from benchmarks.measuring.accuracy import accuracy_trials, merge_accuracy
 from benchmarks.measuring.passes import Passes, Trial
 from models import device_profile
 from models.stand_in import (
-    DEFAULT_STEP_S,
     DeviceChoice,
     StandIn,
     StepTime,
@@ -98,9 +97,10 @@ def test_the_device_choice_names_where_its_step_time_comes_from(tmp_path):
     given = DeviceChoice("stand-in", step_s=0.003, given_as="--perf-step-time 3ms")
     assert given.step_for("tiny", 64, (32, 32, 3)) == StepTime(0.003, "given: --perf-step-time 3ms")
     default = DeviceChoice().step_for("tiny", 64, (32, 32, 3))
-    assert default.seconds == DEFAULT_STEP_S and "not measured" in default.origin
+    # The README's default: 2 ms a step of 64 images of 32x32.
+    assert default.seconds == pytest.approx(0.002) and "not measured" in default.origin
     # Twice the values a batch holds: twice the default step.
-    assert DeviceChoice().step_for("tiny", 128, (32, 32, 3)).seconds == 2 * DEFAULT_STEP_S
+    assert DeviceChoice().step_for("tiny", 128, (32, 32, 3)).seconds == pytest.approx(0.004)
     with pytest.raises(DataError, match="unknown device 'gpu'"):
         DeviceChoice("gpu")
 
