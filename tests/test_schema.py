@@ -140,3 +140,28 @@ def test_a_profiler_capture_saved_before_schema_3_loads_with_todays_kind_and_key
     path = saved(tmp_path, [capture], **{VERSION_KEY: SCHEMA_VERSION})
     with pytest.raises(DataError, match="has kind 'profile'"):
         schema.load(path)
+
+
+@pytest.mark.parametrize(
+    ("figure", "said"),
+    [
+        (0.6, "fraction_of_ceiling is 0.6, not {value, ci, samples}"),
+        ({"value": "fast"}, "fraction_of_ceiling's value is 'fast', not a number"),
+        ({"value": 0.6, "ci": [0.5]}, "fraction_of_ceiling's interval is [0.5], not two numbers"),
+        ({"samples": [0.5, None]}, "fraction_of_ceiling's samples are [0.5, None], not a list"),
+    ],
+)
+def test_a_figure_saved_in_a_shape_of_no_schema_is_one_line_naming_file_and_benchmark(
+    tmp_path, figure, said
+):
+    mangled = bench("test_training[mine]", "training", "mine", fraction_of_ceiling=figure)
+    path = saved(tmp_path, [mangled], **{VERSION_KEY: SCHEMA_VERSION})
+    with pytest.raises(DataError) as caught:
+        gates.load_saved_metrics(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: benchmark 'test_training[mine]': {said}")
+    assert "\n" not in message
+    # Saved flat by an older schema, a value that is not a number is refused the same way.
+    old = bench("test_training[mine]", "training", "mine", fraction_of_ceiling="fast")
+    with pytest.raises(DataError, match="fraction_of_ceiling's value is 'fast', not a number"):
+        schema.load(saved(tmp_path, [old], **{VERSION_KEY: 3}))

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmarks.saving.metrics import DECLARED, SAMPLES, saved
+from benchmarks.saving.metrics import DECLARED, INTERVAL, SAMPLES, VALUE, saved
 from benchmarks.saving.storage import read_run
 from pipelines.errors import DataError
 
@@ -106,6 +106,9 @@ def from_dict(data: Mapping[str, Any], path: Path | None = None) -> SavedRun:
             info = _capture_as_now(info, data)
         if version < 4:
             info = nested(info)
+        bad = misshapen(info)
+        if bad:
+            raise DataError(where, f"benchmark {bench.get('name', '?')!r}: {bad}")
         try:
             kind = Kind(info["kind"])
         except ValueError:
@@ -153,6 +156,29 @@ def nested(info: Mapping[str, Any]) -> dict[str, Any]:
     if samples:
         figures[SAMPLES] = samples
     return figures
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def misshapen(info: Mapping[str, Any]) -> str | None:
+    """What is wrong with the first declared figure not saved as schema 4 saves one (a
+    number, its interval of two numbers, its samples a list of numbers); None: none."""
+    for name in sorted(info.keys() & DECLARED.keys()):
+        figure = info[name]
+        if not isinstance(figure, Mapping):
+            return f"{name} is {figure!r}, not {{value, ci, samples}}"
+        value, interval, samples = (figure.get(part) for part in (VALUE, INTERVAL, SAMPLES))
+        if value is not None and not _number(value):
+            return f"{name}'s value is {value!r}, not a number"
+        if interval is not None and not (
+            isinstance(interval, list) and len(interval) == 2 and all(map(_number, interval))
+        ):
+            return f"{name}'s interval is {interval!r}, not two numbers"
+        if samples is not None and not (isinstance(samples, list) and all(map(_number, samples))):
+            return f"{name}'s samples are {samples!r}, not a list of numbers"
+    return None
 
 
 def load(path: Path) -> SavedRun:
