@@ -43,13 +43,9 @@ def constructed_passes(seconds: dict[Trial, list[float]]) -> Passes:
     return passes
 
 
-def as_saved(figures: Mapping[str, Any]) -> dict[str, Any]:
-    """A benchmark's figures as a run saves them (schema 4: each declared metric one
-    nested value), from the flat layout a test writes briefly: a metric's value under its
-    name, its interval under ``name_ci``, its samples in ``samples`` by name."""
-    return nested(figures)
-
-
 def by_variant(results: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-    """`as_saved` for each variant's figures."""
-    return {variant: as_saved(figures) for variant, figures in results.items()}
+    """Each variant's figures as a run saves them (schema 4: each declared metric one
+    nested value), from the flat layout a test writes briefly and schemas 1 to 3 saved:
+    a metric's value under its name, its interval under ``name_ci``, its samples in
+    ``samples`` by name."""
+    return {variant: nested(figures) for variant, figures in results.items()}

@@ -8,10 +8,10 @@ import itertools
 import pytest
 
 from benchmarks.diagnosing.bottleneck import StageTimes, analyze, classify
+from benchmarks.saving.schema import nested
 from pipelines.observing.timeline import TEST_STEP as TEST
 from pipelines.observing.timeline import TRAINER_STAGES
 from pipelines.observing.tracing import Stage
-from tests.constructed import as_saved
 
 OPEN = Stage("open", "open")
 READ = Stage("read", "read")
@@ -312,7 +312,7 @@ def test_a_traced_run_measurably_slower_than_untraced_is_said_and_no_other():
     from benchmarks.diagnosing.bottleneck import tracing_caveat
 
     slowed = {"variant": "mine", "tracing_overhead": 0.22, "tracing_overhead_ci": [0.15, 0.29]}
-    said = tracing_caveat(as_saved(slowed))
+    said = tracing_caveat(nested(slowed))
     assert said.startswith("the traced run of mine was +22% [+15%, +29%] slower than the untraced")
     assert "input-bound share from the untraced runs" in said
     # Within 5%, not told apart from 5%, or not measured: nothing to say.
@@ -322,4 +322,4 @@ def test_a_traced_run_measurably_slower_than_untraced_is_said_and_no_other():
         {"variant": "mine", "tracing_overhead": 0.09},
         None,
     ):
-        assert tracing_caveat(quiet and as_saved(quiet)) is None
+        assert tracing_caveat(quiet and nested(quiet)) is None

@@ -8,7 +8,8 @@ import math
 from benchmarks.diagnosing.held_back import held_back_line
 from benchmarks.judging import compare, gates
 from benchmarks.saving import metrics
-from tests.constructed import as_saved, by_variant
+from benchmarks.saving.schema import nested
+from tests.constructed import by_variant
 
 ALTERNATED, ALTERNATED_ALONE = metrics.ALTERNATED.name, metrics.ALTERNATED_ALONE.name
 
@@ -17,7 +18,7 @@ DEVICE = {"device": "stand-in 2.00 ms a step", "step_time_s": 0.002, "step_time_
 
 def fed(fraction: float, interval: list[float], **more) -> dict:
     info = {"steady_fraction_of_ceiling": fraction, "steady_fraction_of_ceiling_ci": interval}
-    return as_saved({**DEVICE, **info, **more})
+    return nested({**DEVICE, **info, **more})
 
 
 def test_a_variant_below_the_ceiling_is_told_where_its_steady_time_goes():

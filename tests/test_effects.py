@@ -11,13 +11,13 @@ from benchmarks.diagnosing.effects import (
     no_gain_lines,
     passes_needed,
 )
-from tests.constructed import as_saved
+from benchmarks.saving.schema import nested
 
 PRECISION = 0.05
 
 
 def trained(value: float, low: float, high: float, input_bound: float = 0.5, **more) -> dict:
-    return as_saved(
+    return nested(
         {
             "kind": "training",
             "batch_size": 64,
@@ -36,17 +36,13 @@ def lines(metrics: dict) -> list[str]:
 
 
 def test_the_bound_is_what_an_infinitely_fast_input_or_a_perfect_overlap_could_give():
-    assert gain_bound(as_saved({"steady_input_bound": 0.5}), overlap_only=False) == pytest.approx(
-        2.0
-    )
-    assert gain_bound(as_saved({"steady_input_bound": 0.5}), overlap_only=True) == pytest.approx(
-        2.0
-    )
+    assert gain_bound(nested({"steady_input_bound": 0.5}), overlap_only=False) == pytest.approx(2.0)
+    assert gain_bound(nested({"steady_input_bound": 0.5}), overlap_only=True) == pytest.approx(2.0)
     # Waiting 90% of the time: a faster input could give 10x, overlap only 1.11x.
-    assert gain_bound(as_saved({"steady_input_bound": 0.9}), overlap_only=False) == pytest.approx(
+    assert gain_bound(nested({"steady_input_bound": 0.9}), overlap_only=False) == pytest.approx(
         10.0
     )
-    assert gain_bound(as_saved({"steady_input_bound": 0.9}), overlap_only=True) == pytest.approx(
+    assert gain_bound(nested({"steady_input_bound": 0.9}), overlap_only=True) == pytest.approx(
         1 / 0.9
     )
 

@@ -250,11 +250,9 @@ def test_the_time_left_counts_every_pass_asked_for_past_the_time_limit():
     assert _remaining(passes, PassPlan(3, 30, 140.0), 120.0, 10.0) == 20.0 + 40.0 - 10.0
 
 
-def test_a_trained_variant_saves_its_estimates_where_it_was_timed_in_the_passes():
-    """Its epoch time is the passes' estimate with its interval, not the median of its
-    runs written and then overwritten; timed on its own, it is the median."""
+def naive_and_ceiling_in_passes():
+    """A run's records of `naive` and the ceiling, trained in three constructed passes."""
     from benchmarks.measuring.records import RunRecords
-    from benchmarks.run.result import derive
 
     seconds = {CEILING: [1.0, 1.3, 1.0], Trial("training", "naive"): [4.0, 6.0, 4.4]}
     passes = constructed_passes(seconds)
@@ -262,6 +260,15 @@ def test_a_trained_variant_saves_its_estimates_where_it_was_timed_in_the_passes(
     records.passes = passes
     for trial in seconds:
         records.training(trial.variant, trial.variant, passes.of(trial), kind=trial.kind)
+    return records, passes
+
+
+def test_a_trained_variant_saves_its_estimates_where_it_was_timed_in_the_passes():
+    """Its epoch time is the passes' estimate with its interval, not the median of its
+    runs written and then overwritten; timed on its own, it is the median."""
+    from benchmarks.run.result import derive
+
+    records, passes = naive_and_ceiling_in_passes()
     records.training("served", "naive_service", passes.of(Trial("training", "naive")))
     metrics = derive(records).metrics
     estimate = pass_figures(passes)[Trial("training", "naive")].epoch_s
@@ -276,16 +283,10 @@ def test_a_record_saves_each_metric_as_one_value_with_its_interval_and_samples()
     """Schema 4: a figure timed in the passes keeps its value, interval and one sample a
     pass together; one recorded per run, its value and one sample a run; what is not a
     declared metric stays as recorded, and nothing is left in the old flat layout."""
-    from benchmarks.measuring.records import RunRecords
     from benchmarks.run.result import derive
     from benchmarks.saving.metrics import EXAMPLES_PER_S, FRACTION_OF_CEILING
 
-    seconds = {CEILING: [1.0, 1.3, 1.0], Trial("training", "naive"): [4.0, 6.0, 4.4]}
-    passes = constructed_passes(seconds)
-    records = RunRecords(dict)
-    records.passes = passes
-    for trial in seconds:
-        records.training(trial.variant, trial.variant, passes.of(trial), kind=trial.kind)
+    records, passes = naive_and_ceiling_in_passes()
     info = derive(records).metrics["naive"]
     fraction = pass_figures(passes)[Trial("training", "naive")].fraction_of_ceiling
     assert FRACTION_OF_CEILING.estimate_of(info).value == fraction.value

@@ -16,9 +16,10 @@ from benchmarks.diagnosing.runtime_view import (
 )
 from benchmarks.measuring.pass_figures import pass_figures
 from benchmarks.measuring.passes import UNOBSERVED, Trial
+from benchmarks.saving.schema import nested
 from models.trainer import EpochStats
 from pipelines.observing.runtime_model import RuntimeModel, RuntimeNode
-from tests.constructed import as_saved, constructed_passes
+from tests.constructed import constructed_passes
 
 KINDS = {
     "read": "read",
@@ -55,7 +56,7 @@ def test_shares_are_of_the_later_epochs_and_of_the_first_apart():
     assert info["first_epoch_limiting"] == "read"
     # A prefetch's or a shuffle's own time is shown, not weighed.
     assert info["first_epoch_shares"]["read"] == pytest.approx(0.6)
-    line = runtime_line("cached", as_saved({"runtime": info, "steady_input_bound": 0.5}), None)
+    line = runtime_line("cached", nested({"runtime": info, "steady_input_bound": 0.5}), None)
     assert line.startswith(
         "cached: busiest stage map(augment) (100% of the input work in later epochs;"
         " the first epoch's: read); no timeline to compare"
@@ -90,7 +91,7 @@ def test_the_timeline_is_compared_over_its_own_epochs_with_both_shares():
 
 def test_a_device_bound_run_says_the_device_limits():
     info = view({"read": 1.0})
-    line = runtime_line("fast", as_saved({"runtime": info, "steady_input_bound": 0.01}), None)
+    line = runtime_line("fast", nested({"runtime": info, "steady_input_bound": 0.01}), None)
     assert "busiest stage read (100% of the input work), but the device limits" in line
     assert "input waits 1%" in line
 

@@ -37,7 +37,7 @@ from benchmarks.saving.metrics import (
     TEST_ACCURACY,
     TRACING_OVERHEAD,
     YARDSTICK,
-    saved,
+    nest,
 )
 from benchmarks.saving.schema import Kind
 from models.trainer import EpochStats, input_bound_of
@@ -67,8 +67,7 @@ def _as_extra_info(
         raise ValueError(f"{record.variant}: samples of undeclared figures {sorted(undeclared)}")
     info = {**record.setting, "kind": record.kind, "variant": record.variant}
     info.update({name: value for name, value in figures.items() if name not in DECLARED})
-    for name in (figures.keys() | samples.keys()) & DECLARED.keys():
-        info[name] = saved(figures.get(name), samples=samples.get(name))
+    info.update(nest(figures, samples))
     paired = getattr(record, "paired", None)
     if paired is not None:
         estimated = paired.saved()

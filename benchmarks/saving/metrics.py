@@ -39,21 +39,12 @@ class Pairing(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True)
 class Saved:
-    """A metric's figure as a run saves it: its value, its 95% interval where one was
-    measured, and its samples (one per pass or per round) where they were kept."""
+    """A metric's figure as a run saves it (`saved`): its value, its 95% interval where
+    one was measured, and its samples (one per pass or per round) where they were kept."""
 
     value: Any = None
     interval: tuple[float, float] | None = None
     samples: tuple[float, ...] | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        """The nested value saved in ``extra_info``: only the parts that were measured."""
-        parts = {
-            VALUE: self.value,
-            INTERVAL: None if self.interval is None else list(self.interval),
-            SAMPLES: None if self.samples is None else list(self.samples),
-        }
-        return {key: part for key, part in parts.items() if part is not None}
 
     @classmethod
     def from_json(cls, saved: Mapping[str, Any]) -> Saved:
@@ -71,9 +62,28 @@ def saved(
     interval: Sequence[float] | None = None,
     samples: Sequence[float] | None = None,
 ) -> dict[str, Any]:
-    """A figure's nested value for ``extra_info`` (`Saved.to_json`)."""
-    low_high = None if interval is None else (interval[0], interval[1])
-    return Saved(value, low_high, None if samples is None else tuple(samples)).to_json()
+    """A figure's nested value for ``extra_info``: only the parts that were measured (read
+    back as a `Saved`)."""
+    parts = {
+        VALUE: value,
+        INTERVAL: None if interval is None else list(interval),
+        SAMPLES: None if samples is None else list(samples),
+    }
+    return {key: part for key, part in parts.items() if part is not None}
+
+
+def nest(
+    values: Mapping[str, Any],
+    samples: Mapping[str, Sequence[float]],
+    intervals: Mapping[str, Sequence[float] | None] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Each declared metric among ``values`` and ``samples`` (by name) as its nested value,
+    with its interval from ``intervals``; what is not a declared metric is left out."""
+    intervals = intervals or {}
+    return {
+        name: saved(values.get(name), intervals.get(name), samples.get(name))
+        for name in (values.keys() | samples.keys()) & DECLARED.keys()
+    }
 
 
 @dataclasses.dataclass(frozen=True)

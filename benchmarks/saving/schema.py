@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from benchmarks.saving.metrics import DECLARED, INTERVAL, SAMPLES, VALUE, saved
+from benchmarks.saving.metrics import DECLARED, INTERVAL, SAMPLES, VALUE, nest
 from benchmarks.saving.storage import read_run
 from pipelines.errors import DataError
 
@@ -150,11 +150,11 @@ def nested(info: Mapping[str, Any]) -> dict[str, Any]:
     ``samples``, as saved."""
     figures = dict(info)
     samples = dict(figures.pop(SAMPLES, None) or {})
-    for name in (figures.keys() | samples.keys()) & DECLARED.keys():
-        interval = figures.pop(f"{name}_ci", None)
-        figures[name] = saved(figures.get(name), interval, samples.pop(name, None))
-    if samples:
-        figures[SAMPLES] = samples
+    intervals = {name: figures.pop(f"{name}_ci") for name in DECLARED if f"{name}_ci" in figures}
+    figures.update(nest(figures, samples, intervals))
+    retired = {name: values for name, values in samples.items() if name not in DECLARED}
+    if retired:
+        figures[SAMPLES] = retired
     return figures
 
 
